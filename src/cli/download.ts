@@ -1,0 +1,60 @@
+import { Command } from 'commander';
+import { z } from 'zod';
+import { downloadDataset, OFFICIAL_URL } from '../data/download.js';
+import { CifarError } from '../errors.js';
+import { downloadJson, formatDownload } from '../report/download.js';
+import { createProgress } from '../report/progress.js';
+import { action } from './run.js';
+
+const Options = z.object({
+  dir: z.string().min(1),
+  url: z.string().url({ message: 'expected an http(s) URL' }).optional(),
+  md5: z
+    .string()
+    .regex(/^[0-9a-fA-F]{32}$/, { message: 'expected 32 hexadecimal digits' })
+    .optional(),
+  from: z.string().min(1).optional(),
+  force: z.boolean().default(false),
+  quiet: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+export function downloadCommand(): Command {
+  return new Command('download')
+    .description('download CIFAR-10 (or import an archive) into <dir>/cifar-10-batches-bin, verified and atomic')
+    .option('--dir <dir>', 'data directory', 'data')
+    .option('--url <url>', `archive URL of a mirror (default ${OFFICIAL_URL})`)
+    .option('--md5 <hex>', "expected md5 of the archive (the official one by default)")
+    .option('--from <path-or-url>', 'a local file or URL: the binary release, or an image-folder archive <root>/{train,test}/<class>/*')
+    .option('--force', 'redo it even when a valid dataset is present')
+    .option('--quiet', 'no progress output')
+    .option('--json', 'print one JSON object with the result')
+    .action(
+      action(async ({ signal }, raw: Record<string, unknown>) => {
+        const parsed = Options.safeParse(raw);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          throw new CifarError('USAGE', `--${String(issue.path[0])} ${String(raw[String(issue.path[0])])}: ${issue.message}`);
+        }
+        const opts = parsed.data;
+        if (opts.from && opts.url) throw new CifarError('USAGE', '--from and --url are two sources: give one');
+        const progress = createProgress({
+          quiet: opts.quiet,
+          bytePhases: ['download', 'checksum', 'read'],
+          labels: { download: 'download', checksum: 'md5', read: 'extract', decode: 'decode', write: 'verify' },
+        });
+        try {
+          const result = await downloadDataset({
+            ...opts,
+            signal,
+            onProgress: (phase, done, total) => progress.update(phase, done, total),
+            onNote: (message) => progress.note(message),
+          });
+          progress.stop();
+          process.stdout.write(opts.json ? downloadJson(result) : formatDownload(result));
+        } finally {
+          progress.stop();
+        }
+      }),
+    );
+}
