@@ -1,0 +1,251 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { CifarError, fromSystemError } from '../errors.js';
+import { readArchive } from './archive.js';
+import {
+  BATCH_FILES,
+  DATASET_FOLDER,
+  META_FILE,
+  STATS_FILE,
+  computeStats,
+  datasetPath,
+  inspectBatch,
+  inspectDataset,
+  type ChannelStats,
+  type DatasetSummary,
+} from './cifar-binary.js';
+import { CLASSES } from './classes.js';
+import { fetchToFile, type FetchOptions } from './fetch.js';
+import { importImageFolder } from './image-folder.js';
+import { detectLayout } from './layout.js';
+
+/** The official binary release and its published md5. */
+export const OFFICIAL_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
+export const OFFICIAL_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
+/** Written beside the batch files: where the dataset came from and what it holds. */
+export const MANIFEST_FILE = 'manifest.json';
+
+export type DownloadPhase = 'download' | 'checksum' | 'read' | 'decode' | 'write';
+
+export interface DownloadOptions {
+  /** Data directory; the dataset lands in `<dir>/cifar-10-batches-bin`. */
+  dir: string;
+  /** Archive URL (default: the official release). */
+  url?: string;
+  /** Expected md5 of the archive; the official one by default, none for other sources unless given. */
+  md5?: string;
+  /** A local archive or a URL of one, in either layout, instead of `url`. */
+  from?: string;
+  /** Rebuild even when a valid dataset is present. */
+  force?: boolean;
+  signal?: AbortSignal;
+  /** Progress of a phase: units done and total (bytes or images; total undefined if unknown). */
+  onProgress?: (phase: DownloadPhase, done: number, total: number | undefined) => void;
+  /** One-line notes worth showing (retries, resumed downloads, rebuilding a broken dataset). */
+  onNote?: (message: string) => void;
+  fetch?: Pick<FetchOptions, 'retries' | 'retryDelayMs' | 'idleTimeoutMs'>;
+}
+
+export interface DownloadResult extends DatasetSummary {
+  /** True when a valid dataset was already there and nothing was done. */
+  alreadyPresent: boolean;
+  source: string;
+  format: 'binary' | 'image-folder' | 'existing';
+  /** Images of another size that were cropped and resized to 32×32 (image folders only). */
+  resized: number;
+  md5: string | undefined;
+  stats: ChannelStats;
+  seconds: number;
+}
+
+/**
+ * Make `<dir>/cifar-10-batches-bin` hold a complete, verified CIFAR-10 dataset in the official
+ * binary layout, from the official release, a mirror, or a local/remote archive in either the
+ * binary or the image-folder layout. Work happens in a temporary folder that is renamed into
+ * place only once everything is verified: a failure never leaves a partial dataset and never
+ * destroys a valid one.
+ */
+export async function downloadDataset(options: DownloadOptions): Promise<DownloadResult> {
+  const started = performance.now();
+  const dir = resolve(options.dir);
+  const target = datasetPath(dir);
+  const seconds = () => Math.round((performance.now() - started) / 10) / 100;
+  if (!options.force) {
+    const existing = await inspectExisting(target, options.onNote);
+    if (existing) {
+      return { ...existing.summary, alreadyPresent: true, source: existing.source, format: 'existing', resized: 0, md5: undefined, stats: existing.stats, seconds: seconds() };
+    }
+  }
+  await mkdir(dir, { recursive: true }).catch((err) => {
+    throw fromSystemError(err, dir);
+  });
+  const { archive, source, md5, downloaded } = await obtainArchive(dir, options);
+  const tmp = join(dir, `.${DATASET_FOLDER}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
+  try {
+    throwIfAborted(options.signal);
+    const archiveBytes = (await stat(archive)).size;
+    const entries = await readArchive(archive, {
+      signal: options.signal,
+      onBytes: (n) => options.onProgress?.('read', n, archiveBytes),
+    });
+    const layout = detectLayout(entries, source);
+    await mkdir(tmp);
+    let resized = 0;
+    if (layout.kind === 'binary') {
+      for (const file of BATCH_FILES) {
+        const bytes = entries.get(layout.files[file]!)!;
+        inspectBatch(file, bytes);
+        await writeFile(join(tmp, file), bytes);
+      }
+      await writeFile(join(tmp, META_FILE), layout.meta ? entries.get(layout.meta)! : metaText());
+    } else {
+      const imported = await importImageFolder(layout, entries, {
+        signal: options.signal,
+        onImages: (done, total) => options.onProgress?.('decode', done, total),
+      });
+      resized = imported.resized;
+      for (const [file, bytes] of imported.files) await writeFile(join(tmp, file), bytes);
+      await writeFile(join(tmp, META_FILE), metaText());
+    }
+    throwIfAborted(options.signal);
+    options.onProgress?.('write', 0, undefined);
+    const summary = await inspectDataset(tmp);
+    const stats = await computeStats(tmp);
+    await writeFile(join(tmp, STATS_FILE), JSON.stringify(stats, null, 2) + '\n');
+    const format = layout.kind;
+    await writeFile(
+      join(tmp, MANIFEST_FILE),
+      JSON.stringify({ source, format, md5, resized, counts: summary.counts, perClass: summary.perClass, sha256: summary.sha256, createdAt: new Date().toISOString() }, null, 2) + '\n',
+    );
+    throwIfAborted(options.signal);
+    await swapInto(tmp, target);
+    if (downloaded) await rm(archive, { force: true });
+    return { ...summary, path: target, alreadyPresent: false, source, format, resized, md5, stats, seconds: seconds() };
+  } catch (err) {
+    throw fromSystemError(err, target);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** A valid dataset already in place, or undefined (noting why an existing one is not usable). */
+async function inspectExisting(target: string, onNote?: (m: string) => void) {
+  try {
+    await stat(target);
+  } catch {
+    return undefined;
+  }
+  try {
+    const summary = await inspectDataset(target);
+    const stats = await computeStatsOnce(target);
+    const manifest = await readJson<{ source?: string }>(join(target, MANIFEST_FILE));
+    return { summary, stats, source: manifest?.source ?? target };
+  } catch (err) {
+    onNote?.(`the dataset at ${target} is not usable (${(err as Error).message}); rebuilding it`);
+    return undefined;
+  }
+}
+
+async function computeStatsOnce(target: string): Promise<ChannelStats> {
+  const stored = await readJson<ChannelStats>(join(target, STATS_FILE));
+  if (stored) return stored;
+  const stats = await computeStats(target);
+  await writeFile(join(target, STATS_FILE), JSON.stringify(stats, null, 2) + '\n').catch(() => {});
+  return stats;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Obtained {
+  archive: string;
+  source: string;
+  md5: string | undefined;
+  /** The archive is our own download, to delete once installed. */
+  downloaded: boolean;
+}
+
+async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obtained> {
+  const from = options.from;
+  const isUrl = (s: string) => /^https?:\/\//i.test(s);
+  if (from !== undefined && !isUrl(from)) {
+    const path = resolve(from);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw new CifarError('USAGE', `--from ${from}: no such file`);
+    if (!info.isFile()) throw new CifarError('USAGE', `--from ${from}: not a file (give a .tar or .tar.gz archive)`);
+    if (options.md5) await verifyMd5(path, options.md5, from, options);
+    return { archive: path, source: path, md5: options.md5?.toLowerCase(), downloaded: false };
+  }
+  const url = from ?? options.url ?? OFFICIAL_URL;
+  const md5 = options.md5 ?? (url === OFFICIAL_URL ? OFFICIAL_MD5 : undefined);
+  const cache = join(dir, '.downloads');
+  await mkdir(cache, { recursive: true }).catch((err) => {
+    throw fromSystemError(err, cache);
+  });
+  const name = basename(new URL(url).pathname) || 'archive';
+  const part = join(cache, `${createHash('sha1').update(url).digest('hex').slice(0, 8)}-${name}.part`);
+  const got = await fetchToFile(url, part, {
+    ...options.fetch,
+    signal: options.signal,
+    onProgress: (bytes, total) => options.onProgress?.('download', bytes, total),
+    onRetry: (reason, attempt, delay) => options.onNote?.(`download interrupted (${reason}); retry ${attempt} in ${delay / 1000}s`),
+  });
+  if (got.resumed) options.onNote?.('resumed a partial download');
+  if (md5) {
+    try {
+      await verifyMd5(part, md5, url, options);
+    } catch (err) {
+      // A corrupt download must not be resumed next time.
+      await rm(part, { force: true });
+      throw err;
+    }
+  }
+  return { archive: part, source: url, md5: md5?.toLowerCase(), downloaded: true };
+}
+
+async function verifyMd5(path: string, expected: string, label: string, options: DownloadOptions): Promise<void> {
+  if (!/^[0-9a-f]{32}$/i.test(expected)) throw new CifarError('USAGE', `--md5 ${expected}: expected 32 hexadecimal digits`);
+  const hash = createHash('md5');
+  let done = 0;
+  const total = (await stat(path)).size;
+  for await (const chunk of createReadStream(path, { signal: options.signal })) {
+    hash.update(chunk as Buffer);
+    done += (chunk as Buffer).length;
+    options.onProgress?.('checksum', done, total);
+  }
+  const actual = hash.digest('hex');
+  if (actual !== expected.toLowerCase()) {
+    throw new CifarError('CHECKSUM_MISMATCH', `${label}: md5 ${actual} does not match the expected ${expected.toLowerCase()}`, {
+      hint: 'the file is corrupt or not the archive you meant; nothing was installed',
+    });
+  }
+}
+
+/** Put `tmp` at `target`, keeping any earlier dataset until the new one is in place. */
+async function swapInto(tmp: string, target: string): Promise<void> {
+  const old = `${target}.old-${process.pid}`;
+  const hadOld = await stat(target).then(() => true, () => false);
+  if (hadOld) await rename(target, old);
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    if (hadOld) await rename(old, target);
+    throw err;
+  }
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+function metaText(): string {
+  return CLASSES.join('\n') + '\n\n';
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CifarError('ABORTED', 'interrupted');
+}

@@ -1,0 +1,102 @@
+import { posix } from 'node:path';
+import { CifarError } from '../errors.js';
+import { BATCH_FILES, META_FILE, type SplitName } from './cifar-binary.js';
+import { CLASSES, classIndex } from './classes.js';
+import type { ArchiveEntries } from './archive.js';
+
+/** The official binary release: the six batch files, found in one folder of the archive. */
+export interface BinaryLayout {
+  kind: 'binary';
+  /** Archive path of each batch file, by file name. */
+  files: Record<string, string>;
+  /** Archive path of batches.meta.txt when present. */
+  meta: string | undefined;
+}
+
+export interface ImageFile {
+  /** Path inside the archive, for error messages. */
+  path: string;
+  label: number;
+}
+
+/** An image-folder archive: `<root>/{train,test}/<class>/<image>`. */
+export interface ImageFolderLayout {
+  kind: 'image-folder';
+  root: string;
+  splits: Record<SplitName, ImageFile[]>;
+}
+
+export type ArchiveLayout = BinaryLayout | ImageFolderLayout;
+
+const BATCH_RE = /^(data_batch_[1-5]|test_batch)\.bin$/;
+const IMAGE_RE = /^(?:(.*)\/)?(train|test)\/([^/]+)\/([^/]+)$/;
+
+/** Files that archivers add and nobody means as data. */
+function isJunk(path: string): boolean {
+  return path.split('/').some((part) => part.startsWith('.') || part === '__MACOSX' || part === 'Thumbs.db');
+}
+
+/**
+ * Tell from an archive's files which layout it has: the binary release (batch files) or an image
+ * folder (train/test/<class>/...). The name of the archive plays no part.
+ */
+export function detectLayout(entries: ArchiveEntries, source: string): ArchiveLayout {
+  const paths = [...entries.keys()].filter((p) => !isJunk(p));
+  const batches = paths.filter((p) => BATCH_RE.test(posix.basename(p)));
+  if (batches.length > 0) return binaryLayout(batches, paths, source);
+  const images = paths.map((p) => ({ p, m: IMAGE_RE.exec(p) })).filter((x) => x.m !== null);
+  if (images.length > 0) return imageFolderLayout(images as { p: string; m: RegExpExecArray }[], source);
+  throw new CifarError(
+    'ARCHIVE_INVALID',
+    `${source}: neither the CIFAR-10 binary layout (data_batch_1.bin … test_batch.bin) nor an image folder (<root>/train/<class>/<image>) is in this archive`,
+  );
+}
+
+function binaryLayout(batches: string[], paths: string[], source: string): BinaryLayout {
+  const folders = new Set(batches.map((p) => posix.dirname(p)));
+  if (folders.size > 1) {
+    throw new CifarError('ARCHIVE_INVALID', `${source}: batch files in more than one folder (${[...folders].join(', ')})`);
+  }
+  const folder = [...folders][0]!;
+  const join = (f: string) => (folder === '.' ? f : `${folder}/${f}`);
+  const missing = BATCH_FILES.filter((f) => !batches.includes(join(f)));
+  if (missing.length > 0) {
+    throw new CifarError('ARCHIVE_INVALID', `${source}: incomplete CIFAR-10 binary archive, missing ${missing.join(', ')}`);
+  }
+  const meta = paths.includes(join(META_FILE)) ? join(META_FILE) : undefined;
+  return { kind: 'binary', files: Object.fromEntries(BATCH_FILES.map((f) => [f, join(f)])), meta };
+}
+
+function imageFolderLayout(images: { p: string; m: RegExpExecArray }[], source: string): ImageFolderLayout {
+  const roots = new Set(images.map(({ m }) => m[1] ?? ''));
+  if (roots.size > 1) {
+    throw new CifarError('ARCHIVE_INVALID', `${source}: more than one image-folder root (${[...roots].map((r) => r || '.').join(', ')})`);
+  }
+  const root = [...roots][0]!;
+  const splits: Record<SplitName, ImageFile[]> = { train: [], test: [] };
+  for (const { p, m } of images) {
+    const split = m[2] as SplitName;
+    const cls = m[3]!;
+    const label = classIndex(cls);
+    if (label < 0) {
+      throw new CifarError(
+        'UNKNOWN_CLASS',
+        `${p}: class folder "${split}/${cls}" is not one of the ten CIFAR-10 classes (${CLASSES.join(', ')})`,
+      );
+    }
+    splits[split].push({ path: p, label });
+  }
+  for (const split of ['train', 'test'] as const) {
+    const seen = new Set(splits[split].map((f) => f.label));
+    const absent = CLASSES.filter((_, i) => !seen.has(i));
+    if (absent.length === CLASSES.length) {
+      throw new CifarError('ARCHIVE_INVALID', `${source}: the image folder has no ${split}/ split`);
+    }
+    if (absent.length > 0) {
+      throw new CifarError('ARCHIVE_INVALID', `${source}: ${split}/ has no images of ${absent.join(', ')}`);
+    }
+    // Class order, then natural file order (2.png before 10.png): the official order within a class.
+    splits[split].sort((a, b) => a.label - b.label || a.path.localeCompare(b.path, 'en', { numeric: true }));
+  }
+  return { kind: 'image-folder', root, splits };
+}

@@ -1,0 +1,60 @@
+import sharp from 'sharp';
+import { CifarError } from '../errors.js';
+
+/** Side of a CIFAR image in pixels. */
+export const IMAGE_SIZE = 32;
+/** Bytes of one 32×32 RGB image. */
+export const IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3;
+
+export interface PreparedImage {
+  /** 32×32×3 pixels, interleaved RGB (HWC), row-major. */
+  pixels: Uint8Array;
+  /** Size of the decoded source image. */
+  sourceWidth: number;
+  sourceHeight: number;
+  /** True when the source was not already 32×32 and had to be cropped/resized. */
+  resized: boolean;
+}
+
+// Transparent pixels become white: icons and cut-outs on a transparent background are
+// meant to be seen on a light page, and black would read as a dark object.
+const BACKGROUND = { r: 255, g: 255, b: 255 };
+
+/**
+ * Decode any image sharp reads (PNG, JPEG, WebP, GIF, TIFF, AVIF, ...) and turn it into the
+ * network's input: centre-cropped to a square, resized to 32×32, alpha flattened onto white,
+ * greyscale expanded to RGB. The one preprocessing function used by download, predict and serve.
+ *
+ * @example
+ *   const { pixels } = await prepareImage(await readFile('cat.jpg'), 'cat.jpg');
+ */
+export async function prepareImage(data: Uint8Array, name = 'image'): Promise<PreparedImage> {
+  let raw: { data: Buffer; info: sharp.OutputInfo };
+  try {
+    // Decode once at full size; almost every CIFAR image is already 32×32 and needs nothing more.
+    raw = await sharp(data, { failOn: 'error' })
+      .rotate() // honour EXIF orientation of photos
+      .flatten({ background: BACKGROUND })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw new CifarError('INVALID_IMAGE', `${name}: not a decodable image (${shortReason(err)})`, { cause: err });
+  }
+  const { width, height, channels } = raw.info;
+  if (width === IMAGE_SIZE && height === IMAGE_SIZE && channels === 3) {
+    return { pixels: new Uint8Array(raw.data.buffer, raw.data.byteOffset, IMAGE_BYTES), sourceWidth: width, sourceHeight: height, resized: false };
+  }
+  const resized = await sharp(raw.data, { raw: { width, height, channels } })
+    .resize(IMAGE_SIZE, IMAGE_SIZE, { fit: 'cover', position: 'centre', kernel: 'lanczos3' })
+    .removeAlpha()
+    .raw()
+    .toBuffer();
+  return { pixels: new Uint8Array(resized.buffer, resized.byteOffset, IMAGE_BYTES), sourceWidth: width, sourceHeight: height, resized: true };
+}
+
+function shortReason(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.replace(/^Input buffer /, '').slice(0, 160);
+}

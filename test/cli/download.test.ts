@@ -1,0 +1,105 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeBinaryArchive, tempDir } from '../helpers/fixtures.js';
+import { runCli } from '../helpers/cli.js';
+import { startFileServer } from '../helpers/server.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+});
+afterEach(() => cleanup());
+
+const noStack = (s: string) => expect(s).not.toMatch(/^\s+at /m);
+
+describe('cifar download (CLI)', () => {
+  it('imports a local archive, prints one JSON object with --json and plain progress lines on a non-TTY', async () => {
+    const archive = await makeBinaryArchive(dir, 'a.tgz');
+    const res = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--json']);
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout);
+    expect(out).toMatchObject({ counts: { train: 100, test: 20 }, alreadyPresent: false, format: 'binary' });
+    expect(Object.keys(out.sha256)).toHaveLength(6);
+    expect(out.perClass.test.airplane).toBe(2);
+    expect(typeof out.seconds).toBe('number');
+    expect(res.stderr).toMatch(/^extract: /m);
+    expect(res.stderr).not.toMatch(/\x1b\[/);
+  });
+
+  it('says the dataset is already there and exits 0 on a second run', async () => {
+    const archive = await makeBinaryArchive(dir, 'a.tgz');
+    const args = ['download', '--dir', join(dir, 'data'), '--from', archive];
+    expect((await runCli(args)).code).toBe(0);
+    const again = await runCli(args);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already complete/);
+  });
+
+  it('prints nothing on stderr with --quiet', async () => {
+    const archive = await makeBinaryArchive(dir, 'a.tgz');
+    const res = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--quiet']);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toBe('');
+    expect(res.stdout).toMatch(/train 100, test 20/);
+  });
+
+  it('exits 1 with one error line and no stack on an md5 mismatch', async () => {
+    const archive = await makeBinaryArchive(dir, 'a.tgz');
+    const res = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--md5', 'f'.repeat(32), '--quiet']);
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toMatch(/^error: .*md5 [0-9a-f]{32} does not match the expected f{32}/);
+    noStack(res.stderr);
+    expect(existsSync(join(dir, 'data', 'cifar-10-batches-bin'))).toBe(false);
+  });
+
+  it('exits 2 on usage errors: a missing --from file, a malformed --md5, two sources', async () => {
+    for (const args of [
+      ['--from', join(dir, 'nope.tgz')],
+      ['--md5', 'xyz'],
+      ['--from', join(dir, 'x'), '--url', 'http://127.0.0.1:9/x'],
+    ]) {
+      const res = await runCli(['download', '--dir', join(dir, 'data'), ...args]);
+      expect(res.code, args.join(' ')).toBe(2);
+      expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
+
+  it('on Ctrl-C exits 130, installs nothing and keeps the partial download for a resume', async () => {
+    const archive = await readFile(await makeBinaryArchive(dir, 'served.tgz'));
+    const server = await startFileServer({ '/a.tgz': archive }, { stallAfterBytes: 2000 });
+    const data = join(dir, 'data');
+    try {
+      const res = await runCli(['download', '--dir', data, '--url', `${server.url}/a.tgz`], {
+        onStart: (child) => {
+          const poll = setInterval(async () => {
+            const parts = await readdir(join(data, '.downloads')).catch(() => []);
+            const size = parts[0] ? (await stat(join(data, '.downloads', parts[0])).catch(() => ({ size: 0 }))).size : 0;
+            if (size >= 2000) {
+              clearInterval(poll);
+              child.kill('SIGINT');
+            }
+          }, 50);
+        },
+      });
+      expect(res.code).toBe(130);
+      expect(res.stderr).toMatch(/^error: .*interrupted/m);
+      noStack(res.stderr);
+      expect(existsSync(join(data, 'cifar-10-batches-bin'))).toBe(false);
+      expect((await readdir(data)).filter((n) => n.startsWith('.cifar'))).toEqual([]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('the commands of later milestones say they are not built and exit 2', async () => {
+    for (const cmd of ['train', 'eval', 'predict', 'serve', 'bench']) {
+      const res = await runCli([cmd, '--anything']);
+      expect(res.code, cmd).toBe(2);
+      expect(res.stderr).toMatch(new RegExp(`cifar ${cmd}\` is not built yet`));
+    }
+  });
+});

@@ -1,0 +1,87 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as tar from 'tar';
+import { RECORD_BYTES, TEST_FILES, TRAIN_FILES } from '../../src/data/cifar-binary.js';
+import { CLASSES } from '../../src/data/classes.js';
+
+/** A fresh temporary folder, removed by the returned cleanup. */
+export async function tempDir(prefix = 'cifar-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** `n` records with labels cycling 0..9 and pixel bytes that depend on the record and seed. */
+export function makeRecords(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n * RECORD_BYTES);
+  for (let r = 0; r < n; r++) {
+    out[r * RECORD_BYTES] = (r + seed) % 10;
+    for (let i = 1; i < RECORD_BYTES; i++) out[r * RECORD_BYTES + i] = (r * 31 + i * 7 + seed * 13) & 0xff;
+  }
+  return out;
+}
+
+export interface BinaryArchiveOptions {
+  recordsPerBatch?: number;
+  /** Replace a file's bytes (e.g. to corrupt it) or drop it with null. */
+  override?: Record<string, Uint8Array | null>;
+  gzip?: boolean;
+  folder?: string;
+}
+
+/** Build a small archive in the official binary layout; returns its path. */
+export async function makeBinaryArchive(dir: string, name: string, options: BinaryArchiveOptions = {}): Promise<string> {
+  const per = options.recordsPerBatch ?? 20;
+  const folder = options.folder ?? 'cifar-10-batches-bin';
+  const src = join(dir, `${name}-src`);
+  await mkdir(join(src, folder), { recursive: true });
+  const files: Record<string, Uint8Array | null> = {};
+  [...TRAIN_FILES, ...TEST_FILES].forEach((f, i) => (files[f] = makeRecords(per, i + 1)));
+  files['batches.meta.txt'] = new TextEncoder().encode(CLASSES.join('\n') + '\n\n');
+  Object.assign(files, options.override ?? {});
+  for (const [f, bytes] of Object.entries(files)) if (bytes) await writeFile(join(src, folder, f), bytes);
+  const file = join(dir, name);
+  await tar.c({ gzip: options.gzip ?? true, file, cwd: src, portable: true }, [folder]);
+  return file;
+}
+
+export interface ImageSpec {
+  split: 'train' | 'test';
+  cls: string;
+  name: string;
+  /** Encoded file contents. */
+  data: Buffer;
+}
+
+/** A solid-colour PNG whose colour encodes (class, index) so it can be recognised after import. */
+export async function solidPng(label: number, index: number, size = 32, channels: 3 | 4 = 3): Promise<Buffer> {
+  const colour = { r: label * 20, g: index * 3, b: 255 - label * 20, ...(channels === 4 ? { alpha: 1 } : {}) };
+  return sharp({ create: { width: size, height: size, channels, background: colour } }).png().toBuffer();
+}
+
+/** The standard small image-folder: `perClass` train and test PNGs of each class. */
+export async function standardImages(perClass = 2): Promise<ImageSpec[]> {
+  const specs: ImageSpec[] = [];
+  for (const split of ['train', 'test'] as const) {
+    for (let label = 0; label < CLASSES.length; label++) {
+      for (let i = 0; i < perClass; i++) {
+        specs.push({ split, cls: CLASSES[label]!, name: `${i}.png`, data: await solidPng(label, i + (split === 'test' ? 50 : 0)) });
+      }
+    }
+  }
+  return specs;
+}
+
+/** Build an image-folder archive `<root>/<split>/<class>/<name>`; returns its path. */
+export async function makeImageFolderArchive(dir: string, name: string, images: ImageSpec[], root = 'cifar-10-images'): Promise<string> {
+  const src = join(dir, `${name}-src`);
+  for (const img of images) {
+    const folder = join(src, root, img.split, img.cls);
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, img.name), img.data);
+  }
+  const file = join(dir, name);
+  await tar.c({ gzip: true, file, cwd: src, portable: true }, [root]);
+  return file;
+}
