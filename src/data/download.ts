@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { CifarError, fromSystemError } from '../errors.js';
 import { readArchive } from './archive.js';
@@ -81,9 +81,9 @@ export async function downloadDataset(options: DownloadOptions): Promise<Downloa
   await mkdir(dir, { recursive: true }).catch((err) => {
     throw fromSystemError(err, dir);
   });
-  const { archive, source, md5, downloaded } = await obtainArchive(dir, options);
   const tmp = join(dir, `.${DATASET_FOLDER}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
   try {
+    const { archive, source, md5, downloaded } = await obtainArchive(dir, options);
     throwIfAborted(options.signal);
     const archiveBytes = (await stat(archive)).size;
     const entries = await readArchive(archive, {
@@ -127,6 +127,8 @@ export async function downloadDataset(options: DownloadOptions): Promise<Downloa
     throw fromSystemError(err, target);
   } finally {
     await rm(tmp, { recursive: true, force: true });
+    // Drop the download cache folder when nothing is left in it to resume.
+    await rmdir(join(dir, '.downloads')).catch(() => {});
   }
 }
 
