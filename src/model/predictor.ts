@@ -1,0 +1,66 @@
+import * as tf from '@tensorflow/tfjs';
+import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
+
+/** What a served or offline model says about itself. */
+export interface PredictorInfo {
+  name: string;
+  /** Short sha256 of the weights: changes whenever the model does. */
+  version: string;
+  classes: readonly string[];
+  /** The tfjs backend running it. */
+  backend: string;
+}
+
+/**
+ * A loaded model that turns prepared images into class probabilities. The only thing the
+ * server, `cifar predict` and `cifar eval` need from the model layer.
+ */
+export interface Predictor {
+  readonly info: PredictorInfo;
+  /**
+   * Class probabilities for `count` images given back to back as 32×32×3 HWC bytes (what
+   * `prepareImage` returns); the result holds `count × classes` floats, image after image.
+   */
+  predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export interface Normalization {
+  mean: readonly [number, number, number] | readonly number[];
+  std: readonly [number, number, number] | readonly number[];
+}
+
+/**
+ * Wrap a tfjs model that maps normalised NHWC float images to logits as a Predictor:
+ * bytes → [0,1] → per-channel standardisation → logits → softmax, all on the backend.
+ *
+ * @example
+ *   const p = predictorFromModel(model, { mean, std }, { name: 'default', version, classes: CLASSES, backend: tf.getBackend() });
+ *   const probs = await p.predict(pixels, 1);
+ */
+export function predictorFromModel(model: tf.LayersModel, norm: Normalization, info: PredictorInfo): Predictor {
+  const mean = tf.tensor1d([...norm.mean].map((m) => m * 255));
+  const invStd = tf.tensor1d([...norm.std].map((s) => 1 / (s * 255)));
+  return {
+    info,
+    async predict(pixels, count) {
+      if (pixels.length !== count * IMAGE_BYTES) {
+        throw new RangeError(`expected ${count * IMAGE_BYTES} bytes for ${count} images, got ${pixels.length}`);
+      }
+      const probs = tf.tidy(() => {
+        const x = tf.tensor4d(pixels, [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd);
+        return tf.softmax(model.predict(x) as tf.Tensor2D);
+      });
+      try {
+        return (await probs.data()) as Float32Array;
+      } finally {
+        probs.dispose();
+      }
+    },
+    dispose() {
+      mean.dispose();
+      invStd.dispose();
+      model.dispose();
+    },
+  };
+}

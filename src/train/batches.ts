@@ -1,0 +1,55 @@
+import { IMAGE_BYTES } from '../image/preprocess.js';
+import { mulberry32, seededPermutation } from '../data/shuffle.js';
+import { gatherAugmented } from './augment.js';
+
+export interface BatchPlan {
+  /** Training images back to back (HWC bytes) and their labels. */
+  images: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+  batchSize: number;
+  seed: number;
+  cropPadding: number;
+  flip: boolean;
+}
+
+export interface Batch {
+  images: Uint8Array;
+  labels: Uint8Array;
+  size: number;
+}
+
+/** Steps in one epoch: full batches only (a ragged last batch would skew batch-norm statistics). */
+export function stepsPerEpoch(count: number, batchSize: number): number {
+  return Math.max(1, Math.floor(count / batchSize));
+}
+
+// Mix seed, epoch and step into one 32-bit seed so every batch's randomness is a pure function
+// of its position: a resumed run draws exactly what an uninterrupted one would.
+function mix(...parts: number[]): number {
+  let h = 0x811c9dc5;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p >>> 0), 0x01000193);
+    h ^= h >>> 13;
+  }
+  return h >>> 0;
+}
+
+/**
+ * The augmented batch number `step` of epoch `epoch`: a seeded shuffle of the training set per
+ * epoch, then random crop + flip per image. Deterministic in (seed, epoch, step).
+ */
+export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = epochOrder(plan, epoch)): Batch {
+  const size = Math.min(plan.batchSize, plan.count);
+  const indices = order.subarray(step * size, step * size + size);
+  const images = new Uint8Array(size * IMAGE_BYTES);
+  const labels = new Uint8Array(size);
+  for (let i = 0; i < size; i++) labels[i] = plan.labels[indices[i]!]!;
+  gatherAugmented(plan.images, indices, images, mulberry32(mix(plan.seed, epoch, step, 1)), plan.cropPadding, plan.flip);
+  return { images, labels, size };
+}
+
+/** The shuffled order of the training set in an epoch. */
+export function epochOrder(plan: Pick<BatchPlan, 'count' | 'seed'>, epoch: number): Uint32Array {
+  return seededPermutation(plan.count, mix(plan.seed, epoch, 0));
+}

@@ -1,0 +1,82 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { CifarError, fromSystemError } from '../errors.js';
+import type { EpochRecord } from '../report/curves.js';
+import type { TrainConfig } from './config.js';
+
+/** Where a run stands: enough to continue it exactly. */
+export interface TrainState {
+  config: TrainConfig;
+  /** The epoch (0-based) and step within it that run next. */
+  epoch: number;
+  step: number;
+  /** Running sums of the epoch in progress (a checkpoint can fall mid-epoch). */
+  partial: { lossSum: number; correct: number; seen: number; seconds: number };
+  history: EpochRecord[];
+  /** Wall time spent training so far, across resumptions. */
+  trainSeconds: number;
+}
+
+const STATE = 'state.json';
+const TENSORS = 'tensors.bin';
+
+interface TensorIndex {
+  shapes: number[][];
+}
+
+/**
+ * Save the model's weights (trainable and batch-norm statistics, in model order), the optimizer's
+ * velocities and the run state into `<out>/checkpoint`, atomically: a new folder is written
+ * beside the old one and swapped in.
+ */
+export async function saveCheckpoint(out: string, state: TrainState, tensors: tf.Tensor[]): Promise<void> {
+  const dir = join(out, 'checkpoint');
+  const tmp = `${dir}.tmp-${process.pid}`;
+  const old = `${dir}.old-${process.pid}`;
+  try {
+    const arrays = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+    const total = arrays.reduce((n, a) => n + a.length, 0);
+    const blob = new Float32Array(total);
+    let at = 0;
+    for (const a of arrays) {
+      blob.set(a, at);
+      at += a.length;
+    }
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    await writeFile(join(tmp, TENSORS), new Uint8Array(blob.buffer));
+    const index: TensorIndex = { shapes: tensors.map((t) => t.shape) };
+    await writeFile(join(tmp, STATE), JSON.stringify({ ...state, tensors: index }, null, 1));
+    await rename(dir, old).catch(() => {});
+    await rename(tmp, dir);
+    await rm(old, { recursive: true, force: true });
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw fromSystemError(err, `saving checkpoint in ${dir}`);
+  }
+}
+
+/** Read a checkpoint: the state and the saved arrays with their shapes. */
+export async function loadCheckpoint(out: string): Promise<{ state: TrainState; arrays: { shape: number[]; values: Float32Array }[] }> {
+  const dir = join(out, 'checkpoint');
+  let raw: string;
+  try {
+    raw = await readFile(join(dir, STATE), 'utf8');
+  } catch {
+    throw new CifarError('USAGE', `--resume: no checkpoint in ${out}`, { hint: 'start the run without --resume' });
+  }
+  const parsed = JSON.parse(raw) as TrainState & { tensors: TensorIndex };
+  const bytes = await readFile(join(dir, TENSORS));
+  const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  let at = 0;
+  const arrays = parsed.tensors.shapes.map((shape) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = all.slice(at, at + n);
+    at += n;
+    return { shape, values };
+  });
+  if (at !== all.length) throw new CifarError('DATASET_CORRUPT', `${dir}: the checkpoint's tensors do not match its index`);
+  const { tensors: _ignored, ...state } = parsed;
+  return { state, arrays };
+}

@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { CifarError } from '../errors.js';
+
+/**
+ * Everything a training run needs, with its default. A config file is applied over these
+ * defaults, then command-line flags over the file.
+ */
+export const TrainConfigSchema = z
+  .object({
+    /** Model preset (see `cifar train --help` for the list). */
+    model: z.string().default('resnet18-w4'),
+    /** Passes over the training set. */
+    epochs: z.number().int().positive().default(30),
+    /** Images per optimisation step. */
+    batchSize: z.number().int().positive().default(128),
+    /** Peak learning rate of the one-cycle schedule. */
+    lr: z.number().positive().default(0.1),
+    /** Fraction of the steps spent warming the learning rate up from lr/25 (one-cycle). */
+    warmup: z.number().min(0).max(1).default(0.15),
+    /** SGD momentum (Nesterov). */
+    momentum: z.number().min(0).max(1).default(0.9),
+    /** L2 weight decay on conv and dense kernels (not on batch-norm or biases). */
+    weightDecay: z.number().min(0).default(5e-4),
+    /** Label smoothing of the cross-entropy targets. */
+    labelSmoothing: z.number().min(0).max(0.5).default(0.1),
+    /** Random crop with this much zero padding (0 turns it off). */
+    cropPadding: z.number().int().min(0).max(16).default(4),
+    /** Random horizontal flips. */
+    flip: z.boolean().default(true),
+    /** tfjs backend: auto, webgpu, wasm, cpu or tensorflow. */
+    backend: z.enum(['auto', 'webgpu', 'wasm', 'cpu', 'tensorflow']).default('auto'),
+    /** Data directory holding cifar-10-batches-bin/. */
+    data: z.string().default('data'),
+    /** Output folder of the model. */
+    out: z.string().default('models/default'),
+    /** Use only the first N training images (quick runs and tests). */
+    limit: z.number().int().positive().optional(),
+    /** Use only the first N test images for the per-epoch evaluation. */
+    testLimit: z.number().int().positive().optional(),
+    /** Seed of the data order, augmentation and initialisation. */
+    seed: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+export type TrainConfig = z.infer<typeof TrainConfigSchema>;
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
+
+/** Validate a config object, naming the first wrong key. */
+export function parseTrainConfig(input: unknown, source = 'config'): TrainConfig {
+  const parsed = TrainConfigSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    throw new CifarError('CONFIG_INVALID', `${source}: unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')}`, {
+      hint: `valid keys: ${Object.keys(TrainConfigSchema.shape).join(', ')}`,
+    });
+  }
+  throw new CifarError('CONFIG_INVALID', `${source}: "${issue.path.join('.')}" ${issue.message.toLowerCase()}`);
+}
+
+/** Read a JSON config file (its keys are those of TrainConfigSchema). */
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new CifarError('CONFIG_INVALID', `${path}: cannot read the config file`);
+  }
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new CifarError('CONFIG_INVALID', `${path}: not a JSON object (${(err as Error).message})`);
+  }
+}
+
+/** Defaults, then the config file, then the flags that were given. */
+export async function resolveTrainConfig(file: string | undefined, flags: Record<string, unknown>): Promise<TrainConfig> {
+  const fromFile = file ? await readConfigFile(file) : {};
+  const given = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  return parseTrainConfig({ ...fromFile, ...given }, file ?? 'flags');
+}

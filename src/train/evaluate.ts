@@ -1,0 +1,51 @@
+import * as tf from '@tensorflow/tfjs';
+import { IMAGE_BYTES } from '../image/preprocess.js';
+import { normalise } from './step.js';
+
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+  /** Predicted class of every image, in order. */
+  predictions: Uint8Array;
+}
+
+/**
+ * Loss (plain cross-entropy) and accuracy of `model` in inference mode on labelled images,
+ * `batchSize` at a time.
+ */
+export async function evaluateModel(
+  model: tf.LayersModel,
+  data: { images: Uint8Array; labels: Uint8Array; count: number },
+  norm: { mean: readonly number[]; std: readonly number[] },
+  batchSize = 500,
+): Promise<Evaluation> {
+  const mean = tf.tensor1d(norm.mean.map((m) => m * 255));
+  const invStd = tf.tensor1d(norm.std.map((s) => 1 / (s * 255)));
+  const predictions = new Uint8Array(data.count);
+  let lossSum = 0;
+  let correct = 0;
+  try {
+    for (let at = 0; at < data.count; at += batchSize) {
+      const n = Math.min(batchSize, data.count - at);
+      const [loss, pred] = tf.tidy(() => {
+        const x = normalise(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), n, mean, invStd);
+        const y = tf.tensor1d(data.labels.subarray(at, at + n), 'int32');
+        const logits = model.predict(x) as tf.Tensor2D;
+        const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, logits.shape[1]), tf.logSoftmax(logits))));
+        return [ce, tf.argMax(logits, 1)];
+      });
+      lossSum += (await loss.data())[0]!;
+      const p = await pred.data();
+      loss.dispose();
+      pred.dispose();
+      for (let i = 0; i < n; i++) {
+        predictions[at + i] = p[i]!;
+        if (p[i] === data.labels[at + i]) correct++;
+      }
+    }
+  } finally {
+    mean.dispose();
+    invStd.dispose();
+  }
+  return { loss: lossSum / Math.max(1, data.count), accuracy: correct / Math.max(1, data.count), predictions };
+}

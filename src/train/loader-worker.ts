@@ -1,0 +1,13 @@
+// Worker thread of the batch loader: holds the training set and makes augmented batches so the
+// main thread only runs the model (tfjs wasm is single-threaded in Node).
+import { parentPort, workerData } from 'node:worker_threads';
+import { epochOrder, makeBatch, type BatchPlan } from './batches.js';
+
+const plan = workerData as BatchPlan;
+let cached: { epoch: number; order: Uint32Array } | undefined;
+
+parentPort!.on('message', (msg: { id: number; epoch: number; step: number }) => {
+  if (cached?.epoch !== msg.epoch) cached = { epoch: msg.epoch, order: epochOrder(plan, msg.epoch) };
+  const batch = makeBatch(plan, msg.epoch, msg.step, cached.order);
+  parentPort!.postMessage({ id: msg.id, batch }, [batch.images.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer]);
+});

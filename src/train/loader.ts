@@ -1,0 +1,65 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { CifarError } from '../errors.js';
+import { type Batch, type BatchPlan } from './batches.js';
+
+export interface BatchLoader {
+  /**
+   * The batches of an epoch from `fromStep` on, made in a worker thread `prefetch` ahead of the
+   * consumer.
+   */
+  epoch(epoch: number, fromStep: number, steps: number): AsyncGenerator<Batch>;
+  close(): Promise<void>;
+}
+
+/**
+ * Where the compiled worker is. Under vitest this module runs from src/ (TypeScript), which a
+ * worker thread cannot load, so fall back to the build in dist/ (`npm test` builds first).
+ */
+function workerUrl(): URL {
+  const here = new URL('./loader-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new CifarError('NOT_BUILT', 'the batch-loader worker is not built; run `npm run build`');
+}
+
+/** Start a worker that holds the training set (copied once) and makes augmented batches. */
+export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
+  const worker = new Worker(workerUrl(), { workerData: plan });
+  const pending = new Map<number, { resolve: (b: Batch) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  let failure: Error | undefined;
+  worker.on('message', (msg: { id: number; batch: Batch }) => {
+    pending.get(msg.id)?.resolve(msg.batch);
+    pending.delete(msg.id);
+  });
+  worker.on('error', (err) => {
+    failure = err;
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  });
+  const request = (epoch: number, step: number) =>
+    new Promise<Batch>((resolve, reject) => {
+      if (failure) return reject(failure);
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ id, epoch, step });
+    });
+  return {
+    async *epoch(epoch, fromStep, steps) {
+      const queue: Promise<Batch>[] = [];
+      let asked = fromStep;
+      while (asked < steps && queue.length < prefetch) queue.push(request(epoch, asked++));
+      while (queue.length > 0) {
+        const batch = await queue.shift()!;
+        if (asked < steps) queue.push(request(epoch, asked++));
+        yield batch;
+      }
+    },
+    async close() {
+      await worker.terminate();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs';
+import { IMAGE_SIZE } from '../image/preprocess.js';
+
+/** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
+export interface Trainer {
+  /** One step on a batch; returns the summed loss and the number of correct answers (on device). */
+  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number): { lossSum: tf.Scalar; correct: tf.Scalar };
+  /** Everything a checkpoint must hold, in a fixed order: model weights, then velocities. */
+  stateTensors(): tf.Tensor[];
+  /** Put back what `stateTensors` returned (same order and shapes). */
+  restore(arrays: { shape: number[]; values: Float32Array }[]): void;
+  dispose(): void;
+}
+
+export interface TrainerOptions {
+  momentum: number;
+  weightDecay: number;
+  labelSmoothing: number;
+  mean: readonly number[];
+  std: readonly number[];
+  classes: number;
+}
+
+/** Bytes → [0,1] → per-channel standardisation, on the backend. */
+export function normalise(images: Uint8Array, size: number, mean: tf.Tensor1D, invStd: tf.Tensor1D): tf.Tensor4D {
+  return tf.tensor4d(images, [size, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd);
+}
+
+/** Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. */
+export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
+  const target = tf.oneHot(labels, classes).mul(1 - smoothing).add(smoothing / classes);
+  return tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(logits)))).div(logits.shape[0]);
+}
+
+/**
+ * Make the step function for a model. Nesterov momentum as PyTorch's SGD does it
+ * (v = μv + g; w -= lr·(g + μv)) with weight decay added to the gradient of conv and dense
+ * kernels only — batch-norm scales and biases are not decayed.
+ */
+export function createTrainer(model: tf.LayersModel, options: TrainerOptions): Trainer {
+  const mean = tf.tensor1d(options.mean.map((m) => m * 255));
+  const invStd = tf.tensor1d(options.std.map((s) => 1 / (s * 255)));
+  const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
+  const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  return {
+    step(images, labels, size, lr) {
+      return tf.tidy(() => {
+        const x = normalise(images, size, mean, invStd);
+        const y = tf.tensor1d(labels.subarray(0, size), 'int32');
+        let correct: tf.Scalar | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+          correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), y)).toFloat()) as tf.Scalar;
+          return smoothedCrossEntropy(logits, y, options.classes, options.labelSmoothing);
+        }, params.map((p) => p.variable));
+        params.forEach((p, i) => {
+          let g = grads[p.variable.name]!;
+          if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
+          const v = velocities[i]!;
+          const vNext = v.mul(options.momentum).add(g);
+          v.assign(vNext);
+          p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
+        });
+        return { lossSum: value.mul(size) as tf.Scalar, correct: correct! };
+      });
+    },
+    stateTensors() {
+      return [...model.weights.map((w) => w.read()), ...velocities];
+    },
+    restore(arrays) {
+      const targets: tf.Variable[] = [...model.weights.map((w) => w.read() as tf.Variable), ...velocities];
+      if (arrays.length !== targets.length) throw new Error(`checkpoint holds ${arrays.length} tensors, the model needs ${targets.length}`);
+      targets.forEach((t, i) => {
+        const a = arrays[i]!;
+        if (a.shape.join('x') !== t.shape.join('x')) throw new Error(`checkpoint tensor ${i} has shape ${a.shape}, expected ${t.shape}`);
+        tf.tidy(() => t.assign(tf.tensor(a.values, a.shape)));
+      });
+    },
+    dispose() {
+      mean.dispose();
+      invStd.dispose();
+      velocities.forEach((v) => v.dispose());
+    },
+  };
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { IMAGE_BYTES } from '../../src/image/preprocess.js';
+import { gatherAugmented } from '../../src/train/augment.js';
+import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
+import { parseTrainConfig, resolveTrainConfig } from '../../src/train/config.js';
+import { oneCycleLr } from '../../src/train/schedule.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tempDir } from '../helpers/fixtures.js';
+
+/** An image whose pixel (y, x) has R = y, G = x, B = 200. */
+function coordinateImage(): Uint8Array {
+  const img = new Uint8Array(IMAGE_BYTES);
+  for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) img.set([y, x, 200], (y * 32 + x) * 3);
+  return img;
+}
+
+describe('augmentation', () => {
+  it('without padding or flip copies images unchanged', () => {
+    const src = coordinateImage();
+    const out = new Uint8Array(IMAGE_BYTES);
+    gatherAugmented(src, [0], out, Math.random, 0, false);
+    expect(out).toEqual(src);
+  });
+
+  it('crops a zero-padded image: the shift moves pixels and fills the border with zeros', () => {
+    const src = coordinateImage();
+    const out = new Uint8Array(IMAGE_BYTES);
+    // random() = 0 picks the largest shift up-left: output(y,x) = image(y-4, x-4).
+    gatherAugmented(src, [0], out, () => 0, 4, false);
+    expect([...out.subarray(0, 3)]).toEqual([0, 0, 0]);
+    const at = (y: number, x: number) => [...out.subarray((y * 32 + x) * 3, (y * 32 + x) * 3 + 3)];
+    expect(at(4, 4)).toEqual([0, 0, 200]);
+    expect(at(10, 7)).toEqual([6, 3, 200]);
+  });
+
+  it('flips left-right when asked', () => {
+    const src = coordinateImage();
+    const out = new Uint8Array(IMAGE_BYTES);
+    const draws = [0.5, 0.5, 0.1]; // centre crop (dy = dx = 0), then flip
+    gatherAugmented(src, [0], out, () => draws.shift()!, 4, true);
+    expect([...out.subarray(0, 3)]).toEqual([0, 31, 200]);
+  });
+});
+
+describe('batches', () => {
+  const plan = (seed: number): BatchPlan => {
+    const count = 40;
+    const images = new Uint8Array(count * IMAGE_BYTES).map((_, i) => (i * 7) & 0xff);
+    const labels = new Uint8Array(count).map((_, i) => i % 10);
+    return { images, labels, count, batchSize: 16, seed, cropPadding: 4, flip: true };
+  };
+
+  it('drops the ragged last batch', () => {
+    expect(stepsPerEpoch(40, 16)).toBe(2);
+    expect(stepsPerEpoch(10, 16)).toBe(1);
+  });
+
+  it('is a pure function of (seed, epoch, step), so a resumed run sees the same batches', () => {
+    const a = makeBatch(plan(3), 2, 1);
+    const b = makeBatch(plan(3), 2, 1);
+    expect(b.images).toEqual(a.images);
+    expect(b.labels).toEqual(a.labels);
+    expect(makeBatch(plan(3), 3, 1).labels).not.toEqual(a.labels);
+    expect(makeBatch(plan(4), 2, 1).images).not.toEqual(a.images);
+  });
+
+  it('visits each image at most once per epoch', () => {
+    const p = plan(1);
+    const seen = [0, 1].flatMap((s) => [...makeBatch(p, 0, s).labels]);
+    expect(seen).toHaveLength(32);
+    const counts = new Array(10).fill(0);
+    seen.forEach((l) => counts[l]++);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('one-cycle learning rate', () => {
+  it('warms up from lr/25 to lr, then decays by cosine to lr/2500', () => {
+    const total = 1000;
+    expect(oneCycleLr(0, total, 0.1, 0.2)).toBeCloseTo(0.004, 6);
+    expect(oneCycleLr(200, total, 0.1, 0.2)).toBeCloseTo(0.1, 6);
+    expect(oneCycleLr(100, total, 0.1, 0.2)).toBeCloseTo(0.052, 6);
+    expect(oneCycleLr(1000, total, 0.1, 0.2)).toBeCloseTo(0.00004, 8);
+    const mid = oneCycleLr(600, total, 0.1, 0.2);
+    expect(mid).toBeCloseTo(0.00004 + (0.1 - 0.00004) / 2, 6);
+  });
+});
+
+describe('training config', () => {
+  it('fills defaults and lets flags override the file', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const file = join(dir, 'c.json');
+      await writeFile(file, JSON.stringify({ epochs: 7, lr: 0.2 }));
+      const config = await resolveTrainConfig(file, { lr: 0.05, batchSize: undefined });
+      expect(config).toMatchObject({ epochs: 7, lr: 0.05, batchSize: 128, momentum: 0.9, labelSmoothing: 0.1 });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('names an unknown key', () => {
+    expect(() => parseTrainConfig({ epochz: 3 }, 'configs/x.json')).toThrowError(/configs\/x\.json: unknown key "epochz"/);
+  });
+
+  it('names a key with the wrong type', () => {
+    expect(() => parseTrainConfig({ epochs: 'ten' }, 'c.json')).toThrowError(/c\.json: "epochs" /);
+    expect(() => parseTrainConfig({ backend: 'cuda' }, 'c.json')).toThrowError(/"backend"/);
+  });
+});
