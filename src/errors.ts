@@ -18,8 +18,23 @@ export type ErrorCode =
   | 'ABORTED'
   | 'NOT_BUILT'
   | 'MODEL_MISSING'
+  | 'MODEL_INVALID'
   | 'BACKEND_UNAVAILABLE'
-  | 'CONFIG_INVALID';
+  | 'CONFIG_INVALID'
+  // Server-side codes: src/serve/http-errors.ts maps each to an HTTP status.
+  | 'IMAGE_TOO_LARGE'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'TOO_MANY_FILES'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'MISSING_FIELD'
+  | 'BAD_REQUEST'
+  | 'UNAUTHORIZED'
+  | 'NOT_FOUND'
+  | 'OVERLOADED'
+  | 'DEADLINE_EXCEEDED'
+  | 'NOT_READY'
+  | 'REQUEST_TIMEOUT'
+  | 'WORKER_CRASHED';
 
 export class CifarError extends Error {
   readonly code: ErrorCode;

@@ -1,0 +1,134 @@
+/**
+ * Choosing and starting a tfjs backend: `tensorflow` (tfjs-node, if the user installed it),
+ * `webgpu` (Dawn), `wasm` (XNNPACK, SIMD, one thread) or `cpu` (plain JS).
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { CifarError } from '../errors.js';
+import { registerFastGradients } from './gradients.js';
+import { registerWasmKernels } from './wasm-kernels.js';
+import { installWebGpu, probeWebGpu } from './webgpu.js';
+
+export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendRequest = (typeof BACKEND_NAMES)[number];
+export type BackendName = Exclude<BackendRequest, 'auto'>;
+
+/** The backend in use and a one-line reason, e.g. "wasm (SIMD): no WebGPU adapter found". */
+export interface BackendInfo {
+  name: BackendName;
+  reason: string;
+}
+
+type Attempt = { ok: true; detail: string } | { ok: false; reason: string };
+
+const require = createRequire(import.meta.url);
+
+async function startTensorflow(): Promise<Attempt> {
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      // Never a dependency: a variable specifier keeps bundlers and tsc from resolving it.
+      const specifier: string = pkg;
+      await import(specifier);
+    } catch {
+      continue;
+    }
+    // tfjs-node registers into its own copy of tfjs-core when versions differ from ours.
+    if (tf.findBackendFactory('tensorflow') === null) {
+      return { ok: false, reason: `${pkg} is installed but uses a different @tensorflow/tfjs-core` };
+    }
+    if (await tf.setBackend('tensorflow')) return { ok: true, detail: pkg };
+    return { ok: false, reason: `${pkg} failed to initialise` };
+  }
+  return { ok: false, reason: 'tfjs-node not installed' };
+}
+
+async function startWebGpu(): Promise<Attempt> {
+  if (tf.findBackendFactory('webgpu') === null) {
+    const probe = await probeWebGpu();
+    if (!probe.ok) return probe;
+    await installWebGpu(probe.gpu);
+    if (tf.findBackendFactory('webgpu') === null) return { ok: false, reason: 'tfjs-backend-webgpu did not register' };
+  }
+  try {
+    if (await tf.setBackend('webgpu')) return { ok: true, detail: 'Dawn' };
+  } catch (err) {
+    return { ok: false, reason: `WebGPU backend failed to start (${(err as Error).message.split('\n')[0]})` };
+  }
+  return { ok: false, reason: 'WebGPU backend failed to start' };
+}
+
+let wasmConfigured = false;
+
+async function startWasm(): Promise<Attempt> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  if (!wasmConfigured) {
+    // Load the .wasm binaries from the installed package, not from a CDN; one thread, since
+    // the threaded build needs workers and cross-origin isolation that Node does not give it.
+    const dist = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    wasm.setWasmPaths(dist + path.sep);
+    wasmConfigured = true;
+  }
+  registerWasmKernels();
+  try {
+    if (!(await tf.setBackend('wasm'))) return { ok: false, reason: 'wasm backend failed to start' };
+  } catch (err) {
+    return { ok: false, reason: `wasm backend failed to start (${(err as Error).message.split('\n')[0]})` };
+  }
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  return { ok: true, detail: simd ? 'SIMD' : 'no SIMD' };
+}
+
+async function startCpu(): Promise<Attempt> {
+  return (await tf.setBackend('cpu')) ? { ok: true, detail: 'plain JS' } : { ok: false, reason: 'cpu backend failed' };
+}
+
+const STARTERS: Record<BackendName, () => Promise<Attempt>> = {
+  tensorflow: startTensorflow,
+  webgpu: startWebGpu,
+  wasm: startWasm,
+  cpu: startCpu,
+};
+const AUTO_ORDER: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+/**
+ * Starts a backend and returns its name with a one-line reason for the choice.
+ * `auto` tries tensorflow, webgpu, wasm, then cpu; a named backend that cannot start throws
+ * `CifarError('BACKEND_UNAVAILABLE')`.
+ * @example
+ * const { name, reason } = await initBackend('auto'); // { name: 'wasm', reason: 'wasm (SIMD): no WebGPU adapter found' }
+ */
+export async function initBackend(request: BackendRequest): Promise<BackendInfo> {
+  if (!(BACKEND_NAMES as readonly string[]).includes(request)) {
+    throw new CifarError('USAGE', `unknown backend '${request}'`, { hint: `valid choices: ${BACKEND_NAMES.join(', ')}` });
+  }
+  registerFastGradients();
+  // Production mode skips per-op debug checks and silences tfjs' console banners (the
+  // "install tfjs-node" notice): the library must not print.
+  tf.enableProdMode();
+  if (request !== 'auto') {
+    const attempt = await STARTERS[request]();
+    if (!attempt.ok) {
+      throw new CifarError('BACKEND_UNAVAILABLE', `backend ${request} unavailable: ${attempt.reason}`, {
+        hint: 'use --backend auto to pick the best available one',
+      });
+    }
+    return { name: request, reason: `${request} (${attempt.detail}): requested` };
+  }
+  const skipped: string[] = [];
+  for (const name of AUTO_ORDER) {
+    const attempt = await STARTERS[name]();
+    if (attempt.ok) {
+      // tfjs-node being absent is the normal case; mention only what is worth knowing.
+      const why = skipped.filter((r) => r !== 'tfjs-node not installed');
+      const reason = why.length > 0 ? why.join('; ') : name === 'tensorflow' ? 'fastest available' : 'tfjs-node not installed';
+      return { name, reason: `${name} (${attempt.detail}): ${reason}` };
+    }
+    skipped.push(attempt.reason);
+  }
+  throw new CifarError('BACKEND_UNAVAILABLE', `no tfjs backend could start: ${skipped.join('; ')}`);
+}
+
+export { registerWasmKernels } from './wasm-kernels.js';
+export { registerFastGradients } from './gradients.js';

@@ -1,0 +1,78 @@
+/**
+ * Starting tfjs-backend-webgpu in Node through Dawn (the `webgpu` package), or saying in one
+ * line why it cannot start. See /work/shared/gpu/README.md for the runtime this expects.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+const ADAPTER_TIMEOUT_MS = 10_000;
+
+/** Result of probing for a WebGPU adapter: the `gpu` object to install, or why there is none. */
+export type WebGpuProbe = { ok: true; gpu: unknown; adapterName: string } | { ok: false; reason: string };
+
+/**
+ * Dawn needs the Vulkan loader on Linux; without it, it writes a native warning to stderr and
+ * finds no adapter. Checking first keeps our output clean and the reason precise.
+ */
+function vulkanLoaderPresent(): boolean {
+  if (process.platform !== 'linux') return true;
+  const dirs = [
+    ...(process.env['LD_LIBRARY_PATH'] ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu',
+    '/lib/aarch64-linux-gnu', '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib',
+  ];
+  return dirs.some((d) => existsSync(path.join(d, 'libvulkan.so.1')));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+interface DawnModule {
+  create: (flags: string[]) => { requestAdapter: () => Promise<{ info?: { description?: string; vendor?: string } } | null> };
+  globals: Record<string, unknown>;
+}
+
+/** Loads Dawn (from `DAWN_NODE` when set, else the `webgpu` package) and asks for an adapter. */
+export async function probeWebGpu(): Promise<WebGpuProbe> {
+  if (!vulkanLoaderPresent()) return { ok: false, reason: 'no WebGPU adapter (Vulkan loader libvulkan.so.1 not found)' };
+  let dawn: DawnModule;
+  try {
+    const from = process.env['DAWN_NODE'];
+    dawn = (from ? require(from) : await import('webgpu')) as DawnModule;
+  } catch (err) {
+    return { ok: false, reason: `WebGPU bindings failed to load (${(err as Error).message.split('\n')[0]})` };
+  }
+  try {
+    Object.assign(globalThis, dawn.globals);
+    const gpu = dawn.create([]);
+    const adapter = await withTimeout(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
+    if (adapter === 'timeout') return { ok: false, reason: 'no WebGPU adapter (request timed out)' };
+    if (adapter === null) return { ok: false, reason: 'no WebGPU adapter found' };
+    const name = adapter.info?.description || adapter.info?.vendor || 'unknown adapter';
+    return { ok: true, gpu, adapterName: name };
+  } catch (err) {
+    return { ok: false, reason: `WebGPU adapter request failed (${(err as Error).message.split('\n')[0]})` };
+  }
+}
+
+/**
+ * tfjs-backend-webgpu registers itself only if `navigator.gpu` exists when it is imported, so
+ * the navigator must be installed before the dynamic import.
+ */
+export async function installWebGpu(gpu: unknown): Promise<void> {
+  const nav = (globalThis as { navigator?: Record<string, unknown> }).navigator;
+  if (nav !== undefined && nav['gpu'] === undefined) {
+    Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
+  } else if (nav === undefined) {
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu, userAgent: 'node' }, configurable: true, writable: true });
+  }
+  await import('@tensorflow/tfjs-backend-webgpu');
+}

@@ -1,0 +1,38 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'vitest';
+
+/** Deterministic uniform(-1, 1) values (mulberry32), so failures reproduce. */
+export function randomArray(size: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** Runs `f` on the given backend and returns its result as a plain array. */
+export async function onBackend(name: string, f: () => tf.Tensor): Promise<Float32Array> {
+  await tf.setBackend(name);
+  const t = tf.tidy(f);
+  const data = (await t.data()) as Float32Array;
+  t.dispose();
+  return data;
+}
+
+/** Asserts max|actual - expected| <= tol * max|expected| (relative to the tensor's scale). */
+export function expectClose(actual: Float32Array, expected: Float32Array, tol = 1e-4, label = ''): void {
+  expect(actual.length, `${label} length`).toBe(expected.length);
+  let maxErr = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxErr = Math.max(maxErr, Math.abs((actual[i] ?? NaN) - (expected[i] ?? NaN)));
+    scale = Math.max(scale, Math.abs(expected[i] ?? 0));
+  }
+  expect(Number.isFinite(maxErr), `${label} finite`).toBe(true);
+  expect(maxErr, `${label} max error ${maxErr} vs scale ${scale}`).toBeLessThanOrEqual(tol * Math.max(scale, 1e-12));
+}

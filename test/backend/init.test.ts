@@ -1,0 +1,47 @@
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { isCifarError } from '../../src/errors.js';
+
+const hasGpu = async (): Promise<boolean> => {
+  const { probeWebGpu } = await import('../../src/backend/webgpu.js');
+  return (await probeWebGpu()).ok;
+};
+
+describe('initBackend', () => {
+  it('starts wasm with SIMD and says so in one line', async () => {
+    const info = await initBackend('wasm');
+    expect(info.name).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(info.reason).toMatch(/^wasm \(SIMD\): /);
+    expect(info.reason).not.toContain('\n');
+  });
+
+  it('auto falls back past missing tfjs-node and WebGPU to wasm, quickly', async () => {
+    if (await hasGpu()) return; // this assertion is about a machine without a GPU
+    const start = Date.now();
+    const info = await initBackend('auto');
+    expect(info.name).toBe('wasm');
+    expect(info.reason).toMatch(/^wasm \(SIMD\): .*WebGPU/);
+    expect(Date.now() - start).toBeLessThan(5000);
+  });
+
+  it('an explicitly requested unavailable backend is BACKEND_UNAVAILABLE with a one-line reason', async () => {
+    const failing: string[] = ['tensorflow'];
+    if (!(await hasGpu())) failing.push('webgpu');
+    for (const name of failing) {
+      const err = await initBackend(name as 'webgpu').catch((e: unknown) => e);
+      expect(isCifarError(err) && err.code, name).toBe('BACKEND_UNAVAILABLE');
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+
+  it('rejects an unknown backend name as USAGE', async () => {
+    const err = await initBackend('webgl' as 'cpu').catch((e: unknown) => e);
+    expect(isCifarError(err) && err.code).toBe('USAGE');
+  });
+
+  it('cpu is always available', async () => {
+    expect((await initBackend('cpu')).name).toBe('cpu');
+  });
+});
