@@ -1,21 +1,24 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { downloadCommand } from './download.js';
 import { notBuiltCommand } from './not-built.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+import { trainCommand } from './train.js';
+import { evalCommand } from './eval.js';
+import { predictCommand } from './predict.js';
+import { reportError } from './run.js';
+import { exitCodeFor, isCifarError } from '../errors.js';
+import { PACKAGE_VERSION } from './defaults.js';
 
 /** The `cifar` program: one subcommand per file in src/cli/. */
 export function buildProgram(): Command {
   return new Command('cifar')
     .description('CIFAR-10 from raw data to a monitored production API')
-    .version(pkg.version)
+    .version(PACKAGE_VERSION)
     .showHelpAfterError('(run `cifar help` for the list of commands and flags)')
     .exitOverride()
     .addCommand(downloadCommand())
-    .addCommand(notBuiltCommand('train', 'train a model'))
-    .addCommand(notBuiltCommand('eval', 'evaluate a model on the test split'))
-    .addCommand(notBuiltCommand('predict', 'classify images offline'))
+    .addCommand(trainCommand())
+    .addCommand(evalCommand())
+    .addCommand(predictCommand())
     .addCommand(notBuiltCommand('serve', 'serve the prediction API'))
     .addCommand(notBuiltCommand('bench', 'load-test the prediction API'));
 }
@@ -31,7 +34,9 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    throw err;
+    // A flag parser's own error (e.g. --epochs abc) arrives here, outside any action.
+    reportError(err);
+    process.exitCode = isCifarError(err) ? exitCodeFor(err) : 1;
   }
 }
 

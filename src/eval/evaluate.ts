@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { normalise } from './step.js';
+import { normalise } from '../train/step.js';
 
 export interface Evaluation {
   loss: number;

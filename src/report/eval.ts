@@ -44,7 +44,7 @@ export function confusionSvg(m: EvalMetrics, title: string): string {
   const k = names.length;
   const cell = 54;
   const left = 100;
-  const top = 70;
+  const top = 84;
   const size = left + k * cell + 20;
   const parts: string[] = [];
   parts.push(`<text x="${size / 2}" y="24" font-size="16" font-weight="bold" text-anchor="middle">${escapeXml(title)} — accuracy ${pct(m.accuracy)}</text>`);

@@ -85,3 +85,23 @@ export async function makeImageFolderArchive(dir: string, name: string, images: 
   await tar.c({ gzip: true, file, cwd: src, portable: true }, [root]);
   return file;
 }
+
+/**
+ * A tiny dataset folder (binary layout) that a model can learn in a few steps: each class is a
+ * distinct colour with a little noise. `perBatch` records in each of the six batch files.
+ */
+export async function writeLearnableDataset(folder: string, perBatch = 16): Promise<void> {
+  await mkdir(folder, { recursive: true });
+  let state = 12345;
+  const noise = () => ((state = (state * 1103515245 + 12345) >>> 0) >>> 24) % 40;
+  for (const [f, file] of [...TRAIN_FILES, ...TEST_FILES].entries()) {
+    const out = new Uint8Array(perBatch * RECORD_BYTES);
+    for (let r = 0; r < perBatch; r++) {
+      const label = (r + f) % 10;
+      out[r * RECORD_BYTES] = label;
+      const colour = [(label * 53) % 200, (label * 97) % 200, (label * 151) % 200];
+      for (let c = 0; c < 3; c++) for (let p = 0; p < 1024; p++) out[r * RECORD_BYTES + 1 + c * 1024 + p] = colour[c]! + noise();
+    }
+    await writeFile(join(folder, file), out);
+  }
+}

@@ -1,0 +1,87 @@
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { BACKEND_NAMES } from '../backend/index.js';
+import { CifarError } from '../errors.js';
+import { modelPresetNames } from '../model/resnet.js';
+import { formatSeconds } from '../report/format.js';
+import { epochHeader, formatEpoch } from '../report/train.js';
+import { resolveTrainConfig } from '../train/config.js';
+import { trainModel } from '../train/train.js';
+import { PACKAGE_VERSION } from './defaults.js';
+import { action, positiveInt } from './run.js';
+
+function positiveNumber(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new CifarError('USAGE', `${flag} ${v}: expected a positive number`);
+    return n;
+  };
+}
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description('train a model on data/cifar-10-batches-bin and save it to models/NAME')
+    .option('--config <file>', 'JSON config (configs/NAME.json); flags override it')
+    .option('--model <name>', `architecture: ${modelPresetNames().join(', ')} (default resnet18-w4)`)
+    .option('--epochs <n>', 'passes over the training set (default 30)', positiveInt('--epochs'))
+    .option('--batch-size <n>', 'images per step (default 128)', positiveInt('--batch-size'))
+    .option('--lr <x>', 'peak learning rate of the one-cycle schedule (default 0.1)', positiveNumber('--lr'))
+    .addOption(new Option('--backend <name>', 'tfjs backend (default auto)').choices(BACKEND_NAMES as unknown as string[]))
+    .option('--data <dir>', 'data directory (default data)')
+    .option('--out <dir>', 'output folder (default models/default)')
+    .option('--resume', 'continue the run checkpointed in --out')
+    .option('--limit <n>', 'train on the first N images only', positiveInt('--limit'))
+    .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt('--test-limit'))
+    .option('--seed <n>', 'seed of data order and augmentation (default 0)', (v) => Number(v))
+    .option('--quiet', 'no progress, only the final summary')
+    .action(
+      action(async ({ signal }, opts: Record<string, unknown>) => {
+        const { config: file, resume, quiet, ...flags } = opts as { config?: string; resume?: boolean; quiet?: boolean } & Record<string, unknown>;
+        if (resume) {
+          const changed = Object.keys(flags).filter((k) => !['out', 'backend'].includes(k));
+          if (file || changed.length > 0) {
+            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map((k) => `--${k}`).join(', ')})`);
+          }
+        }
+        if (flags.model !== undefined && !modelPresetNames().includes(String(flags.model))) {
+          throw new CifarError('USAGE', `--model ${flags.model}: unknown model; valid choices: ${modelPresetNames().join(', ')}`);
+        }
+        const config = await resolveTrainConfig(file, flags);
+        const tty = process.stderr.isTTY && !quiet;
+        const bar = tty ? new cliProgress.SingleBar({ stream: process.stderr, format: 'epoch {epoch} [{bar}] {percentage}% | loss {loss} acc {acc} | {ips} img/s | ETA {eta_formatted}', hideCursor: true, etaBuffer: 30 }, cliProgress.Presets.shades_classic) : undefined;
+        let epochs = config.epochs;
+        const log = (line: string) => {
+          if (quiet) return;
+          if (bar) bar.stop();
+          process.stderr.write(line + '\n');
+        };
+        try {
+          const result = await trainModel(config, {
+            signal,
+            resume: resume === true,
+            packageVersion: PACKAGE_VERSION,
+            onStart: (info) => {
+              log(`backend: ${info.backend.reason}`);
+              log(`model ${config.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
+              log(epochHeader());
+            },
+            onStep: (p) => {
+              epochs = p.epochs;
+              if (!bar) return;
+              const payload = { epoch: `${p.epoch}/${p.epochs}`, loss: p.loss.toFixed(3), acc: `${(p.accuracy * 100).toFixed(1)}%`, ips: p.imagesPerSecond.toFixed(0) };
+              if (p.step <= 10 || !bar.isActive) bar.start(p.steps, p.step, payload);
+              bar.update(p.step, payload);
+            },
+            onEpoch: (r) => log(formatEpoch(r, epochs)),
+          });
+          bar?.stop();
+          const m = result.metadata;
+          process.stdout.write(
+            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} on ${m.backend}\n`,
+          );
+        } finally {
+          bar?.stop();
+        }
+      }),
+    );
+}

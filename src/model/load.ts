@@ -1,0 +1,21 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendInfo, type BackendRequest } from '../backend/index.js';
+import { predictorFromModel, type Predictor } from './predictor.js';
+import { loadModel, type ModelMetadata } from './store.js';
+
+/**
+ * Start a backend and load a model folder as a Predictor (what `cifar predict` and `cifar serve`
+ * use). The first prediction is run once so that the caller's first real one is warm.
+ */
+export async function loadPredictor(dir: string, backend: BackendRequest): Promise<{ predictor: Predictor; metadata: ModelMetadata; backend: BackendInfo }> {
+  const info = await initBackend(backend);
+  const { model, metadata } = await loadModel(dir);
+  const predictor = predictorFromModel(model, metadata.normalization, {
+    name: metadata.name,
+    version: metadata.version,
+    classes: metadata.classes,
+    backend: tf.getBackend(),
+  });
+  await predictor.predict(new Uint8Array(32 * 32 * 3), 1);
+  return { predictor, metadata, backend: info };
+}

@@ -1,0 +1,110 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { CifarError, fromSystemError } from '../errors.js';
+import './batchnorm.js'; // registers CifarBatchNorm for deserialisation
+
+/** What a saved model says about itself (metadata.json). */
+export interface ModelMetadata {
+  name: string;
+  /** Short sha256 of the weight bytes. */
+  version: string;
+  architecture: string;
+  parameters: number;
+  classes: string[];
+  normalization: { mean: number[]; std: number[] };
+  testAccuracy: number | null;
+  perClassAccuracy: Record<string, number> | null;
+  epochs: number;
+  batchSize: number;
+  trainingSeconds: number;
+  backend: string;
+  datasetChecksum: string | null;
+  createdAt: string;
+  packageVersion: string;
+  config?: Record<string, unknown>;
+}
+
+const MODEL_JSON = 'model.json';
+const METADATA_JSON = 'metadata.json';
+
+/** Short sha256 of the weights: the model's version, which changes whenever a weight does. */
+export function modelVersion(weights: Uint8Array): string {
+  return createHash('sha256').update(weights).digest('hex').slice(0, 12);
+}
+
+async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Save a model in the tfjs layers format (`model.json` + one weight file) with its metadata.
+ * The weight file is named after the version and model.json is renamed into place last, so a
+ * reader (a server reloading on SIGHUP) sees either the old model or the new one, never a mix.
+ * Other files in the folder (history, checkpoint) are left alone. Returns the version.
+ */
+export async function saveModel(dir: string, model: tf.LayersModel, metadata: Omit<ModelMetadata, 'version'>): Promise<ModelMetadata> {
+  let saved: ModelMetadata | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const data = artifacts.weightData;
+      const bytes = new Uint8Array(Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : (data ?? new ArrayBuffer(0)));
+      const version = modelVersion(bytes);
+      const weightsFile = `weights-${version}.bin`;
+      const manifest = {
+        format: 'layers-model',
+        generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
+        convertedBy: null,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: [weightsFile], weights: artifacts.weightSpecs }],
+      };
+      saved = { ...metadata, version };
+      try {
+        await writeAtomic(join(dir, weightsFile), bytes);
+        await writeAtomic(join(dir, METADATA_JSON), JSON.stringify(saved, null, 2) + '\n');
+        await writeAtomic(join(dir, MODEL_JSON), JSON.stringify(manifest));
+        for (const f of await readdir(dir)) {
+          if (/^weights-[0-9a-f]+\.bin$/.test(f) && f !== weightsFile) await rm(join(dir, f), { force: true });
+        }
+      } catch (err) {
+        throw fromSystemError(err, `saving the model in ${dir}`);
+      }
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  return saved!;
+}
+
+/** Load a model folder written by `saveModel`: the tfjs model and its metadata. */
+export async function loadModel(dir: string): Promise<{ model: tf.LayersModel; metadata: ModelMetadata }> {
+  let manifest: { modelTopology: object; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] };
+  let metadata: ModelMetadata;
+  try {
+    manifest = JSON.parse(await readFile(join(dir, MODEL_JSON), 'utf8'));
+    metadata = JSON.parse(await readFile(join(dir, METADATA_JSON), 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new CifarError('MODEL_MISSING', code === 'ENOENT' ? `no model at ${dir} (model.json and metadata.json are needed)` : `${dir}: unreadable model files (${(err as Error).message})`, {
+      hint: 'train one with `cifar train --out DIR`, or pass --model with a model folder',
+    });
+  }
+  try {
+    const groups = manifest.weightsManifest;
+    const buffers = await Promise.all(groups.flatMap((g) => g.paths).map((p) => readFile(join(dir, p))));
+    const weightData = tf.io.concatenateArrayBuffers(buffers.map((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer));
+    const model = await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: manifest.modelTopology, weightSpecs: groups.flatMap((g) => g.weights), weightData }),
+    );
+    return { model, metadata };
+  } catch (err) {
+    throw new CifarError('MODEL_INVALID', `${dir}: the model files are damaged (${String((err as Error).message).split('\n')[0]})`, { cause: err });
+  }
+}

@@ -1,0 +1,218 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendInfo } from '../backend/index.js';
+import { datasetPath, loadSplit, loadStats } from '../data/cifar-binary.js';
+import { CLASSES } from '../data/classes.js';
+import { CifarError, fromSystemError } from '../errors.js';
+import { buildModel, countParams } from '../model/resnet.js';
+import { saveModel, type ModelMetadata } from '../model/store.js';
+import { curvesSvg, type EpochRecord } from '../report/curves.js';
+import { stepsPerEpoch } from './batches.js';
+import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
+import type { TrainConfig } from './config.js';
+import { evaluateModel } from '../eval/evaluate.js';
+import { createBatchLoader } from './loader.js';
+import { oneCycleLr } from './schedule.js';
+import { createTrainer } from './step.js';
+
+export interface StepProgress {
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  loss: number;
+  accuracy: number;
+  lr: number;
+  imagesPerSecond: number;
+}
+
+export interface TrainEvents {
+  onStart?(info: { backend: BackendInfo; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
+  onStep?(progress: StepProgress): void;
+  onEpoch?(record: EpochRecord): void;
+}
+
+export interface TrainOptions extends TrainEvents {
+  signal?: AbortSignal;
+  /** Continue the run saved in `config.out/checkpoint` (its config wins). */
+  resume?: boolean;
+  /** Stop (with a checkpoint, as Ctrl-C does) after this many steps in this call: for tests. */
+  maxSteps?: number;
+  packageVersion?: string;
+}
+
+export interface TrainResult {
+  out: string;
+  metadata: ModelMetadata;
+  history: EpochRecord[];
+}
+
+// How often the loss is read back from the device for the progress display: reading syncs the
+// backend, which costs a GPU its pipelining.
+const READ_EVERY = 10;
+
+/**
+ * Train a model end to end: backend, data, model, the epoch loop with augmentation in a worker,
+ * a checkpoint and a history row + curves picture per epoch, then the final model with its
+ * metadata in `config.out`. Interrupting (signal) saves a checkpoint and throws ABORTED.
+ */
+export async function trainModel(requested: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+  // ---- setup
+  const checkpoint = options.resume ? await loadCheckpoint(requested.out) : undefined;
+  // A resumed run keeps its recipe; only where it lives and what runs it may change.
+  const config: TrainConfig = checkpoint ? { ...checkpoint.state.config, backend: requested.backend, out: requested.out } : requested;
+  const folder = datasetPath(config.data);
+  const stats = await loadStats(folder);
+  const backend = await initBackend(config.backend);
+  await mkdir(config.out, { recursive: true }).catch((err) => {
+    throw fromSystemError(err, config.out);
+  });
+
+  // ---- data
+  const train = await loadSplit(folder, 'train', { limit: config.limit });
+  const test = await loadSplit(folder, 'test', { limit: config.testLimit });
+  const steps = stepsPerEpoch(train.count, config.batchSize);
+  const totalSteps = steps * config.epochs;
+
+  // ---- model
+  const model = buildModel(config.model);
+  const parameters = countParams(model).trainable;
+  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length });
+  const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
+  if (checkpoint) trainer.restore(checkpoint.arrays);
+  options.onStart?.({ backend, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
+  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip });
+
+  let stepsThisCall = 0;
+  const interrupted = async () => {
+    await saveCheckpoint(config.out, state, trainer.stateTensors());
+    throw new CifarError('ABORTED', `training interrupted at epoch ${state.epoch + 1}, step ${state.step}; checkpoint saved in ${join(config.out, 'checkpoint')}`, {
+      hint: `resume with: cifar train --resume --out ${config.out}`,
+    });
+  };
+
+  try {
+    // ---- loop
+    for (; state.epoch < config.epochs; ) {
+      const epoch = state.epoch;
+      let lossSum = tf.scalar(state.partial.lossSum);
+      let correct = tf.scalar(state.partial.correct);
+      let seen = state.partial.seen;
+      let seconds = state.partial.seconds;
+      let since = performance.now();
+      for await (const batch of loader.epoch(epoch, state.step, steps)) {
+        if (options.signal?.aborted || (options.maxSteps !== undefined && stepsThisCall >= options.maxSteps)) {
+          seconds += (performance.now() - since) / 1000;
+          state.partial = { lossSum: (await lossSum.data())[0]!, correct: (await correct.data())[0]!, seen, seconds };
+          state.trainSeconds += (performance.now() - since) / 1000;
+          lossSum.dispose();
+          correct.dispose();
+          return await interrupted();
+        }
+        const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
+        const out = trainer.step(batch.images, batch.labels, batch.size, lr);
+        const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
+        [lossSum, correct].forEach((t) => t.dispose());
+        out.lossSum.dispose();
+        out.correct.dispose();
+        [lossSum, correct] = [l as tf.Scalar, c as tf.Scalar];
+        seen += batch.size;
+        state.step++;
+        stepsThisCall++;
+        if (options.onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
+          const elapsed = seconds + (performance.now() - since) / 1000;
+          options.onStep({ epoch: epoch + 1, epochs: config.epochs, step: state.step, steps, loss: (await lossSum.data())[0]! / seen, accuracy: (await correct.data())[0]! / seen, lr, imagesPerSecond: seen / elapsed });
+        }
+      }
+      const trainLoss = (await lossSum.data())[0]! / Math.max(1, seen);
+      const trainAccuracy = (await correct.data())[0]! / Math.max(1, seen);
+      lossSum.dispose();
+      correct.dispose();
+      seconds += (performance.now() - since) / 1000;
+      state.trainSeconds += (performance.now() - since) / 1000;
+
+      // ---- evaluation
+      since = performance.now();
+      const ev = await evaluateModel(model, test, stats);
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        trainLoss,
+        trainAccuracy,
+        testLoss: ev.loss,
+        testAccuracy: ev.accuracy,
+        lr: oneCycleLr((epoch + 1) * steps - 1, totalSteps, config.lr, config.warmup),
+        imagesPerSecond: seen / seconds,
+        seconds,
+      };
+      state.history.push(record);
+      state.epoch++;
+      state.step = 0;
+      state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
+      await writeHistory(config.out, state.history, `${config.model} on ${backend.name}`);
+      await saveCheckpoint(config.out, state, trainer.stateTensors());
+      options.onEpoch?.(record);
+    }
+
+    // ---- final model
+    const ev = await evaluateModel(model, test, stats);
+    const perClassAccuracy = Object.fromEntries(
+      CLASSES.map((name, c) => {
+        let n = 0;
+        let ok = 0;
+        for (let i = 0; i < test.count; i++) if (test.labels[i] === c) { n++; if (ev.predictions[i] === c) ok++; }
+        return [name, n === 0 ? 0 : ok / n];
+      }),
+    );
+    const metadata = await saveModel(config.out, model, {
+      name: config.out.split(/[\\/]/).filter(Boolean).pop() ?? 'model',
+      architecture: config.model,
+      parameters,
+      classes: [...CLASSES],
+      normalization: { mean: [...stats.mean], std: [...stats.std] },
+      testAccuracy: ev.accuracy,
+      perClassAccuracy,
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      trainingSeconds: Math.round(state.trainSeconds),
+      backend: backend.name,
+      datasetChecksum: await datasetChecksum(folder),
+      createdAt: new Date().toISOString(),
+      packageVersion: options.packageVersion ?? 'unknown',
+      config: { ...config, testImages: test.count },
+    });
+    return { out: config.out, metadata, history: state.history };
+  } finally {
+    await loader.close();
+    trainer.dispose();
+    model.dispose();
+  }
+}
+
+/** sha256 over the per-file checksums of the dataset's manifest (or its files when absent). */
+async function datasetChecksum(folder: string): Promise<string | null> {
+  try {
+    const manifest = JSON.parse(await readFile(join(folder, 'manifest.json'), 'utf8')) as { sha256: Record<string, string> };
+    const text = Object.entries(manifest.sha256).sort().map(([f, h]) => `${h}  ${f}`).join('\n');
+    return createHash('sha256').update(text).digest('hex');
+  } catch {
+    return null;
+  }
+}
+
+/** history.jsonl and the curves (SVG and PNG), each replaced atomically. */
+async function writeHistory(out: string, history: EpochRecord[], title: string): Promise<void> {
+  const svg = curvesSvg(history, title);
+  const files: [string, string | Buffer][] = [
+    ['history.jsonl', history.map((r) => JSON.stringify(r)).join('\n') + '\n'],
+    ['curves.svg', svg],
+    ['curves.png', await sharp(Buffer.from(svg)).png().toBuffer()],
+  ];
+  for (const [name, data] of files) {
+    const path = join(out, name);
+    await writeFile(`${path}.tmp`, data);
+    await rename(`${path}.tmp`, path);
+  }
+}

@@ -1,0 +1,64 @@
+import { cp } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTrainConfig, type TrainConfig } from '../../src/train/config.js';
+import { trainModel } from '../../src/train/train.js';
+import { loadModel } from '../../src/model/store.js';
+import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir());
+  await writeLearnableDataset(join(dir, 'data', 'cifar-10-batches-bin'), 16);
+});
+afterAll(() => cleanup());
+
+const config = (out: string, extra: Partial<TrainConfig> = {}): TrainConfig =>
+  parseTrainConfig({ model: 'resnet10-w8', epochs: 3, batchSize: 16, lr: 0.05, backend: 'wasm', data: join(dir, 'data'), out: join(dir, out), ...extra });
+
+async function weightsOf(out: string): Promise<Float32Array[]> {
+  const { model } = await loadModel(out);
+  const arrays = model.weights.map((w) => w.read().dataSync() as Float32Array);
+  model.dispose();
+  return arrays;
+}
+
+describe('training', () => {
+  it('lowers the loss on a learnable dataset, writes the model, history and curves, and leaks no tensors', async () => {
+    const counts: number[] = [];
+    const result = await trainModel(config('a'), { onEpoch: () => counts.push(tf.memory().numTensors) });
+    const losses = result.history.map((r) => r.trainLoss);
+    expect(losses).toHaveLength(3);
+    expect(losses[2]!).toBeLessThan(losses[0]! * 0.9);
+    expect(counts[2]).toBe(counts[1]);
+    expect(result.metadata).toMatchObject({ architecture: 'resnet10-w8', epochs: 3, batchSize: 16, classes: expect.arrayContaining(['cat']) });
+    expect(result.metadata.version).toMatch(/^[0-9a-f]{12}$/);
+    expect(Object.keys(result.metadata.perClassAccuracy!)).toHaveLength(10);
+    const { existsSync } = await import('node:fs');
+    for (const f of ['history.jsonl', 'curves.svg', 'curves.png', 'model.json', 'metadata.json']) expect(existsSync(join(dir, 'a', f)), f).toBe(true);
+  });
+
+  it('resumed after an interruption, ends with exactly the weights of an uninterrupted run', async () => {
+    // Both runs start from one checkpoint taken before the first step (same initial weights).
+    await expect(trainModel(config('full'), { maxSteps: 0 })).rejects.toMatchObject({ code: 'ABORTED' });
+    await cp(join(dir, 'full', 'checkpoint'), join(dir, 'split', 'checkpoint'), { recursive: true });
+    const uninterrupted = await trainModel(config('full'), { resume: true });
+
+    // 4 steps per epoch: stop mid-epoch 2, then again mid-epoch 3.
+    await expect(trainModel(config('split'), { resume: true, maxSteps: 5 })).rejects.toMatchObject({ code: 'ABORTED', hint: expect.stringContaining('--resume') });
+    await expect(trainModel(config('split'), { resume: true, maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const resumed = await trainModel(config('split'), { resume: true });
+
+    expect(resumed.metadata.version).toBe(uninterrupted.metadata.version);
+    const [a, b] = [await weightsOf(join(dir, 'full')), await weightsOf(join(dir, 'split'))];
+    a.forEach((w, i) => expect(b[i]).toEqual(w));
+    expect(resumed.history.map((r) => r.trainLoss)).toEqual(uninterrupted.history.map((r) => r.trainLoss));
+  });
+
+  it('tells the user to download the dataset when it is missing', async () => {
+    await expect(trainModel(config('x', { data: join(dir, 'nothing') }))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
+  });
+});
