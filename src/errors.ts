@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'MODEL_INVALID'
   | 'BACKEND_UNAVAILABLE'
   | 'CONFIG_INVALID'
+  | 'OUT_OF_MEMORY'
   // Server-side codes: src/serve/http-errors.ts maps each to an HTTP status.
   | 'IMAGE_TOO_LARGE'
   | 'PAYLOAD_TOO_LARGE'

@@ -113,7 +113,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           return await interrupted();
         }
         const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
-        const out = trainer.step(batch.images, batch.labels, batch.size, lr);
+        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr), config, backend.name);
         const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
         [lossSum, correct].forEach((t) => t.dispose());
         out.lossSum.dispose();
@@ -214,5 +214,23 @@ async function writeHistory(out: string, history: EpochRecord[], title: string):
     const path = join(out, name);
     await writeFile(`${path}.tmp`, data);
     await rename(`${path}.tmp`, path);
+  }
+}
+
+/**
+ * wasm has a 4 GB address space: ResNet-18's activations at batch 128 do not fit, and the
+ * failure is a bare RuntimeError from inside the module. Say what it means and what to do.
+ */
+function guardMemory<T>(fn: () => T, config: TrainConfig, backend: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (/memory access out of bounds|out of memory|Array buffer allocation failed/i.test(String((err as Error)?.message))) {
+      throw new CifarError('OUT_OF_MEMORY', `${config.model} at batch size ${config.batchSize} does not fit in ${backend} memory`, {
+        hint: 'use a smaller --batch-size (resnet18 on wasm: 32) or a GPU backend',
+        cause: err,
+      });
+    }
+    throw err;
   }
 }
