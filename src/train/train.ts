@@ -104,6 +104,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       let seconds = state.partial.seconds;
       let since = performance.now();
       for await (const batch of loader.epoch(epoch, state.step, steps)) {
+        // Prefetched batches resolve at once, so awaiting them never reaches the event loop;
+        // yield to it so that Ctrl-C (a signal handler) is seen between steps.
+        await new Promise((resolve) => setImmediate(resolve));
         if (options.signal?.aborted || (options.maxSteps !== undefined && stepsThisCall >= options.maxSteps)) {
           seconds += (performance.now() - since) / 1000;
           state.partial = { lossSum: (await lossSum.data())[0]!, correct: (await correct.data())[0]!, seen, seconds };

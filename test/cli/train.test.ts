@@ -1,0 +1,62 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir());
+  await writeLearnableDataset(join(dir, 'data', 'cifar-10-batches-bin'), 32);
+});
+afterAll(() => cleanup());
+
+describe('cifar train (CLI)', () => {
+  it('on Ctrl-C saves a checkpoint, exits 130 and prints the command that resumes', async () => {
+    const out = join(dir, 'm');
+    let stderr = '';
+    let sent = false;
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '200', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out], {
+      onStart: (child) => {
+        child.stderr!.on('data', (d) => {
+          stderr += d;
+          // The first epoch row means training is under way.
+          if (!sent && /^\s*1\/200 /m.test(stderr)) {
+            sent = true;
+            child.kill('SIGINT');
+          }
+        });
+      },
+    });
+    expect(res.code).toBe(130);
+    expect(res.stderr).toMatch(/checkpoint saved in .*checkpoint — resume with: cifar train --resume --out /);
+    expect(res.stderr).not.toMatch(/^\s+at /m);
+    const state = JSON.parse(await readFile(join(out, 'checkpoint', 'state.json'), 'utf8'));
+    // Stopped within the epoch after the signal: a step boundary, not the end of the run.
+    expect(state.epoch).toBeGreaterThanOrEqual(1);
+    expect(state.epoch).toBeLessThanOrEqual(2);
+    expect(existsSync(join(out, 'history.jsonl'))).toBe(true);
+  });
+
+  it('refuses to change the recipe of a resumed run', async () => {
+    const res = await runCli(['train', '--resume', '--out', join(dir, 'm'), '--lr', '0.5']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr\)/);
+  });
+
+  it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
+    const bad = await runCli(['train', '--model', 'vgg16']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--model vgg16: unknown model; valid choices: resnet18, resnet18-w4, resnet10-w8/);
+    const cfg = join(dir, 'bad.json');
+    await (await import('node:fs/promises')).writeFile(cfg, JSON.stringify({ epochs: 2, learningRate: 0.1 }));
+    const badKey = await runCli(['train', '--config', cfg]);
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toMatch(/unknown key "learningRate"/);
+    const noData = await runCli(['train', '--data', join(dir, 'none'), '--backend', 'cpu']);
+    expect(noData.code).toBe(1);
+    expect(noData.stderr.trim()).toMatch(/^error: no CIFAR-10 dataset at .*run `cifar download`/);
+  });
+});
