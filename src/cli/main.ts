@@ -4,6 +4,8 @@ import { notBuiltCommand } from './not-built.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { predictCommand } from './predict.js';
+import { serveCommand } from './serve.js';
+import { loadPredictor } from '../model/load.js';
 import { reportError } from './run.js';
 import { exitCodeFor, isCifarError } from '../errors.js';
 import { PACKAGE_VERSION } from './defaults.js';
@@ -19,7 +21,7 @@ export function buildProgram(): Command {
     .addCommand(trainCommand())
     .addCommand(evalCommand())
     .addCommand(predictCommand())
-    .addCommand(notBuiltCommand('serve', 'serve the prediction API'))
+    .addCommand(serveCommand(async (dir, backend) => (await loadPredictor(dir, backend ?? 'auto')).predictor))
     .addCommand(notBuiltCommand('bench', 'load-test the prediction API'));
 }
 

@@ -20,6 +20,15 @@ export interface PreparedImage {
 // meant to be seen on a light page, and black would read as a dark object.
 const BACKGROUND = { r: 255, g: 255, b: 255 };
 
+export interface PrepareOptions {
+  /**
+   * Refuse images with more pixels than this (width × height) before decoding them, so a small
+   * file that inflates to gigabytes (a decompression bomb) costs nothing. Default: sharp's own
+   * limit, 0x3FFF × 0x3FFF.
+   */
+  maxPixels?: number;
+}
+
 /**
  * Decode any image sharp reads (PNG, JPEG, WebP, GIF, TIFF, AVIF, ...) and turn it into the
  * network's input: centre-cropped to a square, resized to 32×32, alpha flattened onto white,
@@ -28,11 +37,11 @@ const BACKGROUND = { r: 255, g: 255, b: 255 };
  * @example
  *   const { pixels } = await prepareImage(await readFile('cat.jpg'), 'cat.jpg');
  */
-export async function prepareImage(data: Uint8Array, name = 'image'): Promise<PreparedImage> {
+export async function prepareImage(data: Uint8Array, name = 'image', options: PrepareOptions = {}): Promise<PreparedImage> {
   let raw: { data: Buffer; info: sharp.OutputInfo };
   try {
     // Decode once at full size; almost every CIFAR image is already 32×32 and needs nothing more.
-    raw = await sharp(data, { failOn: 'error' })
+    raw = await sharp(data, { failOn: 'error', ...(options.maxPixels ? { limitInputPixels: options.maxPixels } : {}) })
       .rotate() // honour EXIF orientation of photos
       .flatten({ background: BACKGROUND })
       .toColourspace('srgb')
@@ -40,6 +49,12 @@ export async function prepareImage(data: Uint8Array, name = 'image'): Promise<Pr
       .raw()
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
+    if (/exceeds pixel limit/i.test(shortReason(err))) {
+      throw new CifarError('IMAGE_TOO_LARGE', `${name}: image has too many pixels to decode safely`, {
+        hint: options.maxPixels ? `the limit is ${options.maxPixels} pixels` : undefined,
+        cause: err,
+      });
+    }
     throw new CifarError('INVALID_IMAGE', `${name}: not a decodable image (${shortReason(err)})`, { cause: err });
   }
   const { width, height, channels } = raw.info;

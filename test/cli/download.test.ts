@@ -96,7 +96,7 @@ describe('cifar download (CLI)', () => {
   });
 
   it('the commands of later milestones say they are not built and exit 2', async () => {
-    for (const cmd of ['train', 'eval', 'predict', 'serve', 'bench']) {
+    for (const cmd of ['bench']) {
       const res = await runCli([cmd, '--anything']);
       expect(res.code, cmd).toBe(2);
       expect(res.stderr).toMatch(new RegExp(`cifar ${cmd}\` is not built yet`));

@@ -1,0 +1,90 @@
+import { Command } from 'commander';
+import { z } from 'zod';
+import { BACKEND_NAMES, type BackendRequest } from '../backend/index.js';
+import { CifarError } from '../errors.js';
+import type { Predictor } from '../model/predictor.js';
+import { SERVE_DEFAULTS, startServe, type ServeConfig } from '../serve/index.js';
+import { action } from './run.js';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int({ message: 'expected an integer' }).min(min).max(max);
+const D = SERVE_DEFAULTS;
+
+const Options = z.object({
+  port: int(0, 65535).default(D.port),
+  host: z.string().min(1).default(D.host),
+  model: z.string().min(1).default(D.model),
+  backend: z.enum(BACKEND_NAMES).optional(),
+  workers: int(1, 256).default(D.workers),
+  redisUrl: z.string().regex(/^rediss?:\/\//, { message: 'expected a redis:// or rediss:// URL' }).optional(),
+  cacheTtl: int(1).default(D.cacheTtlSeconds),
+  cacheSize: int(1).default(D.cacheSize),
+  maxBatch: int(1, 4096).default(D.maxBatch),
+  batchWaitMs: z.coerce.number().min(0).max(1000).default(D.batchWaitMs),
+  maxQueue: int(1).default(D.maxQueue),
+  maxUploadBytes: int(1).default(D.maxUploadBytes),
+  apiKey: z.string().min(1, { message: 'must not be empty' }).optional(),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.logLevel),
+});
+
+const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/** Validate raw commander options (plus REDIS_URL and CIFAR_API_KEY) into the server config. */
+export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  const withEnv = { ...raw, redisUrl: raw.redisUrl ?? (env.REDIS_URL || undefined), apiKey: raw.apiKey ?? (env.CIFAR_API_KEY || undefined) };
+  const parsed = Options.safeParse(withEnv);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0]);
+    // Never echo a secret back into logs.
+    const shown = key === 'apiKey' ? '' : ` ${String(withEnv[key as keyof typeof withEnv])}`;
+    throw new CifarError('USAGE', `${flagName(key)}${shown}: ${issue.message}`);
+  }
+  const o = parsed.data;
+  return {
+    ...D,
+    port: o.port,
+    host: o.host,
+    model: o.model,
+    backend: o.backend,
+    workers: o.workers,
+    redisUrl: o.redisUrl,
+    cacheTtlSeconds: o.cacheTtl,
+    cacheSize: o.cacheSize,
+    maxBatch: o.maxBatch,
+    batchWaitMs: o.batchWaitMs,
+    maxQueue: o.maxQueue,
+    maxUploadBytes: o.maxUploadBytes,
+    apiKey: o.apiKey,
+    logLevel: o.logLevel,
+  };
+}
+
+/** `cifar serve`: the prediction API. `load` turns a model folder into a Predictor. */
+export function serveCommand(load: (modelDir: string, backend: BackendRequest | undefined) => Promise<Predictor>): Command {
+  return new Command('serve')
+    .description('serve the prediction API (Hono): dynamic batching, cache, metrics, one worker per core')
+    .option('--port <n>', `port to listen on (default ${D.port})`)
+    .option('--host <addr>', `address to bind (default ${D.host})`)
+    .option('--model <dir>', `model folder (default ${D.model})`)
+    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')} (default: the loader's)`)
+    .option('--workers <n>', `processes, each with its own model (default: CPU cores, ${D.workers})`)
+    .option('--redis-url <url>', 'share the cache in Redis (default: in-process LRU; env REDIS_URL)')
+    .option('--cache-ttl <seconds>', `Redis cache entry lifetime (default ${D.cacheTtlSeconds})`)
+    .option('--cache-size <n>', `in-process cache entries (default ${D.cacheSize})`)
+    .option('--max-batch <n>', `images per forward pass (default ${D.maxBatch})`)
+    .option('--batch-wait-ms <ms>', `longest wait to fill a batch (default ${D.batchWaitMs})`)
+    .option('--max-queue <n>', `images waiting before 503 (default ${D.maxQueue})`)
+    .option('--max-upload-bytes <n>', `largest request body (default ${D.maxUploadBytes})`)
+    .option('--api-key <key>', 'require this key on prediction routes (env CIFAR_API_KEY)')
+    .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${D.logLevel})`)
+    .action(
+      action(async ({ signal }, raw: Record<string, unknown>) => {
+        const config = parseServeOptions(raw);
+        await startServe(config, {
+          loadPredictor: () => load(config.model, config.backend),
+          signal,
+          onListening: ({ url, workers }) => process.stderr.write(`serving on ${url} (${workers} worker${workers === 1 ? '' : 's'})\n`),
+        });
+      }),
+    );
+}

@@ -1,0 +1,97 @@
+import { createHash } from 'node:crypto';
+import { memoryStore } from './memory.js';
+import { redisStore } from './redis.js';
+import type { CacheStore } from './store.js';
+
+export type { CacheStore } from './store.js';
+export { memoryStore } from './memory.js';
+export { redisStore } from './redis.js';
+
+export interface CacheEvents {
+  onHit?: () => void;
+  onMiss?: () => void;
+  /** A store command failed; the request goes on uncached. */
+  onError?: (err: unknown) => void;
+}
+
+export interface CacheResult {
+  probs: Float32Array;
+  /** True when this request cost no inference: a stored answer, or one computed for a twin in flight. */
+  cached: boolean;
+}
+
+/** The prediction cache in front of the model: never throws because of the store. */
+export interface PredictionCache {
+  readonly store: CacheStore;
+  /**
+   * The stored probabilities for `key`, or `compute()`'s, run once however many requests for the
+   * same key arrive while it runs (single-flight), then stored without making the client wait.
+   */
+  resolve(key: string, compute: () => Promise<Float32Array>): Promise<CacheResult>;
+  connected(): boolean | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Key of one upload under one model: a new model version never serves an old model's answer,
+ * and identical bytes under another file name still hit.
+ */
+export function cacheKey(modelVersion: string, bytes: Uint8Array): string {
+  return `cifar:pred:${modelVersion}:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** Memory LRU by default, Redis when a URL is given. */
+export function createStore(options: { redisUrl?: string | undefined; ttlSeconds: number; maxEntries: number; onConnectionError?: (err: Error) => void }): CacheStore {
+  return options.redisUrl
+    ? redisStore({ url: options.redisUrl, ttlSeconds: options.ttlSeconds, onError: options.onConnectionError })
+    : memoryStore(options.maxEntries);
+}
+
+/** Wrap a store with single-flight and failure isolation. */
+export function createPredictionCache(store: CacheStore, events: CacheEvents = {}): PredictionCache {
+  const inflight = new Map<string, Promise<Float32Array>>();
+
+  const join = async (pending: Promise<Float32Array>): Promise<CacheResult> => {
+    events.onHit?.();
+    return { probs: await pending, cached: true };
+  };
+
+  return {
+    store,
+    async resolve(key, compute) {
+      const pending = inflight.get(key);
+      if (pending) return join(pending);
+      let stored: Float32Array | undefined;
+      try {
+        stored = await store.get(key);
+      } catch (err) {
+        events.onError?.(err);
+      }
+      if (stored) {
+        events.onHit?.();
+        return { probs: stored, cached: true };
+      }
+      // A twin may have started while we asked the store.
+      const twin = inflight.get(key);
+      if (twin) return join(twin);
+      events.onMiss?.();
+      const computing = compute();
+      inflight.set(key, computing);
+      try {
+        const probs = await computing;
+        // Keep the flight open until the store has it, so a request arriving meanwhile neither
+        // misses in the store nor recomputes.
+        void store
+          .set(key, probs)
+          .catch((err: unknown) => events.onError?.(err))
+          .finally(() => inflight.delete(key));
+        return { probs, cached: false };
+      } catch (err) {
+        inflight.delete(key);
+        throw err;
+      }
+    },
+    connected: () => store.connected(),
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,57 @@
+import { availableParallelism } from 'node:os';
+import type { BackendRequest } from '../backend/index.js';
+
+/** Everything `cifar serve` can be told; the CLI validates flags into this object. */
+export interface ServeConfig {
+  port: number;
+  host: string;
+  /** Model folder handed to the predictor factory. */
+  model: string;
+  /** tfjs backend, or undefined for the loader's default. */
+  backend: BackendRequest | undefined;
+  workers: number;
+  redisUrl: string | undefined;
+  cacheTtlSeconds: number;
+  cacheSize: number;
+  maxBatch: number;
+  batchWaitMs: number;
+  maxQueue: number;
+  maxUploadBytes: number;
+  maxFiles: number;
+  maxImagePixels: number;
+  requestTimeoutMs: number;
+  drainMs: number;
+  apiKey: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+/** The defaults, in one place. */
+export const SERVE_DEFAULTS: ServeConfig = {
+  port: 8000,
+  // Loopback unless asked: a model API should not be exposed by accident.
+  host: '127.0.0.1',
+  model: 'models/default',
+  backend: undefined,
+  // One process per core: tfjs (wasm/cpu) runs one forward pass at a time per process.
+  workers: availableParallelism(),
+  redisUrl: undefined,
+  // An hour: long enough to absorb repeated uploads, short enough to forget old images.
+  cacheTtlSeconds: 3600,
+  // Entries, not bytes: one entry is ~10 floats plus a 64-char key, so 100k is ~20 MB.
+  cacheSize: 100_000,
+  maxBatch: 32,
+  // Just enough to gather concurrent requests; at low load it costs 2 ms of latency.
+  batchWaitMs: 2,
+  // About 8 full batches: beyond that a client waits longer than retrying elsewhere would.
+  maxQueue: 256,
+  maxUploadBytes: 10 * 1024 * 1024,
+  maxFiles: 64,
+  // 40 megapixels covers any real photo; a decompression bomb is far larger.
+  maxImagePixels: 40_000_000,
+  // Deadline of one request, body upload included: slow clients are cut off here.
+  requestTimeoutMs: 30_000,
+  // How long SIGTERM waits for in-flight requests before closing their connections.
+  drainMs: 10_000,
+  apiKey: undefined,
+  logLevel: 'info',
+};
