@@ -70,7 +70,7 @@ export function createApp(options: AppOptions): CifarApp {
       onConnectionError: (err) => logger.warn({ err: err.message }, 'redis connection error'),
     });
   const metrics = createMetrics(
-    { queueDepth: () => slot.depth(), modelLoaded: () => ready, redisUp: () => store.connected() },
+    { queueDepth: () => slot.depth(), queueCapacity: config.maxQueue, modelLoaded: () => ready, redisUp: () => store.connected() },
     { defaultMetrics: options.defaultMetrics ?? true },
   );
   const onBatch = (n: number, seconds: number) => {
@@ -105,6 +105,7 @@ export function createApp(options: AppOptions): CifarApp {
   const app = new Hono();
   app.onError((err, c) => {
     const { status, body } = errorResponse(err);
+    if (err instanceof CifarError && err.code === 'OVERLOADED') metrics.rejected.inc();
     if (status >= 500) logger.error({ err: err.message, stack: err.stack, request_id: c.get('requestId') }, 'request failed');
     if (isRetryable(status)) c.header('Retry-After', '1');
     // The rest of an over-limit body is never read: close the connection rather than drain it.

@@ -2,6 +2,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export interface MetricsProbes {
   queueDepth: () => number;
+  /** Images the queue may hold (--max-queue): saturation is depth / capacity. */
+  queueCapacity: number;
   modelLoaded: () => boolean;
   /** null when there is no Redis configured. */
   redisUp: () => boolean | null;
@@ -18,6 +20,8 @@ export interface ServeMetrics {
   cacheErrors: Counter;
   batchSize: Histogram;
   inferenceDuration: Histogram;
+  /** Requests refused at once because the inference queue was full (503 + Retry-After). */
+  rejected: Counter;
 }
 
 /**
@@ -49,6 +53,7 @@ export function createMetrics(probes: MetricsProbes, options: { defaultMetrics?:
     cacheMisses: new Counter({ name: 'cache_misses_total', help: 'Predictions that needed inference', registers }),
     cacheErrors: new Counter({ name: 'cache_errors_total', help: 'Cache store commands that failed (served uncached)', registers }),
     batchSize: new Histogram({ name: 'inference_batch_size', help: 'Images per forward pass', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
+    rejected: new Counter({ name: 'inference_rejected_total', help: 'Requests refused because the inference queue was full', registers }),
     inferenceDuration: new Histogram({
       name: 'inference_duration_seconds',
       help: 'Time of one forward pass',
@@ -74,13 +79,25 @@ export function createMetrics(probes: MetricsProbes, options: { defaultMetrics?:
     },
   });
   new Gauge({
-    name: 'redis_up',
-    help: '1 when the Redis cache is reachable (0 also when no Redis is configured)',
-    aggregator: 'min',
+    name: 'inference_queue_capacity',
+    help: 'Images the inference queue may hold (--max-queue)',
     registers,
     collect() {
-      this.set(probes.redisUp() ? 1 : 0);
+      this.set(probes.queueCapacity);
     },
   });
+  // Only a server with Redis has a Redis to be down: without one, no series (an alert on
+  // redis_up == 0 must not fire for the in-memory cache).
+  if (probes.redisUp() !== null) {
+    new Gauge({
+      name: 'redis_up',
+      help: '1 when the Redis cache is reachable',
+      aggregator: 'min',
+      registers,
+      collect() {
+        this.set(probes.redisUp() ? 1 : 0);
+      },
+    });
+  }
   return metrics;
 }

@@ -109,11 +109,14 @@ describe('serve API contract', () => {
       'inference_batch_size',
       'inference_duration_seconds',
       'inference_queue_depth',
+      'inference_queue_capacity',
+      'inference_rejected_total',
       'model_loaded',
-      'redis_up',
     ]) {
       expect(before).toContain(`# TYPE ${name} `);
     }
+    // In-memory cache: there is no Redis, so no redis_up series to alert on (see redis.test.ts).
+    expect(before).not.toContain('redis_up');
     expect(before).toMatch(/^model_loaded 1$/m);
     const count = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
     const hitsRe = /^cache_hits_total (\d+)/m;
@@ -227,5 +230,30 @@ describe('errors: JSON bodies with the right status', () => {
     const res = await s.app.request('/nope', { headers: auth });
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+  });
+});
+
+describe('overload', () => {
+  it('past --max-queue answers 503 with Retry-After at once, and counts the rejection', async () => {
+    const inner = await tinyPredictor();
+    // A model that takes 300 ms per forward pass, so the queue fills while it works.
+    const slow = { ...inner, predict: async (px: Uint8Array, n: number) => (await new Promise((r) => setTimeout(r, 300)), inner.predict(px, n)) };
+    const s = await readyApp({ predictor: slow, config: { maxBatch: 1, maxQueue: 2 } });
+    try {
+      const started = Date.now();
+      const answers = await Promise.all(Array.from({ length: 6 }, async (_, i) => post(s, '/predict', form('file', await png(100 + i)))));
+      const statuses = answers.map((r) => r.status).sort();
+      expect(statuses.filter((x) => x === 200).length).toBeGreaterThanOrEqual(2);
+      const refused = answers.filter((r) => r.status === 503);
+      expect(refused.length).toBeGreaterThanOrEqual(1);
+      expect(refused[0]!.headers.get('retry-after')).toBe('1');
+      expect(((await refused[0]!.json()) as { error: { code: string } }).error.code).toBe('OVERLOADED');
+      expect(Date.now() - started).toBeLessThan(5000);
+      const metrics = await (await s.app.request('/metrics')).text();
+      expect(Number(/^inference_rejected_total (\d+)/m.exec(metrics)?.[1])).toBe(refused.length);
+      expect(metrics).toMatch(/^inference_queue_capacity 2$/m);
+    } finally {
+      await s.close();
+    }
   });
 });

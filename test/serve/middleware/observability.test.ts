@@ -33,7 +33,7 @@ describe('accessLog middleware', () => {
 
 describe('httpMetrics middleware', () => {
   it('labels by route pattern, and unknown paths as unmatched', async () => {
-    const metrics = createMetrics({ queueDepth: () => 0, modelLoaded: () => true, redisUp: () => null }, { defaultMetrics: false });
+    const metrics = createMetrics({ queueDepth: () => 0, queueCapacity: 8, modelLoaded: () => true, redisUp: () => null }, { defaultMetrics: false });
     const app = new Hono();
     app.use(httpMetrics({ metrics }));
     app.get('/items/:id', (c) => c.text('ok'));
