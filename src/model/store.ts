@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError, fromSystemError } from '../errors.js';
 import './batchnorm.js'; // registers CifarBatchNorm for deserialisation
@@ -25,6 +26,9 @@ export interface ModelMetadata {
   packageVersion: string;
   config?: Record<string, unknown>;
 }
+
+/** The model bundled with the package, wherever it is installed: what --model defaults to. */
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
 
 const MODEL_JSON = 'model.json';
 const METADATA_JSON = 'metadata.json';

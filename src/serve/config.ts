@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { BUNDLED_MODEL_DIR } from '../model/store.js';
 import type { BackendRequest } from '../backend/index.js';
 
 /** Everything `cifar serve` can be told; the CLI validates flags into this object. */
@@ -30,7 +31,7 @@ export const SERVE_DEFAULTS: ServeConfig = {
   port: 8000,
   // Loopback unless asked: a model API should not be exposed by accident.
   host: '127.0.0.1',
-  model: 'models/default',
+  model: BUNDLED_MODEL_DIR,
   backend: undefined,
   // One process per core: tfjs (wasm/cpu) runs one forward pass at a time per process.
   workers: availableParallelism(),
