@@ -1,0 +1,151 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLASSES } from '../../src/data/classes.js';
+import { saveModel } from '../../src/model/store.js';
+import { CIFAR_BIN } from '../helpers/cli.js';
+import { tempDir } from '../helpers/fixtures.js';
+import { eventually, form, freePort, png, startRedis, type TestRedis } from '../serve/helpers.js';
+import { loadYaml, repoPath, requireTool } from '../deploy/helpers.js';
+import { dashboardExprs, exposedNames, metricNames, ruleExprs, SYNTHETIC_METRICS } from './promql.js';
+
+/**
+ * A real `cifar serve` (with Redis, so redis_up exists) and, for the last test, a real Prometheus
+ * scraping it: the names in our rules and dashboard are checked against what the server
+ * actually exports, and the expressions against what Prometheus actually computes.
+ */
+let dir: string;
+let cleanup: () => Promise<void>;
+let redis: TestRedis;
+let api: ChildProcess | undefined;
+let apiUrl: string;
+let apiPort: number;
+let apiLog = '';
+
+/** A one-layer model saved like a trained one (the server loads it from disk). */
+async function tinyModel(out: string): Promise<void> {
+  await tf.setBackend('cpu');
+  const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
+  await mkdir(out, { recursive: true });
+  await saveModel(out, model, {
+    name: 'tiny', architecture: 'dense', parameters: 30730, classes: [...CLASSES],
+    normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, testAccuracy: null, perClassAccuracy: null,
+    epochs: 0, batchSize: 0, trainingSeconds: 0, backend: 'cpu', datasetChecksum: null, createdAt: new Date().toISOString(), packageVersion: 'test',
+  });
+  model.dispose();
+}
+
+/** SIGTERM, then SIGKILL if it has not exited in `ms`. */
+async function stop(child: ChildProcess | undefined, ms = 5000): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function predict(n: number): Promise<void> {
+  const res = await fetch(`${apiUrl}/predict`, { method: 'POST', body: form('file', await png(n)) });
+  expect(res.status, await res.text()).toBe(200);
+}
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir('cifar-monitoring-'));
+  await tinyModel(join(dir, 'model'));
+  redis = await startRedis();
+  apiPort = await freePort();
+  apiUrl = `http://127.0.0.1:${apiPort}`;
+  api = spawn(
+    process.execPath,
+    [CIFAR_BIN, 'serve', '--model', join(dir, 'model'), '--host', '127.0.0.1', '--port', String(apiPort), '--workers', '1', '--backend', 'cpu', '--redis-url', redis.url, '--log-level', 'warn'],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FORCE_COLOR: '0', CIFAR_API_KEY: '' } },
+  );
+  api.stderr!.on('data', (d) => (apiLog += d));
+  await eventually(async () => (await fetch(`${apiUrl}/ready`).catch(() => null))?.status === 200, 20_000).catch(() => {
+    throw new Error(`cifar serve did not become ready:\n${apiLog}`);
+  });
+}, 40_000);
+
+afterAll(async () => {
+  await stop(api);
+  await redis?.close();
+  await cleanup?.();
+});
+
+const dashboard = JSON.parse(readFileSync(repoPath('monitoring/grafana/dashboards/cifar-api.json'), 'utf8'));
+
+describe('monitoring against a running cifar serve', () => {
+  it('every metric the alert rules and the dashboard use is exported on /metrics', async () => {
+    // Labelled series (per route, per class) exist only once something was counted.
+    await predict(101);
+    const exported = exposedNames(await (await fetch(`${apiUrl}/metrics`)).text());
+    expect(exported).toContain('redis_up');
+    const rules = ruleExprs(await loadYaml('monitoring/alert_rules.yml'));
+    const used = [...rules.map((r) => ({ where: `alert ${r.name}`, expr: r.expr })), ...dashboardExprs(dashboard).map((expr) => ({ where: 'dashboard', expr }))];
+    const missing = used.flatMap(({ where, expr }) => metricNames(expr).filter((m) => !exported.has(m) && !SYNTHETIC_METRICS.has(m)).map((m) => `${m} (${where})`));
+    expect(missing).toEqual([]);
+  });
+
+  it('a real Prometheus scrapes it: counters, the dashboard request rate, and every rule evaluate', async () => {
+    requireTool('prometheus', 'prometheus');
+    const promPort = await freePort();
+    const prom = `http://127.0.0.1:${promPort}`;
+    // JSON is YAML: a 1 s scrape and rule evaluation, the real rule file, the compose job name.
+    const config = {
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      rule_files: [repoPath('monitoring/alert_rules.yml')],
+      scrape_configs: [{ job_name: 'cifar-api', static_configs: [{ targets: [`127.0.0.1:${apiPort}`] }] }],
+    };
+    await writeFile(join(dir, 'prometheus.yml'), JSON.stringify(config));
+    let promLog = '';
+    const child = spawn(
+      'prometheus',
+      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.on('data', (d) => (promLog += d));
+    const query = async (q: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> => {
+      const body = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as any;
+      if (body.status !== 'success') throw new Error(`${q}: ${body.error}`);
+      return body.data.result;
+    };
+    const scalar = async (q: string) => Number((await query(q))[0]?.value[1] ?? NaN);
+    try {
+      await eventually(async () => (await scalar('up{job="cifar-api"}').catch(() => NaN)) === 1, 15_000).catch(() => {
+        throw new Error(`Prometheus never scraped cifar serve:\n${promLog}`);
+      });
+      // Counters as first scraped; the traffic below happens after, so rate() sees it rise.
+      const hits0 = await scalar('cache_hits_total{job="cifar-api"}');
+      const ok0 = (await scalar('sum(http_requests_total{job="cifar-api", route="/predict", status="200"})')) || 0;
+      // One image five times: one miss, then four hits from Redis.
+      for (let i = 0; i < 5; i++) await predict(202);
+
+      await eventually(async () => (await scalar('cache_hits_total{job="cifar-api"}')) === hits0 + 4, 15_000);
+      expect(await scalar('sum(http_requests_total{job="cifar-api", route="/predict", status="200"})')).toBe(ok0 + 5);
+      // The dashboard's own request-rate panel, with Grafana's interval filled in.
+      const rateExpr = dashboardExprs(dashboard).find((e) => e.startsWith('sum by (route, status) (rate(http_requests_total'))!;
+      await eventually(async () => {
+        const series = await query(rateExpr.replaceAll('$__rate_interval', '1m'));
+        return Number(series.find((s) => s.metric.route === '/predict' && s.metric.status === '200')?.value[1] ?? 0) > 0;
+      }, 15_000);
+
+      // Every dashboard query is valid PromQL to this Prometheus (query() throws otherwise).
+      for (const e of dashboardExprs(dashboard)) await query(e.replaceAll('$__rate_interval', '1m'));
+      // Every alert rule was evaluated, without error, and none fires on a healthy server.
+      let rules: any[] = [];
+      await eventually(async () => {
+        const body = (await (await fetch(`${prom}/api/v1/rules`)).json()) as any;
+        rules = body.data.groups.flatMap((g: any) => g.rules);
+        return rules.length > 0 && rules.every((r) => !r.lastEvaluation.startsWith('0001'));
+      }, 10_000);
+      expect(rules.map((r) => [r.name, r.health, r.lastError ?? ''])).toEqual(rules.map((r) => [r.name, 'ok', '']));
+      expect(rules.filter((r) => r.state !== 'inactive').map((r) => r.name)).toEqual([]);
+    } finally {
+      await stop(child);
+    }
+  }, 60_000);
+});
