@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { BUNDLED_MODEL_DIR } from '../model/store.js';
 import type { BackendRequest } from '../backend/index.js';
@@ -34,7 +35,7 @@ export const SERVE_DEFAULTS: ServeConfig = {
   model: BUNDLED_MODEL_DIR,
   backend: undefined,
   // One process per core: tfjs (wasm/cpu) runs one forward pass at a time per process.
-  workers: availableParallelism(),
+  workers: usableCores(),
   redisUrl: undefined,
   // An hour: long enough to absorb repeated uploads, short enough to forget old images.
   cacheTtlSeconds: 3600,
@@ -56,3 +57,22 @@ export const SERVE_DEFAULTS: ServeConfig = {
   apiKey: undefined,
   logLevel: 'info',
 };
+
+/**
+ * Cores this process may use: the machine's, capped by a cgroup v2 CPU quota (a container with
+ * `cpus: 2` on a 64-core host must not start 64 workers).
+ */
+export function usableCores(cpuMax = readCpuMax()): number {
+  const cores = availableParallelism();
+  const m = /^(\d+)\s+(\d+)/.exec(cpuMax ?? '');
+  if (!m) return cores;
+  return Math.max(1, Math.min(cores, Math.floor(Number(m[1]) / Number(m[2]))));
+}
+
+function readCpuMax(): string | undefined {
+  try {
+    return readFileSync('/sys/fs/cgroup/cpu.max', 'utf8');
+  } catch {
+    return undefined;
+  }
+}

@@ -34,3 +34,14 @@ describe('cifar serve flags', () => {
     }
   });
 });
+
+describe('default worker count', () => {
+  it('is capped by a cgroup CPU quota and ignores an unlimited one', async () => {
+    const { usableCores } = await import('../../src/serve/config.js');
+    const { availableParallelism } = await import('node:os');
+    expect(usableCores('max 100000\n')).toBe(availableParallelism());
+    expect(usableCores('100000 100000\n')).toBe(1);
+    expect(usableCores('50000 100000\n')).toBe(1);
+    expect(usableCores(undefined)).toBe(availableParallelism());
+  });
+});
