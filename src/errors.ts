@@ -35,7 +35,11 @@ export type ErrorCode =
   | 'DEADLINE_EXCEEDED'
   | 'NOT_READY'
   | 'REQUEST_TIMEOUT'
-  | 'WORKER_CRASHED';
+  | 'WORKER_CRASHED'
+  // cifar bench: the target server cannot be benchmarked, or a threshold was missed.
+  | 'SERVER_UNREACHABLE'
+  | 'SERVER_INVALID_RESPONSE'
+  | 'THRESHOLD_MISSED';
 
 export class CifarError extends Error {
   readonly code: ErrorCode;
@@ -61,6 +65,8 @@ export function exitCodeFor(err: unknown): number {
     case 'USAGE':
     case 'CONFIG_INVALID':
     case 'NOT_BUILT':
+    case 'SERVER_UNREACHABLE':
+    case 'SERVER_INVALID_RESPONSE':
       return 2;
     case 'ABORTED':
       return 130;

@@ -1,10 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { downloadCommand } from './download.js';
-import { notBuiltCommand } from './not-built.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { predictCommand } from './predict.js';
 import { serveCommand } from './serve.js';
+import { benchCommand } from './bench.js';
 import { loadPredictor } from '../model/load.js';
 import { reportError } from './run.js';
 import { exitCodeFor, isCifarError } from '../errors.js';
@@ -22,7 +22,7 @@ export function buildProgram(): Command {
     .addCommand(evalCommand())
     .addCommand(predictCommand())
     .addCommand(serveCommand(async (dir, backend) => (await loadPredictor(dir, backend ?? 'auto')).predictor))
-    .addCommand(notBuiltCommand('bench', 'load-test the prediction API'));
+    .addCommand(benchCommand());
 }
 
 async function main(): Promise<void> {

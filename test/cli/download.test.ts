@@ -94,12 +94,4 @@ describe('cifar download (CLI)', () => {
       await server.close();
     }
   });
-
-  it('the commands of later milestones say they are not built and exit 2', async () => {
-    for (const cmd of ['bench']) {
-      const res = await runCli([cmd, '--anything']);
-      expect(res.code, cmd).toBe(2);
-      expect(res.stderr).toMatch(new RegExp(`cifar ${cmd}\` is not built yet`));
-    }
-  });
 });

@@ -1,0 +1,88 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadImageSource } from '../../src/bench/images.js';
+import { encodePng } from '../../src/bench/png.js';
+import { makeRecords, solidPng, tempDir } from '../helpers/fixtures.js';
+
+let cleanup: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await cleanup?.();
+  cleanup = undefined;
+});
+
+async function folder(): Promise<string> {
+  const t = await tempDir('cifar-bench-');
+  cleanup = t.cleanup;
+  return t.dir;
+}
+
+const hashes = (bufs: Buffer[]) => new Set(bufs.map((b) => b.toString('base64')));
+
+describe('encodePng', () => {
+  it('writes a PNG that sharp decodes back to the same pixels', async () => {
+    const rgb = Uint8Array.from({ length: 5 * 3 * 3 }, (_, i) => (i * 37) & 0xff);
+    const { data, info } = await sharp(encodePng(rgb, 5, 3)).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([5, 3, 3]);
+    expect(Uint8Array.from(data)).toEqual(rgb);
+  });
+});
+
+describe('loadImageSource', () => {
+  it('without a folder or dataset, generates 32×32 PNGs of about 3 kB, every one distinct', async () => {
+    const source = await loadImageSource({ dataDir: await folder() });
+    expect(source.kind).toBe('generated');
+    expect(source.distinct).toBeNull();
+    const images = Array.from({ length: 50 }, () => source.next());
+    expect(hashes(images).size).toBe(50);
+    const meta = await sharp(images[0]).metadata();
+    expect([meta.width, meta.height, meta.format]).toEqual([32, 32, 'png']);
+    expect(images[0]!.length).toBeGreaterThan(2500);
+    expect(images[0]!.length).toBeLessThan(4000);
+  });
+
+  it('--unique N cycles exactly N distinct images (1 is the all-cache-hits case)', async () => {
+    const dataDir = await folder();
+    const one = await loadImageSource({ dataDir, unique: 1 });
+    expect(hashes(Array.from({ length: 10 }, () => one.next())).size).toBe(1);
+    const three = await loadImageSource({ dataDir, unique: 3 });
+    const seq = Array.from({ length: 9 }, () => three.next());
+    expect(hashes(seq).size).toBe(3);
+    expect(seq[3]!.equals(seq[0]!)).toBe(true);
+  });
+
+  it('differs between runs, so a second run never hits the first run\'s cache entries', async () => {
+    const dataDir = await folder();
+    const a = await loadImageSource({ dataDir, unique: 1, salt: 1 });
+    const b = await loadImageSource({ dataDir, unique: 1, salt: 2 });
+    expect(a.next().equals(b.next())).toBe(false);
+  });
+
+  it('uses the dataset test split when present', async () => {
+    const dataDir = await folder();
+    await mkdir(join(dataDir, 'cifar-10-batches-bin'), { recursive: true });
+    await writeFile(join(dataDir, 'cifar-10-batches-bin', 'test_batch.bin'), makeRecords(5));
+    const source = await loadImageSource({ dataDir });
+    expect(source.kind).toBe('dataset');
+    expect(source.bases).toBe(5);
+    const { info } = await sharp(source.next()).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([32, 32]);
+  });
+
+  it('reads every image file of --images DIR (any format), skipping other files', async () => {
+    const dir = await folder();
+    await writeFile(join(dir, 'a.png'), await solidPng(1, 1));
+    await writeFile(join(dir, 'b.jpg'), await sharp({ create: { width: 40, height: 20, channels: 3, background: 'red' } }).jpeg().toBuffer());
+    await writeFile(join(dir, 'notes.txt'), 'not an image');
+    const source = await loadImageSource({ imagesDir: dir, dataDir: dir });
+    expect([source.kind, source.bases]).toEqual(['folder', 2]);
+    const second = await sharp(source.next() && source.next()).metadata();
+    expect([second.width, second.height]).toEqual([40, 20]);
+  });
+
+  it('rejects an empty --images folder with a usage error', async () => {
+    const dir = await folder();
+    await expect(loadImageSource({ imagesDir: dir, dataDir: dir })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('no image files') });
+  });
+});
