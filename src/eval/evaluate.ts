@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { normalise } from '../train/step.js';
+import { createNormalizer, type Normalization } from '../model/normalize.js';
 
 export interface Evaluation {
   loss: number;
@@ -16,11 +16,10 @@ export interface Evaluation {
 export async function evaluateModel(
   model: tf.LayersModel,
   data: { images: Uint8Array; labels: Uint8Array; count: number },
-  norm: { mean: readonly number[]; std: readonly number[] },
+  norm: Normalization,
   batchSize = 500,
 ): Promise<Evaluation> {
-  const mean = tf.tensor1d(norm.mean.map((m) => m * 255));
-  const invStd = tf.tensor1d(norm.std.map((s) => 1 / (s * 255)));
+  const normalizer = createNormalizer(norm);
   const predictions = new Uint8Array(data.count);
   let lossSum = 0;
   let correct = 0;
@@ -28,7 +27,7 @@ export async function evaluateModel(
     for (let at = 0; at < data.count; at += batchSize) {
       const n = Math.min(batchSize, data.count - at);
       const [loss, pred] = tf.tidy(() => {
-        const x = normalise(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), n, mean, invStd);
+        const x = normalizer.apply(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), n);
         const y = tf.tensor1d(data.labels.subarray(at, at + n), 'int32');
         const logits = model.predict(x) as tf.Tensor2D;
         const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, logits.shape[1]), tf.logSoftmax(logits))));
@@ -44,8 +43,7 @@ export async function evaluateModel(
       }
     }
   } finally {
-    mean.dispose();
-    invStd.dispose();
+    normalizer.dispose();
   }
   return { loss: lossSum / Math.max(1, data.count), accuracy: correct / Math.max(1, data.count), predictions };
 }

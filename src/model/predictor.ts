@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
+import { IMAGE_BYTES } from '../image/preprocess.js';
+import { createNormalizer, type Normalization } from './normalize.js';
 
 /** What a served or offline model says about itself. */
 export interface PredictorInfo {
@@ -25,10 +26,7 @@ export interface Predictor {
   dispose(): void;
 }
 
-export interface Normalization {
-  mean: readonly [number, number, number] | readonly number[];
-  std: readonly [number, number, number] | readonly number[];
-}
+export type { Normalization };
 
 /**
  * Wrap a tfjs model that maps normalised NHWC float images to logits as a Predictor:
@@ -39,8 +37,7 @@ export interface Normalization {
  *   const probs = await p.predict(pixels, 1);
  */
 export function predictorFromModel(model: tf.LayersModel, norm: Normalization, info: PredictorInfo): Predictor {
-  const mean = tf.tensor1d([...norm.mean].map((m) => m * 255));
-  const invStd = tf.tensor1d([...norm.std].map((s) => 1 / (s * 255)));
+  const normalizer = createNormalizer(norm);
   return {
     info,
     async predict(pixels, count) {
@@ -48,8 +45,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
         throw new RangeError(`expected ${count * IMAGE_BYTES} bytes for ${count} images, got ${pixels.length}`);
       }
       const probs = tf.tidy(() => {
-        const x = tf.tensor4d(pixels, [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd);
-        return tf.softmax(model.predict(x) as tf.Tensor2D);
+        return tf.softmax(model.predict(normalizer.apply(pixels, count)) as tf.Tensor2D);
       });
       try {
         return (await probs.data()) as Float32Array;
@@ -58,8 +54,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
       }
     },
     dispose() {
-      mean.dispose();
-      invStd.dispose();
+      normalizer.dispose();
       model.dispose();
     },
   };

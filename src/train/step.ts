@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE } from '../image/preprocess.js';
+import { createNormalizer } from '../model/normalize.js';
 
 /** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
 export interface Trainer {
@@ -21,11 +21,6 @@ export interface TrainerOptions {
   classes: number;
 }
 
-/** Bytes → [0,1] → per-channel standardisation, on the backend. */
-export function normalise(images: Uint8Array, size: number, mean: tf.Tensor1D, invStd: tf.Tensor1D): tf.Tensor4D {
-  return tf.tensor4d(images, [size, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd);
-}
-
 /** Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. */
 export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
   const target = tf.oneHot(labels, classes).mul(1 - smoothing).add(smoothing / classes);
@@ -38,14 +33,13 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
  * kernels only — batch-norm scales and biases are not decayed.
  */
 export function createTrainer(model: tf.LayersModel, options: TrainerOptions): Trainer {
-  const mean = tf.tensor1d(options.mean.map((m) => m * 255));
-  const invStd = tf.tensor1d(options.std.map((s) => 1 / (s * 255)));
+  const normalizer = createNormalizer(options);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   return {
     step(images, labels, size, lr) {
       return tf.tidy(() => {
-        const x = normalise(images, size, mean, invStd);
+        const x = normalizer.apply(images, size);
         const y = tf.tensor1d(labels.subarray(0, size), 'int32');
         let correct: tf.Scalar | undefined;
         const { value, grads } = tf.variableGrads(() => {
@@ -77,8 +71,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       });
     },
     dispose() {
-      mean.dispose();
-      invStd.dispose();
+      normalizer.dispose();
       velocities.forEach((v) => v.dispose());
     },
   };
