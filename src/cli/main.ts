@@ -7,7 +7,7 @@ import { serveCommand } from './serve.js';
 import { benchCommand } from './bench.js';
 import { loadPredictor } from '../model/load.js';
 import { reportError } from './run.js';
-import { exitCodeFor, isCifarError } from '../errors.js';
+import { exitCodeFor } from '../errors.js';
 import { PACKAGE_VERSION } from './defaults.js';
 
 /** The `cifar` program: one subcommand per file in src/cli/. */
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     }
     // A flag parser's own error (e.g. --epochs abc) arrives here, outside any action.
     reportError(err);
-    process.exitCode = isCifarError(err) ? exitCodeFor(err) : 1;
+    process.exitCode = exitCodeFor(err);
   }
 }
 

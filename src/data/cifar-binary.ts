@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CifarError, fromSystemError } from '../errors.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
@@ -248,7 +248,10 @@ export async function computeStats(folder: string): Promise<ChannelStats> {
   return { mean, std, count };
 }
 
-/** The stored statistics beside the dataset (written by `cifar download`), computed if absent. */
+/**
+ * The statistics stored beside the dataset (written by `cifar download`); computed when absent,
+ * and stored for next time when the folder is writable.
+ */
 export async function loadStats(folder: string): Promise<ChannelStats> {
   try {
     return JSON.parse(await readFile(join(folder, STATS_FILE), 'utf8')) as ChannelStats;
@@ -256,6 +259,8 @@ export async function loadStats(folder: string): Promise<ChannelStats> {
     await stat(folder).catch(() => {
       throw missing(folder, 'the folder does not exist');
     });
-    return computeStats(folder);
+    const stats = await computeStats(folder);
+    await writeFile(join(folder, STATS_FILE), JSON.stringify(stats, null, 2) + '\n').catch(() => {});
+    return stats;
   }
 }

@@ -13,6 +13,7 @@ import {
   datasetPath,
   inspectBatch,
   inspectDataset,
+  loadStats,
   type ChannelStats,
   type DatasetSummary,
 } from './cifar-binary.js';
@@ -141,21 +142,13 @@ async function inspectExisting(target: string, onNote?: (m: string) => void) {
   }
   try {
     const summary = await inspectDataset(target);
-    const stats = await computeStatsOnce(target);
+    const stats = await loadStats(target);
     const manifest = await readJson<{ source?: string }>(join(target, MANIFEST_FILE));
     return { summary, stats, source: manifest?.source ?? target };
   } catch (err) {
     onNote?.(`the dataset at ${target} is not usable (${(err as Error).message}); rebuilding it`);
     return undefined;
   }
-}
-
-async function computeStatsOnce(target: string): Promise<ChannelStats> {
-  const stored = await readJson<ChannelStats>(join(target, STATS_FILE));
-  if (stored) return stored;
-  const stats = await computeStats(target);
-  await writeFile(join(target, STATS_FILE), JSON.stringify(stats, null, 2) + '\n').catch(() => {});
-  return stats;
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {

@@ -5,7 +5,7 @@ import { loadModel, type ModelMetadata } from './store.js';
 
 /**
  * Start a backend and load a model folder as a Predictor (what `cifar predict` and `cifar serve`
- * use). The first prediction is run once so that the caller's first real one is warm.
+ * use). Warming up is the caller's business: the server warms each batch size it will use.
  */
 export async function loadPredictor(dir: string, backend: BackendRequest): Promise<{ predictor: Predictor; metadata: ModelMetadata; backend: BackendInfo }> {
   const info = await initBackend(backend);
@@ -16,6 +16,5 @@ export async function loadPredictor(dir: string, backend: BackendRequest): Promi
     classes: metadata.classes,
     backend: tf.getBackend(),
   });
-  await predictor.predict(new Uint8Array(32 * 32 * 3), 1);
   return { predictor, metadata, backend: info };
 }
