@@ -22,22 +22,44 @@ const Options = z.object({
   batchWaitMs: z.coerce.number().min(0).max(1000).default(D.batchWaitMs),
   maxQueue: int(1).default(D.maxQueue),
   maxUploadBytes: int(1).default(D.maxUploadBytes),
+  maxFiles: int(1, 10_000).default(D.maxFiles),
+  maxPixels: int(1).default(D.maxImagePixels),
+  requestTimeout: int(1, 3_600_000).default(D.requestTimeoutMs),
+  drainTimeout: z.coerce.number({ message: 'expected a number of seconds' }).min(0).max(3600).default(D.drainMs / 1000),
   apiKey: z.string().min(1, { message: 'must not be empty' }).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.logLevel),
 });
 
+/**
+ * Options an operator may set in the environment instead (a flag wins): where to reach Redis,
+ * the secret, and the timings a deployment tunes to its orchestrator (grace period, proxies).
+ */
+const ENV: Partial<Record<keyof z.input<typeof Options>, string>> = {
+  redisUrl: 'REDIS_URL',
+  apiKey: 'CIFAR_API_KEY',
+  drainTimeout: 'CIFAR_DRAIN_TIMEOUT',
+  requestTimeout: 'CIFAR_REQUEST_TIMEOUT',
+};
+
 const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
-/** Validate raw commander options (plus REDIS_URL and CIFAR_API_KEY) into the server config. */
+/** Validate raw commander options (plus the variables of ENV) into the server config. */
 export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServeConfig {
-  const withEnv = { ...raw, redisUrl: raw.redisUrl ?? (env.REDIS_URL || undefined), apiKey: raw.apiKey ?? (env.CIFAR_API_KEY || undefined) };
+  const withEnv: Record<string, unknown> = { ...raw };
+  const fromEnv = new Set<string>();
+  for (const [key, name] of Object.entries(ENV)) {
+    if (withEnv[key] === undefined && env[name]) {
+      withEnv[key] = env[name];
+      fromEnv.add(key);
+    }
+  }
   const parsed = Options.safeParse(withEnv);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0]);
     // Never echo a secret back into logs.
-    const shown = key === 'apiKey' ? '' : ` ${String(withEnv[key as keyof typeof withEnv])}`;
-    throw new CifarError('USAGE', `${flagName(key)}${shown}: ${issue.message}`);
+    const shown = key === 'apiKey' ? '' : `${fromEnv.has(key) ? '=' : ' '}${String(withEnv[key])}`;
+    throw new CifarError('USAGE', `${fromEnv.has(key) ? ENV[key as keyof typeof ENV] : flagName(key)}${shown}: ${issue.message}`);
   }
   const o = parsed.data;
   return {
@@ -54,6 +76,10 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
     batchWaitMs: o.batchWaitMs,
     maxQueue: o.maxQueue,
     maxUploadBytes: o.maxUploadBytes,
+    maxFiles: o.maxFiles,
+    maxImagePixels: o.maxPixels,
+    requestTimeoutMs: o.requestTimeout,
+    drainMs: Math.round(o.drainTimeout * 1000),
     apiKey: o.apiKey,
     logLevel: o.logLevel,
   };
@@ -75,6 +101,10 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
     .option('--batch-wait-ms <ms>', `longest wait to fill a batch (default ${D.batchWaitMs})`)
     .option('--max-queue <n>', `images waiting before 503 (default ${D.maxQueue})`)
     .option('--max-upload-bytes <n>', `largest request body (default ${D.maxUploadBytes})`)
+    .option('--max-files <n>', `files in one /predict/batch request (default ${D.maxFiles})`)
+    .option('--max-pixels <n>', `largest image, width × height, refused before decoding (default ${D.maxImagePixels})`)
+    .option('--request-timeout <ms>', `deadline of one request, upload included: slow clients get 408 (default ${D.requestTimeoutMs}; env CIFAR_REQUEST_TIMEOUT)`)
+    .option('--drain-timeout <s>', `on SIGTERM/SIGINT, how long in-flight requests may finish (default ${D.drainMs / 1000}; env CIFAR_DRAIN_TIMEOUT)`)
     .option('--api-key <key>', 'require this key on prediction routes (env CIFAR_API_KEY)')
     .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent (default ${D.logLevel})`)
     .action(

@@ -114,6 +114,8 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
   };
   if (inCluster) relay = onClusterReload(reload);
   const life = lifecycle(hooks, reload);
+  // The drain is one budget for the connections and the model's queue together.
+  let drainEnds: number | undefined;
   try {
     // Listen before the model is loaded, so /health and /ready answer during a slow load.
     const running = await listen(served.app, { port: config.port, host: config.host, requestTimeoutMs: config.requestTimeoutMs });
@@ -121,14 +123,19 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
       await Promise.race([served.ready, life.stopped]);
       if (!inCluster) hooks.onListening?.({ url: running.url, pid: process.pid, workers: 1 });
       await life.stopped;
-      logger.info({ in_flight: running.inFlight() }, 'shutting down');
+      logger.info({ in_flight: running.inFlight(), drain_ms: config.drainMs }, 'shutting down');
     } finally {
+      drainEnds = Date.now() + config.drainMs;
       await running.close(config.drainMs);
     }
   } finally {
     life.dispose();
     relay?.dispose();
-    await served.close();
+    // A forward pass that never returns must not keep the process alive past the drain.
+    let timer: NodeJS.Timeout | undefined;
+    const left = Math.max(0, (drainEnds ?? Date.now()) - Date.now());
+    await Promise.race([served.close(), new Promise<void>((done) => (timer = setTimeout(done, left)))]);
+    clearTimeout(timer);
     // The IPC channel would keep a worker alive after its server has closed.
     if (inCluster) cluster.worker?.disconnect();
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseServeOptions, serveCommand } from '../../src/cli/serve.js';
 import { SERVE_DEFAULTS } from '../../src/serve/config.js';
+import { runCli } from '../helpers/cli.js';
 
 describe('cifar serve flags', () => {
   it('defaults everything, reading REDIS_URL and CIFAR_API_KEY from the environment', () => {
@@ -21,15 +22,49 @@ describe('cifar serve flags', () => {
     [{ redisUrl: 'http://x' }, /^--redis-url http:\/\/x: expected a redis/],
     [{ logLevel: 'loud' }, /^--log-level loud: /],
     [{ backend: 'gpu' }, /^--backend gpu: /],
+    [{ maxFiles: '0' }, /^--max-files 0: /],
+    [{ maxFiles: 'many' }, /^--max-files many: /],
+    [{ maxPixels: '-5' }, /^--max-pixels -5: /],
+    [{ requestTimeout: '2.5' }, /^--request-timeout 2\.5: expected an integer/],
+    [{ requestTimeout: '0' }, /^--request-timeout 0: /],
+    [{ drainTimeout: '-1' }, /^--drain-timeout -1: /],
+    [{ drainTimeout: 'soon' }, /^--drain-timeout soon: /],
   ])('refuses %o with a USAGE error naming the flag', (raw, message) => {
     expect(() => parseServeOptions(raw, {})).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(message) }));
+  });
+
+  it('turns the limit flags into the config: drain seconds become milliseconds', () => {
+    const config = parseServeOptions({ maxFiles: '8', maxPixels: '1000000', requestTimeout: '1500', drainTimeout: '2.5' }, {});
+    expect(config).toMatchObject({ maxFiles: 8, maxImagePixels: 1_000_000, requestTimeoutMs: 1500, drainMs: 2500 });
+    expect(parseServeOptions({ drainTimeout: '0' }, {}).drainMs).toBe(0);
+  });
+
+  it('reads the timeouts from CIFAR_DRAIN_TIMEOUT and CIFAR_REQUEST_TIMEOUT, flags winning', () => {
+    const env = { CIFAR_DRAIN_TIMEOUT: '20', CIFAR_REQUEST_TIMEOUT: '5000' };
+    expect(parseServeOptions({}, env)).toMatchObject({ drainMs: 20_000, requestTimeoutMs: 5000 });
+    expect(parseServeOptions({ drainTimeout: '3', requestTimeout: '700' }, env)).toMatchObject({ drainMs: 3000, requestTimeoutMs: 700 });
+  });
+
+  it('names the environment variable when its value is bad', () => {
+    expect(() => parseServeOptions({}, { CIFAR_DRAIN_TIMEOUT: 'never' })).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(/^CIFAR_DRAIN_TIMEOUT=never: /) }));
+  });
+
+  it('shows every limit flag in --help', () => {
+    const help = serveCommand(() => Promise.reject(new Error('unused'))).helpInformation();
+    for (const f of ['--max-files <n>', '--max-pixels <n>', '--request-timeout <ms>', '--drain-timeout <s>']) expect(help).toContain(f);
+  });
+
+  it('a bad limit is one line on stderr and exit status 2, before any model loads', async () => {
+    const res = await runCli(['serve', '--max-files', '0', '--port', '0']);
+    expect(res.code).toBe(2);
+    expect(res.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: --max-files 0: /)]);
   });
 
   it('is a commander command named serve with every flag of the issue', () => {
     const cmd = serveCommand(() => Promise.reject(new Error('unused')));
     expect(cmd.name()).toBe('serve');
     const flags = cmd.options.map((o) => o.long);
-    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--api-key', '--log-level']) {
+    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--max-files', '--max-pixels', '--request-timeout', '--drain-timeout', '--api-key', '--log-level']) {
       expect(flags).toContain(f);
     }
   });

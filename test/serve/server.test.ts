@@ -60,6 +60,24 @@ describe('cifar serve over the network', () => {
     await expect(fetch(`${server.url}/health`)).rejects.toThrow();
   });
 
+  it('the drain is bounded: a request still running after drainMs is cut and the server stops', async () => {
+    const stuck = async (): Promise<Predictor> => {
+      const p = await tinyPredictor();
+      let warm = 0;
+      return { ...p, info: p.info, predict: async (px, n) => (warm++ < 2 ? p.predict(px, n) : (await new Promise((r) => setTimeout(r, 4000)), p.predict(px, n))) };
+    };
+    const server = await start({ drainMs: 300 }, stuck);
+    const answer = fetch(`${server.url}/predict`, { method: 'POST', body: form('file', await png(600)) }).then(
+      (r) => r.status,
+      () => 'cut',
+    );
+    await new Promise((r) => setTimeout(r, 150));
+    const started = Date.now();
+    await server.stop();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await answer).toBe('cut');
+  });
+
   it('refuses an oversize body from its Content-Length, before the body is sent', async () => {
     const server = await start({ maxUploadBytes: 1024 }, () => tinyPredictor());
     try {
