@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
-import { installWebGpu, probeWebGpu } from './webgpu.js';
+import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKEND_NAMES)[number];
@@ -21,6 +21,8 @@ export interface BackendInfo {
 }
 
 type Attempt = { ok: true; detail: string } | { ok: false; reason: string };
+/** `auto` picks only what is worth using; `requested` starts whatever works. */
+export type StartMode = 'auto' | 'requested';
 
 const require = createRequire(import.meta.url);
 
@@ -43,15 +45,36 @@ async function startTensorflow(): Promise<Attempt> {
   return { ok: false, reason: 'tfjs-node not installed' };
 }
 
-async function startWebGpu(): Promise<Attempt> {
+// One probe per process: asking Dawn again gives the same adapter, and `auto` must not install
+// the WebGPU backend just to learn that its adapter is software.
+let webGpuProbe: Promise<WebGpuProbe> | undefined;
+
+/**
+ * The decision `auto` makes about a probed adapter, as a pure function: a software rasteriser
+ * (lavapipe, SwiftShader) runs shaders on the CPU, far slower than wasm, so only an explicit
+ * `--backend webgpu` may use it.
+ * @example webGpuVerdict({ name: 'llvmpipe: Mesa 25.0.7', shortName: 'llvmpipe', software: true }, 'auto')
+ * // { use: false, reason: 'WebGPU adapter is a software rasteriser (llvmpipe), not a GPU' }
+ */
+export function webGpuVerdict(adapter: AdapterClass, mode: StartMode): { use: true; detail: string } | { use: false; reason: string } {
+  if (adapter.software && mode === 'auto') {
+    return { use: false, reason: `WebGPU adapter is a software rasteriser (${adapter.shortName}), not a GPU` };
+  }
+  return { use: true, detail: `Dawn, ${adapter.name}${adapter.software ? ', software adapter' : ''}` };
+}
+
+async function startWebGpu(mode: StartMode): Promise<Attempt> {
+  webGpuProbe ??= probeWebGpu();
+  const probe = await webGpuProbe;
+  if (!probe.ok) return probe;
+  const verdict = webGpuVerdict(probe.adapter, mode);
+  if (!verdict.use) return { ok: false, reason: verdict.reason };
   if (tf.findBackendFactory('webgpu') === null) {
-    const probe = await probeWebGpu();
-    if (!probe.ok) return probe;
     await installWebGpu(probe.gpu);
     if (tf.findBackendFactory('webgpu') === null) return { ok: false, reason: 'tfjs-backend-webgpu did not register' };
   }
   try {
-    if (await tf.setBackend('webgpu')) return { ok: true, detail: 'Dawn' };
+    if (await tf.setBackend('webgpu')) return { ok: true, detail: verdict.detail };
   } catch (err) {
     return { ok: false, reason: `WebGPU backend failed to start (${(err as Error).message.split('\n')[0]})` };
   }
@@ -84,7 +107,7 @@ async function startCpu(): Promise<Attempt> {
   return (await tf.setBackend('cpu')) ? { ok: true, detail: 'plain JS' } : { ok: false, reason: 'cpu backend failed' };
 }
 
-const STARTERS: Record<BackendName, () => Promise<Attempt>> = {
+const STARTERS: Record<BackendName, (mode: StartMode) => Promise<Attempt>> = {
   tensorflow: startTensorflow,
   webgpu: startWebGpu,
   wasm: startWasm,
@@ -94,8 +117,9 @@ const AUTO_ORDER: BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 /**
  * Starts a backend and returns its name with a one-line reason for the choice.
- * `auto` tries tensorflow, webgpu, wasm, then cpu; a named backend that cannot start throws
- * `CifarError('BACKEND_UNAVAILABLE')`.
+ * `auto` tries tensorflow, webgpu (a hardware adapter only), wasm, then cpu; a named backend
+ * that cannot start throws `CifarError('BACKEND_UNAVAILABLE')`. An explicit `webgpu` accepts a
+ * software adapter (lavapipe) and says so in the reason.
  * @example
  * const { name, reason } = await initBackend('auto'); // { name: 'wasm', reason: 'wasm (SIMD): no WebGPU adapter found' }
  */
@@ -108,7 +132,7 @@ export async function initBackend(request: BackendRequest): Promise<BackendInfo>
   // "install tfjs-node" notice): the library must not print.
   tf.enableProdMode();
   if (request !== 'auto') {
-    const attempt = await STARTERS[request]();
+    const attempt = await STARTERS[request]('requested');
     if (!attempt.ok) {
       throw new CifarError('BACKEND_UNAVAILABLE', `backend ${request} unavailable: ${attempt.reason}`, {
         hint: 'use --backend auto to pick the best available one',
@@ -118,7 +142,7 @@ export async function initBackend(request: BackendRequest): Promise<BackendInfo>
   }
   const skipped: string[] = [];
   for (const name of AUTO_ORDER) {
-    const attempt = await STARTERS[name]();
+    const attempt = await STARTERS[name]('auto');
     if (attempt.ok) {
       // tfjs-node being absent is the normal case; mention only what is worth knowing.
       const why = skipped.filter((r) => r !== 'tfjs-node not installed');

@@ -9,8 +9,46 @@ import path from 'node:path';
 const require = createRequire(import.meta.url);
 const ADAPTER_TIMEOUT_MS = 10_000;
 
+/** What an adapter reports about itself (GPUAdapterInfo, plus the older adapter-level flag). */
+export interface AdapterInfoLike {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+  isFallbackAdapter?: boolean;
+}
+
+/** An adapter's display name and whether it is a CPU implementation rather than a GPU. */
+export interface AdapterClass {
+  /** e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)". */
+  name: string;
+  /** Short name for one-line reasons, e.g. "llvmpipe". */
+  shortName: string;
+  /** A software rasteriser (lavapipe/llvmpipe, SwiftShader, WARP): correct but slower than wasm. */
+  software: boolean;
+}
+
+// Matched against the description and device strings: drivers that run shaders on the CPU.
+const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|softpipe|microsoft basic render/i;
+
+/**
+ * Names an adapter and says whether it is software. Dawn marks lavapipe with
+ * `isFallbackAdapter` and architecture 'software'; older builds only name it in the description.
+ * @example classifyAdapter({ vendor: 'mesa', architecture: 'software', description: 'llvmpipe: Mesa 25.0.7' })
+ * // { name: 'llvmpipe: Mesa 25.0.7', shortName: 'llvmpipe', software: true }
+ */
+export function classifyAdapter(info: AdapterInfoLike, adapterIsFallback = false): AdapterClass {
+  const text = [info.description, info.device].filter(Boolean).join(' ');
+  const software =
+    adapterIsFallback || info.isFallbackAdapter === true || info.architecture?.toLowerCase() === 'software' || SOFTWARE_NAMES.test(text);
+  const name = (info.description || info.device || info.vendor || 'unknown adapter').replace(/\s+/g, ' ').trim();
+  const named = SOFTWARE_NAMES.exec(text)?.[0].toLowerCase();
+  const shortName = named ?? name.split(/[:(,]/)[0]!.trim();
+  return { name, shortName: shortName || name, software };
+}
+
 /** Result of probing for a WebGPU adapter: the `gpu` object to install, or why there is none. */
-export type WebGpuProbe = { ok: true; gpu: unknown; adapterName: string } | { ok: false; reason: string };
+export type WebGpuProbe = { ok: true; gpu: unknown; adapter: AdapterClass } | { ok: false; reason: string };
 
 /**
  * Dawn needs the Vulkan loader on Linux; without it, it writes a native warning to stderr and
@@ -36,7 +74,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 }
 
 interface DawnModule {
-  create: (flags: string[]) => { requestAdapter: () => Promise<{ info?: { description?: string; vendor?: string } } | null> };
+  create: (flags: string[]) => { requestAdapter: () => Promise<{ info?: AdapterInfoLike; isFallbackAdapter?: boolean } | null> };
   globals: Record<string, unknown>;
 }
 
@@ -56,8 +94,7 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
     const adapter = await withTimeout(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
     if (adapter === 'timeout') return { ok: false, reason: 'no WebGPU adapter (request timed out)' };
     if (adapter === null) return { ok: false, reason: 'no WebGPU adapter found' };
-    const name = adapter.info?.description || adapter.info?.vendor || 'unknown adapter';
-    return { ok: true, gpu, adapterName: name };
+    return { ok: true, gpu, adapter: classifyAdapter(adapter.info ?? {}, adapter.isFallbackAdapter === true) };
   } catch (err) {
     return { ok: false, reason: `WebGPU adapter request failed (${(err as Error).message.split('\n')[0]})` };
   }

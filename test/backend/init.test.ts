@@ -3,9 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { isCifarError } from '../../src/errors.js';
 
-const hasGpu = async (): Promise<boolean> => {
+// Any adapter, lavapipe included: an explicit `--backend webgpu` starts on it.
+const hasAdapter = async (): Promise<boolean> => {
   const { probeWebGpu } = await import('../../src/backend/webgpu.js');
   return (await probeWebGpu()).ok;
+};
+// A hardware GPU: the only adapter `auto` picks.
+const hasGpu = async (): Promise<boolean> => {
+  const { probeWebGpu } = await import('../../src/backend/webgpu.js');
+  const probe = await probeWebGpu();
+  return probe.ok && !probe.adapter.software;
 };
 
 describe('initBackend', () => {
@@ -28,7 +35,7 @@ describe('initBackend', () => {
 
   it('an explicitly requested unavailable backend is BACKEND_UNAVAILABLE with a one-line reason', async () => {
     const failing: string[] = ['tensorflow'];
-    if (!(await hasGpu())) failing.push('webgpu');
+    if (!(await hasAdapter())) failing.push('webgpu');
     for (const name of failing) {
       const err = await initBackend(name as 'webgpu').catch((e: unknown) => e);
       expect(isCifarError(err) && err.code, name).toBe('BACKEND_UNAVAILABLE');

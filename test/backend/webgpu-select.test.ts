@@ -1,0 +1,56 @@
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { initBackend, webGpuVerdict } from '../../src/backend/index.js';
+import { classifyAdapter, probeWebGpu } from '../../src/backend/webgpu.js';
+
+const LAVAPIPE = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true };
+const H100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false };
+
+describe('classifyAdapter', () => {
+  it('recognises lavapipe by its fallback flag, architecture or name', () => {
+    expect(classifyAdapter(LAVAPIPE)).toEqual({ name: LAVAPIPE.description, shortName: 'llvmpipe', software: true });
+    expect(classifyAdapter({ isFallbackAdapter: true, description: 'Some Adapter' }).software).toBe(true);
+    expect(classifyAdapter({ architecture: 'software', description: 'x' }).software).toBe(true);
+    expect(classifyAdapter({ description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }).software).toBe(true);
+    expect(classifyAdapter({ description: 'SwiftShader Device (Subzero)' })).toMatchObject({ shortName: 'swiftshader', software: true });
+    expect(classifyAdapter({ description: 'x' }, true).software).toBe(true);
+  });
+
+  it('treats a named hardware adapter as a GPU and keeps its name', () => {
+    expect(classifyAdapter(H100)).toEqual({ name: 'NVIDIA H100 80GB HBM3', shortName: 'NVIDIA H100 80GB HBM3', software: false });
+    expect(classifyAdapter({}).name).toBe('unknown adapter');
+  });
+});
+
+describe('webGpuVerdict', () => {
+  it('auto refuses a software rasteriser with a one-line reason', () => {
+    expect(webGpuVerdict(classifyAdapter(LAVAPIPE), 'auto')).toEqual({ use: false, reason: 'WebGPU adapter is a software rasteriser (llvmpipe), not a GPU' });
+  });
+
+  it('an explicit request uses a software adapter and says so', () => {
+    expect(webGpuVerdict(classifyAdapter(LAVAPIPE), 'requested')).toEqual({ use: true, detail: `Dawn, ${LAVAPIPE.description}, software adapter` });
+  });
+
+  it('a hardware GPU is used either way, named in the detail', () => {
+    expect(webGpuVerdict(classifyAdapter(H100), 'auto')).toEqual({ use: true, detail: 'Dawn, NVIDIA H100 80GB HBM3' });
+    expect(webGpuVerdict(classifyAdapter(H100), 'requested')).toEqual({ use: true, detail: 'Dawn, NVIDIA H100 80GB HBM3' });
+  });
+});
+
+const probe = await probeWebGpu();
+const software = probe.ok && probe.adapter.software;
+
+describe.skipIf(!software)('on a software adapter (lavapipe)', () => {
+  it('auto picks wasm and names the rasteriser', async () => {
+    const info = await initBackend('auto');
+    expect(info.name).toBe('wasm');
+    expect(info.reason).toMatch(/^wasm \(SIMD\): WebGPU adapter is a software rasteriser \(\w+\), not a GPU$/);
+  });
+
+  it('--backend webgpu still starts on it and says "software adapter"', async () => {
+    const info = await initBackend('webgpu');
+    expect(info.name).toBe('webgpu');
+    expect(tf.getBackend()).toBe('webgpu');
+    expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter\): requested$/);
+  });
+});
