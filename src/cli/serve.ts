@@ -17,6 +17,7 @@ const Options = z.object({
   workers: int(1, 256).default(D.workers),
   redisUrl: z.string().regex(/^rediss?:\/\//, { message: 'expected a redis:// or rediss:// URL' }).optional(),
   cacheTtl: int(1).default(D.cacheTtlSeconds),
+  redisTimeout: int(1, 60_000).default(D.redisTimeoutMs),
   cacheSize: int(1).default(D.cacheSize),
   maxBatch: int(1, 4096).default(D.maxBatch),
   batchWaitMs: z.coerce.number().min(0).max(1000).default(D.batchWaitMs),
@@ -39,6 +40,7 @@ const ENV: Partial<Record<keyof z.input<typeof Options>, string>> = {
   apiKey: 'CIFAR_API_KEY',
   drainTimeout: 'CIFAR_DRAIN_TIMEOUT',
   requestTimeout: 'CIFAR_REQUEST_TIMEOUT',
+  redisTimeout: 'CIFAR_REDIS_TIMEOUT',
 };
 
 const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -71,6 +73,7 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
     workers: o.workers,
     redisUrl: o.redisUrl,
     cacheTtlSeconds: o.cacheTtl,
+    redisTimeoutMs: o.redisTimeout,
     cacheSize: o.cacheSize,
     maxBatch: o.maxBatch,
     batchWaitMs: o.batchWaitMs,
@@ -96,6 +99,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
     .option('--workers <n>', `processes, each with its own model (default: CPU cores, ${D.workers})`)
     .option('--redis-url <url>', 'share the cache in Redis (default: in-process LRU; env REDIS_URL)')
     .option('--cache-ttl <seconds>', `Redis cache entry lifetime (default ${D.cacheTtlSeconds})`)
+    .option('--redis-timeout <ms>', `deadline of one Redis command; a slower Redis is skipped, answers served uncached (default ${D.redisTimeoutMs}; env CIFAR_REDIS_TIMEOUT)`)
     .option('--cache-size <n>', `in-process cache entries (default ${D.cacheSize})`)
     .option('--max-batch <n>', `images per forward pass (default ${D.maxBatch})`)
     .option('--batch-wait-ms <ms>', `longest wait to fill a batch (default ${D.batchWaitMs})`)

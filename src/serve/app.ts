@@ -67,6 +67,7 @@ export function createApp(options: AppOptions): CifarApp {
       redisUrl: config.redisUrl,
       ttlSeconds: config.cacheTtlSeconds,
       maxEntries: config.cacheSize,
+      commandTimeoutMs: config.redisTimeoutMs,
       onConnectionError: (err) => logger.warn({ err: err.message }, 'redis connection error'),
     });
   const metrics = createMetrics(

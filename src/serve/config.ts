@@ -14,6 +14,8 @@ export interface ServeConfig {
   workers: number;
   redisUrl: string | undefined;
   cacheTtlSeconds: number;
+  /** Deadline of one Redis command; a slower Redis is skipped until it answers in time again. */
+  redisTimeoutMs: number;
   cacheSize: number;
   maxBatch: number;
   batchWaitMs: number;
@@ -39,6 +41,8 @@ export const SERVE_DEFAULTS: ServeConfig = {
   redisUrl: undefined,
   // An hour: long enough to absorb repeated uploads, short enough to forget old images.
   cacheTtlSeconds: 3600,
+  // A loopback or LAN Redis answers in well under 1 ms; past this a cache costs more than it saves.
+  redisTimeoutMs: 100,
   // Entries, not bytes: one entry is ~10 floats plus a 64-char key, so 100k is ~20 MB.
   cacheSize: 100_000,
   maxBatch: 32,

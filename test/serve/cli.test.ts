@@ -29,6 +29,7 @@ describe('cifar serve flags', () => {
     [{ requestTimeout: '0' }, /^--request-timeout 0: /],
     [{ drainTimeout: '-1' }, /^--drain-timeout -1: /],
     [{ drainTimeout: 'soon' }, /^--drain-timeout soon: /],
+    [{ redisTimeout: '0' }, /^--redis-timeout 0: /],
   ])('refuses %o with a USAGE error naming the flag', (raw, message) => {
     expect(() => parseServeOptions(raw, {})).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(message) }));
   });
@@ -39,9 +40,9 @@ describe('cifar serve flags', () => {
     expect(parseServeOptions({ drainTimeout: '0' }, {}).drainMs).toBe(0);
   });
 
-  it('reads the timeouts from CIFAR_DRAIN_TIMEOUT and CIFAR_REQUEST_TIMEOUT, flags winning', () => {
-    const env = { CIFAR_DRAIN_TIMEOUT: '20', CIFAR_REQUEST_TIMEOUT: '5000' };
-    expect(parseServeOptions({}, env)).toMatchObject({ drainMs: 20_000, requestTimeoutMs: 5000 });
+  it('reads the timeouts from CIFAR_DRAIN_TIMEOUT, CIFAR_REQUEST_TIMEOUT and CIFAR_REDIS_TIMEOUT, flags winning', () => {
+    const env = { CIFAR_DRAIN_TIMEOUT: '20', CIFAR_REQUEST_TIMEOUT: '5000', CIFAR_REDIS_TIMEOUT: '40' };
+    expect(parseServeOptions({}, env)).toMatchObject({ drainMs: 20_000, requestTimeoutMs: 5000, redisTimeoutMs: 40 });
     expect(parseServeOptions({ drainTimeout: '3', requestTimeout: '700' }, env)).toMatchObject({ drainMs: 3000, requestTimeoutMs: 700 });
   });
 
@@ -51,7 +52,7 @@ describe('cifar serve flags', () => {
 
   it('shows every limit flag in --help', () => {
     const help = serveCommand(() => Promise.reject(new Error('unused'))).helpInformation();
-    for (const f of ['--max-files <n>', '--max-pixels <n>', '--request-timeout <ms>', '--drain-timeout <s>']) expect(help).toContain(f);
+    for (const f of ['--max-files <n>', '--max-pixels <n>', '--request-timeout <ms>', '--drain-timeout <s>', '--redis-timeout <ms>']) expect(help).toContain(f);
   });
 
   it('a bad limit is one line on stderr and exit status 2, before any model loads', async () => {
@@ -64,7 +65,7 @@ describe('cifar serve flags', () => {
     const cmd = serveCommand(() => Promise.reject(new Error('unused')));
     expect(cmd.name()).toBe('serve');
     const flags = cmd.options.map((o) => o.long);
-    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--max-files', '--max-pixels', '--request-timeout', '--drain-timeout', '--api-key', '--log-level']) {
+    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--max-files', '--max-pixels', '--request-timeout', '--drain-timeout', '--redis-timeout', '--api-key', '--log-level']) {
       expect(flags).toContain(f);
     }
   });

@@ -107,15 +107,13 @@ export interface TestRedis {
  * app talks to it through a loopback TCP proxy, so an outage can be staged on a shared Redis too.
  */
 export async function startRedis(): Promise<TestRedis> {
-  let child: ChildProcess | undefined;
+  let own: PrivateRedis | undefined;
   let target: URL;
   if (process.env.REDIS_URL) {
     target = new URL(process.env.REDIS_URL);
   } else {
-    const port = await freePort();
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    target = new URL(`redis://127.0.0.1:${port}`);
-    await waitForPort(port);
+    own = await privateRedis();
+    target = new URL(own.url);
   }
   const sockets = new Set<Socket>();
   let up = true;
@@ -147,10 +145,28 @@ export async function startRedis(): Promise<TestRedis> {
       up = false;
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => proxy.close(() => r()));
-      if (child) {
-        child.kill('SIGTERM');
-        await new Promise((r) => child!.once('exit', r));
-      }
+      await own?.close();
+    },
+  };
+}
+
+/** A redis-server of the test's own, for what must not happen to a shared one (CLIENT PAUSE). */
+export interface PrivateRedis {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Start `redis-server` on a free loopback port, without persistence. */
+export async function privateRedis(): Promise<PrivateRedis> {
+  const port = await freePort();
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await waitForPort(port);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async close() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
     },
   };
 }

@@ -41,9 +41,15 @@ export function cacheKey(modelVersion: string, bytes: Uint8Array): string {
 }
 
 /** Memory LRU by default, Redis when a URL is given. */
-export function createStore(options: { redisUrl?: string | undefined; ttlSeconds: number; maxEntries: number; onConnectionError?: (err: Error) => void }): CacheStore {
+export function createStore(options: {
+  redisUrl?: string | undefined;
+  ttlSeconds: number;
+  maxEntries: number;
+  commandTimeoutMs?: number;
+  onConnectionError?: (err: Error) => void;
+}): CacheStore {
   return options.redisUrl
-    ? redisStore({ url: options.redisUrl, ttlSeconds: options.ttlSeconds, onError: options.onConnectionError })
+    ? redisStore({ url: options.redisUrl, ttlSeconds: options.ttlSeconds, commandTimeoutMs: options.commandTimeoutMs, onError: options.onConnectionError })
     : memoryStore(options.maxEntries);
 }
 
