@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
+import { registerWebGpuKernels } from './webgpu-kernels/register.js';
 import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -73,6 +74,7 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
     await installWebGpu(probe.gpu);
     if (tf.findBackendFactory('webgpu') === null) return { ok: false, reason: 'tfjs-backend-webgpu did not register' };
   }
+  registerWebGpuKernels();
   try {
     if (await tf.setBackend('webgpu')) return { ok: true, detail: verdict.detail };
   } catch (err) {

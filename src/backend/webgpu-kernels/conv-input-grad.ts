@@ -1,0 +1,128 @@
+/**
+ * Conv2DBackpropInput for the WebGPU backend as a tiled implicit GEMM, one slice of the
+ * dispatch per output phase (ih mod stride, iw mod stride):
+ * dx[n, ih, iw, ci] = sum over the taps (kh, kw) that reach (ih, iw) and over co of
+ *   dy[n, (ih+pad-kh)/s, (iw+pad-kw)/s, co] * w[kh, kw, ci, co].
+ * For stride 2 a pixel is reached by 1, 2 or 4 of a 3x3 filter's taps; the stock kernel
+ * (conv_backprop_mm_webgpu) loops over all 9 and multiplies the other ones by zero.
+ */
+import type { TensorInfo } from '@tensorflow/tfjs';
+import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, gemmMainSource } from './program.js';
+
+export class InputGradProgram implements GpuProgram {
+  variableNames = ['dy', 'w'];
+  uniforms = 'padTop : i32, padLeft : i32,';
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [3], y: [0, 1, 2] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [16, 16, 1];
+
+  constructor(
+    private readonly conv: ConvGeometry,
+    private readonly plan: InputGradPlan,
+  ) {
+    this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
+    this.dispatch = plan.dispatch;
+    this.shaderKey = `cifarConvInputGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
+  }
+
+  uniformData(): ProgramUniform {
+    return [
+      { type: 'int32', data: [this.conv.padInfo.top] },
+      { type: 'int32', data: [this.conv.padInfo.left] },
+    ];
+  }
+
+  getUserCode(): string {
+    const { conv, plan } = this;
+    const { tm, tn, tk } = plan.tile;
+    return `
+  const CG_FH = ${conv.filterHeight};
+  const CG_FW = ${conv.filterWidth};
+  const CG_SH = ${conv.strideHeight};
+  const CG_SW = ${conv.strideWidth};
+  // This workgroup's phase: its pixels, the taps that reach them, and the GEMM sizes.
+  var<private> ph : i32;
+  var<private> pw : i32;
+  var<private> khStart : i32;
+  var<private> kwStart : i32;
+  var<private> tapsW : i32;
+  var<private> rowsH : i32;
+  var<private> rowsW : i32;
+  var<private> phaseRows : i32;
+  var<private> phaseK : i32;
+  var<workgroup> cgTiles : i32;
+
+  // Pixel m of the phase -> (n, ih, iw).
+  fn pixel(m : i32) -> vec3<i32> {
+    let j = m % rowsW;
+    let t = m / rowsW;
+    return vec3<i32>(t / rowsH, ph + CG_SH * (t % rowsH), pw + CG_SW * j);
+  }
+
+  // Reduction index k -> (kh, kw, co).
+  fn tap(k : i32) -> vec3<i32> {
+    let cout = uniforms.dyShape[3];
+    let t = k / cout;
+    return vec3<i32>(khStart + CG_SH * (t / tapsW), kwStart + CG_SW * (t % tapsW), k % cout);
+  }
+
+  // A[m, k]: dy at the output position that tap k of pixel m came from.
+  fn readA(k : i32, m : i32) -> f32 {
+    if (k >= phaseK || m >= phaseRows) { return 0.0; }
+    let p = pixel(m);
+    let f = tap(k);
+    let nh = p.y + uniforms.padTop - f.x;
+    let nw = p.z + uniforms.padLeft - f.y;
+    if (nh < 0 || nw < 0) { return 0.0; }
+    let oh = nh / CG_SH;
+    let ow = nw / CG_SW;
+    if (oh >= uniforms.dyShape[1] || ow >= uniforms.dyShape[2]) { return 0.0; }
+    return dy[((p.x * uniforms.dyShape[1] + oh) * uniforms.dyShape[2] + ow) * uniforms.dyShape[3] + f.z];
+  }
+
+  // B[k, ci] = w[kh, kw, ci, co].
+  fn readB(k : i32, col : i32) -> f32 {
+    if (k >= phaseK || col >= uniforms.outShape[3]) { return 0.0; }
+    let f = tap(k);
+    return w[((f.x * CG_FW + f.y) * uniforms.outShape[3] + col) * uniforms.dyShape[3] + f.z];
+  }
+
+  ${gemmMainSource({
+    tile: plan.tile,
+    prologue: `
+    let col0 = i32(workgroupId.x) * ${tn};
+    let row0 = i32(workgroupId.y) * ${tm};
+    let phase = i32(workgroupId.z);
+    ph = phase / CG_SW;
+    pw = phase % CG_SW;
+    khStart = (ph + uniforms.padTop) % CG_SH;
+    kwStart = (pw + uniforms.padLeft) % CG_SW;
+    let tapsH = select(0, (CG_FH - khStart + CG_SH - 1) / CG_SH, khStart < CG_FH);
+    tapsW = select(0, (CG_FW - kwStart + CG_SW - 1) / CG_SW, kwStart < CG_FW);
+    rowsH = (uniforms.outShape[1] - ph + CG_SH - 1) / CG_SH;
+    rowsW = (uniforms.outShape[2] - pw + CG_SW - 1) / CG_SW;
+    phaseRows = uniforms.outShape[0] * rowsH * rowsW;
+    phaseK = tapsH * tapsW * uniforms.dyShape[3];
+    // The trip count depends on the phase (workgroup_id), which WGSL's uniformity analysis
+    // cannot see through tfjs' private copy of it: publish it through workgroup memory.
+    if (lid == 0) { cgTiles = (phaseK + ${tk - 1}) / ${tk}; }
+    let numTiles = workgroupUniformLoad(&cgTiles);
+    let kBegin = 0;`,
+    aAlongK: true,
+    bAlongK: true,
+    store: `if (row < phaseRows && col < uniforms.outShape[3]) {
+      let p = pixel(row);
+      result[((p.x * uniforms.outShape[1] + p.y) * uniforms.outShape[2] + p.z) * uniforms.outShape[3] + col] = v;
+    }`,
+  })}`;
+  }
+}
+
+/** Runs the input gradient for a supported convolution (see `isSupported`). */
+export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter: TensorInfo, conv: ConvGeometry): TensorInfo {
+  const program = new InputGradProgram(conv, planInputGrad(conv));
+  return backend.runWebGPUProgram(program, [dy, filter], 'float32', program.uniformData());
+}

@@ -1,0 +1,144 @@
+/**
+ * Shape and tiling decisions for the WebGPU convolution-gradient kernels, as pure functions so
+ * that they can be tested without a GPU.
+ *
+ * Both gradients are implicit GEMMs: nothing is materialised, each workgroup gathers the tiles
+ * of the virtual im2col matrix it needs into workgroup memory.
+ * - Filter gradient: dW[M = fh*fw*ci, N = co] = X_col^T[M, K] * dY[K, N] with K = n*oh*ow.
+ * - Input gradient: dX[M = n*h*w, N = ci] = dY_col[M, K] * W^T[K, N] with K = taps*co, split by
+ *   output phase (ih mod stride, iw mod stride) so that a strided convolution only visits the
+ *   taps that reach each pixel (1 of 9 to 4 of 9 for a 3x3 stride 2, not all 9 with zeros).
+ */
+
+/** The subset of tfjs' Conv2DInfo that the kernels read. */
+export interface ConvGeometry {
+  batchSize: number;
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  outHeight: number;
+  outWidth: number;
+  outChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  dilationHeight: number;
+  dilationWidth: number;
+  padInfo: { top: number; left: number };
+  dataFormat: 'channelsLast' | 'channelsFirst';
+}
+
+/** A workgroup tile: TM x TN outputs computed by 16 x 16 threads, TK deep per step. */
+export interface Tile {
+  tm: 32 | 64;
+  tn: 32 | 64;
+  tk: 16;
+}
+
+/** Threads per workgroup side: 16 x 16 = 256 threads, each computing (tm/16) x (tn/16) outputs. */
+export const THREADS_PER_SIDE = 16;
+// Enough workgroups to fill a large GPU (an H100 has 132 SMs) a few times over.
+const TARGET_WORKGROUPS = 512;
+// Below this reduction length per split, the partial sums cost more than they save.
+const MIN_K_PER_SPLIT = 256;
+const MAX_SPLITS = 64;
+
+/**
+ * Whether our kernels handle this convolution: NHWC, 1x1 or 3x3 filters, stride 1 or 2 on each
+ * axis, no dilation. Anything else goes to the stock tfjs kernel.
+ */
+export function isSupported(c: ConvGeometry): boolean {
+  return (
+    c.dataFormat === 'channelsLast' &&
+    c.dilationHeight === 1 && c.dilationWidth === 1 &&
+    [1, 3].includes(c.filterHeight) && [1, 3].includes(c.filterWidth) &&
+    [1, 2].includes(c.strideHeight) && [1, 2].includes(c.strideWidth) &&
+    c.padInfo.top >= 0 && c.padInfo.left >= 0
+  );
+}
+
+/** 32-wide tiles for narrow matrices (the stem's 27 rows, 3 input channels), else 64. */
+export function pickTile(rows: number, cols: number): Tile {
+  return { tm: rows <= 32 ? 32 : 64, tn: cols <= 32 ? 32 : 64, tk: 16 };
+}
+
+export interface FilterGradPlan {
+  tile: Tile;
+  /** GEMM sizes: M = fh*fw*ci, N = co, K = n*oh*ow. */
+  m: number;
+  n: number;
+  k: number;
+  /** Workgroups along K; each writes its own partial [M, N], summed by a second pass when > 1. */
+  splits: number;
+  /** K per split, a multiple of tk. */
+  kPerSplit: number;
+  dispatch: [number, number, number];
+}
+
+/**
+ * Tiles the filter gradient and splits its reduction when the output alone gives too few
+ * workgroups: early ResNet stages have a small dW (576 x 64) and a huge K (256*32*32).
+ * @example // 3x3 conv, 64 -> 64 channels on 256 x 32 x 32: dW is 576 x 64 (9 tiles), K = 262,144
+ * planFilterGrad(info) // { splits: 56, kPerSplit: 4688, dispatch: [1, 9, 56], ... }
+ */
+export function planFilterGrad(c: ConvGeometry): FilterGradPlan {
+  const m = c.filterHeight * c.filterWidth * c.inChannels;
+  const n = c.outChannels;
+  const k = c.batchSize * c.outHeight * c.outWidth;
+  const tile = pickTile(m, n);
+  const tiles = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
+  const wanted = Math.max(1, Math.floor(TARGET_WORKGROUPS / tiles));
+  const affordable = Math.max(1, Math.floor(k / MIN_K_PER_SPLIT));
+  let splits = Math.min(wanted, affordable, MAX_SPLITS);
+  const kPerSplit = Math.ceil(Math.ceil(k / splits) / tile.tk) * tile.tk;
+  splits = Math.ceil(k / kPerSplit); // rounding kPerSplit up may leave the last split empty
+  return { tile, m, n, k, splits, kPerSplit, dispatch: [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), splits] };
+}
+
+/** The taps of a filter axis that reach input positions of phase `p` (positions ≡ p mod stride). */
+export function phaseTaps(p: number, pad: number, stride: number, filter: number): { start: number; count: number } {
+  const start = (((p + pad) % stride) + stride) % stride;
+  return { start, count: start < filter ? Math.ceil((filter - start) / stride) : 0 };
+}
+
+export interface InputGradPlan {
+  tile: Tile;
+  /** Phases: strideHeight * strideWidth, one dispatch slice (z) each. */
+  phases: number;
+  /** Rows (pixels) of the largest phase and the N = ci columns. */
+  maxRows: number;
+  n: number;
+  /** Per phase: its rows and its reduction length taps*co (0 when no tap reaches it). */
+  perPhase: Array<{ rows: number; k: number }>;
+  dispatch: [number, number, number];
+}
+
+/**
+ * Tiles the input gradient per output phase.
+ * @example // 3x3, stride 2, 'same' on 8x8 (pads 0 top, 1 bottom): taps per phase
+ * planInputGrad(info).perPhase.map((p) => p.k / info.outChannels) // [4, 2, 2, 1]
+ */
+export function planInputGrad(c: ConvGeometry): InputGradPlan {
+  const { strideHeight: sh, strideWidth: sw } = c;
+  const perPhase: Array<{ rows: number; k: number }> = [];
+  for (let ph = 0; ph < sh; ph++) {
+    for (let pw = 0; pw < sw; pw++) {
+      const rowsH = Math.max(0, Math.ceil((c.inHeight - ph) / sh));
+      const rowsW = Math.max(0, Math.ceil((c.inWidth - pw) / sw));
+      const th = phaseTaps(ph, c.padInfo.top, sh, c.filterHeight).count;
+      const tw = phaseTaps(pw, c.padInfo.left, sw, c.filterWidth).count;
+      perPhase.push({ rows: c.batchSize * rowsH * rowsW, k: th * tw * c.outChannels });
+    }
+  }
+  const maxRows = Math.max(...perPhase.map((p) => p.rows));
+  const tile = pickTile(maxRows, c.inChannels);
+  return {
+    tile,
+    phases: sh * sw,
+    maxRows,
+    n: c.inChannels,
+    perPhase,
+    dispatch: [Math.ceil(c.inChannels / tile.tn), Math.ceil(maxRows / tile.tm), sh * sw],
+  };
+}

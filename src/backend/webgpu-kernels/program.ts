@@ -1,0 +1,93 @@
+/**
+ * The parts of tfjs-backend-webgpu's program interface that our kernels use, declared here so
+ * that this code type-checks without the backend's WebGPU type declarations, plus the tiled
+ * GEMM body that both convolution gradients share.
+ */
+import type { TensorInfo } from '@tensorflow/tfjs';
+import { THREADS_PER_SIDE, type Tile } from './plan.js';
+
+/** tfjs-backend-webgpu's WebGPUProgram (dist/webgpu_program.d.ts), minus what we never set. */
+export interface GpuProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms?: string;
+  size?: boolean;
+  getUserCode: () => string;
+}
+
+export type ProgramUniform = Array<{ type: 'int32' | 'uint32' | 'float32'; data: number[] }>;
+
+/** What a kernel function needs from the WebGPU backend. */
+export interface WebGpuBackendLike {
+  runWebGPUProgram(program: GpuProgram, inputs: TensorInfo[], dtype: 'float32', uniforms?: ProgramUniform, output?: TensorInfo): TensorInfo;
+  makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+}
+
+export interface GemmSource {
+  tile: Tile;
+  /** WGSL statements at the top of main; must define `row0`, `col0`, `kBegin` and `numTiles` (workgroup-uniform). */
+  prologue: string;
+  /** Load order into workgroup memory: consecutive threads along K (when K is the contiguous axis in memory) or along rows/columns. */
+  aAlongK: boolean;
+  bAlongK: boolean;
+  /** WGSL statement that stores `v` at (`row`, `col`). */
+  store: string;
+}
+
+/**
+ * WGSL of `main()` for C[row, col] = sum_k readA(k, row) * readB(k, col) over one workgroup
+ * tile: A and B tiles staged in workgroup memory TK deep, each thread accumulating a
+ * (tm/16) x (tn/16) block in registers (rows ty + 16i, columns tx + 16j, so that neighbouring
+ * threads read and write neighbouring addresses). The user code must define `readA` and `readB`.
+ */
+export function gemmMainSource(s: GemmSource): string {
+  const { tm, tn, tk } = s.tile;
+  const side = THREADS_PER_SIDE;
+  const threads = side * side;
+  const rm = tm / side;
+  const rn = tn / side;
+  // A row of padding where threads store along K, so those stores hit distinct banks.
+  const as = tm + (s.aAlongK ? 1 : 0);
+  const bs = tn + (s.bAlongK ? 1 : 0);
+  const range = (n: number): number[] => [...Array(n).keys()];
+  const load = (name: string, stride: number, width: number, alongK: boolean, read: string, origin: string): string =>
+    range((tk * width) / threads)
+      .map((r) => {
+        const idx = `lid + ${r * threads}`;
+        const [kk, mm] = alongK ? [`(${idx}) % ${tk}`, `(${idx}) / ${tk}`] : [`(${idx}) / ${width}`, `(${idx}) % ${width}`];
+        return `{ let kk = ${kk}; let mm = ${mm}; ${name}[kk * ${stride} + mm] = ${read}(kBase + kk, ${origin} + mm); }`;
+      })
+      .join('\n      ');
+  const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
+  return `
+  var<workgroup> cgA : array<f32, ${tk * as}>;
+  var<workgroup> cgB : array<f32, ${tk * bs}>;
+
+  fn main() {
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let lid = i32(localIndex);
+    ${s.prologue}
+    ${acc.map((c) => `var ${c} = 0.0;`).join(' ')}
+    for (var t = 0; t < numTiles; t++) {
+      let kBase = kBegin + t * ${tk};
+      ${load('cgA', as, tm, s.aAlongK, 'readA', 'row0')}
+      ${load('cgB', bs, tn, s.bAlongK, 'readB', 'col0')}
+      workgroupBarrier();
+      for (var kk = 0; kk < ${tk}; kk++) {
+        ${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
+        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}
+        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`)).join('\n        ')}
+      }
+      workgroupBarrier();
+    }
+    ${range(rm)
+      .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ty + ${i * side}; let col = col0 + tx + ${j * side}; let v = c${i}_${j}; ${s.store} }`))
+      .join('\n    ')}
+  }`;
+}

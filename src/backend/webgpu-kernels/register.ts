@@ -1,0 +1,85 @@
+/**
+ * Registers our WebGPU convolution-gradient kernels over tfjs-backend-webgpu's, keeping the
+ * stock kernels for the configurations ours do not handle (see `isSupported`).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { runFilterGrad } from './conv-filter-grad.js';
+import { runInputGrad } from './conv-input-grad.js';
+import { isSupported } from './plan.js';
+import type { WebGpuBackendLike } from './program.js';
+
+type Shape4 = [number, number, number, number];
+interface ConvGradAttrs {
+  strides: number | [number, number];
+  pad: 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+  dataFormat: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+}
+interface KernelArgs {
+  inputs: Record<string, TensorInfo>;
+  backend: unknown;
+  attrs: Record<string, unknown>;
+}
+
+function convInfo(inShape: Shape4, filterShape: Shape4, a: ConvGradAttrs): tf.backend_util.Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(inShape, filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, tf.backend_util.convertConv2DDataFormat(a.dataFormat));
+}
+
+const usable = (c: tf.backend_util.Conv2DInfo, ...inputs: TensorInfo[]): boolean => isSupported(c) && inputs.every((t) => t.dtype === 'float32');
+
+function filterGrad(stock: KernelFunc): KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as ConvGradAttrs & { filterShape: Shape4 };
+    const c = convInfo(x.shape as Shape4, attrs.filterShape, attrs);
+    if (!usable(c, x, dy)) return stock(args as Parameters<KernelFunc>[0]);
+    return runFilterGrad(args.backend as WebGpuBackendLike, x, dy, c);
+  }) as unknown as KernelFunc;
+}
+
+function inputGrad(stock: KernelFunc): KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as ConvGradAttrs & { inputShape: Shape4 };
+    const c = convInfo(attrs.inputShape, filter.shape as Shape4, attrs);
+    if (!usable(c, dy, filter)) return stock(args as Parameters<KernelFunc>[0]);
+    return runInputGrad(args.backend as WebGpuBackendLike, dy, filter, c);
+  }) as unknown as KernelFunc;
+}
+
+const OURS: Array<{ kernelName: string; make: (stock: KernelFunc) => KernelFunc }> = [
+  { kernelName: 'Conv2DBackpropFilter', make: filterGrad },
+  { kernelName: 'Conv2DBackpropInput', make: inputGrad },
+];
+
+// The stock kernels, captured once: registering twice must not wrap our own kernel.
+const stockKernels = new Map<string, KernelConfig>();
+
+/**
+ * Puts our kernels in place for the `webgpu` backend (idempotent). Call after
+ * tfjs-backend-webgpu has registered its kernels, i.e. after importing it.
+ */
+export function registerWebGpuKernels(): void {
+  for (const { kernelName, make } of OURS) {
+    const current = tf.getKernel(kernelName, 'webgpu');
+    if (!stockKernels.has(kernelName)) {
+      if (current === undefined) continue; // tfjs-backend-webgpu not loaded: nothing to fall back to
+      stockKernels.set(kernelName, current);
+    }
+    const stock = stockKernels.get(kernelName)!;
+    if (current !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
+    tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: make(stock.kernelFunc) });
+  }
+}
+
+/** Puts the stock tfjs kernels back (for comparisons in tests and benchmarks). */
+export function unregisterWebGpuKernels(): void {
+  for (const [kernelName, config] of stockKernels) {
+    if (tf.getKernel(kernelName, 'webgpu') !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
+    tf.registerKernel(config);
+  }
+}
+
+/** Names of the kernels this module replaces. */
+export const webGpuKernelNames: readonly string[] = OURS.map((k) => k.kernelName);

@@ -1,0 +1,159 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad } from '../../src/backend/webgpu-kernels/plan.js';
+import { gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
+import { expectClose, randomArray } from './helpers.js';
+
+type Shape4 = [number, number, number, number];
+
+function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 'same' | 'valid'): ConvGeometry {
+  return tf.backend_util.computeConv2DInfo(x, [filter, filter, x[3], co], stride, 1, pad);
+}
+
+describe('webgpu conv-gradient plans (pure)', () => {
+  it('supports NHWC 1x1 and 3x3 at stride 1 and 2 only', () => {
+    expect(isSupported(geometry([2, 8, 8, 4], 3, 8, 1, 'same'))).toBe(true);
+    expect(isSupported(geometry([2, 8, 8, 4], 1, 8, 2, 'valid'))).toBe(true);
+    expect(isSupported(geometry([2, 8, 8, 4], 5, 8, 1, 'same'))).toBe(false);
+    expect(isSupported(geometry([2, 9, 9, 4], 3, 8, 3, 'same'))).toBe(false);
+    expect(isSupported({ ...geometry([2, 8, 8, 4], 3, 8, 1, 'same'), dilationHeight: 2 })).toBe(false);
+    expect(isSupported({ ...geometry([2, 8, 8, 4], 3, 8, 1, 'same'), dataFormat: 'channelsFirst' })).toBe(false);
+  });
+
+  it('uses 32-wide tiles for narrow matrices', () => {
+    expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
+    expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 32, tk: 16 });
+  });
+
+  it('splits the filter gradient along K when dW alone gives few workgroups (early ResNet stage)', () => {
+    const p = planFilterGrad(geometry([256, 32, 32, 64], 3, 64, 1, 'same'));
+    expect(p).toMatchObject({ m: 576, n: 64, k: 256 * 32 * 32 });
+    expect(p.splits).toBeGreaterThan(16);
+    expect(p.kPerSplit % p.tile.tk).toBe(0);
+    expect(p.kPerSplit * (p.splits - 1)).toBeLessThan(p.k); // no empty split
+    expect(p.kPerSplit * p.splits).toBeGreaterThanOrEqual(p.k);
+    expect(p.dispatch).toEqual([1, 9, p.splits]);
+  });
+
+  it('does not split when dW is large and K short (late ResNet stage)', () => {
+    const p = planFilterGrad(geometry([256, 4, 4, 512], 3, 512, 1, 'same'));
+    expect(p.splits).toBe(1);
+    expect(p.dispatch).toEqual([8, 72, 1]);
+  });
+
+  it('never splits below a useful K per split', () => {
+    const p = planFilterGrad(geometry([1, 4, 4, 3], 3, 5, 1, 'same'));
+    expect(p.splits).toBe(1);
+    expect(p.kPerSplit).toBe(16);
+  });
+
+  it('a 3x3 stride-2 input gradient visits 4, 2, 2 and 1 taps per phase, not 9', () => {
+    // 'same' at stride 2 on an even size pads 0 on top and 1 below (TensorFlow's rule), so
+    // even rows are reached by kh = 0 and 2, odd rows by kh = 1.
+    const p = planInputGrad(geometry([2, 8, 8, 16], 3, 32, 2, 'same'));
+    expect(p.phases).toBe(4);
+    expect(p.perPhase.map((q) => q.k / 32)).toEqual([4, 2, 2, 1]);
+    expect(p.perPhase.map((q) => q.rows)).toEqual([32, 32, 32, 32]);
+    expect(p.dispatch).toEqual([1, 1, 4]);
+  });
+
+  it('a 1x1 stride-2 input gradient reaches only the even pixels', () => {
+    const p = planInputGrad(geometry([2, 7, 7, 16], 1, 32, 2, 'valid'));
+    expect(p.perPhase.map((q) => q.k)).toEqual([32, 0, 0, 0]);
+    expect(p.perPhase.map((q) => q.rows)).toEqual([2 * 16, 2 * 12, 2 * 12, 2 * 9]);
+  });
+
+  it('phaseTaps lists the filter taps of each phase', () => {
+    expect(phaseTaps(0, 1, 2, 3)).toEqual({ start: 1, count: 1 });
+    expect(phaseTaps(1, 1, 2, 3)).toEqual({ start: 0, count: 2 });
+    expect(phaseTaps(0, 0, 1, 3)).toEqual({ start: 0, count: 3 });
+    expect(phaseTaps(1, 0, 2, 1)).toEqual({ start: 1, count: 0 });
+  });
+
+  it('the GEMM body keeps an accumulator per output of a thread and pads K-major tiles', () => {
+    const src = gemmMainSource({ tile: { tm: 64, tn: 32, tk: 16 }, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+    expect(src.match(/var c\d_\d = 0\.0;/g)).toHaveLength(4 * 2);
+    expect(src).toContain('array<f32, 1040>'); // 16 * (64 + 1)
+    expect(src).toContain('array<f32, 512>'); // 16 * 32
+  });
+});
+
+const probe = await probeWebGpu();
+
+/** Runs `f` in a tidy and reads its tensors back (WebGPU in Node has no dataSync). */
+async function read(f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  const ts = tf.tidy(f);
+  const out = await Promise.all(ts.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(ts);
+  return out;
+}
+
+// lavapipe counts: this checks the shaders' arithmetic, not their speed.
+describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', () => {
+  const cases: Array<{ x: Shape4; f: number; co: number; s: number; pad: 'same' | 'valid' }> = [
+    { x: [2, 8, 8, 5], f: 3, co: 7, s: 1, pad: 'same' },
+    { x: [3, 9, 9, 6], f: 3, co: 70, s: 2, pad: 'same' },
+    { x: [2, 8, 8, 67], f: 3, co: 9, s: 2, pad: 'same' },
+    { x: [1, 7, 7, 33], f: 3, co: 5, s: 1, pad: 'valid' },
+    { x: [2, 10, 10, 3], f: 3, co: 65, s: 2, pad: 'valid' },
+    { x: [4, 6, 6, 70], f: 1, co: 66, s: 1, pad: 'same' },
+    { x: [3, 8, 8, 9], f: 1, co: 20, s: 2, pad: 'same' },
+    { x: [2, 7, 7, 4], f: 1, co: 6, s: 2, pad: 'valid' },
+    { x: [8, 16, 16, 4], f: 3, co: 8, s: 1, pad: 'same' }, // K = 2048 over a 36 x 8 dW: split-K
+  ];
+
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('starts the webgpu backend with our kernels in place', async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+
+  for (const { x, f, co, s, pad } of cases) {
+    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters: dW and dx within 1e-4`, async () => {
+      const filter: Shape4 = [f, f, x[3], co];
+      const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
+      const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
+      const [xv, dyv, wv] = [x, dyShape, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 11 + i));
+      const run = async (backend: string): Promise<Float32Array[]> => {
+        await tf.setBackend(backend);
+        return read(() => {
+          const [xt, dy, w] = [tf.tensor(xv!, x), tf.tensor(dyv!, dyShape), tf.tensor(wv!, filter)];
+          const attrs = { strides: s, pad, dataFormat: 'NHWC' };
+          return [
+            tf.engine().runKernel('Conv2DBackpropFilter', { x: xt, dy }, { ...attrs, filterShape: filter }) as tf.Tensor,
+            tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x }) as tf.Tensor,
+          ];
+        });
+      };
+      const gpu = await run('webgpu');
+      const backend = tf.backend() as unknown as { pipelineCache: Record<string, unknown> };
+      const keys = Object.keys(backend.pipelineCache).join(' ');
+      const cpu = await run('cpu');
+      expectClose(gpu[0]!, cpu[0]!, 1e-4, 'dW');
+      expectClose(gpu[1]!, cpu[1]!, 1e-4, 'dx');
+      // Our programs ran, not the stock ones.
+      expect(keys).toContain(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}`);
+      expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
+    });
+  }
+
+  it('gradients through tf.conv2d on webgpu match cpu (the kernels as tfjs calls them)', async () => {
+    const xv = randomArray(2 * 8 * 8 * 6, 5);
+    const wv = randomArray(3 * 3 * 6 * 10, 6);
+    const grads = async (backend: string): Promise<Float32Array[]> => {
+      await tf.setBackend(backend);
+      return read(() => {
+        const f = (x: tf.Tensor4D, w: tf.Tensor4D): tf.Tensor => tf.sum(tf.square(tf.conv2d(x, w, 2, 'same')));
+        return tf.grads(f as (...a: tf.Tensor[]) => tf.Tensor)([tf.tensor4d(xv, [2, 8, 8, 6]), tf.tensor4d(wv, [3, 3, 6, 10])]);
+      });
+    };
+    const gpu = await grads('webgpu');
+    const cpu = await grads('cpu');
+    expectClose(gpu[0]!, cpu[0]!, 1e-4, 'dx');
+    expectClose(gpu[1]!, cpu[1]!, 1e-4, 'dW');
+  });
+});
