@@ -100,7 +100,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
     .option('--redis-url <url>', 'share the cache in Redis (default: in-process LRU; env REDIS_URL)')
     .option('--cache-ttl <seconds>', `Redis cache entry lifetime (default ${D.cacheTtlSeconds})`)
     .option('--redis-timeout <ms>', `deadline of one Redis command; a slower Redis is skipped, answers served uncached (default ${D.redisTimeoutMs}; env CIFAR_REDIS_TIMEOUT)`)
-    .option('--cache-size <n>', `in-process cache entries (default ${D.cacheSize})`)
+    .option('--cache-size <n>', `memory cache entries, per worker and shared by the workers (default ${D.cacheSize})`)
     .option('--max-batch <n>', `images per forward pass (default ${D.maxBatch})`)
     .option('--batch-wait-ms <ms>', `longest wait to fill a batch (default ${D.batchWaitMs})`)
     .option('--max-queue <n>', `images waiting before 503 (default ${D.maxQueue})`)

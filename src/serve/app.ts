@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { pino, type Logger } from 'pino';
 import { CifarError } from '../errors.js';
 import type { Predictor, PredictorInfo } from '../model/predictor.js';
-import { createPredictionCache, createStore, type CacheStore } from './cache/index.js';
+import { createPredictionCache, createStore, type CacheStore, type SharedFlights } from './cache/index.js';
 import { createClassifier } from './classifier.js';
 import { SERVE_DEFAULTS, type ServeConfig } from './config.js';
 import { errorResponse, isRetryable, notFound } from './http-errors.js';
@@ -26,6 +26,8 @@ export interface AppOptions {
   /** A cache store to use instead of the one `config` describes (memory LRU or Redis). */
   store?: CacheStore;
   logger?: Logger;
+  /** The other workers' cache and computations, asked on a local miss (cluster workers only). */
+  sharedFlights?: SharedFlights;
   /** The /metrics text; the cluster worker passes one that aggregates every worker. */
   metricsText?: () => Promise<string>;
   /** What POST /admin/reload does; default: reload this app's model. */
@@ -78,14 +80,18 @@ export function createApp(options: AppOptions): CifarApp {
     metrics.batchSize.observe(n);
     metrics.inferenceDuration.observe(seconds);
   };
-  const cache = createPredictionCache(store, {
-    onHit: () => metrics.cacheHits.inc(),
-    onMiss: () => metrics.cacheMisses.inc(),
-    onError: (err) => {
-      metrics.cacheErrors.inc();
-      logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'cache error, serving uncached');
+  const cache = createPredictionCache(
+    store,
+    {
+      onHit: () => metrics.cacheHits.inc(),
+      onMiss: () => metrics.cacheMisses.inc(),
+      onError: (err) => {
+        metrics.cacheErrors.inc();
+        logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'cache error, serving uncached');
+      },
     },
-  });
+    options.sharedFlights,
+  );
   const classify = createClassifier({ slot, cache, maxImagePixels: config.maxImagePixels, onPrediction: (name) => metrics.predictions.inc({ class_name: name }) });
 
   let ready = false;

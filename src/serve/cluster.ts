@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { CifarError } from '../errors.js';
+import { serveClusterCache, type PrimaryCacheOptions } from './cache/cluster.js';
 
 // IPC messages between the primary and its workers.
 const METRICS_REQ = 'cifar:metrics-req';
@@ -19,6 +20,8 @@ export interface PrimaryOptions {
   workers: number;
   /** How long a worker may drain before it is killed. */
   drainMs: number;
+  /** The cross-worker cache the primary keeps for its workers. */
+  cache: PrimaryCacheOptions;
   /** Resolves when the primary should shut the workers down. */
   stop: Promise<void>;
   /** SIGHUP on the primary: tell every worker to reload. */
@@ -34,7 +37,8 @@ const CRASH_WINDOW_MS = 30_000;
 /**
  * Run the cluster primary: fork `workers` copies of this same command (they see
  * `cluster.isWorker` and serve), replace any that crash, answer their requests for
- * cluster-wide metrics, relay reloads, and on `stop` SIGTERM them all and wait (bounded).
+ * cluster-wide metrics, coordinate their cache (shared LRU, one computation per image), relay
+ * reloads, and on `stop` SIGTERM them all and wait (bounded).
  * Resolves once every worker has exited. The primary never loads a model.
  */
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
@@ -75,6 +79,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   };
   cluster.on('message', onMessage);
   cluster.on('exit', onExit);
+  const cache = serveClusterCache(options.cache);
   options.onReloadSignal?.(() => reloadAll());
   for (let i = 0; i < options.workers; i++) cluster.fork();
 
@@ -88,6 +93,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   await stopWorkers(options.drainMs);
   cluster.off('message', onMessage);
   cluster.off('exit', onExit);
+  cache.dispose();
   if (error) throw error;
 }
 

@@ -17,6 +17,8 @@ export interface ServeConfig {
   /** Deadline of one Redis command; a slower Redis is skipped until it answers in time again. */
   redisTimeoutMs: number;
   cacheSize: number;
+  /** With several workers: how long a worker waits for another computing the same image. */
+  flightWaitMs: number;
   maxBatch: number;
   batchWaitMs: number;
   maxQueue: number;
@@ -45,6 +47,9 @@ export const SERVE_DEFAULTS: ServeConfig = {
   redisTimeoutMs: 100,
   // Entries, not bytes: one entry is ~10 floats plus a 64-char key, so 100k is ~20 MB.
   cacheSize: 100_000,
+  // Several full queues of forward passes: past this the computing worker is likely stuck, and a
+  // waiter computes itself rather than wait for it.
+  flightWaitMs: 3000,
   maxBatch: 32,
   // Just enough to gather concurrent requests; at low load it costs 2 ms of latency.
   batchWaitMs: 2,

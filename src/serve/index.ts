@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { destination, pino, type Logger } from 'pino';
 import type { Predictor } from '../model/predictor.js';
 import { createApp } from './app.js';
+import { clusterFlights } from './cache/cluster.js';
 import { clusterMetricsText, onClusterReload, runPrimary, shareWorkerMetrics } from './cluster.js';
 import type { ServeConfig } from './config.js';
 import { listen } from './server.js';
@@ -80,6 +81,8 @@ async function servePrimary(config: ServeConfig, hooks: ServeHooks, logger: Logg
     await runPrimary({
       workers: config.workers,
       drainMs: config.drainMs,
+      // With Redis the primary only coordinates; Redis stays the one shared store.
+      cache: { maxEntries: config.redisUrl ? 0 : config.cacheSize, waitMs: config.flightWaitMs },
       stop: life.stopped,
       onReloadSignal: (fn) => (reloadAll = fn),
       onEvent: (event, detail) => logger.info(detail, event),
@@ -93,12 +96,15 @@ async function servePrimary(config: ServeConfig, hooks: ServeHooks, logger: Logg
 async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logger): Promise<void> {
   const inCluster = cluster.isWorker;
   let relay: ReturnType<typeof onClusterReload> | undefined;
+  // One worker has no one to share with: no IPC on its path.
+  const flights = inCluster ? clusterFlights({ waitMs: config.flightWaitMs }) : undefined;
   const served = createApp({
     loadPredictor: hooks.loadPredictor,
     config,
     logger,
     ...(inCluster
       ? {
+          sharedFlights: flights,
           metricsText: clusterMetricsText,
           onReloadRequest: async () => {
             const info = await served.reload();
@@ -136,6 +142,7 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
     const left = Math.max(0, (drainEnds ?? Date.now()) - Date.now());
     await Promise.race([served.close(), new Promise<void>((done) => (timer = setTimeout(done, left)))]);
     clearTimeout(timer);
+    flights?.dispose();
     // The IPC channel would keep a worker alive after its server has closed.
     if (inCluster) cluster.worker?.disconnect();
   }

@@ -53,13 +53,45 @@ export function createStore(options: {
     : memoryStore(options.maxEntries);
 }
 
-/** Wrap a store with single-flight and failure isolation. */
-export function createPredictionCache(store: CacheStore, events: CacheEvents = {}): PredictionCache {
+/**
+ * The cache beyond this process (the other workers of a cluster): asked on a local miss, it
+ * hands back an answer stored or computed elsewhere, or tells this process to compute.
+ */
+export interface SharedFlights {
+  /**
+   * The answer for `key` from elsewhere (possibly after waiting for another worker computing
+   * it), or undefined: compute it here, then call `finish`.
+   */
+  claim(key: string): Promise<Float32Array | undefined>;
+  /** The outcome of a claim answered undefined: the probabilities, or undefined if it failed. */
+  finish(key: string, probs: Float32Array | undefined): void;
+}
+
+/**
+ * Wrap a store with single-flight and failure isolation. With `shared`, a miss here asks the
+ * other workers before computing, so one image is inferred once across the cluster.
+ */
+export function createPredictionCache(store: CacheStore, events: CacheEvents = {}, shared?: SharedFlights): PredictionCache {
   const inflight = new Map<string, Promise<Float32Array>>();
+  // A memory store is this process's own: an answer from another worker is kept in it too.
+  const nearCache = store.kind === 'memory';
 
   const join = async (pending: Promise<Float32Array>): Promise<CacheResult> => {
     events.onHit?.();
     return { probs: await pending, cached: true };
+  };
+
+  const run = async (key: string, compute: () => Promise<Float32Array>, state: { computed: boolean }): Promise<Float32Array> => {
+    const elsewhere = shared ? await shared.claim(key) : undefined;
+    if (elsewhere) return elsewhere;
+    state.computed = true;
+    events.onMiss?.();
+    try {
+      return await compute();
+    } catch (err) {
+      shared?.finish(key, undefined);
+      throw err;
+    }
   };
 
   return {
@@ -80,22 +112,32 @@ export function createPredictionCache(store: CacheStore, events: CacheEvents = {
       // A twin may have started while we asked the store.
       const twin = inflight.get(key);
       if (twin) return join(twin);
-      events.onMiss?.();
-      const computing = compute();
-      inflight.set(key, computing);
+      const state = { computed: false };
+      const flight = run(key, compute, state);
+      inflight.set(key, flight);
+      let probs: Float32Array;
       try {
-        const probs = await computing;
-        // Keep the flight open until the store has it, so a request arriving meanwhile neither
-        // misses in the store nor recomputes.
-        void store
-          .set(key, probs)
-          .catch((err: unknown) => events.onError?.(err))
-          .finally(() => inflight.delete(key));
-        return { probs, cached: false };
+        probs = await flight;
       } catch (err) {
         inflight.delete(key);
         throw err;
       }
+      if (!state.computed) {
+        events.onHit?.();
+        if (nearCache) void store.set(key, probs);
+        inflight.delete(key);
+        return { probs, cached: true };
+      }
+      // Keep the flight open until the store has it, so a request arriving meanwhile neither
+      // misses in the store nor recomputes; the other workers hear of it once it is stored too.
+      void store
+        .set(key, probs)
+        .catch((err: unknown) => events.onError?.(err))
+        .finally(() => {
+          shared?.finish(key, probs);
+          inflight.delete(key);
+        });
+      return { probs, cached: false };
     },
     connected: () => store.connected(),
     close: () => store.close(),

@@ -1,0 +1,165 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLASSES } from '../../src/data/classes.js';
+import { saveModel } from '../../src/model/store.js';
+import { CIFAR_BIN } from '../helpers/cli.js';
+import { tempDir } from '../helpers/fixtures.js';
+import { eventually, form, freePort, png, startRedis, type TestRedis } from './helpers.js';
+
+/**
+ * A real `cifar serve --workers 2` on loopback: node:cluster hands connections to the workers in
+ * turn, so requests on fresh connections land on both, and each worker's access log line carries
+ * its pid.
+ */
+interface Server {
+  url: string;
+  child: ChildProcess;
+  /** pid → `cached` of each /predict answer, in log order. */
+  logged(): { pid: number; cached: boolean }[];
+  stop(): Promise<void>;
+}
+
+async function saveTinyModel(out: string): Promise<void> {
+  await tf.setBackend('cpu');
+  const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.randomNormal({ seed: 3, stddev: 0.05 }) })] });
+  await mkdir(out, { recursive: true });
+  await saveModel(out, model, {
+    name: 'tiny', architecture: 'dense', parameters: 30730, classes: [...CLASSES],
+    normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, testAccuracy: null, perClassAccuracy: null,
+    epochs: 0, batchSize: 0, trainingSeconds: 0, backend: 'cpu', datasetChecksum: null, createdAt: new Date().toISOString(), packageVersion: 'test',
+  });
+  model.dispose();
+}
+
+async function startServer(model: string, extra: string[] = []): Promise<Server> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [CIFAR_BIN, 'serve', '--model', model, '--port', String(port), '--workers', '2', '--backend', 'cpu', '--log-level', 'info', ...extra], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, FORCE_COLOR: '0', CIFAR_API_KEY: '', REDIS_URL: '' },
+  });
+  let log = '';
+  child.stderr!.on('data', (d) => (log += d));
+  // Both workers are listening once the primary prints its line.
+  await eventually(() => log.includes('serving on'), 30_000).catch(() => {
+    throw new Error(`cifar serve did not start:\n${log}`);
+  });
+  await eventually(async () => (await fetch(`${url}/ready`).catch(() => null))?.status === 200, 20_000);
+  return {
+    url,
+    child,
+    logged: () =>
+      log
+        .split('\n')
+        .filter((l) => l.includes('"route":"/predict"'))
+        .map((l) => JSON.parse(l) as { pid: number; cached: boolean }),
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** POST /predict on a connection of its own (no keep-alive pool), so the cluster picks a worker. */
+async function predictFresh(url: string, bytes: Buffer): Promise<{ status: number; cached: boolean; probabilities: number[] }> {
+  const req = new Request(`${url}/predict`, { method: 'POST', body: form('file', bytes) });
+  const body = Buffer.from(await req.arrayBuffer());
+  return new Promise((resolve, reject) => {
+    const r = request(`${url}/predict`, { method: 'POST', agent: false, headers: { 'content-type': req.headers.get('content-type')!, 'content-length': body.length } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode!, ...(JSON.parse(text) as { cached: boolean; probabilities: number[] }) }));
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+/** Images inferred so far, summed over the workers by /metrics. */
+async function inferred(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^inference_batch_size_sum (\S+)/m.exec(text)?.[1] ?? 0);
+}
+
+async function identicalBurst(server: Server, bytes: Buffer, n: number) {
+  const before = await inferred(server.url);
+  const seen = server.logged().length;
+  const answers = await Promise.all(Array.from({ length: n }, () => predictFresh(server.url, bytes)));
+  await eventually(() => server.logged().length >= seen + n);
+  return { answers, pids: new Set(server.logged().slice(seen).map((l) => l.pid)), inferred: (await inferred(server.url)) - before };
+}
+
+/** Send `bytes` once, then again until a request lands on the other worker; returns that answer. */
+async function missThenOtherWorker(server: Server, bytes: Buffer) {
+  const first = await predictFresh(server.url, bytes);
+  await eventually(() => server.logged().length > 0);
+  const firstPid = server.logged().at(-1)!.pid;
+  for (let i = 0; i < 8; i++) {
+    const seen = server.logged().length;
+    const again = await predictFresh(server.url, bytes);
+    await eventually(() => server.logged().length > seen);
+    if (server.logged().at(-1)!.pid !== firstPid) return { first, other: again };
+  }
+  throw new Error('every request landed on the same worker');
+}
+
+describe('cifar serve --workers 2: one cache and one computation per image across workers', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let redis: TestRedis;
+  let memory: Server;
+  let withRedis: Server;
+  const run = Buffer.from(`run${process.pid}${Date.now()}`);
+
+  beforeAll(async () => {
+    ({ dir, cleanup } = await tempDir('cifar-cluster-'));
+    await saveTinyModel(join(dir, 'model'));
+    redis = await startRedis();
+    [memory, withRedis] = await Promise.all([startServer(join(dir, 'model')), startServer(join(dir, 'model'), ['--redis-url', redis.url])]);
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all([memory?.stop(), withRedis?.stop()]);
+    await redis?.close();
+    await cleanup?.();
+  }, 30_000);
+
+  it('memory cache: concurrent identical requests on both workers run inference once', async () => {
+    const { answers, pids, inferred } = await identicalBurst(memory, await png(41), 16);
+    expect(pids.size).toBe(2);
+    expect(answers.map((a) => a.status)).toEqual(Array(16).fill(200));
+    expect(answers.filter((a) => !a.cached)).toHaveLength(1);
+    expect(inferred).toBe(1);
+  });
+
+  it('memory cache: a miss on one worker is a hit on the other', async () => {
+    const bytes = await png(42);
+    const before = await inferred(memory.url);
+    const { first, other } = await missThenOtherWorker(memory, bytes);
+    expect(first.cached).toBe(false);
+    expect(other).toMatchObject({ status: 200, cached: true, probabilities: first.probabilities });
+    expect((await inferred(memory.url)) - before).toBe(1);
+  });
+
+  it('Redis cache: concurrent identical requests on both workers run inference once', async () => {
+    const { answers, pids, inferred } = await identicalBurst(withRedis, Buffer.concat([await png(43), run]), 16);
+    expect(pids.size).toBe(2);
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect(answers.filter((a) => !a.cached)).toHaveLength(1);
+    expect(inferred).toBe(1);
+  });
+
+  it('Redis cache: a miss on one worker is a hit on the other', async () => {
+    const { first, other } = await missThenOtherWorker(withRedis, Buffer.concat([await png(44), run]));
+    expect(first.cached).toBe(false);
+    expect(other).toMatchObject({ status: 200, cached: true, probabilities: first.probabilities });
+  });
+});
