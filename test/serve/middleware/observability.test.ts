@@ -22,6 +22,20 @@ describe('accessLog middleware', () => {
     expect(typeof lines[0]!.latency_ms).toBe('number');
   });
 
+  it('echoes the request id on error answers and on 404s too', async () => {
+    const app = new Hono();
+    app.use(accessLog({ logger: pino({ level: 'silent' }) }));
+    app.onError((_err, c) => c.json({ error: 'boom' }, 500));
+    app.notFound((c) => c.json({ error: 'nothing' }, 404));
+    app.get('/fail', () => {
+      throw new Error('boom');
+    });
+    for (const path of ['/fail', '/nowhere']) {
+      const res = await app.request(path, { headers: { 'x-request-id': `id-${path.slice(1)}` } });
+      expect(res.headers.get('x-request-id')).toBe(`id-${path.slice(1)}`);
+    }
+  });
+
   it('replaces an unusable client request id with a fresh one', async () => {
     const app = new Hono();
     app.use(accessLog({ logger: pino({ level: 'silent' }) }));

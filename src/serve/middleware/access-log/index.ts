@@ -21,8 +21,10 @@ export function accessLog(options: AccessLogOptions): MiddlewareHandler {
     const given = c.req.header('x-request-id');
     const requestId = given && VALID_ID.test(given) ? given : randomUUID();
     c.set('requestId', requestId);
-    await next();
+    // Before next(): a header set on a finished response makes hono rebuild it around a body
+    // stream, which @hono/node-server then pipes out the slow way (a third of a cache hit's cost).
     c.header('X-Request-Id', requestId);
+    await next();
     if (!logger.isLevelEnabled('info')) return;
     const line = {
       request_id: requestId,
