@@ -9,34 +9,118 @@ import type { TensorInfo } from '@tensorflow/tfjs';
 import { conv2DBackpropInput } from './wasm-conv-input.js';
 import { type ConvGradAttrs, type KernelArgs, type Pad, type Shape4, Scratch, checkNHWC } from './wasm-scratch.js';
 
+type ConvInfo = ReturnType<typeof tf.backend_util.computeConv2DInfo>;
+
+/** How the filter gradient of a convolution is computed; see `conv2DBackpropFilter`. */
+export type FilterGradPlan = 'pointwise' | 'taps' | 'conv';
+
+/**
+ * Tuning of the filter-gradient plans, measured on a 2-core EPYC (see `filterGradPlan`).
+ * - `maxGridRatio`: per-tap GEMMs run over the padded phase grid, so they also multiply its zero
+ *   border; worth it while the grid is at most this much larger than the output (32x32 and 16x16
+ *   maps with a 3x3 filter, not 8x8 or 4x4 ones, where the single large convolution wins).
+ * - `chunkFloats`: XNNPACK's GEMM does not block the reduction dimension, so with K = every grid
+ *   cell each row tile re-reads both operands from memory (ResNet-18's 64-channel layers ran at
+ *   2.8x the forward convolution). Chunks of whole images with (ci + co) * K at most this many
+ *   floats keep each GEMM in cache (1.5x).
+ */
+export const filterGradTuning = { maxGridRatio: 1.45, chunkFloats: 262_144 };
+
+/** The phase grid of `filterGradByTaps`: padded x split into stride x stride phases. */
+export function phaseGrid(info: ConvInfo): { hq: number; wq: number } {
+  const { top, left, bottom, right } = info.padInfo;
+  return {
+    hq: Math.ceil((info.inHeight + top + bottom) / info.strideHeight),
+    wq: Math.ceil((info.inWidth + left + right) / info.strideWidth),
+  };
+}
+
+export function filterGradPlan(info: ConvInfo): FilterGradPlan {
+  const { filterHeight: fh, filterWidth: fw, dilationHeight, dilationWidth } = info;
+  const { top, left } = info.padInfo;
+  if (fh === 1 && fw === 1 && top === 0 && left === 0) return 'pointwise';
+  if (dilationHeight !== 1 || dilationWidth !== 1 || top < 0 || left < 0) return 'conv';
+  const { hq, wq } = phaseGrid(info);
+  return hq * wq <= filterGradTuning.maxGridRatio * info.outHeight * info.outWidth ? 'taps' : 'conv';
+}
+
+/**
+ * dW[kh,kw] = sum over n,oh,ow of xPadded[n, oh*s+kh, ow*s+kw, :]^T dy[n, oh, ow, :].
+ * Split padded x into its s*s phases (x[:, a::s, b::s]) and transpose them to channel rows
+ * [s, s, ci, P] over a phase grid of P = n*Hq*Wq cells; lay dy on that grid (zeros where there
+ * is no output). Tap (kh, kw) reads phase (kh%s, kw%s) at (oh + kh/s, ow + kw/s): the same rows
+ * shifted by (kh/s)*Wq + kw/s, so the left operand is a free view of xT at that offset. A row's
+ * last `offset` reads spill into the next row (or a zero channel added at the end), but they pair
+ * with grid cells past the last output, where dy is zero. dy is the right operand of every tap,
+ * so XNNPACK packs it once: one GEMM [ci, P] x [P, co] per tap, and no transpose of dy.
+ */
+function filterGradByTaps(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
+  const { batchSize: n, inChannels: ci, outChannels: co, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
+  const { top, left } = info.padInfo;
+  const { hq, wq } = phaseGrid(info);
+  const c1 = ci + 1;
+  const perChunk = Math.max(1, Math.min(n, Math.floor(filterGradTuning.chunkFloats / ((ci + co) * hq * wq))));
+  const chunks = Math.ceil(n / perChunk);
+  const pc = perChunk * hq * wq; // grid cells per chunk
+  const xe = s.run('PadV2', { x }, {
+    paddings: [[0, chunks * perChunk - n], [top, hq * sh - info.inHeight - top], [left, wq * sw - info.inWidth - left], [0, 1]],
+    constantValue: 0,
+  });
+  // [chunk, perChunk*Hq, sh, Wq*sw*c1] -> [chunk, sh, sw, c1, Pc] in two cheap steps (wasm's
+  // rank-5 transpose is a generic loop, 60x slower): move whole rows of phase a, then transpose
+  // each [Pc, sw*c1] plane.
+  const rows = sh > 1 ? s.transpose(s.reshape(xe, [chunks, perChunk * hq, sh, wq * sw * c1]), [0, 2, 1, 3]) : xe;
+  const xT = s.transpose(s.reshape(rows, [chunks * sh, pc, sw * c1]), [0, 2, 1]);
+  const dyg = s.run('PadV2', { x: dy }, {
+    paddings: [[0, chunks * perChunk - n], [0, hq - info.outHeight], [0, wq - info.outWidth], [0, 0]],
+    constantValue: 0,
+  });
+  const taps: TensorInfo[] = [];
+  for (let j = 0; j < chunks; j++) {
+    const b = s.view(dyg, j * pc * co, [1, pc, co]); // packed once, shared by the chunk's taps
+    for (let kh = 0; kh < fh; kh++) {
+      for (let kw = 0; kw < fw; kw++) {
+        const phase = (kh % sh) * sw + (kw % sw);
+        const offset = Math.floor(kh / sh) * wq + Math.floor(kw / sw);
+        const a = s.view(xT, (j * sh * sw + phase) * c1 * pc + offset, [1, ci, pc]);
+        taps.push(s.run('BatchMatMul', { a, b }, { transposeA: false, transposeB: false }));
+      }
+    }
+  }
+  const all = taps.length === 1 ? taps[0]! : s.run('Concat', taps as unknown as tf.NamedTensorInfoMap, { axis: 0 });
+  const sum = chunks === 1 ? all : s.run('Sum', { x: s.reshape(all, [chunks, fh * fw * ci * co]) }, { axis: [0], keepDims: false });
+  return s.reshape(sum, [fh, fw, ci, co]);
+}
+
+/**
+ * Pointwise: only every s-th pixel of x is read. Subsample it with an identity 1x1 convolution of
+ * that stride (exact, and XNNPACK; wasm's StridedSlice is a scalar loop, 40 ms on 2M floats),
+ * then dW = x_sub^T dy as a 2D matmul on XNNPACK's fully-connected path.
+ */
+function filterGradPointwise(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
+  const { batchSize: n, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+  let xs = x;
+  if (sh > 1 || sw > 1) {
+    const eye = new Float32Array(ci * ci);
+    for (let i = 0; i < ci; i++) eye[i * ci + i] = 1;
+    const filter = s.constant(eye, [1, 1, ci, ci]);
+    xs = s.run('Conv2D', { x, filter }, { strides: [sh, sw], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: 'floor' });
+    xs = s.fitHW(xs, oh, ow);
+  }
+  const m = n * oh * ow;
+  const xT = s.transpose(s.reshape(xs, [m, ci]), [1, 0]);
+  const prod = s.run('BatchMatMul', { a: s.reshape(xT, [1, ci, m]), b: s.reshape(dy, [1, m, co]) }, { transposeA: false, transposeB: false });
+  return s.reshape(prod, [1, 1, ci, co]);
+}
+
 /**
  * dW[kh,kw,ci,co] = sum over n,oh,ow of x[n, oh*s+kh-pad, ow*s+kw-pad, ci] * dy[n,oh,ow,co].
  * With ci as the batch, n as the input channels and dy as the filter, that is a stride-1
  * convolution dilated by the forward stride: one XNNPACK call instead of a JS im2col.
  */
-function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
-  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-  const attrs = args.attrs as unknown as ConvGradAttrs & { filterShape: Shape4 };
-  checkNHWC(attrs);
-  const s = new Scratch(args.backend);
-  const info = tf.backend_util.computeConv2DInfo(x.shape as Shape4, attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
-  const { batchSize: n, inChannels: ci, outChannels: co, filterHeight: fh, filterWidth: fw } = info;
-  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+function filterGradByConv(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
-
-  if (fh === 1 && fw === 1 && top === 0 && left === 0) {
-    // Pointwise: only every s-th pixel of x is read, so subsample it first (s*s less to
-    // transpose), then dW = x_sub^T dy as a 2D matmul on XNNPACK's fully-connected path.
-    const end = [n, (oh - 1) * sh + 1, (ow - 1) * sw + 1, ci];
-    const xs = sh > 1 || sw > 1
-      ? s.run('StridedSlice', { x }, { begin: [0, 0, 0, 0], end, strides: [1, sh, sw, 1], beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0 })
-      : x;
-    const m = n * oh * ow;
-    const xT = s.transpose(s.reshape(xs, [m, ci]), [1, 0]);
-    const prod = s.run('BatchMatMul', { a: s.reshape(xT, [1, ci, m]), b: s.reshape(dy, [1, m, co]) }, { transposeA: false, transposeB: false });
-    return s.finish(s.reshape(prod, [1, 1, ci, co]));
-  }
-
   // Rows of x beyond the last one any output reads are cropped instead of negatively padded.
   const needH = (oh - 1) * sh + fh - top;
   const needW = (ow - 1) * sw + fw - left;
@@ -46,7 +130,23 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const dyT = s.transpose(dy, [1, 2, 0, 3]); // [oh, ow, n, co]
   const pad: Pad = [[0, 0], [top, needH - xh], [left, needW - xw], [0, 0]];
   const g = s.conv(xT, dyT, pad, [sh, sw]); // [ci, fh, fw, co]
-  return s.finish(s.transpose(g, [1, 2, 0, 3]));
+  return s.transpose(g, [1, 2, 0, 3]);
+}
+
+const FILTER_GRADS: Record<FilterGradPlan, (s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvInfo) => TensorInfo> = {
+  pointwise: filterGradPointwise,
+  taps: filterGradByTaps,
+  conv: filterGradByConv,
+};
+
+/** Conv2DBackpropFilter for wasm (missing from tfjs-backend-wasm 4.22) on XNNPACK work only. */
+function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const attrs = args.attrs as unknown as ConvGradAttrs & { filterShape: Shape4 };
+  checkNHWC(attrs);
+  const s = new Scratch(args.backend);
+  const info = tf.backend_util.computeConv2DInfo(x.shape as Shape4, attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+  return s.finish(FILTER_GRADS[filterGradPlan(info)](s, x, dy, info));
 }
 
 const KERNELS: Array<{ kernelName: string; kernelFunc: (args: KernelArgs) => TensorInfo }> = [

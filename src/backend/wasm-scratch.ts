@@ -24,9 +24,36 @@ export interface KernelArgs {
 }
 
 /** Collects intermediates so each kernel frees them in one place. */
+interface WasmInternals {
+  dataIdMap: { get(id: object): { id: number; memoryOffset: number }; set(id: object, v: unknown): void; delete(id: object): void };
+  dataIdNextNumber: number;
+  wasm: { tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void } };
+}
+
 export class Scratch {
   private readonly held: TensorInfo[] = [];
+  private readonly views: TensorInfo[] = [];
   constructor(readonly backend: KernelBackend) {}
+
+  /**
+   * A float32 tensor that aliases `x`'s memory from element `offset` on: a free, contiguous
+   * slice. It must not outlive `x`; `finish` unregisters it without freeing the memory.
+   */
+  view(x: TensorInfo, offset: number, shape: number[]): TensorInfo {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const total = (x.shape as number[]).reduce((a, b) => a * b, 1);
+    if (x.dtype !== 'float32' || offset < 0 || offset + size > total) throw new Error('Scratch.view: out of range');
+    const b = this.backend as unknown as WasmInternals;
+    const base = b.dataIdMap.get(x.dataId).memoryOffset;
+    const id = b.dataIdNextNumber++;
+    const dataId = {};
+    const memoryOffset = base + offset * 4;
+    b.dataIdMap.set(dataId, { id, memoryOffset, shape, dtype: 'float32', refCount: 1 });
+    b.wasm.tfjs.registerTensor(id, size, memoryOffset);
+    const out: TensorInfo = { dataId, shape, dtype: 'float32' };
+    this.views.push(out);
+    return out;
+  }
 
   run(name: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo {
     const kernel = tf.getKernel(name, 'wasm');
@@ -71,6 +98,12 @@ export class Scratch {
 
   /** Frees everything except `keep`, which becomes the kernel's output. */
   finish(keep: TensorInfo): TensorInfo {
+    const b = this.backend as unknown as WasmInternals;
+    for (const v of this.views) {
+      // Forget the alias (and any XNNPACK operator cached for it) without freeing its memory.
+      b.wasm.tfjs.disposeData(b.dataIdMap.get(v.dataId).id);
+      b.dataIdMap.delete(v.dataId);
+    }
     for (const t of this.held) if (t !== keep) this.backend.disposeData(t.dataId);
     return keep;
   }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { wasmKernelNames } from '../../src/backend/wasm-kernels.js';
+import { filterGradPlan, filterGradTuning, wasmKernelNames } from '../../src/backend/wasm-kernels.js';
 import { expectClose, onBackend, randomArray } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -60,5 +60,58 @@ describe('wasm convolution gradient kernels', () => {
     grad([x, w]).forEach((g) => g.dispose());
     expect(tf.memory().numTensors).toBe(before);
     expect(tf.engine().backend.numDataIds()).toBe(backendBefore);
+  });
+
+  // Shapes whose padded phase grid is small enough for the per-tap GEMM plan, with chunks of
+  // two images (so 5 images exercise a padded last chunk): stride 1 and 2, same and valid.
+  const tapCases: Array<{ x: Shape4; stride: number; pad: 'same' | 'valid' }> = [
+    { x: [5, 12, 12, 4], stride: 1, pad: 'same' },
+    { x: [3, 20, 18, 5], stride: 1, pad: 'valid' },
+    { x: [5, 16, 16, 4], stride: 2, pad: 'same' },
+    { x: [3, 15, 15, 3], stride: 2, pad: 'same' },
+    { x: [2, 17, 17, 4], stride: 2, pad: 'valid' },
+  ];
+
+  it.each(tapCases)('Conv2DBackpropFilter per-tap GEMMs match cpu: x $x, 3 x 3, stride $stride, $pad', async ({ x, stride, pad }) => {
+    const filterShape: Shape4 = [3, 3, x[3], outChannels];
+    const info = tf.backend_util.computeConv2DInfo(x, filterShape, stride, 1, pad);
+    expect(filterGradPlan(info)).toBe('taps');
+    const dys = randomArray(info.outShape.reduce((a, b) => a * b), 8);
+    const xs = randomArray(x.reduce((a, b) => a * b), 7);
+    const run = (): tf.Tensor =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x: tf.tensor4d(xs, x), dy: tf.tensor4d(dys, info.outShape) },
+        { strides: stride, pad, dataFormat: 'NHWC', filterShape }) as tf.Tensor;
+    const expected = await onBackend('cpu', run);
+    const saved = filterGradTuning.chunkFloats;
+    const grid = Math.ceil((info.inHeight + info.padInfo.top + info.padInfo.bottom) / stride) * Math.ceil((info.inWidth + info.padInfo.left + info.padInfo.right) / stride);
+    try {
+      for (const imagesPerChunk of [2, x[0]]) {
+        filterGradTuning.chunkFloats = (x[3] + outChannels) * grid * imagesPerChunk;
+        expectClose(await onBackend('wasm', run), expected, 1e-4, `dW, ${imagesPerChunk} images per chunk`);
+      }
+    } finally {
+      filterGradTuning.chunkFloats = saved;
+    }
+  });
+
+  it('plans: pointwise for 1x1, taps for large maps, one convolution for small ones', () => {
+    const plan = (x: Shape4, k: number, stride: number): string =>
+      filterGradPlan(tf.backend_util.computeConv2DInfo(x, [k, k, x[3], 8], stride, 1, 'same'));
+    expect(plan([8, 32, 32, 16], 1, 2)).toBe('pointwise');
+    expect(plan([8, 32, 32, 16], 3, 1)).toBe('taps');
+    expect(plan([8, 32, 32, 16], 3, 2)).toBe('taps');
+    expect(plan([8, 4, 4, 16], 3, 1)).toBe('conv');
+  });
+
+  it('frees the aliases of the per-tap plan', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor4d(randomArray(3 * 12 * 12 * 4, 9), [3, 12, 12, 4]);
+    const dy = tf.tensor4d(randomArray(3 * 12 * 12 * 6, 10), [3, 12, 12, 6]);
+    const run = (): void => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 4, 6] }).dispose();
+    run();
+    const before = tf.engine().backend.numDataIds();
+    run();
+    expect(tf.engine().backend.numDataIds()).toBe(before);
+    tf.dispose([x, dy]);
   });
 });
