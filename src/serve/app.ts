@@ -92,7 +92,14 @@ export function createApp(options: AppOptions): CifarApp {
     },
     options.sharedFlights,
   );
-  const classify = createClassifier({ slot, cache, maxImagePixels: config.maxImagePixels, onPrediction: (name) => metrics.predictions.inc({ class_name: name }) });
+  // One counter child per class, looked up once: the label object is not hashed per request.
+  const predicted = new Map<string, ReturnType<ServeMetrics['predictions']['labels']>>();
+  const countPrediction = (name: string) => {
+    let child = predicted.get(name);
+    if (!child) predicted.set(name, (child = metrics.predictions.labels(name)));
+    child.inc();
+  };
+  const classify = createClassifier({ slot, cache, maxImagePixels: config.maxImagePixels, onPrediction: countPrediction });
 
   let ready = false;
   const install = async (predictor: Predictor) => {

@@ -28,6 +28,17 @@ describe('serve API contract', () => {
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
 
+  it('a hit is the same JSON as the miss before it, but for cached (application/json, field order kept)', async () => {
+    const bytes = await png(4);
+    const miss = await post(s, '/predict', form('file', bytes));
+    const hit = await post(s, '/predict', form('file', bytes));
+    expect(miss.headers.get('content-type')).toBe('application/json');
+    expect(hit.headers.get('content-type')).toBe('application/json');
+    const [missText, hitText] = [await miss.text(), await hit.text()];
+    expect(hitText).toBe(missText.replace('"cached":false}', '"cached":true}'));
+    expect(Object.keys(JSON.parse(hitText) as object)).toEqual(['prediction', 'class_name', 'confidence', 'probabilities', 'model_version', 'cached']);
+  });
+
   it('POST /predict accepts a raw image/* body', async () => {
     const res = await post(s, '/predict', new Uint8Array(await png(2)), { 'content-type': 'image/png' });
     expect(res.status).toBe(200);

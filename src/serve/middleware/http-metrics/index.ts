@@ -6,14 +6,34 @@ export interface HttpMetricsOptions {
   metrics: Pick<ServeMetrics, 'httpRequests' | 'httpDuration'>;
 }
 
+interface Series {
+  count: () => void;
+  observe: (seconds: number) => void;
+}
+
 /** Count every request and time it, labelled by route pattern (not raw path) and status. */
 export function httpMetrics(options: HttpMetricsOptions): MiddlewareHandler {
   const { httpRequests, httpDuration } = options.metrics;
+  // Route labels are bounded (patterns, not paths), so this holds a few dozen entries; it spares
+  // prom-client hashing a label object twice per request.
+  const series = new Map<string, Series>();
+  const seriesOf = (method: string, route: string, status: number): Series => {
+    const id = `${method} ${route} ${status}`;
+    let s = series.get(id);
+    if (!s) {
+      const labels = { method, route, status: String(status) };
+      const counter = httpRequests.labels(labels);
+      const histogram = httpDuration.labels(labels);
+      s = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) };
+      series.set(id, s);
+    }
+    return s;
+  };
   return async function httpMetricsMiddleware(c, next) {
     const started = performance.now();
     await next();
-    const labels = { method: c.req.method, route: routeLabel(c), status: String(c.res.status) };
-    httpRequests.inc(labels);
-    httpDuration.observe(labels, (performance.now() - started) / 1000);
+    const s = seriesOf(c.req.method, routeLabel(c), c.res.status);
+    s.count();
+    s.observe((performance.now() - started) / 1000);
   };
 }
