@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { memoryStore } from './memory.js';
 import { redisStore } from './redis.js';
 import type { CacheStore } from './store.js';
@@ -37,8 +37,12 @@ export interface PredictionCache {
  * and identical bytes under another file name still hit.
  */
 export function cacheKey(modelVersion: string, bytes: Uint8Array): string {
-  return `cifar:pred:${modelVersion}:${createHash('sha256').update(bytes).digest('hex')}`;
+  return `cifar:pred:${modelVersion}:${sha256Hex(bytes)}`;
 }
+
+// The one-shot crypto.hash (Node ≥ 20.12) skips building a Hash object for each upload.
+const sha256Hex: (bytes: Uint8Array) => string =
+  typeof crypto.hash === 'function' ? (bytes) => crypto.hash('sha256', bytes, 'hex') : (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
 
 /** Memory LRU by default, Redis when a URL is given. */
 export function createStore(options: {

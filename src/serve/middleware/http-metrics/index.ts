@@ -15,7 +15,7 @@ interface Series {
 export function httpMetrics(options: HttpMetricsOptions): MiddlewareHandler {
   const { httpRequests, httpDuration } = options.metrics;
   // Route labels are bounded (patterns, not paths), so this holds a few dozen entries; it spares
-  // prom-client hashing a label object twice per request.
+  // building and validating label objects per request (and the counter's label hashing).
   const series = new Map<string, Series>();
   const seriesOf = (method: string, route: string, status: number): Series => {
     const id = `${method} ${route} ${status}`;
