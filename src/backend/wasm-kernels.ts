@@ -16,9 +16,9 @@ export type FilterGradPlan = 'pointwise' | 'taps' | 'conv';
 
 /**
  * Tuning of the filter-gradient plans, measured on a 2-core EPYC (see `filterGradPlan`).
- * - `maxGridRatio`: per-tap GEMMs run over the padded phase grid, so they also multiply its zero
- *   border; worth it while the grid is at most this much larger than the output (32x32 and 16x16
- *   maps with a 3x3 filter, not 8x8 or 4x4 ones, where the single large convolution wins).
+ * - `maxGridRatio`: per-tap GEMMs run over the phase grid, so they also multiply its zero
+ *   border; worth it while the grid is at most this much larger than the output (32x32 to 8x8
+ *   maps with a 3x3 filter, not 4x4 ones, where the single large convolution wins).
  * - `chunkFloats`: XNNPACK's GEMM does not block the reduction dimension, so with K = every grid
  *   cell each row tile re-reads both operands from memory (ResNet-18's 64-channel layers ran at
  *   2.8x the forward convolution). Chunks of whole images with (ci + co) * K at most this many
@@ -26,13 +26,22 @@ export type FilterGradPlan = 'pointwise' | 'taps' | 'conv';
  */
 export const filterGradTuning = { maxGridRatio: 1.45, chunkFloats: 262_144 };
 
-/** The phase grid of `filterGradByTaps`: padded x split into stride x stride phases. */
-export function phaseGrid(info: ConvInfo): { hq: number; wq: number } {
-  const { top, left, bottom, right } = info.padInfo;
-  return {
-    hq: Math.ceil((info.inHeight + top + bottom) / info.strideHeight),
-    wq: Math.ceil((info.inWidth + left + right) / info.strideWidth),
+/**
+ * The grid of `filterGradByTaps`: x padded at the bottom and right only, to Hp x Wp cells (a
+ * multiple of the stride), then split into stride x stride phases of Hq x Wq cells. The padding
+ * of the convolution is not laid out: a read above or left of an image wraps into the zero rows
+ * and columns that end the previous image and row, so Hp >= h + top and Wp >= w + left.
+ * Null when dy does not fit on the phase grid (then the plan is 'conv').
+ */
+export function phaseGrid(info: ConvInfo): { hq: number; wq: number } | null {
+  const { top, left } = info.padInfo;
+  const size = (inSize: number, out: number, stride: number, filter: number, before: number): number => {
+    const lastRead = (out - 1) * stride + filter - 1 - before;
+    return Math.ceil(Math.max(inSize + before, lastRead + 1) / stride);
   };
+  const hq = size(info.inHeight, info.outHeight, info.strideHeight, info.filterHeight, top);
+  const wq = size(info.inWidth, info.outWidth, info.strideWidth, info.filterWidth, left);
+  return info.outHeight <= hq && info.outWidth <= wq ? { hq, wq } : null;
 }
 
 export function filterGradPlan(info: ConvInfo): FilterGradPlan {
@@ -40,37 +49,47 @@ export function filterGradPlan(info: ConvInfo): FilterGradPlan {
   const { top, left } = info.padInfo;
   if (fh === 1 && fw === 1 && top === 0 && left === 0) return 'pointwise';
   if (dilationHeight !== 1 || dilationWidth !== 1 || top < 0 || left < 0) return 'conv';
-  const { hq, wq } = phaseGrid(info);
-  return hq * wq <= filterGradTuning.maxGridRatio * info.outHeight * info.outWidth ? 'taps' : 'conv';
+  const grid = phaseGrid(info);
+  if (grid === null) return 'conv';
+  return grid.hq * grid.wq <= filterGradTuning.maxGridRatio * info.outHeight * info.outWidth ? 'taps' : 'conv';
+}
+
+/** Floor division and remainder: (-1, 2) -> [-1, 1]. */
+function divMod(a: number, b: number): [number, number] {
+  const r = ((a % b) + b) % b;
+  return [(a - r) / b, r];
 }
 
 /**
- * dW[kh,kw] = sum over n,oh,ow of xPadded[n, oh*s+kh, ow*s+kw, :]^T dy[n, oh, ow, :].
- * Split padded x into its s*s phases (x[:, a::s, b::s]) and transpose them to channel rows
- * [s, s, ci, P] over a phase grid of P = n*Hq*Wq cells; lay dy on that grid (zeros where there
- * is no output). Tap (kh, kw) reads phase (kh%s, kw%s) at (oh + kh/s, ow + kw/s): the same rows
- * shifted by (kh/s)*Wq + kw/s, so the left operand is a free view of xT at that offset. A row's
- * last `offset` reads spill into the next row (or a zero channel added at the end), but they pair
- * with grid cells past the last output, where dy is zero. dy is the right operand of every tap,
- * so XNNPACK packs it once: one GEMM [ci, P] x [P, co] per tap, and no transpose of dy.
+ * dW[kh,kw] = sum over n,oh,ow of x[n, oh*s+kh-top, ow*s+kw-left, :]^T dy[n, oh, ow, :].
+ * Split x (on the grid of `phaseGrid`) into its s*s phases x[:, a::s, b::s] and transpose them
+ * to channel rows [s, s, ci, P] over the phase grid, P = n*Hq*Wq cells; lay dy on that grid
+ * (zeros where there is no output). Tap (kh, kw) reads one phase at (oh + dr, ow + dc): the same
+ * rows shifted by dr*Wq + dc, so the left operand is a free view of xT at that offset. Reads
+ * outside an image land on zeros (the ends of the previous row and image, or zero channels
+ * added before the first and after the last channel), except where they pair with grid cells
+ * that hold no output, where dy is zero. dy is the right operand of every tap, so XNNPACK packs
+ * it once: one GEMM [ci, P] x [P, co] per tap, and no transpose of dy.
  */
 function filterGradByTaps(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvInfo): TensorInfo {
   const { batchSize: n, inChannels: ci, outChannels: co, filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = info;
   const { top, left } = info.padInfo;
-  const { hq, wq } = phaseGrid(info);
-  const c1 = ci + 1;
+  const grid = phaseGrid(info);
+  if (grid === null) throw new Error('filterGradByTaps: dy does not fit the phase grid');
+  const { hq, wq } = grid;
+  const c2 = ci + 2; // a zero channel before and after
   const perChunk = Math.max(1, Math.min(n, Math.floor(filterGradTuning.chunkFloats / ((ci + co) * hq * wq))));
   const chunks = Math.ceil(n / perChunk);
   const pc = perChunk * hq * wq; // grid cells per chunk
   const xe = s.run('PadV2', { x }, {
-    paddings: [[0, chunks * perChunk - n], [top, hq * sh - info.inHeight - top], [left, wq * sw - info.inWidth - left], [0, 1]],
+    paddings: [[0, chunks * perChunk - n], [0, hq * sh - info.inHeight], [0, wq * sw - info.inWidth], [1, 1]],
     constantValue: 0,
   });
-  // [chunk, perChunk*Hq, sh, Wq*sw*c1] -> [chunk, sh, sw, c1, Pc] in two cheap steps (wasm's
+  // [chunk, perChunk*Hq, sh, Wq*sw*c2] -> [chunk, sh, sw, c2, Pc] in two cheap steps (wasm's
   // rank-5 transpose is a generic loop, 60x slower): move whole rows of phase a, then transpose
-  // each [Pc, sw*c1] plane.
-  const rows = sh > 1 ? s.transpose(s.reshape(xe, [chunks, perChunk * hq, sh, wq * sw * c1]), [0, 2, 1, 3]) : xe;
-  const xT = s.transpose(s.reshape(rows, [chunks * sh, pc, sw * c1]), [0, 2, 1]);
+  // each [Pc, sw*c2] plane.
+  const rows = sh > 1 ? s.transpose(s.reshape(xe, [chunks, perChunk * hq, sh, wq * sw * c2]), [0, 2, 1, 3]) : xe;
+  const xT = s.transpose(s.reshape(rows, [chunks * sh, pc, sw * c2]), [0, 2, 1]);
   const dyg = s.run('PadV2', { x: dy }, {
     paddings: [[0, chunks * perChunk - n], [0, hq - info.outHeight], [0, wq - info.outWidth], [0, 0]],
     constantValue: 0,
@@ -79,10 +98,11 @@ function filterGradByTaps(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvI
   for (let j = 0; j < chunks; j++) {
     const b = s.view(dyg, j * pc * co, [1, pc, co]); // packed once, shared by the chunk's taps
     for (let kh = 0; kh < fh; kh++) {
+      const [dr, ph] = divMod(kh - top, sh);
       for (let kw = 0; kw < fw; kw++) {
-        const phase = (kh % sh) * sw + (kw % sw);
-        const offset = Math.floor(kh / sh) * wq + Math.floor(kw / sw);
-        const a = s.view(xT, (j * sh * sw + phase) * c1 * pc + offset, [1, ci, pc]);
+        const [dc, pw] = divMod(kw - left, sw);
+        const firstRow = (j * sh * sw + ph * sw + pw) * c2 + 1;
+        const a = s.view(xT, firstRow * pc + dr * wq + dc, [1, ci, pc]);
         taps.push(s.run('BatchMatMul', { a, b }, { transposeA: false, transposeB: false }));
       }
     }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { filterGradPlan, filterGradTuning, wasmKernelNames } from '../../src/backend/wasm-kernels.js';
+import { filterGradPlan, filterGradTuning, phaseGrid as filterGradPlanGrid, wasmKernelNames } from '../../src/backend/wasm-kernels.js';
 import { expectClose, onBackend, randomArray } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -66,6 +66,7 @@ describe('wasm convolution gradient kernels', () => {
   // two images (so 5 images exercise a padded last chunk): stride 1 and 2, same and valid.
   const tapCases: Array<{ x: Shape4; stride: number; pad: 'same' | 'valid' }> = [
     { x: [5, 12, 12, 4], stride: 1, pad: 'same' },
+    { x: [4, 8, 8, 6], stride: 1, pad: 'same' },
     { x: [3, 20, 18, 5], stride: 1, pad: 'valid' },
     { x: [5, 16, 16, 4], stride: 2, pad: 'same' },
     { x: [3, 15, 15, 3], stride: 2, pad: 'same' },
@@ -83,7 +84,7 @@ describe('wasm convolution gradient kernels', () => {
         { strides: stride, pad, dataFormat: 'NHWC', filterShape }) as tf.Tensor;
     const expected = await onBackend('cpu', run);
     const saved = filterGradTuning.chunkFloats;
-    const grid = Math.ceil((info.inHeight + info.padInfo.top + info.padInfo.bottom) / stride) * Math.ceil((info.inWidth + info.padInfo.left + info.padInfo.right) / stride);
+    const grid = (filterGradPlanGrid(info)?.hq ?? 0) * (filterGradPlanGrid(info)?.wq ?? 0);
     try {
       for (const imagesPerChunk of [2, x[0]]) {
         filterGradTuning.chunkFloats = (x[3] + outChannels) * grid * imagesPerChunk;
@@ -94,12 +95,13 @@ describe('wasm convolution gradient kernels', () => {
     }
   });
 
-  it('plans: pointwise for 1x1, taps for large maps, one convolution for small ones', () => {
+  it('plans: pointwise for 1x1, taps down to 8x8 maps, one convolution for 4x4 ones', () => {
     const plan = (x: Shape4, k: number, stride: number): string =>
       filterGradPlan(tf.backend_util.computeConv2DInfo(x, [k, k, x[3], 8], stride, 1, 'same'));
     expect(plan([8, 32, 32, 16], 1, 2)).toBe('pointwise');
     expect(plan([8, 32, 32, 16], 3, 1)).toBe('taps');
     expect(plan([8, 32, 32, 16], 3, 2)).toBe('taps');
+    expect(plan([8, 8, 8, 16], 3, 1)).toBe('taps');
     expect(plan([8, 4, 4, 16], 3, 1)).toBe('conv');
   });
 
