@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// GPU training benchmark (webgpu): `npm run bench:gpu`, or on a GPU host from the packed bundle
+//   bash .gpu/run-gpu.sh .gpu node .gpu/bench-gpu.cjs
+// Options: [--model resnet18] [--batches 128,256,512] [--iterations 10] [--out bench-gpu.json]
+//   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
+//   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
+// Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
+// reports the training step's ratio to PyTorch's.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } from '../dist/bench/gpu.js';
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      batches: { type: 'string' },
+      iterations: { type: 'string' },
+      out: { type: 'string', default: 'bench-gpu.json' },
+      stock: { type: 'boolean', default: false },
+      'allow-software': { type: 'boolean', default: false },
+      'no-reference': { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      reference: { type: 'string' },
+    },
+  });
+  const soft = values['allow-software'];
+  const result = await benchmarkGpu({
+    model: values.model ?? (soft ? 'resnet10-w8' : 'resnet18'),
+    batches: (values.batches ?? (soft ? '4,8' : '128,256,512')).split(',').map(Number),
+    iterations: Number(values.iterations ?? (soft ? 2 : 10)),
+    allowSoftware: soft,
+    stockKernels: values.stock,
+    profile: !values['no-profile'],
+    onProgress: (m) => process.stderr.write(`${m}\n`),
+  });
+
+  let references = [];
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Next to the bundle in .gpu/, in scripts/gpu/ in the repository.
+  const script = values.reference ?? [join(here, 'reference-pytorch.py'), join(here, 'gpu', 'reference-pytorch.py')].find((p) => existsSync(p));
+  if (!values['no-reference'] && !result.software && script && existsSync(script)) {
+    process.stderr.write(`running python3 ${script}\n`);
+    const run = spawnSync('python3', [script], { encoding: 'utf8', timeout: 300_000 });
+    references = parseTorchReference(run.stdout ?? '');
+    if (references.length === 0) process.stderr.write(`reference gave no figures (exit ${run.status}): ${(run.stderr ?? '').trim().split('\n').pop()}\n`);
+  }
+  const out = { ...result, reference: references, ratioToReference: ratiosToReference(result, references) };
+  await writeFile(values.out, JSON.stringify(out, null, 2) + '\n');
+  process.stdout.write(formatGpuBench(result, references));
+  process.stderr.write(`wrote ${values.out}\n`);
+}
+
+main().then(
+  () => process.exit(0), // Dawn keeps the event loop alive
+  (err) => {
+    process.stderr.write(`bench-gpu: ${err?.message ?? err}${err?.hint ? `\n  ${err.hint}` : ''}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,240 @@
+/**
+ * GPU training benchmark (issue 7): images/s of predict, forward in training mode + loss, and
+ * the full training step (`createTrainer`, as `cifar train` runs it) at several batch sizes on
+ * the webgpu backend, with GPU kernel time (timestamp queries through `tf.time`) against wall
+ * time per step, GPU memory, and the kernels that take the GPU time. Returns one serialisable
+ * result; `formatGpuBench` prints it. Reports progress through a callback, never prints.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendInfo } from '../backend/index.js';
+import { probeWebGpu } from '../backend/webgpu.js';
+import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { CifarError } from '../errors.js';
+import { buildModel, countParams } from '../model/resnet.js';
+import { smoothedCrossEntropy, createTrainer } from '../train/step.js';
+
+export interface GpuBenchOptions {
+  /** Model preset. */
+  model: string;
+  batches: number[];
+  /** Timed runs per measurement, after two warm-up runs. */
+  iterations: number;
+  /** Run on a software adapter (lavapipe): for smoke tests, the figures mean nothing. */
+  allowSoftware?: boolean;
+  /** Use tfjs' own convolution-gradient kernels instead of ours, for comparison. */
+  stockKernels?: boolean;
+  /** Per-kernel GPU time of one step at the largest batch (tf.profile). Default true. */
+  profile?: boolean;
+  onProgress?: (message: string) => void;
+}
+
+export interface Rate {
+  msPerBatch: number;
+  imagesPerSecond: number;
+}
+
+export interface GpuBenchRow {
+  batch: number;
+  predict: Rate;
+  forward: Rate;
+  step: Rate;
+  /** One training step: summed GPU time of its kernels, and its wall time to a sync. */
+  stepKernelMs: number | null;
+  stepWallMs: number;
+  /** Bytes in GPU buffers tfjs holds after the step runs (its pool's high-water mark), and in live tensors. */
+  gpuBytesAllocated: number | null;
+  tensorBytes: number;
+}
+
+export interface GpuBenchResult {
+  startedAt: string;
+  node: string;
+  backend: BackendInfo;
+  adapter: string;
+  software: boolean;
+  kernels: 'cifar' | 'stock';
+  model: string;
+  parameters: number;
+  iterations: number;
+  rows: GpuBenchRow[];
+  /** GPU time by kernel in one step at the largest batch, largest first. */
+  topKernels: Array<{ kernel: string; calls: number; ms: number }>;
+}
+
+async function rate(batch: number, iterations: number, run: () => tf.Tensor): Promise<Rate> {
+  for (let i = 0; i < 2; i++) {
+    const t = run();
+    await t.data();
+    t.dispose();
+  }
+  const start = performance.now();
+  for (let i = 0; i < iterations; i++) {
+    const t = run();
+    // One sync at the end: the queue is in order, and syncing every step would hide pipelining.
+    if (i === iterations - 1) await t.data();
+    t.dispose();
+  }
+  const ms = (performance.now() - start) / iterations;
+  return { msPerBatch: ms, imagesPerSecond: (batch * 1000) / ms };
+}
+
+function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array } {
+  let a = seed >>> 0;
+  const next = (): number => {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return a >>> 24;
+  };
+  return { images: Uint8Array.from({ length: batch * 32 * 32 * 3 }, next), labels: Uint8Array.from({ length: batch }, () => next() % 10) };
+}
+
+/**
+ * Runs the benchmark on the webgpu backend.
+ * @throws CifarError('BACKEND_UNAVAILABLE') without an adapter, or on a software one unless `allowSoftware`.
+ * @example
+ * const result = await benchmarkGpu({ model: 'resnet18', batches: [128, 256, 512], iterations: 10 });
+ * process.stdout.write(formatGpuBench(result));
+ */
+export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchResult> {
+  const progress = options.onProgress ?? ((): void => undefined);
+  const probe = await probeWebGpu();
+  if (probe.ok && probe.adapter.software && !options.allowSoftware) {
+    throw new CifarError('BACKEND_UNAVAILABLE', `the WebGPU adapter is a software rasteriser (${probe.adapter.name}); its figures would mean nothing`, {
+      hint: 'run on a GPU, or pass --allow-software for a smoke test',
+    });
+  }
+  const backend = await initBackend('webgpu');
+  if (options.stockKernels) unregisterWebGpuKernels();
+  else registerWebGpuKernels();
+  const model = buildModel(options.model);
+  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10 });
+  const result: GpuBenchResult = {
+    startedAt: new Date().toISOString(),
+    node: process.version,
+    backend,
+    adapter: probe.ok ? probe.adapter.name : 'unknown',
+    software: probe.ok && probe.adapter.software,
+    kernels: options.stockKernels ? 'stock' : 'cifar',
+    model: options.model,
+    parameters: countParams(model).trainable,
+    iterations: options.iterations,
+    rows: [],
+    topKernels: [],
+  };
+  try {
+    for (const batch of options.batches) {
+      const { images, labels } = randomBatch(batch, batch);
+      const x = tf.randomNormal([batch, 32, 32, 3]) as tf.Tensor4D;
+      const y = tf.tensor1d(labels, 'int32');
+      const step = (): tf.Tensor => {
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01);
+        correct.dispose();
+        return lossSum;
+      };
+      progress(`batch ${batch}: predict`);
+      const predict = await rate(batch, options.iterations, () => tf.tidy(() => model.predict(x) as tf.Tensor));
+      progress(`batch ${batch}: forward (training mode) + loss`);
+      const forward = await rate(batch, options.iterations, () =>
+        tf.tidy(() => smoothedCrossEntropy(model.apply(x, { training: true }) as tf.Tensor2D, y as tf.Tensor1D, 10, 0.1)),
+      );
+      progress(`batch ${batch}: training step`);
+      const stepRate = await rate(batch, options.iterations, step);
+      const wallStart = performance.now();
+      let out: tf.Tensor | undefined;
+      const timing = await tf.time(() => {
+        out = step();
+      });
+      await out!.data();
+      out!.dispose();
+      const stepWallMs = performance.now() - wallStart;
+      const mem = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+      result.rows.push({
+        batch,
+        predict,
+        forward,
+        step: stepRate,
+        stepKernelMs: typeof timing.kernelMs === 'number' && timing.kernelMs > 0 ? timing.kernelMs : null,
+        stepWallMs,
+        gpuBytesAllocated: mem.numBytesAllocatedInGPU ?? null,
+        tensorBytes: mem.numBytes,
+      });
+      tf.dispose([x, y]);
+    }
+    if (options.profile !== false && options.batches.length > 0) {
+      const batch = Math.max(...options.batches);
+      const { images, labels } = randomBatch(batch, 1);
+      progress(`batch ${batch}: per-kernel GPU time of one step`);
+      const info = await tf.profile(async () => {
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01);
+        await lossSum.data();
+        tf.dispose([lossSum, correct]);
+      });
+      const byKernel = new Map<string, { calls: number; ms: number }>();
+      for (const k of info.kernels) {
+        const e = byKernel.get(k.name) ?? { calls: 0, ms: 0 };
+        e.calls++;
+        e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+        byKernel.set(k.name, e);
+      }
+      result.topKernels = [...byKernel].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms).slice(0, 12);
+    }
+  } finally {
+    trainer.dispose();
+    model.dispose();
+  }
+  return result;
+}
+
+/** A reference figure to compare with (PyTorch on the same GPU): training images/s at a batch size. */
+export interface Reference {
+  label: string;
+  batch: number;
+  trainImagesPerSecond: number;
+  inferImagesPerSecond: number | null;
+}
+
+/**
+ * Reads reference-pytorch.py's lines, e.g.
+ * "torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 60000 img/s, loss 2.3".
+ */
+export function parseTorchReference(output: string): Reference[] {
+  const refs: Reference[] = [];
+  for (const line of output.split('\n')) {
+    const m = /^torch (\S+) batch=(\d+): train (\d+(?:\.\d+)?) img\/s/.exec(line);
+    if (!m) continue;
+    const infer = /infer (\d+(?:\.\d+)?) img\/s/.exec(line);
+    refs.push({ label: `PyTorch ${m[1]}`, batch: Number(m[2]), trainImagesPerSecond: Number(m[3]), inferImagesPerSecond: infer ? Number(infer[1]) : null });
+  }
+  return refs;
+}
+
+/** Training step images/s over each reference's, at the reference's batch size when measured. */
+export function ratiosToReference(result: GpuBenchResult, refs: Reference[]): Array<{ label: string; batch: number; ratio: number | null }> {
+  return refs.map((r) => {
+    const row = result.rows.find((x) => x.batch === r.batch);
+    return { label: r.label, batch: r.batch, ratio: row ? row.step.imagesPerSecond / r.trainImagesPerSecond : null };
+  });
+}
+
+const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+/** The result as a fixed-column table (one row per batch size), then the top kernels. */
+export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
+  const lines = [
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels; ${r.iterations} timed runs each`,
+    `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)}`,
+  ];
+  for (const x of r.rows) {
+    lines.push(
+      `${String(x.batch).padStart(6)} ${fmt(x.predict.imagesPerSecond).padStart(14)} ${fmt(x.forward.imagesPerSecond).padStart(15)} ${fmt(x.step.imagesPerSecond).padStart(11)} ${fmt(x.step.msPerBatch, 1).padStart(9)} ${fmt(x.stepKernelMs, 1).padStart(12)} ${fmt(x.stepWallMs, 1).padStart(13)} ${fmt(x.gpuBytesAllocated === null ? null : x.gpuBytesAllocated / 2 ** 20).padStart(9)}`,
+    );
+  }
+  for (const q of ratiosToReference(r, refs)) {
+    const ref = refs.find((x) => x.label === q.label && x.batch === q.batch)!;
+    lines.push(`${q.label} batch ${q.batch}: ${fmt(ref.trainImagesPerSecond)} img/s training; ours/PyTorch = ${q.ratio === null ? 'not measured at this batch' : fmt(q.ratio, 3)}`);
+  }
+  if (r.topKernels.length > 0) {
+    lines.push('GPU time by kernel, one step at the largest batch:');
+    for (const k of r.topKernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${fmt(k.ms, 2).padStart(10)} ms`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,71 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { type GpuBenchResult, formatGpuBench, parseTorchReference, ratiosToReference } from '../../src/bench/gpu.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+
+const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
+torch bf16-cl batch=256: train 27544 img/s (epoch of 50k ~ 1.8 s), infer 90000 img/s, loss 2.299
+2.11.0 NVIDIA H100 80GB HBM3
+`;
+
+const rate = (ips: number, batch: number) => ({ msPerBatch: (batch * 1000) / ips, imagesPerSecond: ips });
+const RESULT: GpuBenchResult = {
+  startedAt: '2026-01-01T00:00:00Z',
+  node: 'v20',
+  backend: { name: 'webgpu', reason: 'webgpu (Dawn, NVIDIA H100): requested' },
+  adapter: 'NVIDIA H100 80GB HBM3',
+  software: false,
+  kernels: 'cifar',
+  model: 'resnet18',
+  parameters: 11_173_962,
+  iterations: 10,
+  rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28 }],
+  topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
+};
+
+describe('bench:gpu formatting (pure)', () => {
+  it('parses reference-pytorch.py lines', () => {
+    expect(parseTorchReference(TORCH_OUTPUT)).toEqual([
+      { label: 'PyTorch fp32', batch: 256, trainImagesPerSecond: 18261, inferImagesPerSecond: 61234 },
+      { label: 'PyTorch bf16-cl', batch: 256, trainImagesPerSecond: 27544, inferImagesPerSecond: 90000 },
+    ]);
+  });
+
+  it('reports the training step ratio to PyTorch at the same batch', () => {
+    const [fp32] = ratiosToReference(RESULT, parseTorchReference(TORCH_OUTPUT));
+    expect(fp32!.ratio).toBeCloseTo(5000 / 18261, 6);
+    expect(ratiosToReference(RESULT, [{ label: 'x', batch: 128, trainImagesPerSecond: 1, inferImagesPerSecond: null }])[0]!.ratio).toBeNull();
+  });
+
+  it('prints one row per batch, the ratio and the top kernels', () => {
+    const lines = formatGpuBench(RESULT, parseTorchReference(TORCH_OUTPUT)).split('\n');
+    expect(lines[0]).toContain('resnet18 (11,173,962 params) on NVIDIA H100 80GB HBM3');
+    expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072$/);
+    expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
+    expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
+  });
+});
+
+const probe = await probeWebGpu();
+
+describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
+  it('runs with --allow-software and tiny sizes, writing the JSON and printing the table', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
+    try {
+      const out = join(dir, 'bench-gpu.json');
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--no-profile', '--no-reference', '--out', out];
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
+      const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
+      expect(json.rows.map((r) => r.batch)).toEqual([2]);
+      expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
+      expect(json.backend.name).toBe('webgpu');
+      expect(stdout).toMatch(/^resnet10-w8 .* on /);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
