@@ -1,0 +1,54 @@
+/**
+ * The WebGPU path of train, eval and predict end to end, on whatever adapter Dawn offers: a GPU,
+ * or Mesa's lavapipe (a software Vulkan driver that .ci/run installs) on machines without one.
+ * `auto` never picks a software adapter, so these runs ask for `--backend webgpu` explicitly.
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { runCli } from '../helpers/cli.js';
+import { solidPng, tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+
+const adapter = (await probeWebGpu()).ok;
+const env = { XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? '/tmp' };
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir());
+  await writeLearnableDataset(join(dir, 'data', 'cifar-10-batches-bin'), 16);
+});
+afterAll(() => cleanup?.());
+
+describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', () => {
+  it('trains a model that evaluates the same on webgpu and wasm, and predicts', async () => {
+    const out = join(dir, 'gpu-model');
+    const data = join(dir, 'data');
+    const train = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--limit', '48', '--test-limit', '32',
+      '--backend', 'webgpu', '--data', data, '--out', out, '--seed', '3'], { env });
+    expect(train.stderr).toMatch(/^backend: webgpu \(Dawn, /m);
+    expect(train.code, train.stderr).toBe(0);
+    const history = JSON.parse((await import('node:fs')).readFileSync(join(out, 'history.jsonl'), 'utf8').trim().split('\n')[0]!);
+    expect(Number.isFinite(history.trainLoss)).toBe(true);
+
+    const evalOn = async (backend: string): Promise<{ loss: number; accuracy: number; backend: string }> => {
+      const res = await runCli(['eval', '--model', out, '--data', data, '--limit', '32', '--backend', backend, '--json'], { env });
+      expect(res.code, res.stderr).toBe(0);
+      return JSON.parse(res.stdout);
+    };
+    const gpu = await evalOn('webgpu');
+    const cpu = await evalOn('wasm');
+    expect(gpu.backend).toBe('webgpu');
+    expect(gpu.accuracy).toBe(cpu.accuracy);
+    expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(cpu.loss)));
+
+    const image = join(dir, 'img.png');
+    (await import('node:fs')).writeFileSync(image, await solidPng(3, 0));
+    const pred = await runCli(['predict', image, '--model', out, '--backend', 'webgpu', '--json'], { env });
+    expect(pred.code, pred.stderr).toBe(0);
+    const body = JSON.parse(pred.stdout);
+    const first = Array.isArray(body) ? body[0] : body;
+    expect(first.probabilities).toHaveLength(10);
+    expect(first.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+  }, 120_000);
+});
