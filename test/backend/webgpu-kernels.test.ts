@@ -22,9 +22,10 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(isSupported({ ...geometry([2, 8, 8, 4], 3, 8, 1, 'same'), dataFormat: 'channelsFirst' })).toBe(false);
   });
 
-  it('uses 32-wide tiles for narrow matrices', () => {
+  it('uses the narrowest of 16, 32 and 64-wide tiles that covers each side', () => {
     expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
-    expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 32, tk: 16 });
+    expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
+    expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
   });
 
   it('splits the filter gradient along K when dW alone gives few workgroups (early ResNet stage)', () => {

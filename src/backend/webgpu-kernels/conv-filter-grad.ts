@@ -11,7 +11,7 @@ import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, gemmMainS
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
-  uniforms = 'padTop : i32, padLeft : i32, gemmM : i32, gemmN : i32, gemmK : i32, kPerSplit : i32,';
+  uniforms = 'padTop : i32, padLeft : i32, gemmK : i32, kPerSplit : i32,';
   outputShape: number[];
   shaderKey: string;
   dispatchLayout: { x: number[]; y: number[] };
@@ -28,7 +28,10 @@ export class FilterGradProgram implements GpuProgram {
     this.dispatchLayout = { x: [rank - 1], y: [...Array(rank - 1).keys()] };
     this.dispatch = plan.dispatch;
     // Everything baked into the code below must be in the key (tfjs adds ranks and dtypes only).
-    this.shaderKey = `cifarConvFilterGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
+    // Sizes are constants in the code (divisions by constants compile to multiplies), so every
+    // one of them is in the key; only the batch-dependent K stays a uniform.
+    const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
+    this.shaderKey = `cifarConvFilterGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
   }
 
   uniformData(): ProgramUniform {
@@ -36,8 +39,6 @@ export class FilterGradProgram implements GpuProgram {
     return [
       { type: 'int32', data: [conv.padInfo.top] },
       { type: 'int32', data: [conv.padInfo.left] },
-      { type: 'int32', data: [plan.m] },
-      { type: 'int32', data: [plan.n] },
       { type: 'int32', data: [plan.k] },
       { type: 'int32', data: [plan.kPerSplit] },
     ];
@@ -49,30 +50,36 @@ export class FilterGradProgram implements GpuProgram {
   const CG_FW = ${conv.filterWidth};
   const CG_SH = ${conv.strideHeight};
   const CG_SW = ${conv.strideWidth};
+  const CG_H = ${conv.inHeight};
+  const CG_W = ${conv.inWidth};
+  const CG_CIN = ${conv.inChannels};
+  const CG_OH = ${conv.outHeight};
+  const CG_OW = ${conv.outWidth};
+  const CG_M = ${plan.m};
+  const CG_N = ${plan.n};
   var<private> kEnd : i32;
 
   // A[k, m]: the im2col matrix of x, gathered on the fly (zero outside the image).
   fn readA(k : i32, m : i32) -> f32 {
-    if (k >= kEnd || m >= uniforms.gemmM) { return 0.0; }
-    let cin = uniforms.xShape[3];
-    let ci = m % cin;
-    let tap = m / cin;
+    if (k >= kEnd || m >= CG_M) { return 0.0; }
+    let ci = m % CG_CIN;
+    let tap = m / CG_CIN;
     let kh = tap / CG_FW;
     let kw = tap - kh * CG_FW;
-    let ow = k % uniforms.dyShape[2];
-    let t = k / uniforms.dyShape[2];
-    let oh = t % uniforms.dyShape[1];
-    let b = t / uniforms.dyShape[1];
+    let ow = k % CG_OW;
+    let t = k / CG_OW;
+    let oh = t % CG_OH;
+    let b = t / CG_OH;
     let ih = oh * CG_SH + kh - uniforms.padTop;
     let iw = ow * CG_SW + kw - uniforms.padLeft;
-    if (ih < 0 || ih >= uniforms.xShape[1] || iw < 0 || iw >= uniforms.xShape[2]) { return 0.0; }
-    return x[((b * uniforms.xShape[1] + ih) * uniforms.xShape[2] + iw) * cin + ci];
+    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return 0.0; }
+    return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
   }
 
   // B[k, co]: dy as a [n*oh*ow, co] matrix, already contiguous.
   fn readB(k : i32, col : i32) -> f32 {
-    if (k >= kEnd || col >= uniforms.gemmN) { return 0.0; }
-    return dy[k * uniforms.gemmN + col];
+    if (k >= kEnd || col >= CG_N) { return 0.0; }
+    return dy[k * CG_N + col];
   }
 
   ${gemmMainSource({
@@ -84,10 +91,10 @@ export class FilterGradProgram implements GpuProgram {
     let kBegin = split * uniforms.kPerSplit;
     kEnd = min(uniforms.gemmK, kBegin + uniforms.kPerSplit);
     let numTiles = (uniforms.kPerSplit + ${plan.tile.tk - 1}) / ${plan.tile.tk};
-    let outBase = split * uniforms.gemmM * uniforms.gemmN;`,
+    let outBase = split * CG_M * CG_N;`,
     aAlongK: false,
     bAlongK: false,
-    store: 'if (row < uniforms.gemmM && col < uniforms.gemmN) { result[outBase + row * uniforms.gemmN + col] = v; }',
+    store: 'if (row < CG_M && col < CG_N) { result[outBase + row * CG_N + col] = v; }',
   })}`;
   }
 }

@@ -25,7 +25,9 @@ export class InputGradProgram implements GpuProgram {
   ) {
     this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
     this.dispatch = plan.dispatch;
-    this.shaderKey = `cifarConvInputGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
+    // Sizes other than the batch are constants in the code, so they are all in the key.
+    const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
+    this.shaderKey = `cifarConvInputGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
   }
 
   uniformData(): ProgramUniform {
@@ -43,6 +45,12 @@ export class InputGradProgram implements GpuProgram {
   const CG_FW = ${conv.filterWidth};
   const CG_SH = ${conv.strideHeight};
   const CG_SW = ${conv.strideWidth};
+  const CG_H = ${conv.inHeight};
+  const CG_W = ${conv.inWidth};
+  const CG_CIN = ${conv.inChannels};
+  const CG_OH = ${conv.outHeight};
+  const CG_OW = ${conv.outWidth};
+  const CG_COUT = ${conv.outChannels};
   // This workgroup's phase: its pixels, the taps that reach them, and the GEMM sizes.
   var<private> ph : i32;
   var<private> pw : i32;
@@ -64,9 +72,8 @@ export class InputGradProgram implements GpuProgram {
 
   // Reduction index k -> (kh, kw, co).
   fn tap(k : i32) -> vec3<i32> {
-    let cout = uniforms.dyShape[3];
-    let t = k / cout;
-    return vec3<i32>(khStart + CG_SH * (t / tapsW), kwStart + CG_SW * (t % tapsW), k % cout);
+    let t = k / CG_COUT;
+    return vec3<i32>(khStart + CG_SH * (t / tapsW), kwStart + CG_SW * (t % tapsW), k % CG_COUT);
   }
 
   // A[m, k]: dy at the output position that tap k of pixel m came from.
@@ -79,15 +86,15 @@ export class InputGradProgram implements GpuProgram {
     if (nh < 0 || nw < 0) { return 0.0; }
     let oh = nh / CG_SH;
     let ow = nw / CG_SW;
-    if (oh >= uniforms.dyShape[1] || ow >= uniforms.dyShape[2]) { return 0.0; }
-    return dy[((p.x * uniforms.dyShape[1] + oh) * uniforms.dyShape[2] + ow) * uniforms.dyShape[3] + f.z];
+    if (oh >= CG_OH || ow >= CG_OW) { return 0.0; }
+    return dy[((p.x * CG_OH + oh) * CG_OW + ow) * CG_COUT + f.z];
   }
 
   // B[k, ci] = w[kh, kw, ci, co].
   fn readB(k : i32, col : i32) -> f32 {
-    if (k >= phaseK || col >= uniforms.outShape[3]) { return 0.0; }
+    if (k >= phaseK || col >= CG_CIN) { return 0.0; }
     let f = tap(k);
-    return w[((f.x * CG_FW + f.y) * uniforms.outShape[3] + col) * uniforms.dyShape[3] + f.z];
+    return w[((f.x * CG_FW + f.y) * CG_CIN + col) * CG_COUT + f.z];
   }
 
   ${gemmMainSource({
@@ -102,10 +109,10 @@ export class InputGradProgram implements GpuProgram {
     kwStart = (pw + uniforms.padLeft) % CG_SW;
     let tapsH = select(0, (CG_FH - khStart + CG_SH - 1) / CG_SH, khStart < CG_FH);
     tapsW = select(0, (CG_FW - kwStart + CG_SW - 1) / CG_SW, kwStart < CG_FW);
-    rowsH = (uniforms.outShape[1] - ph + CG_SH - 1) / CG_SH;
-    rowsW = (uniforms.outShape[2] - pw + CG_SW - 1) / CG_SW;
+    rowsH = (CG_H - ph + CG_SH - 1) / CG_SH;
+    rowsW = (CG_W - pw + CG_SW - 1) / CG_SW;
     phaseRows = uniforms.outShape[0] * rowsH * rowsW;
-    phaseK = tapsH * tapsW * uniforms.dyShape[3];
+    phaseK = tapsH * tapsW * CG_COUT;
     // The trip count depends on the phase (workgroup_id), which WGSL's uniformity analysis
     // cannot see through tfjs' private copy of it: publish it through workgroup memory.
     if (lid == 0) { cgTiles = (phaseK + ${tk - 1}) / ${tk}; }
@@ -113,9 +120,9 @@ export class InputGradProgram implements GpuProgram {
     let kBegin = 0;`,
     aAlongK: true,
     bAlongK: true,
-    store: `if (row < phaseRows && col < uniforms.outShape[3]) {
+    store: `if (row < phaseRows && col < CG_CIN) {
       let p = pixel(row);
-      result[((p.x * uniforms.outShape[1] + p.y) * uniforms.outShape[2] + p.z) * uniforms.outShape[3] + col] = v;
+      result[((p.x * CG_H + p.y) * CG_W + p.z) * CG_CIN + col] = v;
     }`,
   })}`;
   }

@@ -31,8 +31,8 @@ export interface ConvGeometry {
 
 /** A workgroup tile: TM x TN outputs computed by 16 x 16 threads, TK deep per step. */
 export interface Tile {
-  tm: 32 | 64;
-  tn: 32 | 64;
+  tm: 16 | 32 | 64;
+  tn: 16 | 32 | 64;
   tk: 16;
 }
 
@@ -58,9 +58,11 @@ export function isSupported(c: ConvGeometry): boolean {
   );
 }
 
-/** 32-wide tiles for narrow matrices (the stem's 27 rows, 3 input channels), else 64. */
+const side = (n: number): 16 | 32 | 64 => (n <= 16 ? 16 : n <= 32 ? 32 : 64);
+
+/** The smallest of 16, 32 or 64 that covers each side, so narrow matrices (the stem's 3 input channels, 27-row dW) waste little. */
 export function pickTile(rows: number, cols: number): Tile {
-  return { tm: rows <= 32 ? 32 : 64, tn: cols <= 32 ? 32 : 64, tk: 16 };
+  return { tm: side(rows), tn: side(cols), tk: 16 };
 }
 
 export interface FilterGradPlan {
