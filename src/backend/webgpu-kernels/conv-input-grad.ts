@@ -40,6 +40,13 @@ export class InputGradProgram implements GpuProgram {
   getUserCode(): string {
     const { conv, plan } = this;
     const { tm, tn, tk } = plan.tile;
+    // Integer division by a runtime value costs tens of instructions per element: every phase
+    // has the same pixel grid when the stride divides the size (ResNet's 32, 16, 8), so use
+    // constants then; the tap count per row (1 to 3) divides exactly in f32, far cheaper.
+    const even = conv.inHeight % conv.strideHeight === 0 && conv.inWidth % conv.strideWidth === 0;
+    const rh = even ? `${conv.inHeight / conv.strideHeight}` : 'rowsH';
+    const rw = even ? `${conv.inWidth / conv.strideWidth}` : 'rowsW';
+    const th = conv.strideWidth === 1 ? 't / CG_FW' : 'i32(floor((f32(t) + 0.5) / f32(tapsW)))';
     return `
   const CG_FH = ${conv.filterHeight};
   const CG_FW = ${conv.filterWidth};
@@ -65,15 +72,16 @@ export class InputGradProgram implements GpuProgram {
 
   // Pixel m of the phase -> (n, ih, iw).
   fn pixel(m : i32) -> vec3<i32> {
-    let j = m % rowsW;
-    let t = m / rowsW;
-    return vec3<i32>(t / rowsH, ph + CG_SH * (t % rowsH), pw + CG_SW * j);
+    let j = m % ${rw};
+    let t = m / ${rw};
+    return vec3<i32>(t / ${rh}, ph + CG_SH * (t % ${rh}), pw + CG_SW * j);
   }
 
   // Reduction index k -> (kh, kw, co).
   fn tap(k : i32) -> vec3<i32> {
     let t = k / CG_COUT;
-    return vec3<i32>(khStart + CG_SH * (t / tapsW), kwStart + CG_SW * (t % tapsW), k % CG_COUT);
+    let th = ${th};
+    return vec3<i32>(khStart + CG_SH * th, kwStart + CG_SW * (t - th * tapsW), k % CG_COUT);
   }
 
   // A[m, k]: dy at the output position that tap k of pixel m came from.
