@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
+import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
@@ -105,12 +106,12 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     { x: [8, 16, 16, 4], f: 3, co: 8, s: 1, pad: 'same' }, // K = 2048 over a 36 x 8 dW: split-K
   ];
 
-  afterAll(async () => {
-    await tf.setBackend('cpu');
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
   });
 
-  it('starts the webgpu backend with our kernels in place', async () => {
-    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  afterAll(async () => {
+    await tf.setBackend('cpu');
   });
 
   for (const { x, f, co, s, pad } of cases) {
@@ -157,4 +158,29 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     expectClose(gpu[0]!, cpu[0]!, 1e-4, 'dx');
     expectClose(gpu[1]!, cpu[1]!, 1e-4, 'dW');
   });
+
+  it('a whole ResNet (6-channel stages, stride-2 projections) gets the cpu backend\'s loss and gradients', async () => {
+    const batch = 3;
+    const xs = randomArray(batch * 32 * 32 * 3, 21);
+    const results: Record<string, Float32Array[]> = {};
+    let weights: tf.Tensor[] | undefined;
+    for (const backend of ['cpu', 'webgpu']) {
+      await tf.setBackend(backend);
+      const model = buildModel({ baseWidth: 6, blocks: [1, 1, 1, 1] });
+      if (weights) model.setWeights(weights);
+      else weights = model.getWeights().map((w) => tf.keep(w.clone()));
+      results[backend] = await read(() => {
+        const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
+        const y = tf.oneHot(tf.tensor1d([1, 7, 3], 'int32'), 10);
+        const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
+        const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
+        return [value, ...Object.values(grads)];
+      });
+      model.dispose();
+    }
+    tf.dispose(weights);
+    const [cpu, gpu] = [results['cpu']!, results['webgpu']!];
+    expect(gpu.length).toBe(cpu.length);
+    cpu.forEach((expected, i) => expectClose(gpu[i]!, expected, 1e-3, `gradient ${i}`));
+  }, 60_000);
 });
