@@ -1,12 +1,14 @@
 /**
- * Model throughput benchmark: inference images/s at several batch sizes and training images/s
- * (forward + backward + SGD update) per backend and preset. Returns one serialisable result;
+ * Model throughput benchmark: inference images/s at several batch sizes, both through
+ * `model.predict` and through the folded pass that serve, eval and predict run (`foldModel`),
+ * and training images/s (forward + backward + SGD update) per backend and preset. Returns one serialisable result;
  * `formatModelBench` prints it. Reports progress through a callback, never prints.
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendName } from '../backend/index.js';
 import { isCifarError } from '../errors.js';
+import { foldModel } from './fold.js';
 import { buildModel, countParams, resolvePreset } from './resnet.js';
 
 export interface ModelBenchOptions {
@@ -37,9 +39,12 @@ export interface ModelBenchRow {
   trainableParams: number;
   /** Why this pair was not measured, when it was not. */
   skipped?: string;
+  /** `model.predict`: the forward pass of the network that training runs (batch norm separate). */
   inference: Throughput[];
+  /** The folded pass (batch norms inside the convolutions) that serve, eval and predict run. */
+  served: Throughput[];
   training: Throughput | null;
-  /** Training step cost in forward passes: inference img/s / training img/s at the training batch. */
+  /** Training step cost in forward passes: `inference` img/s / training img/s at the training batch. */
   trainToInferenceRatio: number | null;
 }
 
@@ -71,7 +76,7 @@ async function measure(batch: number, minSeconds: number, step: () => tf.Tensor)
 async function benchOne(backend: BackendName, backendReason: string, preset: string, opts: Required<Omit<ModelBenchOptions, 'onProgress'>>, progress: (m: string) => void): Promise<ModelBenchRow> {
   const model = buildModel(preset);
   const trainableParams = countParams(model).trainable;
-  const row: ModelBenchRow = { backend, backendReason, preset, trainableParams, inference: [], training: null, trainToInferenceRatio: null };
+  const row: ModelBenchRow = { backend, backendReason, preset, trainableParams, inference: [], served: [], training: null, trainToInferenceRatio: null };
   try {
     if (backend === 'cpu' && trainableParams > opts.cpuMaxParams) {
       row.skipped = `over ${opts.cpuMaxParams} parameters on the plain-JS cpu backend`;
@@ -81,6 +86,12 @@ async function benchOne(backend: BackendName, backendReason: string, preset: str
       const x = tf.randomNormal([batch, 32, 32, 3]);
       progress(`${backend} ${preset}: inference, batch ${batch}`);
       row.inference.push(await measure(batch, opts.minSeconds, () => model.predict(x, { batchSize: batch }) as tf.Tensor));
+      const folded = foldModel(model);
+      if (folded) {
+        progress(`${backend} ${preset}: folded inference, batch ${batch}`);
+        row.served.push(await measure(batch, opts.minSeconds, () => folded.apply(x as tf.Tensor4D)));
+        folded.dispose();
+      }
       x.dispose();
     }
     const b = opts.trainBatch;
@@ -133,7 +144,7 @@ export async function benchmarkModels(options: ModelBenchOptions): Promise<Model
     } catch (err) {
       if (!isCifarError(err)) throw err;
       for (const preset of opts.presets) {
-        result.rows.push({ backend, backendReason: err.message, preset, trainableParams: 0, skipped: err.message, inference: [], training: null, trainToInferenceRatio: null });
+        result.rows.push({ backend, backendReason: err.message, preset, trainableParams: 0, skipped: err.message, inference: [], served: [], training: null, trainToInferenceRatio: null });
       }
       continue;
     }
@@ -146,7 +157,7 @@ export async function benchmarkModels(options: ModelBenchOptions): Promise<Model
 export function formatModelBench(result: ModelBenchResult): string {
   const batches = [...new Set(result.rows.flatMap((r) => r.inference.map((t) => t.batch)))].sort((a, b) => a - b);
   const trainBatch = result.rows.find((r) => r.training)?.training?.batch;
-  const head = ['backend', 'model', 'params', ...batches.map((b) => `infer@${b}`), `train@${trainBatch ?? '-'}`, 'ratio'];
+  const head = ['backend', 'model', 'params', ...batches.map((b) => `infer@${b}`), ...batches.map((b) => `served@${b}`), `train@${trainBatch ?? '-'}`, 'ratio'];
   const lines = result.rows.map((r) => {
     if (r.skipped) return [r.backend, r.preset, String(r.trainableParams), `skipped: ${r.skipped}`];
     return [
@@ -154,6 +165,7 @@ export function formatModelBench(result: ModelBenchResult): string {
       r.preset,
       String(r.trainableParams),
       ...batches.map((b) => r.inference.find((t) => t.batch === b)?.imagesPerSecond.toFixed(1) ?? '-'),
+      ...batches.map((b) => r.served.find((t) => t.batch === b)?.imagesPerSecond.toFixed(1) ?? '-'),
       r.training?.imagesPerSecond.toFixed(1) ?? '-',
       r.trainToInferenceRatio === null ? '-' : `${r.trainToInferenceRatio.toFixed(2)}x`,
     ];
@@ -161,5 +173,6 @@ export function formatModelBench(result: ModelBenchResult): string {
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l.length === head.length ? (l[i]?.length ?? 0) : 0))));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   const header = `model benchmark (images/s), ${result.cpuCount} x ${result.cpus}, node ${result.node}`;
-  return [header, fmt(head), ...lines.map((l) => (l.length === head.length ? fmt(l) : l.join('  ')))].join('\n') + '\n';
+  const legend = 'infer: model.predict, the forward pass a training step runs; served: batch norms folded into the convolutions (serve, eval, predict); ratio: infer / train at the training batch';
+  return [header, fmt(head), ...lines.map((l) => (l.length === head.length ? fmt(l) : l.join('  '))), legend].join('\n') + '\n';
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { IMAGE_BYTES } from '../image/preprocess.js';
+import { foldModel } from './fold.js';
 import { createNormalizer, type Normalization } from './normalize.js';
 
 /** What a served or offline model says about itself. */
@@ -30,7 +31,9 @@ export type { Normalization };
 
 /**
  * Wrap a tfjs model that maps normalised NHWC float images to logits as a Predictor:
- * bytes → [0,1] → per-channel standardisation → logits → softmax, all on the backend.
+ * bytes → [0,1] → per-channel standardisation → logits → softmax, all on the backend. The
+ * logits come from the model with its batch norms folded into the convolutions (`foldModel`,
+ * 1.3–2× faster) when its layers allow, else from `model.predict`.
  *
  * @example
  *   const p = predictorFromModel(model, { mean, std }, { name: 'default', version, classes: CLASSES, backend: tf.getBackend() });
@@ -38,6 +41,8 @@ export type { Normalization };
  */
 export function predictorFromModel(model: tf.LayersModel, norm: Normalization, info: PredictorInfo): Predictor {
   const normalizer = createNormalizer(norm);
+  const folded = foldModel(model);
+  const logits = (x: tf.Tensor4D): tf.Tensor2D => (folded ? folded.apply(x) : (model.predict(x) as tf.Tensor2D));
   return {
     info,
     async predict(pixels, count) {
@@ -45,7 +50,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
         throw new RangeError(`expected ${count * IMAGE_BYTES} bytes for ${count} images, got ${pixels.length}`);
       }
       const probs = tf.tidy(() => {
-        return tf.softmax(model.predict(normalizer.apply(pixels, count)) as tf.Tensor2D);
+        return tf.softmax(logits(normalizer.apply(pixels, count)));
       });
       try {
         return (await probs.data()) as Float32Array;
@@ -55,6 +60,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
     },
     dispose() {
       normalizer.dispose();
+      folded?.dispose();
       model.dispose();
     },
   };
