@@ -2,6 +2,7 @@
  * Choosing and starting a tfjs backend: `tensorflow` (tfjs-node, if the user installed it),
  * `webgpu` (Dawn), `wasm` (XNNPACK, SIMD, one thread) or `cpu` (plain JS).
  */
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -64,7 +65,31 @@ export function webGpuVerdict(adapter: AdapterClass, mode: StartMode): { use: tr
   return { use: true, detail: `Dawn, ${adapter.name}${adapter.software ? ', software adapter' : ''}` };
 }
 
+/**
+ * On Linux a hardware GPU shows up as a DRM render node (AMD, Intel, Nouveau), an NVIDIA device
+ * or WSL's /dev/dxg. Without one, Dawn can only find a software adapter, and asking it prints
+ * native warnings on stderr that `auto` has no reason to show.
+ * @example hasGpuDeviceNode(['null', 'nvidia0', 'nvidiactl']) // true
+ */
+export function hasGpuDeviceNode(devEntries: readonly string[], driEntries: readonly string[] = []): boolean {
+  return devEntries.some((e) => /^nvidia\d+$/.test(e) || e === 'dxg') || driEntries.some((e) => e.startsWith('renderD'));
+}
+
+function linuxGpuDevicePresent(): boolean {
+  const list = (dir: string): string[] => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  return hasGpuDeviceNode(list('/dev'), list('/dev/dri'));
+}
+
 async function startWebGpu(mode: StartMode): Promise<Attempt> {
+  if (mode === 'auto' && process.platform === 'linux' && webGpuProbe === undefined && !linuxGpuDevicePresent()) {
+    return { ok: false, reason: 'no GPU for WebGPU (no /dev/dri/renderD* or /dev/nvidia* device)' };
+  }
   webGpuProbe ??= probeWebGpu();
   const probe = await webGpuProbe;
   if (!probe.ok) return probe;

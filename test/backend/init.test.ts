@@ -52,3 +52,13 @@ describe('initBackend', () => {
     expect((await initBackend('cpu')).name).toBe('cpu');
   });
 });
+
+describe('hasGpuDeviceNode', () => {
+  it('sees NVIDIA, DRM render nodes and WSL, and nothing else', async () => {
+    const { hasGpuDeviceNode } = await import('../../src/backend/index.js');
+    expect(hasGpuDeviceNode(['null', 'nvidiactl', 'nvidia0'])).toBe(true);
+    expect(hasGpuDeviceNode(['null', 'dri'], ['card0', 'renderD128'])).toBe(true);
+    expect(hasGpuDeviceNode(['dxg'])).toBe(true);
+    expect(hasGpuDeviceNode(['null', 'nvidiactl', 'tty0'], ['card0'])).toBe(false);
+  });
+});
