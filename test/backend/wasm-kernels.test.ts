@@ -109,7 +109,7 @@ describe('wasm convolution gradient kernels', () => {
     await tf.setBackend('wasm');
     const x = tf.tensor4d(randomArray(3 * 12 * 12 * 4, 9), [3, 12, 12, 4]);
     const dy = tf.tensor4d(randomArray(3 * 12 * 12 * 6, 10), [3, 12, 12, 6]);
-    const run = (): void => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 4, 6] }).dispose();
+    const run = (): void => (tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 4, 6] }) as tf.Tensor).dispose();
     run();
     const before = tf.engine().backend.numDataIds();
     run();
