@@ -60,4 +60,65 @@ describe('prepareImage', () => {
       message: expect.stringMatching(/^notes\.txt: not a decodable image \([^\n]+\)$/),
     });
   });
+
+  // 32x32 PNGs (the CIFAR case) are decoded in JavaScript; the result must be the sharp path's.
+  describe('plain 32x32 PNGs: the same bytes as sharp', () => {
+    let seed = 7;
+    const random = (n: number): Buffer => {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        b[i] = seed >>> 24;
+      }
+      return b;
+    };
+    const viaSharp = async (png: Buffer): Promise<Buffer> =>
+      sharp(png, { failOn: 'error' }).rotate().flatten({ background: { r: 255, g: 255, b: 255 } }).toColourspace('srgb').removeAlpha().raw().toBuffer();
+    const cases: Array<{ label: string; channels: 1 | 2 | 3 | 4; options?: sharp.PngOptions; alpha?: number; depth16?: boolean }> = [
+      { label: 'grey', channels: 1 },
+      { label: 'grey + alpha', channels: 2 },
+      { label: 'RGB', channels: 3 },
+      { label: 'RGB, best compression', channels: 3, options: { compressionLevel: 9, adaptiveFiltering: true } },
+      { label: 'RGBA', channels: 4 },
+      { label: 'RGBA, fully transparent', channels: 4, alpha: 0 },
+      { label: 'RGB, interlaced (sharp path)', channels: 3, options: { progressive: true } },
+      { label: 'RGB, palette (sharp path)', channels: 3, options: { palette: true } },
+      { label: 'RGBA, 16-bit (sharp path)', channels: 4, depth16: true },
+    ];
+    it.each(cases)('$label', async ({ channels, options, alpha, depth16 }) => {
+      const raw = random(32 * 32 * channels);
+      if (alpha !== undefined) for (let i = channels - 1; i < raw.length; i += channels) raw[i] = alpha;
+      let img = sharp(raw, { raw: { width: 32, height: 32, channels } });
+      if (depth16) img = img.toColourspace('rgb16');
+      const png = await img.png(options).toBuffer();
+      const { pixels, resized } = await prepareImage(png);
+      expect(resized).toBe(false);
+      expect(Buffer.from(pixels).equals(await viaSharp(png))).toBe(true);
+    });
+
+    it('leaves a PNG with a gamma chunk to sharp (colour managed)', async () => {
+      const png = await sharp(random(32 * 32 * 3), { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+      // Insert a gAMA chunk (gamma 1.0) after IHDR; sharp may then change the pixels.
+      const gama = Buffer.from([0, 0, 0, 4, 0x67, 0x41, 0x4d, 0x41, 0, 1, 0x86, 0xa0, 0x31, 0xe8, 0x96, 0x5f]);
+      const withGama = Buffer.concat([png.subarray(0, 33), gama, png.subarray(33)]);
+      const { pixels } = await prepareImage(withGama);
+      expect(Buffer.from(pixels).equals(await viaSharp(withGama))).toBe(true);
+    });
+
+    it('treats damaged 32x32 PNGs as sharp does (same bytes, or both refuse)', async () => {
+      const png = await sharp(random(32 * 32 * 3), { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+      const idat = png.indexOf('IDAT');
+      const flip = (at: number): Buffer => {
+        const b = Buffer.from(png);
+        b[at] = (b[at]! + 1) & 0xff;
+        return b;
+      };
+      const damaged = [png.subarray(0, png.length >> 1), png.subarray(0, png.length - 12), flip(45), flip(idat + 6), flip(png.length - 20)];
+      for (const [i, bytes] of damaged.entries()) {
+        const ours = await prepareImage(bytes, 'x.png').then((r) => Buffer.from(r.pixels), (e: { code?: string }) => e.code);
+        const theirs = await viaSharp(bytes).then((r) => r, () => 'INVALID_IMAGE');
+        expect(ours, `damage ${i}`).toEqual(theirs);
+      }
+    });
+  });
 });
