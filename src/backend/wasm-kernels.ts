@@ -78,8 +78,9 @@ function filterGradByTaps(s: Scratch, x: TensorInfo, dy: TensorInfo, info: ConvI
   if (grid === null) throw new Error('filterGradByTaps: dy does not fit the phase grid');
   const { hq, wq } = grid;
   const c2 = ci + 2; // a zero channel before and after
-  const perChunk = Math.max(1, Math.min(n, Math.floor(filterGradTuning.chunkFloats / ((ci + co) * hq * wq))));
-  const chunks = Math.ceil(n / perChunk);
+  // As few chunks as the budget allows, balanced so the last one pads the fewest images.
+  const chunks = Math.ceil(n / Math.max(1, Math.floor(filterGradTuning.chunkFloats / ((ci + co) * hq * wq))));
+  const perChunk = Math.ceil(n / chunks);
   const pc = perChunk * hq * wq; // grid cells per chunk
   const xe = s.run('PadV2', { x }, {
     paddings: [[0, chunks * perChunk - n], [0, hq * sh - info.inHeight], [0, wq * sw - info.inWidth], [1, 1]],
