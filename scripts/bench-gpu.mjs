@@ -3,6 +3,7 @@
 //   bash .gpu/run-gpu.sh .gpu node .gpu/bench-gpu.cjs
 // Options: [--model resnet18] [--batches 128,256,512] [--iterations 10] [--out bench-gpu.json]
 //   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
+//   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -26,6 +27,7 @@ async function main() {
       'no-reference': { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       reference: { type: 'string' },
+      'check-batch': { type: 'string' },
     },
   });
   const soft = values['allow-software'];
@@ -36,6 +38,7 @@ async function main() {
     allowSoftware: soft,
     stockKernels: values.stock,
     profile: !values['no-profile'],
+    checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

@@ -10,6 +10,7 @@ import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu } from '../backend/webgpu.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
+import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { smoothedCrossEntropy, createTrainer } from '../train/step.js';
 
@@ -25,6 +26,8 @@ export interface GpuBenchOptions {
   stockKernels?: boolean;
   /** Per-kernel GPU time of one step at the largest batch (tf.profile). Default true. */
   profile?: boolean;
+  /** First compare our conv-gradient kernels with tfjs' on every convolution of the model at this batch (0: skip). Default 8. */
+  checkBatch?: number;
   onProgress?: (message: string) => void;
 }
 
@@ -59,6 +62,8 @@ export interface GpuBenchResult {
   rows: GpuBenchRow[];
   /** GPU time by kernel in one step at the largest batch, largest first. */
   topKernels: Array<{ kernel: string; calls: number; ms: number }>;
+  /** Our conv-gradient kernels vs tfjs' on this device (relative max error; about 1e-6 expected). */
+  kernelCheck: ConvCheck[];
 }
 
 async function rate(batch: number, iterations: number, run: () => tf.Tensor): Promise<Rate> {
@@ -103,6 +108,12 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     });
   }
   const backend = await initBackend('webgpu');
+  const checkBatch = options.checkBatch ?? 8;
+  let kernelCheck: ConvCheck[] = [];
+  if (checkBatch > 0) {
+    progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
+    kernelCheck = await checkConvKernels(options.model, checkBatch);
+  }
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
@@ -119,6 +130,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     iterations: options.iterations,
     rows: [],
     topKernels: [],
+    kernelCheck,
   };
   try {
     for (const batch of options.batches) {
@@ -231,6 +243,10 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
   for (const q of ratiosToReference(r, refs)) {
     const ref = refs.find((x) => x.label === q.label && x.batch === q.batch)!;
     lines.push(`${q.label} batch ${q.batch}: ${fmt(ref.trainImagesPerSecond)} img/s training; ours/PyTorch = ${q.ratio === null ? 'not measured at this batch' : fmt(q.ratio, 3)}`);
+  }
+  if (r.kernelCheck.length > 0) {
+    const worst = Math.max(...r.kernelCheck.flatMap((c) => [c.filterError, c.inputError]));
+    lines.push(`conv-gradient kernels vs tfjs' on this device: worst relative error ${worst.toExponential(1)} over ${r.kernelCheck.length} convolutions${worst > 1e-4 ? ' — MISMATCH, see kernelCheck in the JSON' : ''}`);
   }
   if (r.topKernels.length > 0) {
     lines.push('GPU time by kernel, one step at the largest batch:');

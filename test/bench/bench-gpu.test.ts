@@ -25,6 +25,7 @@ const RESULT: GpuBenchResult = {
   iterations: 10,
   rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28 }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
+  kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7 }],
 };
 
 describe('bench:gpu formatting (pure)', () => {
@@ -47,6 +48,7 @@ describe('bench:gpu formatting (pure)', () => {
     expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072$/);
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
+    expect(lines).toContain("conv-gradient kernels vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
   });
 });
 
@@ -57,12 +59,14 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--no-profile', '--no-reference', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
       expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
       expect(json.backend.name).toBe('webgpu');
+      expect(json.kernelCheck.length).toBeGreaterThan(3);
+      for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
     } finally {
       await rm(dir, { recursive: true, force: true });

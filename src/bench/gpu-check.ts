@@ -1,0 +1,80 @@
+/**
+ * On-device check of our WebGPU convolution-gradient kernels against tfjs' stock ones, for every
+ * convolution of a ResNet preset: the GPU host has no test runner, so bench:gpu runs this first.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { buildModel } from '../model/resnet.js';
+
+type Shape4 = [number, number, number, number];
+
+export interface ConvCheck {
+  /** e.g. "3x3 s2 16x16x64 -> 128". */
+  conv: string;
+  /** max |ours - stock| / max |stock|. */
+  filterError: number;
+  inputError: number;
+}
+
+/** The distinct convolutions of a preset: input shape (per image), filter and stride. */
+function convolutions(preset: string): Array<{ x: [number, number, number]; filter: Shape4; stride: number }> {
+  const model = buildModel(preset);
+  const seen = new Map<string, { x: [number, number, number]; filter: Shape4; stride: number }>();
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'Conv2D') continue;
+    const cfg = layer.getConfig() as { kernelSize: number[]; strides: number[]; filters: number };
+    const inShape = (layer.input as tf.SymbolicTensor).shape as number[];
+    const x: [number, number, number] = [inShape[1]!, inShape[2]!, inShape[3]!];
+    const filter: Shape4 = [cfg.kernelSize[0]!, cfg.kernelSize[1]!, x[2], cfg.filters];
+    seen.set(`${x}/${filter}/${cfg.strides[0]}`, { x, filter, stride: cfg.strides[0]! });
+  }
+  model.dispose();
+  return [...seen.values()];
+}
+
+const relError = (a: Float32Array, b: Float32Array): number => {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return Number.isFinite(err) ? err / Math.max(scale, 1e-30) : Infinity;
+};
+
+async function grads(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: number): Promise<Float32Array[]> {
+  const attrs = { strides: stride, pad: 'same', dataFormat: 'NHWC' };
+  const out = [
+    tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
+    tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+  ];
+  const data = await Promise.all(out.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(out);
+  return data;
+}
+
+/**
+ * Runs both gradients of every convolution of `preset` at `batch` with our kernels and with the
+ * stock ones, on the current (webgpu) backend. Leaves our kernels registered.
+ */
+export async function checkConvKernels(preset: string, batch: number): Promise<ConvCheck[]> {
+  const checks: ConvCheck[] = [];
+  for (const { x: xs, filter, stride } of convolutions(preset)) {
+    const info = tf.backend_util.computeConv2DInfo([batch, ...xs], filter, stride, 1, 'same');
+    const x = tf.randomNormal([batch, ...xs]) as tf.Tensor4D;
+    const dy = tf.randomNormal([batch, info.outHeight, info.outWidth, filter[3]]) as tf.Tensor4D;
+    const w = tf.randomNormal(filter) as tf.Tensor4D;
+    registerWebGpuKernels();
+    const ours = await grads(x, dy, w, stride);
+    unregisterWebGpuKernels();
+    const stock = await grads(x, dy, w, stride);
+    registerWebGpuKernels();
+    tf.dispose([x, dy, w]);
+    checks.push({
+      conv: `${filter[0]}x${filter[1]} s${stride} ${xs.join('x')} -> ${filter[3]}`,
+      filterError: relError(ours[0]!, stock[0]!),
+      inputError: relError(ours[1]!, stock[1]!),
+    });
+  }
+  return checks;
+}
