@@ -28,6 +28,8 @@ export interface AppOptions {
   logger?: Logger;
   /** The other workers' cache and computations, asked on a local miss (cluster workers only). */
   sharedFlights?: SharedFlights;
+  /** With several workers: whether all of them are ready; /ready waits for it too. */
+  peersReady?: () => boolean;
   /** The /metrics text; the cluster worker passes one that aggregates every worker. */
   metricsText?: () => Promise<string>;
   /** What POST /admin/reload does; default: reload this app's model. */
@@ -153,6 +155,7 @@ export function createApp(options: AppOptions): CifarApp {
   });
   app.get('/ready', (c) => {
     if (!ready) throw new CifarError('NOT_READY', 'the model is still loading', { hint: 'retry in a few seconds' });
+    if (options.peersReady && !options.peersReady()) throw new CifarError('NOT_READY', 'other workers are still loading the model', { hint: 'retry in a few seconds' });
     return c.json({ ready: true });
   });
   app.get('/classes', (c) => {

@@ -8,12 +8,15 @@ const METRICS_REQ = 'cifar:metrics-req';
 const METRICS_RES = 'cifar:metrics-res';
 const RELOAD = 'cifar:reload';
 const RELOAD_OTHERS = 'cifar:reload-others';
+const WORKER_READY = 'cifar:worker-ready';
+const CLUSTER_READY = 'cifar:cluster-ready';
 
 interface Message {
   type?: string;
   id?: number;
   text?: string;
   error?: string;
+  ready?: boolean;
 }
 
 export interface PrimaryOptions {
@@ -51,6 +54,14 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const failed = new Promise<never>((_, reject) => (giveUp = reject));
   failed.catch(() => undefined);
 
+  // Workers whose model is warm: /ready says yes only when all of them are, since the cluster
+  // hands connections to every worker, loading or not.
+  const ready = new Set<Worker>();
+  const tellReadiness = () => {
+    const all = ready.size >= options.workers;
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send({ type: CLUSTER_READY, ready: all });
+  };
+
   const reloadAll = (except?: Worker) => {
     for (const w of Object.values(cluster.workers ?? {})) if (w && w !== except && w.isConnected()) w.send({ type: RELOAD });
   };
@@ -63,10 +74,14 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       );
     } else if (msg?.type === RELOAD_OTHERS) {
       reloadAll(worker);
+    } else if (msg?.type === WORKER_READY) {
+      ready.add(worker);
+      tellReadiness();
     }
   };
   const onExit = (worker: Worker, code: number | null, signal: string | null) => {
     options.onEvent?.('worker exit', { worker_pid: worker.process.pid, code, signal });
+    if (ready.delete(worker) && !stopping) tellReadiness();
     if (stopping) return;
     const now = Date.now();
     crashes.push(now);
@@ -142,6 +157,19 @@ export function clusterMetricsText(): Promise<string> {
     process.on('message', onMessage);
     process.send?.({ type: METRICS_REQ, id });
   });
+}
+
+/**
+ * Worker side: whether every worker of the cluster has a warm model. Call `announce` once this
+ * worker's is; `all()` turns true when the primary has heard it from every worker.
+ */
+export function clusterReadiness(): { announce: () => void; all: () => boolean; dispose: () => void } {
+  let all = false;
+  const onMessage = (msg: Message) => {
+    if (msg?.type === CLUSTER_READY) all = msg.ready === true;
+  };
+  process.on('message', onMessage);
+  return { announce: () => process.send?.({ type: WORKER_READY }), all: () => all, dispose: () => process.off('message', onMessage) };
 }
 
 /** Worker side: call `reload` when the primary relays a reload, and ask it to relay ours. */

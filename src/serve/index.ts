@@ -3,7 +3,7 @@ import { destination, pino, type Logger } from 'pino';
 import type { Predictor } from '../model/predictor.js';
 import { createApp } from './app.js';
 import { clusterFlights } from './cache/cluster.js';
-import { clusterMetricsText, onClusterReload, runPrimary, shareWorkerMetrics } from './cluster.js';
+import { clusterMetricsText, clusterReadiness, onClusterReload, runPrimary, shareWorkerMetrics } from './cluster.js';
 import type { ServeConfig } from './config.js';
 import { listen } from './server.js';
 
@@ -98,6 +98,7 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
   let relay: ReturnType<typeof onClusterReload> | undefined;
   // One worker has no one to share with: no IPC on its path.
   const flights = inCluster ? clusterFlights({ waitMs: config.flightWaitMs }) : undefined;
+  const readiness = inCluster ? clusterReadiness() : undefined;
   const served = createApp({
     loadPredictor: hooks.loadPredictor,
     config,
@@ -105,6 +106,7 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
     ...(inCluster
       ? {
           sharedFlights: flights,
+          peersReady: readiness!.all,
           metricsText: clusterMetricsText,
           onReloadRequest: async () => {
             const info = await served.reload();
@@ -127,6 +129,7 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
     const running = await listen(served.app, { port: config.port, host: config.host, requestTimeoutMs: config.requestTimeoutMs });
     try {
       await Promise.race([served.ready, life.stopped]);
+      if (served.isReady()) readiness?.announce();
       if (!inCluster) hooks.onListening?.({ url: running.url, pid: process.pid, workers: 1 });
       await life.stopped;
       logger.info({ in_flight: running.inFlight(), drain_ms: config.drainMs }, 'shutting down');
@@ -143,6 +146,7 @@ async function serveProcess(config: ServeConfig, hooks: ServeHooks, logger: Logg
     await Promise.race([served.close(), new Promise<void>((done) => (timer = setTimeout(done, left)))]);
     clearTimeout(timer);
     flights?.dispose();
+    readiness?.dispose();
     // The IPC channel would keep a worker alive after its server has closed.
     if (inCluster) cluster.worker?.disconnect();
   }

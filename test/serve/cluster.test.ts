@@ -149,6 +149,27 @@ describe('cifar serve --workers 2: one cache and one computation per image acros
     expect((await inferred(memory.url)) - before).toBe(1);
   });
 
+  it('/ready says 503 while a replaced worker loads its model, then 200 again', async () => {
+    const pids = [...(await identicalBurst(memory, await png(45), 8)).pids];
+    expect(pids.length).toBe(2);
+    process.kill(pids[0]!, 'SIGKILL');
+    // Polls overlap, so a connection handed to the worker just as it died (lost, answered 0)
+    // holds up nothing; answers are read in the order the polls were sent.
+    const polls: Promise<number>[] = [];
+    for (const end = Date.now() + 6000; Date.now() < end; ) {
+      polls.push(fetch(`${memory.url}/ready`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status, () => 0));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const statuses = (await Promise.all(polls)).filter((s) => s !== 0).join(' ');
+    // The survivor does not say ready while the replacement loads (new connections may go to it):
+    // 200s until the primary sees the exit, one run of 503s, then 200s only.
+    expect(statuses).toMatch(/^(200 )*(503 )+200( 200)*$/);
+    // Both workers answer again, and the cache the primary holds outlived the worker.
+    const { answers, pids: after } = await identicalBurst(memory, await png(45), 8);
+    expect(after.size).toBe(2);
+    expect(answers.every((a) => a.status === 200 && a.cached)).toBe(true);
+  });
+
   it('Redis cache: concurrent identical requests on both workers run inference once', async () => {
     const { answers, pids, inferred } = await identicalBurst(withRedis, Buffer.concat([await png(43), run]), 16);
     expect(pids.size).toBe(2);
