@@ -26,7 +26,7 @@ const Options = z.object({
   maxFiles: int(1, 10_000).default(D.maxFiles),
   maxPixels: int(1).default(D.maxImagePixels),
   requestTimeout: int(1, 3_600_000).default(D.requestTimeoutMs),
-  drainTimeout: z.coerce.number({ message: 'expected a number of seconds' }).min(0).max(3600).default(D.drainMs / 1000),
+  drainTimeout: z.coerce.number().min(0).max(3600).default(D.drainMs / 1000),
   apiKey: z.string().min(1, { message: 'must not be empty' }).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.logLevel),
 });
