@@ -69,4 +69,20 @@ describe('a slow Redis (CLIENT PAUSE)', () => {
       await s.close();
     }
   });
+
+  it('notices a stalled Redis with no traffic (idle heartbeat), and its return', async () => {
+    const PAUSE_MS = 2500;
+    const s = await readyApp({ config: { redisUrl: redis.url, redisTimeoutMs: 100 } });
+    try {
+      await eventually(async () => (await health(s)).redis_connected === true);
+      await admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL');
+      const pausedAt = Date.now();
+      // No request at all: the heartbeat's PING misses its deadline within about a second.
+      await eventually(async () => (await health(s)).status === 'degraded', PAUSE_MS - 500);
+      expect(Date.now() - pausedAt).toBeLessThan(PAUSE_MS);
+      await eventually(async () => (await health(s)).status === 'healthy', PAUSE_MS + 5000);
+    } finally {
+      await s.close();
+    }
+  });
 });

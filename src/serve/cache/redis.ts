@@ -9,6 +9,11 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
   /** While Redis is marked down, how often one PING checks whether it answers again. */
   probeMs?: number;
+  /**
+   * With no cache traffic, how often one PING checks that Redis still answers in time, so
+   * `/health` reports a stalled Redis before the next request pays for finding out. Default 1000.
+   */
+  heartbeatMs?: number;
   /** Connection errors and slow commands, for logs; commands that fail reject instead. */
   onError?: (err: Error) => void;
 }
@@ -29,6 +34,7 @@ export const REDIS_COMMAND_TIMEOUT_MS = 100;
 export function redisStore(options: RedisStoreOptions): CacheStore {
   const timeoutMs = options.commandTimeoutMs ?? REDIS_COMMAND_TIMEOUT_MS;
   const probeMs = options.probeMs ?? 250;
+  const heartbeatMs = options.heartbeatMs ?? 1000;
   const client = new Redis(options.url, {
     enableAutoPipelining: true,
     enableOfflineQueue: false,
@@ -60,15 +66,24 @@ export function redisStore(options: RedisStoreOptions): CacheStore {
   // A fresh connection has answered its ready check.
   client.on('ready', recovered);
 
+  let lastAnswer = Date.now();
   const run = async <T>(command: () => Promise<T>): Promise<T> => {
     if (slow) throw new CifarError('IO', `redis missed a ${timeoutMs} ms deadline; skipping the cache until it answers in time`);
     try {
-      return await command();
+      const result = await command();
+      lastAnswer = Date.now();
+      return result;
     } catch (err) {
       if (err instanceof Error && err.message === 'Command timed out') markSlow(err);
       throw err;
     }
   };
+  // Idle heartbeat: only when nothing has answered for a while, so a busy server sends none.
+  const heartbeat = setInterval(() => {
+    if (slow || client.status !== 'ready' || Date.now() - lastAnswer < heartbeatMs) return;
+    run(() => client.ping()).catch(() => undefined);
+  }, heartbeatMs);
+  heartbeat.unref();
 
   return {
     kind: 'redis',
@@ -83,6 +98,7 @@ export function redisStore(options: RedisStoreOptions): CacheStore {
     },
     connected: () => client.status === 'ready' && !slow,
     async close() {
+      clearInterval(heartbeat);
       recovered();
       try {
         await client.quit();
