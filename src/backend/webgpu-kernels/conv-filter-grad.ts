@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, gemmMainSource } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -47,14 +47,7 @@ export class FilterGradProgram implements GpuProgram {
   getUserCode(): string {
     const { conv, plan } = this;
     return `
-  const CG_FW = ${conv.filterWidth};
-  const CG_SH = ${conv.strideHeight};
-  const CG_SW = ${conv.strideWidth};
-  const CG_H = ${conv.inHeight};
-  const CG_W = ${conv.inWidth};
-  const CG_CIN = ${conv.inChannels};
-  const CG_OH = ${conv.outHeight};
-  const CG_OW = ${conv.outWidth};
+${convConstants(conv)}
   const CG_M = ${plan.m};
   const CG_N = ${plan.n};
   var<private> kEnd : i32;

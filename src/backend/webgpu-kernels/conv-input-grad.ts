@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, gemmMainSource } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource } from './program.js';
 
 export class InputGradProgram implements GpuProgram {
   variableNames = ['dy', 'w'];
@@ -48,16 +48,7 @@ export class InputGradProgram implements GpuProgram {
     const rw = even ? `${conv.inWidth / conv.strideWidth}` : 'rowsW';
     const th = conv.strideWidth === 1 ? 't / CG_FW' : 'i32(floor((f32(t) + 0.5) / f32(tapsW)))';
     return `
-  const CG_FH = ${conv.filterHeight};
-  const CG_FW = ${conv.filterWidth};
-  const CG_SH = ${conv.strideHeight};
-  const CG_SW = ${conv.strideWidth};
-  const CG_H = ${conv.inHeight};
-  const CG_W = ${conv.inWidth};
-  const CG_CIN = ${conv.inChannels};
-  const CG_OH = ${conv.outHeight};
-  const CG_OW = ${conv.outWidth};
-  const CG_COUT = ${conv.outChannels};
+${convConstants(conv)}
   // This workgroup's phase: its pixels, the taps that reach them, and the GEMM sizes.
   var<private> ph : i32;
   var<private> pw : i32;

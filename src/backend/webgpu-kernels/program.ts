@@ -4,7 +4,7 @@
  * GEMM body that both convolution gradients share.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { THREADS_PER_SIDE, type Tile } from './plan.js';
+import { type ConvGeometry, THREADS_PER_SIDE, type Tile } from './plan.js';
 
 /** tfjs-backend-webgpu's WebGPUProgram (dist/webgpu_program.d.ts), minus what we never set. */
 export interface GpuProgram {
@@ -26,6 +26,21 @@ export interface WebGpuBackendLike {
   runWebGPUProgram(program: GpuProgram, inputs: TensorInfo[], dtype: 'float32', uniforms?: ProgramUniform, output?: TensorInfo): TensorInfo;
   makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+}
+
+/** The convolution's geometry as WGSL constants (CG_FH ... CG_COUT), shared by both gradient shaders. */
+export function convConstants(conv: ConvGeometry): string {
+  return `
+  const CG_FH = ${conv.filterHeight};
+  const CG_FW = ${conv.filterWidth};
+  const CG_SH = ${conv.strideHeight};
+  const CG_SW = ${conv.strideWidth};
+  const CG_H = ${conv.inHeight};
+  const CG_W = ${conv.inWidth};
+  const CG_CIN = ${conv.inChannels};
+  const CG_OH = ${conv.outHeight};
+  const CG_OW = ${conv.outWidth};
+  const CG_COUT = ${conv.outChannels};`;
 }
 
 export interface GemmSource {
