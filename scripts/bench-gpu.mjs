@@ -4,6 +4,7 @@
 // Options: [--model resnet18] [--batches 128,256,512] [--iterations 10] [--out bench-gpu.json]
 //   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
 //   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
+//   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -28,6 +29,7 @@ async function main() {
       'no-profile': { type: 'boolean', default: false },
       reference: { type: 'string' },
       'check-batch': { type: 'string' },
+      'submit-batch': { type: 'string' },
     },
   });
   const soft = values['allow-software'];
@@ -39,6 +41,7 @@ async function main() {
     stockKernels: values.stock,
     profile: !values['no-profile'],
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
+    submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

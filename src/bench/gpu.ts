@@ -11,6 +11,7 @@ import { probeWebGpu } from '../backend/webgpu.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
+import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { smoothedCrossEntropy, createTrainer } from '../train/step.js';
 
@@ -28,6 +29,8 @@ export interface GpuBenchOptions {
   profile?: boolean;
   /** First compare our conv-gradient kernels with tfjs' on every convolution of the model at this batch (0: skip). Default 8. */
   checkBatch?: number;
+  /** tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: dispatches recorded per queue submission (tfjs' default 15). */
+  submitBatch?: number;
   onProgress?: (message: string) => void;
 }
 
@@ -47,6 +50,8 @@ export interface GpuBenchRow {
   /** Bytes in GPU buffers tfjs holds after the step runs (its pool's high-water mark), and in live tensors. */
   gpuBytesAllocated: number | null;
   tensorBytes: number;
+  /** What one training step asks of the backend (dispatches, uploads, buffers created, submits). */
+  stepCounts: BackendCounts | null;
 }
 
 export interface GpuBenchResult {
@@ -56,6 +61,7 @@ export interface GpuBenchResult {
   adapter: string;
   software: boolean;
   kernels: 'cifar' | 'stock';
+  submitBatch: number;
   model: string;
   parameters: number;
   iterations: number;
@@ -108,6 +114,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     });
   }
   const backend = await initBackend('webgpu');
+  if (options.submitBatch !== undefined) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', options.submitBatch);
   const checkBatch = options.checkBatch ?? 8;
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
@@ -125,6 +132,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     adapter: probe.ok ? probe.adapter.name : 'unknown',
     software: probe.ok && probe.adapter.software,
     kernels: options.stockKernels ? 'stock' : 'cifar',
+    submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,
@@ -158,6 +166,11 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
       await out!.data();
       out!.dispose();
       const stepWallMs = performance.now() - wallStart;
+      const stepCounts = await countBackendCalls(async () => {
+        const t = step();
+        await t.data();
+        t.dispose();
+      });
       const mem = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
       result.rows.push({
         batch,
@@ -168,6 +181,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
         stepWallMs,
         gpuBytesAllocated: mem.numBytesAllocatedInGPU ?? null,
         tensorBytes: mem.numBytes,
+        stepCounts,
       });
       tf.dispose([x, y]);
     }
@@ -232,12 +246,12 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels; ${r.iterations} timed runs each`,
-    `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)}`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {
     lines.push(
-      `${String(x.batch).padStart(6)} ${fmt(x.predict.imagesPerSecond).padStart(14)} ${fmt(x.forward.imagesPerSecond).padStart(15)} ${fmt(x.step.imagesPerSecond).padStart(11)} ${fmt(x.step.msPerBatch, 1).padStart(9)} ${fmt(x.stepKernelMs, 1).padStart(12)} ${fmt(x.stepWallMs, 1).padStart(13)} ${fmt(x.gpuBytesAllocated === null ? null : x.gpuBytesAllocated / 2 ** 20).padStart(9)}`,
+      `${String(x.batch).padStart(6)} ${fmt(x.predict.imagesPerSecond).padStart(14)} ${fmt(x.forward.imagesPerSecond).padStart(15)} ${fmt(x.step.imagesPerSecond).padStart(11)} ${fmt(x.step.msPerBatch, 1).padStart(9)} ${fmt(x.stepKernelMs, 1).padStart(12)} ${fmt(x.stepWallMs, 1).padStart(13)} ${fmt(x.gpuBytesAllocated === null ? null : x.gpuBytesAllocated / 2 ** 20).padStart(9)} ${fmt(x.stepCounts?.dispatches ?? null).padStart(11)} ${fmt(x.stepCounts?.uploads ?? null).padStart(8)} ${fmt(x.stepCounts?.submits ?? null).padStart(8)}`,
     );
   }
   for (const q of ratiosToReference(r, refs)) {
