@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { createNormalizer } from '../model/normalize.js';
 
 /** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
@@ -19,6 +20,8 @@ export interface TrainerOptions {
   mean: readonly number[];
   std: readonly number[];
   classes: number;
+  /** On webgpu, update each tensor with one in-place dispatch (default) rather than tfjs ops. */
+  fusedUpdate?: boolean;
 }
 
 /** Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. */
@@ -47,10 +50,18 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
           correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), y)).toFloat()) as tf.Scalar;
           return smoothedCrossEntropy(logits, y, options.classes, options.labelSmoothing);
         }, params.map((p) => p.variable));
+        const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         params.forEach((p, i) => {
           let g = grads[p.variable.name]!;
-          if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
           const v = velocities[i]!;
+          if (inPlace) {
+            // WebGPU: one dispatch per tensor, no scalar uploads (see sgd.ts).
+            ensureOwnStorage(p.variable);
+            ensureOwnStorage(v);
+            sgdUpdateInPlace(p.variable, v, g, { lr, momentum: options.momentum, weightDecay: p.decay ? options.weightDecay : 0 });
+            return;
+          }
+          if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
           const vNext = v.mul(options.momentum).add(g);
           v.assign(vNext);
           p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));

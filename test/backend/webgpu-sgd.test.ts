@@ -1,0 +1,106 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { canUpdateInPlace, sgdDispatch, sgdUpdateInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
+import { countBackendCalls } from '../../src/bench/gpu-counts.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { createTrainer } from '../../src/train/step.js';
+import { expectClose, randomArray } from './helpers.js';
+
+describe('in-place SGD dispatch grid (pure)', () => {
+  it('covers every element with 256-wide workgroups, wrapping past 65,535 groups in x', () => {
+    expect(sgdDispatch(1)).toEqual([1, 1, 1]);
+    expect(sgdDispatch(257)).toEqual([2, 1, 1]);
+    expect(sgdDispatch(512 * 512 * 9)).toEqual([9216, 1, 1]);
+    expect(sgdDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
+  });
+});
+
+const probe = await probeWebGpu();
+
+/** v ← μv + g + λw; w ← w − lr(g + λw + μv), in plain JS. */
+function reference(w: Float32Array, v: Float32Array, g: Float32Array, lr: number, mu: number, decay: number): [Float32Array, Float32Array] {
+  const w2 = new Float32Array(w.length);
+  const v2 = new Float32Array(v.length);
+  for (let i = 0; i < w.length; i++) {
+    const gi = g[i]! + decay * w[i]!;
+    v2[i] = mu * v[i]! + gi;
+    w2[i] = w[i]! - lr * (gi + mu * v2[i]!);
+  }
+  return [w2, v2];
+}
+
+describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('is available on webgpu only', async () => {
+    expect(canUpdateInPlace()).toBe(true);
+    await tf.setBackend('cpu');
+    expect(canUpdateInPlace()).toBe(false);
+    await tf.setBackend('webgpu');
+  });
+
+  for (const decay of [0, 5e-4]) {
+    it(`updates weights and velocity in place, ordered after the ops that made the gradient (decay ${decay})`, async () => {
+      const n = 1000;
+      const [wv, vv, gv] = [1, 2, 3].map((s) => randomArray(n, s));
+      const w = tf.variable(tf.tensor1d(wv!));
+      const v = tf.variable(tf.tensor1d(vv!));
+      const ids = [w.dataId, v.dataId];
+      const half = tf.tensor1d(gv!.map((x) => x / 2));
+      const g = tf.mul(half, 2); // computed on the GPU just before the update, still unsubmitted
+      sgdUpdateInPlace(w, v, g, { lr: 0.1, momentum: 0.9, weightDecay: decay });
+      tf.dispose([g, half]); // disposal waits for the submission
+      const [ew, ev] = reference(wv!, vv!, gv!, 0.1, 0.9, decay);
+      expectClose((await w.data()) as Float32Array, ew, 1e-6, 'w');
+      expectClose((await v.data()) as Float32Array, ev, 1e-6, 'v');
+      expect([w.dataId, v.dataId]).toEqual(ids);
+      tf.dispose([w, v]);
+    });
+  }
+
+  it('a training step matches the cpu backend over two steps, with one dispatch and no upload per parameter tensor', async () => {
+    const batch = 4;
+    const images = Uint8Array.from(randomArray(batch * 3072, 7), (x) => Math.floor((x + 1) * 127.5));
+    const labels = Uint8Array.from([1, 5, 9, 0]);
+    const options = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10 };
+    await tf.setBackend('cpu');
+    const init = buildModel('resnet10-w8').getWeights().map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+
+    const train = async (backend: string, fusedUpdate = true): Promise<{ weights: Float32Array[]; params: number; decayed: number; counts: Awaited<ReturnType<typeof countBackendCalls>> }> => {
+      await tf.setBackend(backend);
+      const model = buildModel('resnet10-w8');
+      model.setWeights(init.map((w) => tf.tensor(w.values, w.shape)));
+      const trainer = createTrainer(model, { ...options, fusedUpdate });
+      const step = async (): Promise<void> => {
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.05);
+        await lossSum.data();
+        tf.dispose([lossSum, correct]);
+      };
+      await step();
+      const counts = await countBackendCalls(step);
+      const weights = await Promise.all(model.getWeights().map(async (t) => (await t.data()) as Float32Array));
+      const params = model.trainableWeights.length;
+      const decayed = model.trainableWeights.filter((w) => /kernel$/.test(w.originalName)).length;
+      trainer.dispose();
+      model.dispose();
+      return { weights, params, decayed, counts };
+    };
+    const gpu = await train('webgpu');
+    const ops = await train('webgpu', false);
+    const cpu = await train('cpu');
+    gpu.weights.forEach((w, i) => expectClose(w, cpu.weights[i]!, 1e-3, `weight ${i}`));
+    ops.weights.forEach((w, i) => expectClose(w, cpu.weights[i]!, 1e-3, `weight ${i} (tfjs ops)`));
+    // tfjs ops: 6 dispatches and 3 scalar uploads per parameter tensor (lr, momentum twice), 2 and
+    // 1 more for weight decay on kernels; fused: 1 dispatch, no upload.
+    expect(gpu.decayed).toBeGreaterThan(5);
+    expect(ops.counts!.uploads - gpu.counts!.uploads).toBe(3 * gpu.params + gpu.decayed);
+    expect(ops.counts!.dispatches - gpu.counts!.dispatches).toBe(5 * gpu.params + 2 * gpu.decayed);
+  }, 60_000);
+});
