@@ -7,8 +7,12 @@
 # benchmark and the CLI (dawn.node stays outside, loaded from $DAWN_NODE), sharp's native
 # module, run-gpu.sh and reference-pytorch.py; about 50 MB, under a 64 MiB carry limit. The CLI
 # bundle has no wasm binaries: on the GPU host it is for --backend webgpu.
-# Usage: scripts/gpu-pack.sh [OUT_DIR=.gpu]
+# With --data ARCHIVE, the dataset archive goes in too (as data.tar.gz), for a training run there:
+#   node .gpu/cli/cifar.mjs download --from .gpu/data.tar.gz --dir /tmp/data
+# Usage: scripts/gpu-pack.sh [--data ARCHIVE] [OUT_DIR=.gpu]
 set -euo pipefail
+data=
+if [[ ${1:-} == --data ]]; then data=$(realpath "${2:?--data needs an archive}"); shift 2; fi
 cd "$(dirname "$0")/.."
 out=${1:-.gpu}
 here=scripts/gpu
@@ -38,12 +42,13 @@ npx esbuild dist/cli/main.js --bundle --minify --platform=node --target=node20 -
 echo '{ "type": "commonjs" }' > "$out/package.json"
 
 echo "== sharp's native module (the CLI bundle's image decoding)"
-# sharp's JavaScript is in cifar.mjs; its native module and libvips (16 MB) are loaded from here.
-mkdir -p "$out/node_modules/@img"
-for p in sharp-linux-x64 sharp-libvips-linux-x64; do
-  [[ -d node_modules/@img/$p ]] && cp -r "node_modules/@img/$p" "$out/node_modules/@img/"
-done
+# sharp's JavaScript is in cifar.mjs; its native module and libvips (16 MB, 6 MB as xz) travel as
+# img.tar.xz, which run-gpu.sh unpacks into node_modules/@img next to the bundles.
+rm -rf "$out/node_modules"
+tar -C node_modules -cJf "$out/img.tar.xz" @img/sharp-linux-x64 @img/sharp-libvips-linux-x64
 
-cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$out/"
+if [[ -n $data ]]; then echo "== dataset"; cp "$data" "$out/data.tar.gz"; else rm -f "$out/data.tar.gz"; fi
+
+cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/cpuprofile-top.cjs" "$out/"
 du -sh "$out"
 echo "run on a GPU host: bash $out/run-gpu.sh $out node $out/bench-gpu.cjs"
