@@ -32,6 +32,7 @@ export function trainCommand(): Command {
     .option('--resume', 'continue the run checkpointed in --out')
     .option('--limit <n>', 'train on the first N images only', positiveInt('--limit'))
     .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt('--test-limit'))
+    .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
     .option('--seed <n>', 'seed of data order and augmentation (default 0)', (v) => Number(v))
     .option('--quiet', 'no progress, only the final summary')
     .action(

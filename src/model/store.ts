@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError, fromSystemError } from '../errors.js';
 import './batchnorm.js'; // registers CifarBatchNorm for deserialisation
+import { toFloat16 } from './float16.js';
 
 /** What a saved model says about itself (metadata.json). */
 export interface ModelMetadata {
@@ -49,18 +50,48 @@ async function writeAtomic(path: string, data: string | Uint8Array): Promise<voi
   }
 }
 
+/** How saved weights are stored: float32, or float16 (half the size; tfjs reads it back as float32). */
+export type WeightsDtype = 'float32' | 'float16';
+
+/**
+ * The float32 weights of `specs` in `data` as float16, with each spec marked as quantized the way
+ * tfjs' loader expects (`quantization: {dtype: 'float16'}`); other dtypes are copied as they are.
+ */
+export function quantizeFloat16(data: Uint8Array, specs: tf.io.WeightsManifestEntry[]): { data: Uint8Array<ArrayBuffer>; specs: tf.io.WeightsManifestEntry[] } {
+  const parts: Uint8Array[] = [];
+  const out: tf.io.WeightsManifestEntry[] = [];
+  let offset = 0;
+  for (const spec of specs) {
+    const count = spec.shape.reduce((n, d) => n * d, 1);
+    const bytes = count * 4; // float32 and int32 alike
+    const chunk = data.slice(offset, offset + bytes);
+    offset += bytes;
+    if (spec.dtype === 'float32' && spec.quantization === undefined) {
+      parts.push(new Uint8Array(toFloat16(new Float32Array(chunk.buffer, 0, count)).buffer));
+      out.push({ ...spec, quantization: { dtype: 'float16' } });
+    } else {
+      parts.push(chunk);
+      out.push(spec);
+    }
+  }
+  if (offset !== data.byteLength) throw new Error(`weight specs cover ${offset} bytes of ${data.byteLength}`);
+  return { data: new Uint8Array(tf.io.concatenateArrayBuffers(parts.map((p) => p.buffer as ArrayBuffer))), specs: out };
+}
+
 /**
  * Save a model in the tfjs layers format (`model.json` + one weight file) with its metadata.
  * The weight file is named after the version and model.json is renamed into place last, so a
  * reader (a server reloading on SIGHUP) sees either the old model or the new one, never a mix.
  * Other files in the folder (history, checkpoint) are left alone. Returns the version.
  */
-export async function saveModel(dir: string, model: tf.LayersModel, metadata: Omit<ModelMetadata, 'version'>): Promise<ModelMetadata> {
+export async function saveModel(dir: string, model: tf.LayersModel, metadata: Omit<ModelMetadata, 'version'>, options: { weights?: WeightsDtype } = {}): Promise<ModelMetadata> {
   let saved: ModelMetadata | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
       const data = artifacts.weightData;
-      const bytes = new Uint8Array(Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : (data ?? new ArrayBuffer(0)));
+      let bytes: Uint8Array<ArrayBuffer> = new Uint8Array(Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : (data ?? new ArrayBuffer(0)));
+      let specs = artifacts.weightSpecs ?? [];
+      if (options.weights === 'float16') ({ data: bytes, specs } = quantizeFloat16(bytes, specs));
       const version = modelVersion(bytes);
       const weightsFile = `weights-${version}.bin`;
       const manifest = {
@@ -68,7 +99,7 @@ export async function saveModel(dir: string, model: tf.LayersModel, metadata: Om
         generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
         convertedBy: null,
         modelTopology: artifacts.modelTopology,
-        weightsManifest: [{ paths: [weightsFile], weights: artifacts.weightSpecs }],
+        weightsManifest: [{ paths: [weightsFile], weights: specs }],
       };
       saved = { ...metadata, version };
       try {

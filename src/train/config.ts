@@ -38,6 +38,8 @@ export const TrainConfigSchema = z
     limit: z.number().int().positive().optional(),
     /** Use only the first N test images for the per-epoch evaluation. */
     testLimit: z.number().int().positive().optional(),
+    /** Precision of the saved weights: float16 halves the file (the final test accuracy is measured with the rounded weights). */
+    weights: z.enum(['float32', 'float16']).default('float32'),
     /** Seed of the data order, augmentation and initialisation. */
     seed: z.number().int().min(0).default(0),
   })

@@ -8,6 +8,7 @@ import { datasetPath, loadSplit, loadStats } from '../data/cifar-binary.js';
 import { CLASSES } from '../data/classes.js';
 import { CifarError, fromSystemError } from '../errors.js';
 import { buildModel, countParams } from '../model/resnet.js';
+import { roundToFloat16 } from '../model/float16.js';
 import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { stepsPerEpoch } from './batches.js';
@@ -160,6 +161,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     }
 
     // ---- final model
+    // Stored as float16: measure the weights the file will hold.
+    if (config.weights === 'float16') await roundWeightsToFloat16(model);
     const ev = await evaluateModel(model, test, stats);
     const perClassAccuracy = Object.fromEntries(
       CLASSES.map((name, c) => {
@@ -185,13 +188,20 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       createdAt: new Date().toISOString(),
       packageVersion: options.packageVersion ?? 'unknown',
       config: { ...config, testImages: test.count },
-    });
+    }, { weights: config.weights });
     return { out: config.out, metadata, history: state.history };
   } finally {
     await loader.close();
     trainer.dispose();
     model.dispose();
   }
+}
+
+/** Rounds every weight of the model to the nearest float16 value, in place. */
+async function roundWeightsToFloat16(model: tf.LayersModel): Promise<void> {
+  const rounded = await Promise.all(model.getWeights().map(async (w) => tf.tensor(roundToFloat16((await w.data()) as Float32Array), w.shape)));
+  model.setWeights(rounded);
+  tf.dispose(rounded);
 }
 
 /** sha256 over the per-file checksums of the dataset's manifest (or its files when absent). */

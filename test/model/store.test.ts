@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
+import { roundToFloat16 } from '../../src/model/float16.js';
 import { loadModel, modelVersion, saveModel, type ModelMetadata } from '../../src/model/store.js';
 
 let dir: string;
@@ -38,6 +39,27 @@ describe('model folders', () => {
     expect(loaded.metadata).toEqual({ ...meta, version: saved.version });
     const after = (loaded.model.predict(x) as tf.Tensor).dataSync();
     after.forEach((v, i) => expect(v).toBeCloseTo(before[i]!, 5));
+  });
+
+  it('saves float16 weights at half the size, read back as the float32 weights rounded to float16', async () => {
+    const model = tiny();
+    const f32 = await mkdtemp(path.join(tmpdir(), 'cifar-store-f32-'));
+    try {
+      const a = await saveModel(f32, model, meta);
+      const b = await saveModel(dir, model, meta, { weights: 'float16' });
+      const size = async (d: string, v: string): Promise<number> => (await readFile(path.join(d, `weights-${v}.bin`))).byteLength;
+      expect(await size(dir, b.version)).toBe((await size(f32, a.version)) / 2);
+      expect(b.version).not.toBe(a.version);
+      const loaded = await loadModel(dir);
+      const want = model.getWeights().map((w) => roundToFloat16(w.dataSync() as Float32Array));
+      const got = loaded.model.getWeights().map((w) => w.dataSync() as Float32Array);
+      expect(got.length).toBe(want.length);
+      got.forEach((g, i) => expect(Array.from(g)).toEqual(Array.from(want[i]!)));
+      // Rounding changed something: the test would pass vacuously on float32 files otherwise.
+      expect(got.some((g, i) => g.some((v, j) => v !== model.getWeights()[i]!.dataSync()[j]))).toBe(true);
+    } finally {
+      await rm(f32, { recursive: true, force: true });
+    }
   });
 
   it('saving again replaces the model and its old weights but keeps other files of the folder', async () => {
