@@ -5,6 +5,7 @@
 //   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
 //   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
 //   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
+//   [--tile 64|128] (largest GEMM tile side of our conv-gradient kernels)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -30,6 +31,7 @@ async function main() {
       reference: { type: 'string' },
       'check-batch': { type: 'string' },
       'submit-batch': { type: 'string' },
+      tile: { type: 'string' },
     },
   });
   const soft = values['allow-software'];
@@ -42,6 +44,7 @@ async function main() {
     profile: !values['no-profile'],
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
+    maxTileSide: values.tile === '128' ? 128 : 64,
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu } from '../backend/webgpu.js';
+import { setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -31,6 +32,8 @@ export interface GpuBenchOptions {
   checkBatch?: number;
   /** tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: dispatches recorded per queue submission (tfjs' default 15). */
   submitBatch?: number;
+  /** Largest GEMM tile side of our conv-gradient kernels (64 default, 128). */
+  maxTileSide?: 64 | 128;
   onProgress?: (message: string) => void;
 }
 
@@ -62,6 +65,7 @@ export interface GpuBenchResult {
   software: boolean;
   kernels: 'cifar' | 'stock';
   submitBatch: number;
+  maxTileSide: 64 | 128;
   model: string;
   parameters: number;
   iterations: number;
@@ -121,6 +125,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
+  setMaxTileSide(options.maxTileSide ?? 64);
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
@@ -133,6 +138,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     software: probe.ok && probe.adapter.software,
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
+    maxTileSide: options.maxTileSide ?? 64,
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,
@@ -246,7 +252,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide})` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad } from '../../src/backend/webgpu-kernels/plan.js';
+import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
 import { expectClose, randomArray } from './helpers.js';
 
@@ -27,6 +27,20 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
     expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
     expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
+  });
+
+  it('goes up to 128-wide tiles when allowed, 8 deep when both sides are 128 (16 KiB of workgroup memory)', () => {
+    setMaxTileSide(128);
+    try {
+      expect(pickTile(576, 64)).toEqual({ tm: 128, tn: 64, tk: 16 });
+      expect(pickTile(4608, 512)).toEqual({ tm: 128, tn: 128, tk: 8 });
+      const src = gemmMainSource({ tile: { tm: 128, tn: 128, tk: 8 }, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+      expect(src.match(/var c\d_\d = 0\.0;/g)).toHaveLength(8 * 8);
+      expect((8 * (128 + 1) + 8 * 128) * 4).toBeLessThanOrEqual(16384);
+    } finally {
+      setMaxTileSide(64);
+    }
+    expect(pickTile(4608, 512)).toEqual({ tm: 64, tn: 64, tk: 16 });
   });
 
   it('splits the filter gradient along K when dW alone gives few workgroups (early ResNet stage)', () => {
@@ -111,11 +125,13 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   afterAll(async () => {
+    setMaxTileSide(64);
     await tf.setBackend('cpu');
   });
 
-  for (const { x, f, co, s, pad } of cases) {
-    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters: dW and dx within 1e-4`, async () => {
+  for (const [{ x, f, co, s, pad }, maxSide] of [...cases.map((c) => [c, 64] as const), ...cases.slice(1, 6).map((c) => [c, 128] as const)]) {
+    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}: dW and dx within 1e-4`, async () => {
+      setMaxTileSide(maxSide);
       const filter: Shape4 = [f, f, x[3], co];
       const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
       const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
@@ -140,6 +156,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       // Our programs ran, not the stock ones.
       expect(keys).toContain(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}`);
       expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
+      if (maxSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
     });
   }
 

@@ -21,6 +21,7 @@ const RESULT: GpuBenchResult = {
   software: false,
   kernels: 'cifar',
   submitBatch: 15,
+  maxTileSide: 64,
   model: 'resnet18',
   parameters: 11_173_962,
   iterations: 10,
@@ -47,7 +48,7 @@ describe('bench:gpu formatting (pure)', () => {
     const lines = formatGpuBench(RESULT, parseTorchReference(TORCH_OUTPUT)).split('\n');
     expect(lines[0]).toContain('resnet18 (11,173,962 params) on NVIDIA H100 80GB HBM3');
     expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072\s+412\s+2\s+28$/);
-    expect(lines[0]).toContain('a queue submission every 15 dispatches');
+    expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64); 10 timed runs each; a queue submission every 15 dispatches');
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
     expect(lines).toContain("conv-gradient kernels vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");

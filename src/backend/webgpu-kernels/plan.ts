@@ -31,10 +31,11 @@ export interface ConvGeometry {
 
 /** A workgroup tile: TM x TN outputs computed by 16 x 16 threads, TK deep per step. */
 export interface Tile {
-  tm: 16 | 32 | 64;
-  tn: 16 | 32 | 64;
-  tk: 16;
+  tm: TileSide;
+  tn: TileSide;
+  tk: 8 | 16;
 }
+export type TileSide = 16 | 32 | 64 | 128;
 
 /** Threads per workgroup side: 16 x 16 = 256 threads, each computing (tm/16) x (tn/16) outputs. */
 export const THREADS_PER_SIDE = 16;
@@ -58,11 +59,28 @@ export function isSupported(c: ConvGeometry): boolean {
   );
 }
 
-const side = (n: number): 16 | 32 | 64 => (n <= 16 ? 16 : n <= 32 ? 32 : 64);
+let maxSide: 64 | 128 = 64;
 
-/** The smallest of 16, 32 or 64 that covers each side, so narrow matrices (the stem's 3 input channels, 27-row dW) waste little. */
+/**
+ * The largest tile side (64 by default: 4 x 4 outputs per thread; 128: 8 x 8, more reuse of
+ * each load from workgroup memory, fewer workgroups). A benchmark setting, for comparing both
+ * on a GPU; it applies to the programs compiled after the call.
+ */
+export function setMaxTileSide(side: 64 | 128): void {
+  maxSide = side;
+}
+
+const side = (n: number): TileSide => (n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 || maxSide === 64 ? 64 : 128);
+
+/**
+ * The smallest of 16, 32, 64 (or 128, see `setMaxTileSide`) that covers each side, so narrow
+ * matrices (the stem's 3 input channels, 27-row dW) waste little. TK is 16, or 8 for a
+ * 128 x 128 tile so that both staged tiles fit WebGPU's default 16 KiB of workgroup memory.
+ */
 export function pickTile(rows: number, cols: number): Tile {
-  return { tm: side(rows), tn: side(cols), tk: 16 };
+  const tm = side(rows);
+  const tn = side(cols);
+  return { tm, tn, tk: tm === 128 && tn === 128 ? 8 : 16 };
 }
 
 export interface FilterGradPlan {
