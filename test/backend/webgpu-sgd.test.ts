@@ -71,7 +71,13 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     const labels = Uint8Array.from([1, 5, 9, 0]);
     const options = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10 };
     await tf.setBackend('cpu');
-    const init = buildModel('resnet10-w8').getWeights().map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+    // Deterministic weights (He-uniform kernels, stock batch-norm values), so that the comparison
+    // below checks the same numbers on every run.
+    const init = buildModel('resnet10-w8').getWeights().map((t, i) => {
+      if (t.shape.length === 1) return { shape: t.shape, values: t.dataSync() as Float32Array };
+      const fanIn = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      return { shape: t.shape, values: randomArray(t.size, 100 + i).map((v) => v * Math.sqrt(6 / fanIn)) };
+    });
 
     const train = async (backend: string, fusedUpdate = true): Promise<{ weights: Float32Array[]; params: number; decayed: number; counts: Awaited<ReturnType<typeof countBackendCalls>> }> => {
       await tf.setBackend(backend);
