@@ -5,6 +5,7 @@
 //   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
 //   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
 //   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
+//   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
 //   [--tile 64|128] (largest GEMM tile side of our conv-gradient kernels)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
@@ -32,6 +33,7 @@ async function main() {
       'check-batch': { type: 'string' },
       'submit-batch': { type: 'string' },
       tile: { type: 'string' },
+      'stock-forward': { type: 'boolean', default: false },
     },
   });
   const soft = values['allow-software'];
@@ -45,6 +47,7 @@ async function main() {
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     maxTileSide: values.tile === '128' ? 128 : 64,
+    stockForward: values['stock-forward'],
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

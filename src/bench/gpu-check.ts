@@ -14,6 +14,8 @@ export interface ConvCheck {
   /** max |ours - stock| / max |stock|. */
   filterError: number;
   inputError: number;
+  /** The forward convolution with bias and ReLU (FusedConv2D). */
+  forwardError: number;
 }
 
 /** The distinct convolutions of a preset: input shape (per image), filter and stride. */
@@ -47,6 +49,7 @@ async function grads(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: nu
   const out = [
     tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
     tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+    tf.tidy(() => tf.fused.conv2d({ x, filter: w, strides: stride, pad: 'same', bias: tf.linspace(-1, 1, w.shape[3]), activation: 'relu' })),
   ];
   const data = await Promise.all(out.map(async (t) => (await t.data()) as Float32Array));
   tf.dispose(out);
@@ -54,7 +57,7 @@ async function grads(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: nu
 }
 
 /**
- * Runs both gradients of every convolution of `preset` at `batch` with our kernels and with the
+ * Runs the forward pass and both gradients of every convolution of `preset` at `batch` with our kernels and with the
  * stock ones, on the current (webgpu) backend. Leaves our kernels registered.
  */
 export async function checkConvKernels(preset: string, batch: number): Promise<ConvCheck[]> {
@@ -74,6 +77,7 @@ export async function checkConvKernels(preset: string, batch: number): Promise<C
       conv: `${filter[0]}x${filter[1]} s${stride} ${xs.join('x')} -> ${filter[3]}`,
       filterError: relError(ours[0]!, stock[0]!),
       inputError: relError(ours[1]!, stock[1]!),
+      forwardError: relError(ours[2]!, stock[2]!),
     });
   }
   return checks;

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu } from '../backend/webgpu.js';
 import { setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
-import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { registerWebGpuKernels, unregisterWebGpuKernels, useOurForwardConv } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
@@ -34,6 +34,8 @@ export interface GpuBenchOptions {
   submitBatch?: number;
   /** Largest GEMM tile side of our conv-gradient kernels (64 default, 128). */
   maxTileSide?: 64 | 128;
+  /** Our forward convolution (default) or tfjs' Conv2DMMProgram, with our gradient kernels. */
+  stockForward?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -66,6 +68,7 @@ export interface GpuBenchResult {
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   maxTileSide: 64 | 128;
+  forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
   iterations: number;
@@ -126,6 +129,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
   setMaxTileSide(options.maxTileSide ?? 64);
+  useOurForwardConv(!options.stockForward);
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
@@ -139,6 +143,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     maxTileSide: options.maxTileSide ?? 64,
+    forwardKernel: options.stockKernels || options.stockForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,
@@ -252,7 +257,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide})` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide})` : ''}, ${r.forwardKernel} forward conv; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {
@@ -265,8 +270,8 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
     lines.push(`${q.label} batch ${q.batch}: ${fmt(ref.trainImagesPerSecond)} img/s training; ours/PyTorch = ${q.ratio === null ? 'not measured at this batch' : fmt(q.ratio, 3)}`);
   }
   if (r.kernelCheck.length > 0) {
-    const worst = Math.max(...r.kernelCheck.flatMap((c) => [c.filterError, c.inputError]));
-    lines.push(`conv-gradient kernels vs tfjs' on this device: worst relative error ${worst.toExponential(1)} over ${r.kernelCheck.length} convolutions${worst > 1e-4 ? ' — MISMATCH, see kernelCheck in the JSON' : ''}`);
+    const worst = Math.max(...r.kernelCheck.flatMap((c) => [c.filterError, c.inputError, c.forwardError]));
+    lines.push(`conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error ${worst.toExponential(1)} over ${r.kernelCheck.length} convolutions${worst > 1e-4 ? ' — MISMATCH, see kernelCheck in the JSON' : ''}`);
   }
   if (r.topKernels.length > 0) {
     lines.push('GPU time by kernel, one step at the largest batch:');

@@ -160,6 +160,28 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     });
   }
 
+  for (const [{ x, f, co, s, pad }, maxSide] of [...cases.slice(0, 8).map((c) => [c, 64] as const), ...cases.slice(1, 6).map((c) => [c, 128] as const)]) {
+    it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
+      setMaxTileSide(maxSide);
+      const filter: Shape4 = [f, f, x[3], co];
+      const [xv, wv, bv] = [x.reduce((a, b) => a * b, 1), f * f * x[3] * co, co].map((n, i) => randomArray(n, 31 + i));
+      const run = async (backend: string): Promise<Float32Array[]> => {
+        await tf.setBackend(backend);
+        return read(() => {
+          const [xt, w, b] = [tf.tensor4d(xv!, x), tf.tensor4d(wv!, filter), tf.tensor1d(bv!)];
+          return [tf.conv2d(xt, w, s, pad), tf.fused.conv2d({ x: xt, filter: w, strides: s, pad, bias: b, activation: 'relu' })];
+        });
+      };
+      const gpu = await run('webgpu');
+      const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
+      const cpu = await run('cpu');
+      expectClose(gpu[0]!, cpu[0]!, 1e-4, 'conv2d');
+      expectClose(gpu[1]!, cpu[1]!, 1e-4, 'fused');
+      expect(keys).toContain(`cifarConvForward_${f}x${f}_s${s}x${s}`);
+      expect(keys).toMatch(/cifarConvForward_\S+_bias_relu/);
+    });
+  }
+
   it('gradients through tf.conv2d on webgpu match cpu (the kernels as tfjs calls them)', async () => {
     const xv = randomArray(2 * 8 * 8 * 6, 5);
     const wv = randomArray(3 * 3 * 6 * 10, 6);

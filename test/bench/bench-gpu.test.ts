@@ -22,12 +22,13 @@ const RESULT: GpuBenchResult = {
   kernels: 'cifar',
   submitBatch: 15,
   maxTileSide: 64,
+  forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
   iterations: 10,
   rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, buffersCreated: 2, submits: 28 } }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
-  kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7 }],
+  kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7, forwardError: 1e-7 }],
 };
 
 describe('bench:gpu formatting (pure)', () => {
@@ -48,10 +49,10 @@ describe('bench:gpu formatting (pure)', () => {
     const lines = formatGpuBench(RESULT, parseTorchReference(TORCH_OUTPUT)).split('\n');
     expect(lines[0]).toContain('resnet18 (11,173,962 params) on NVIDIA H100 80GB HBM3');
     expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072\s+412\s+2\s+28$/);
-    expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64); 10 timed runs each; a queue submission every 15 dispatches');
+    expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64), cifar forward conv; 10 timed runs each; a queue submission every 15 dispatches');
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
-    expect(lines).toContain("conv-gradient kernels vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
+    expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
   });
 });
 
@@ -72,7 +73,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.rows[0]!.stepCounts!.uploads).toBeGreaterThanOrEqual(2);
       expect(json.backend.name).toBe('webgpu');
       expect(json.kernelCheck.length).toBeGreaterThan(3);
-      for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError), c.conv).toBeLessThan(1e-4);
+      for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
     } finally {
       await rm(dir, { recursive: true, force: true });

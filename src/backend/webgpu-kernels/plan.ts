@@ -59,12 +59,12 @@ export function isSupported(c: ConvGeometry): boolean {
   );
 }
 
-let maxSide: 64 | 128 = 64;
+let maxSide: 64 | 128 = process.env['CIFAR_WEBGPU_TILE'] === '128' ? 128 : 64;
 
 /**
  * The largest tile side (64 by default: 4 x 4 outputs per thread; 128: 8 x 8, more reuse of
- * each load from workgroup memory, fewer workgroups). A benchmark setting, for comparing both
- * on a GPU; it applies to the programs compiled after the call.
+ * each load from workgroup memory, fewer workgroups). The environment variable
+ * CIFAR_WEBGPU_TILE=128 sets it for a run; it applies to the programs compiled after the call.
  */
 export function setMaxTileSide(side: 64 | 128): void {
   maxSide = side;

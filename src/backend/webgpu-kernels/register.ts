@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
+import { type ForwardActivation, runForward } from './conv-forward.js';
 import { runFilterGrad } from './conv-filter-grad.js';
 import { runInputGrad } from './conv-input-grad.js';
 import { isSupported } from './plan.js';
@@ -48,9 +49,41 @@ function inputGrad(stock: KernelFunc): KernelFunc {
   }) as unknown as KernelFunc;
 }
 
+let forwardEnabled = true;
+
+/**
+ * Whether Conv2D and FusedConv2D use our kernel (default) or tfjs' (for comparisons). The
+ * environment variable CIFAR_WEBGPU_CONV=stock turns ours off.
+ */
+export function useOurForwardConv(on: boolean): void {
+  forwardEnabled = on;
+}
+
+function forward(stock: KernelFunc): KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
+    const attrs = args.attrs as unknown as ConvGradAttrs & { dilations?: number | [number, number]; activation?: string };
+    const activation = attrs.activation ?? 'linear';
+    const dilations = attrs.dilations ?? 1;
+    const ours =
+      forwardEnabled &&
+      process.env['CIFAR_WEBGPU_CONV'] !== 'stock' &&
+      preluActivationWeights === undefined &&
+      (activation === 'linear' || activation === 'relu') &&
+      (dilations === 1 || (Array.isArray(dilations) && dilations[0] === 1 && dilations[1] === 1)) &&
+      (bias === undefined || (bias.shape.length === 1 && bias.dtype === 'float32'));
+    if (!ours) return stock(args as Parameters<KernelFunc>[0]);
+    const c = convInfo(x.shape as Shape4, filter.shape as Shape4, attrs);
+    if (!usable(c, x, filter) || (bias !== undefined && bias.shape[0] !== c.outChannels)) return stock(args as Parameters<KernelFunc>[0]);
+    return runForward(args.backend as WebGpuBackendLike, x, filter, bias, activation as ForwardActivation, c);
+  }) as unknown as KernelFunc;
+}
+
 const OURS: Array<{ kernelName: string; make: (stock: KernelFunc) => KernelFunc }> = [
   { kernelName: 'Conv2DBackpropFilter', make: filterGrad },
   { kernelName: 'Conv2DBackpropInput', make: inputGrad },
+  { kernelName: 'Conv2D', make: forward },
+  { kernelName: 'FusedConv2D', make: forward },
 ];
 
 // The stock kernels, captured once: registering twice must not wrap our own kernel.
