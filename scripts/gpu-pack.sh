@@ -49,6 +49,6 @@ tar -C node_modules -cJf "$out/img.tar.xz" @img/sharp-linux-x64 @img/sharp-libvi
 
 if [[ -n $data ]]; then echo "== dataset"; cp "$data" "$out/data.tar.gz"; else rm -f "$out/data.tar.gz"; fi
 
-cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/cpuprofile-top.cjs" "$out/"
+cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/cpuprofile-top.cjs" "$here/train-run.sh" "$out/"
 du -sh "$out"
 echo "run on a GPU host: bash $out/run-gpu.sh $out node $out/bench-gpu.cjs"
