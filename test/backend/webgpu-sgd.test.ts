@@ -50,9 +50,13 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     it(`updates weights and velocity in place, ordered after the ops that made the gradient (decay ${decay})`, async () => {
       const n = 1000;
       const [wv, vv, gv] = [1, 2, 3].map((s) => randomArray(n, s));
-      const w = tf.variable(tf.tensor1d(wv!));
-      const v = tf.variable(tf.tensor1d(vv!));
+      // Made on the GPU (a kernel's output), as a trained model's weights are.
+      const w = tf.variable(tf.tidy(() => tf.mul(tf.tensor1d(wv!), 1)));
+      const v = tf.variable(tf.tidy(() => tf.mul(tf.tensor1d(vv!), 1)));
       const ids = [w.dataId, v.dataId];
+      // Read them first: the backend then keeps a CPU copy, which the update must not leave stale.
+      expect((await w.data())[0]).toBe(wv![0]);
+      expect((await v.data())[0]).toBe(vv![0]);
       const half = tf.tensor1d(gv!.map((x) => x / 2));
       const g = tf.mul(half, 2); // computed on the GPU just before the update, still unsubmitted
       sgdUpdateInPlace(w, v, g, { lr: 0.1, momentum: 0.9, weightDecay: decay });
@@ -90,6 +94,8 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
         tf.dispose([lossSum, correct]);
       };
       await step();
+      // Read everything between the steps, as a checkpoint does (a stale CPU copy would then show).
+      await Promise.all(trainer.stateTensors().map((t) => t.data()));
       const counts = await countBackendCalls(step);
       const weights = await Promise.all(model.getWeights().map(async (t) => (await t.data()) as Float32Array));
       const params = model.trainableWeights.length;

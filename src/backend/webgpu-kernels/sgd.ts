@@ -32,7 +32,7 @@ interface Internals {
     createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string } }): { getBindGroupLayout(i: number): unknown };
     createBindGroup(d: { layout: unknown; entries: Array<{ binding: number; resource: unknown }> }): unknown;
   };
-  tensorMap: { get(id: object): { resource?: unknown } | undefined };
+  tensorMap: { get(id: object): { resource?: unknown; values?: unknown } | undefined };
   commandEncoder: { beginComputePass(d: object): Pass } | null;
   computePassEncoder: Pass | null;
   commandQueueOwnedIds: WeakSet<object>;
@@ -119,6 +119,11 @@ export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor
   }
   const tensors = [weights, velocity, grad];
   for (const t of tensors) b.uploadToGPU(t.dataId);
+  // A read (t.data()) leaves a copy of the values on the CPU, which later reads return without
+  // looking at the GPU: drop it for the tensors written here, or they would read as they were
+  // (a checkpoint taken at the end of epoch 1 would make every later one, and the saved model,
+  // hold the epoch-1 weights).
+  for (const t of [weights, velocity]) b.tensorMap.get(t.dataId)!.values = null;
   const uniforms = b.makeUniforms([
     { type: 'float32', data: [hyper.lr] },
     { type: 'float32', data: [hyper.momentum] },
