@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { runCli } from '../helpers/cli.js';
 import { solidPng, tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+import { startServe } from '../helpers/serve.js';
 
 const adapter = (await probeWebGpu()).ok;
 const env = { XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? '/tmp' };
@@ -21,7 +22,7 @@ beforeAll(async () => {
 afterAll(() => cleanup?.());
 
 describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', () => {
-  it('trains a model that is saved as trained (two epochs), evaluates the same on webgpu and wasm, and predicts', async () => {
+  it('trains a model that is saved as trained (two epochs), evaluates the same on webgpu and wasm, predicts and serves', async () => {
     const out = join(dir, 'gpu-model');
     const data = join(dir, 'data');
     const train = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '2', '--batch-size', '16', '--limit', '48', '--test-limit', '32',
@@ -55,5 +56,22 @@ describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', 
     const first = Array.isArray(body) ? body[0] : body;
     expect(first.probabilities).toHaveLength(10);
     expect(first.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
-  }, 120_000);
+
+    // cifar serve on webgpu answers what cifar predict computed.
+    const server = await startServe(['--model', out, '--backend', 'webgpu', '--workers', '1'], { env, readyMs: 60_000 });
+    try {
+      const health = (await (await fetch(`${server.url}/health`)).json()) as { model_loaded: boolean };
+      expect(health.model_loaded).toBe(true);
+      const form = new FormData();
+      form.append('file', new Blob([(await import('node:fs')).readFileSync(image)], { type: 'image/png' }), 'img.png');
+      const res = await fetch(`${server.url}/predict`, { method: 'POST', body: form });
+      expect(res.status).toBe(200);
+      const served = (await res.json()) as { prediction: number; probabilities: number[] };
+      expect(served.prediction).toBe(first.prediction);
+      served.probabilities.forEach((p: number, i: number) => expect(p).toBeCloseTo(first.probabilities[i], 4));
+      expect(server.log()).toMatch(/webgpu/);
+    } finally {
+      await server.stop();
+    }
+  }, 180_000);
 });

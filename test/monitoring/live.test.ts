@@ -1,13 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLASSES } from '../../src/data/classes.js';
-import { saveModel } from '../../src/model/store.js';
-import { CIFAR_BIN } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fixtures.js';
+import { saveTinyModel, startServe, stopProcess, type ServeProcess } from '../helpers/serve.js';
 import { eventually, form, freePort, png, startRedis, type TestRedis } from '../serve/helpers.js';
 import { loadYaml, repoPath, requireTool } from '../deploy/helpers.js';
 import { dashboardExprs, exposedNames, metricNames, ruleExprs, SYNTHETIC_METRICS } from './promql.js';
@@ -20,33 +17,9 @@ import { dashboardExprs, exposedNames, metricNames, ruleExprs, SYNTHETIC_METRICS
 let dir: string;
 let cleanup: () => Promise<void>;
 let redis: TestRedis;
-let api: ChildProcess | undefined;
+let api: ServeProcess | undefined;
 let apiUrl: string;
 let apiPort: number;
-let apiLog = '';
-
-/** A one-layer model saved like a trained one (the server loads it from disk). */
-async function tinyModel(out: string): Promise<void> {
-  await tf.setBackend('cpu');
-  const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
-  await mkdir(out, { recursive: true });
-  await saveModel(out, model, {
-    name: 'tiny', architecture: 'dense', parameters: 30730, classes: [...CLASSES],
-    normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, testAccuracy: null, perClassAccuracy: null,
-    epochs: 0, batchSize: 0, trainingSeconds: 0, backend: 'cpu', datasetChecksum: null, createdAt: new Date().toISOString(), packageVersion: 'test',
-  });
-  model.dispose();
-}
-
-/** SIGTERM, then SIGKILL if it has not exited in `ms`. */
-async function stop(child: ChildProcess | undefined, ms = 5000): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function predict(n: number): Promise<void> {
   const res = await fetch(`${apiUrl}/predict`, { method: 'POST', body: form('file', await png(n)) });
@@ -55,23 +28,15 @@ async function predict(n: number): Promise<void> {
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('cifar-monitoring-'));
-  await tinyModel(join(dir, 'model'));
+  await saveTinyModel(join(dir, 'model'));
   redis = await startRedis();
-  apiPort = await freePort();
-  apiUrl = `http://127.0.0.1:${apiPort}`;
-  api = spawn(
-    process.execPath,
-    [CIFAR_BIN, 'serve', '--model', join(dir, 'model'), '--host', '127.0.0.1', '--port', String(apiPort), '--workers', '1', '--backend', 'cpu', '--redis-url', redis.url, '--log-level', 'warn'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FORCE_COLOR: '0', CIFAR_API_KEY: '' } },
-  );
-  api.stderr!.on('data', (d) => (apiLog += d));
-  await eventually(async () => (await fetch(`${apiUrl}/ready`).catch(() => null))?.status === 200, 20_000).catch(() => {
-    throw new Error(`cifar serve did not become ready:\n${apiLog}`);
-  });
+  api = await startServe(['--model', join(dir, 'model'), '--workers', '1', '--backend', 'cpu', '--redis-url', redis.url, '--log-level', 'warn']);
+  apiPort = api.port;
+  apiUrl = api.url;
 }, 40_000);
 
 afterAll(async () => {
-  await stop(api);
+  await api?.stop(5000);
   await redis?.close();
   await cleanup?.();
 });
@@ -145,7 +110,7 @@ describe('monitoring against a running cifar serve', () => {
       expect(rules.map((r) => [r.name, r.health, r.lastError ?? ''])).toEqual(rules.map((r) => [r.name, 'ok', '']));
       expect(rules.filter((r) => r.state !== 'inactive').map((r) => r.name)).toEqual([]);
     } finally {
-      await stop(child);
+      await stopProcess(child, 5000);
     }
   }, 60_000);
 });

@@ -1,14 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLASSES } from '../../src/data/classes.js';
-import { saveModel } from '../../src/model/store.js';
-import { CIFAR_BIN } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fixtures.js';
-import { eventually, form, freePort, png, startRedis, type TestRedis } from './helpers.js';
+import { saveTinyModel, startServe } from '../helpers/serve.js';
+import { eventually, form, png, startRedis, type TestRedis } from './helpers.js';
 
 /**
  * A real `cifar serve --workers 2` on loopback: node:cluster hands connections to the workers in
@@ -23,48 +20,16 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function saveTinyModel(out: string): Promise<void> {
-  await tf.setBackend('cpu');
-  const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.randomNormal({ seed: 3, stddev: 0.05 }) })] });
-  await mkdir(out, { recursive: true });
-  await saveModel(out, model, {
-    name: 'tiny', architecture: 'dense', parameters: 30730, classes: [...CLASSES],
-    normalization: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, testAccuracy: null, perClassAccuracy: null,
-    epochs: 0, batchSize: 0, trainingSeconds: 0, backend: 'cpu', datasetChecksum: null, createdAt: new Date().toISOString(), packageVersion: 'test',
-  });
-  model.dispose();
-}
-
 async function startServer(model: string, extra: string[] = []): Promise<Server> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [CIFAR_BIN, 'serve', '--model', model, '--port', String(port), '--workers', '2', '--backend', 'cpu', '--log-level', 'info', ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, FORCE_COLOR: '0', CIFAR_API_KEY: '', REDIS_URL: '' },
-  });
-  let log = '';
-  child.stderr!.on('data', (d) => (log += d));
-  // Both workers are listening once the primary prints its line.
-  await eventually(() => log.includes('serving on'), 30_000).catch(() => {
-    throw new Error(`cifar serve did not start:\n${log}`);
-  });
-  await eventually(async () => (await fetch(`${url}/ready`).catch(() => null))?.status === 200, 20_000);
+  const server = await startServe(['--model', model, '--workers', '2', '--backend', 'cpu', '--log-level', 'info', ...extra]);
   return {
-    url,
-    child,
+    ...server,
     logged: () =>
-      log
+      server
+        .log()
         .split('\n')
         .filter((l) => l.includes('"route":"/predict"'))
         .map((l) => JSON.parse(l) as { pid: number; cached: boolean }),
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
   };
 }
 
@@ -121,7 +86,7 @@ describe('cifar serve --workers 2: one cache and one computation per image acros
 
   beforeAll(async () => {
     ({ dir, cleanup } = await tempDir('cifar-cluster-'));
-    await saveTinyModel(join(dir, 'model'));
+    await saveTinyModel(join(dir, 'model'), tf.initializers.randomNormal({ seed: 3, stddev: 0.05 }));
     redis = await startRedis();
     [memory, withRedis] = await Promise.all([startServer(join(dir, 'model')), startServer(join(dir, 'model'), ['--redis-url', redis.url])]);
   }, 60_000);
