@@ -15,6 +15,14 @@ export function randomArray(size: number, seed: number): Float32Array {
   return out;
 }
 
+/** Runs `f` in a tidy and reads its tensors back (WebGPU in Node has no dataSync). */
+export async function read(f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  const ts = tf.tidy(f);
+  const out = await Promise.all(ts.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose(ts);
+  return out;
+}
+
 /** Runs `f` on the given backend and returns its result as a plain array. */
 export async function onBackend(name: string, f: () => tf.Tensor): Promise<Float32Array> {
   await tf.setBackend(name);

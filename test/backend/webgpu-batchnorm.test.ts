@@ -4,7 +4,7 @@ import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { MAX_ROW_BLOCKS, REDUCE_THREADS, planReduce } from '../../src/backend/webgpu-kernels/batchnorm.js';
 import { BatchNorm, trainingBatchNorm, useWebGpuBatchNorm } from '../../src/model/batchnorm.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
 const EPS = 1e-5;
@@ -31,13 +31,6 @@ describe('webgpu batch-norm reduction plan (pure)', () => {
 
 const probe = await probeWebGpu();
 
-/** Runs `f` in a tidy and reads its tensors back (WebGPU in Node has no dataSync). */
-async function read(f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  const ts = tf.tidy(f);
-  const out = await Promise.all(ts.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose(ts);
-  return out;
-}
 
 interface Inputs {
   shape: Shape4;

@@ -5,7 +5,7 @@ import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -98,13 +98,6 @@ describe('webgpu conv-gradient plans (pure)', () => {
 
 const probe = await probeWebGpu();
 
-/** Runs `f` in a tidy and reads its tensors back (WebGPU in Node has no dataSync). */
-async function read(f: () => tf.Tensor[]): Promise<Float32Array[]> {
-  const ts = tf.tidy(f);
-  const out = await Promise.all(ts.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose(ts);
-  return out;
-}
 
 // lavapipe counts: this checks the shaders' arithmetic, not their speed.
 describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', () => {

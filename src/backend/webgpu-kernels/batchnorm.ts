@@ -355,6 +355,19 @@ abstract class ChannelElementwise implements GpuProgram {
   }
 
   abstract getUserCode(): string;
+
+  /** WGSL main() running `body` for each element, with its channel `ch` and that channel's `invStd` (from the [2, C] stats). */
+  protected perElement(body: string): string {
+    return `
+  const BN_C = ${this.c};
+  fn main(index : i32) {
+    if (index < uniforms.size) {
+      let ch = index % BN_C;
+      let invStd = inverseSqrt(stats[BN_C + ch] + uniforms.epsilon);
+      ${body}
+    }
+  }`;
+  }
 }
 
 /** y = (x - mean) * (invStd * gamma) + beta, reading mean and variance from the [2, C] stats. */
@@ -366,15 +379,7 @@ export class NormalizeProgram extends ChannelElementwise {
   }
 
   getUserCode(): string {
-    return `
-  const BN_C = ${this.c};
-  fn main(index : i32) {
-    if (index < uniforms.size) {
-      let ch = index % BN_C;
-      let invStd = inverseSqrt(stats[BN_C + ch] + uniforms.epsilon);
-      setOutputAtIndex(index, fma(x[index] - stats[ch], invStd * gamma[ch], beta[ch]));
-    }
-  }`;
+    return this.perElement('setOutputAtIndex(index, fma(x[index] - stats[ch], invStd * gamma[ch], beta[ch]));');
   }
 }
 
@@ -393,17 +398,9 @@ export class NormalizeGradProgram extends ChannelElementwise {
   }
 
   getUserCode(): string {
-    return `
-  const BN_C = ${this.c};
-  fn main(index : i32) {
-    if (index < uniforms.size) {
-      let ch = index % BN_C;
-      let invStd = inverseSqrt(stats[BN_C + ch] + uniforms.epsilon);
-      let xhat = (x[index] - stats[ch]) * invStd;
+    return this.perElement(`let xhat = (x[index] - stats[ch]) * invStd;
       let centred = dy[index] - dbeta[ch] * uniforms.invCount - xhat * (dgamma[ch] * uniforms.invCount);
-      setOutputAtIndex(index, gamma[ch] * invStd * centred);
-    }
-  }`;
+      setOutputAtIndex(index, gamma[ch] * invStd * centred);`);
   }
 }
 

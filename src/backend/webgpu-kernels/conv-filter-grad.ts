@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource, padUniforms } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -37,8 +37,7 @@ export class FilterGradProgram implements GpuProgram {
   uniformData(): ProgramUniform {
     const { conv, plan } = this;
     return [
-      { type: 'int32', data: [conv.padInfo.top] },
-      { type: 'int32', data: [conv.padInfo.left] },
+      ...padUniforms(conv),
       { type: 'int32', data: [plan.k] },
       { type: 'int32', data: [plan.kPerSplit] },
     ];
@@ -52,21 +51,12 @@ ${convConstants(conv)}
   const CG_N = ${plan.n};
   var<private> kEnd : i32;
 
-  // A[k, m]: the im2col matrix of x, gathered on the fly (zero outside the image).
+${IM2COL_SOURCE}
+
+  // A[k, m]: the im2col matrix of x (pixel k, filter row m).
   fn readA(k : i32, m : i32) -> f32 {
     if (k >= kEnd || m >= CG_M) { return 0.0; }
-    let ci = m % CG_CIN;
-    let tap = m / CG_CIN;
-    let kh = tap / CG_FW;
-    let kw = tap - kh * CG_FW;
-    let ow = k % CG_OW;
-    let t = k / CG_OW;
-    let oh = t % CG_OH;
-    let b = t / CG_OH;
-    let ih = oh * CG_SH + kh - uniforms.padTop;
-    let iw = ow * CG_SW + kw - uniforms.padLeft;
-    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return 0.0; }
-    return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
+    return im2col(k, m);
   }
 
   // B[k, co]: dy as a [n*oh*ow, co] matrix, already contiguous.

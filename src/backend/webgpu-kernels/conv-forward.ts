@@ -7,7 +7,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type Tile, pickTile } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource, padUniforms } from './program.js';
 
 export type ForwardActivation = 'linear' | 'relu';
 
@@ -53,10 +53,7 @@ export class ForwardProgram implements GpuProgram {
   }
 
   uniformData(): ProgramUniform {
-    return [
-      { type: 'int32', data: [this.conv.padInfo.top] },
-      { type: 'int32', data: [this.conv.padInfo.left] },
-    ];
+    return padUniforms(this.conv);
   }
 
   getUserCode(): string {
@@ -69,21 +66,12 @@ ${convConstants(conv)}
   const CG_K = ${plan.k};
   var<private> rows : i32;
 
-  // A[m, k]: the im2col matrix of x, gathered on the fly (zero outside the image).
+${IM2COL_SOURCE}
+
+  // A[m, k]: the im2col matrix of x.
   fn readA(k : i32, m : i32) -> f32 {
     if (k >= CG_K || m >= rows) { return 0.0; }
-    let ci = k % CG_CIN;
-    let tap = k / CG_CIN;
-    let kh = tap / CG_FW;
-    let kw = tap - kh * CG_FW;
-    let ow = m % CG_OW;
-    let t = m / CG_OW;
-    let oh = t % CG_OH;
-    let b = t / CG_OH;
-    let ih = oh * CG_SH + kh - uniforms.padTop;
-    let iw = ow * CG_SW + kw - uniforms.padLeft;
-    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return 0.0; }
-    return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
+    return im2col(m, k);
   }
 
   // B[k, co]: the filter as a [fh*fw*ci, co] matrix, already contiguous.

@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource, padUniforms } from './program.js';
 
 export class InputGradProgram implements GpuProgram {
   variableNames = ['dy', 'w'];
@@ -31,10 +31,7 @@ export class InputGradProgram implements GpuProgram {
   }
 
   uniformData(): ProgramUniform {
-    return [
-      { type: 'int32', data: [this.conv.padInfo.top] },
-      { type: 'int32', data: [this.conv.padInfo.left] },
-    ];
+    return padUniforms(this.conv);
   }
 
   getUserCode(): string {

@@ -43,6 +43,35 @@ export function convConstants(conv: ConvGeometry): string {
   const CG_COUT = ${conv.outChannels};`;
 }
 
+/** The top and left padding as program uniforms (`padTop`, `padLeft`), which every conv shader declares. */
+export function padUniforms(conv: ConvGeometry): ProgramUniform {
+  return [
+    { type: 'int32', data: [conv.padInfo.top] },
+    { type: 'int32', data: [conv.padInfo.left] },
+  ];
+}
+
+/**
+ * WGSL `fn im2col(p, t) -> f32`: x at output pixel p = (n, oh, ow) under filter row
+ * t = (kh, kw, ci), zero outside the image — the im2col matrix of x, gathered on the fly. Needs
+ * `convConstants`, an input named x and the `padUniforms`.
+ */
+export const IM2COL_SOURCE = `
+  fn im2col(p : i32, t : i32) -> f32 {
+    let ci = t % CG_CIN;
+    let tap = t / CG_CIN;
+    let kh = tap / CG_FW;
+    let kw = tap - kh * CG_FW;
+    let ow = p % CG_OW;
+    let r = p / CG_OW;
+    let oh = r % CG_OH;
+    let b = r / CG_OH;
+    let ih = oh * CG_SH + kh - uniforms.padTop;
+    let iw = ow * CG_SW + kw - uniforms.padLeft;
+    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return 0.0; }
+    return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
+  }`;
+
 export interface GemmSource {
   tile: Tile;
   /** WGSL statements at the top of main; must define `row0`, `col0`, `kBegin` and `numTiles` (workgroup-uniform). */
