@@ -6,6 +6,7 @@
 //   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
 //   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
 //   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
+//   [--prefetch] (our GEMM kernels load the next K tile into registers during the current one)
 //   [--tile 64|128] (largest GEMM tile side of our conv-gradient kernels)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
@@ -34,6 +35,7 @@ async function main() {
       'submit-batch': { type: 'string' },
       tile: { type: 'string' },
       'stock-forward': { type: 'boolean', default: false },
+      prefetch: { type: 'boolean', default: false },
     },
   });
   const soft = values['allow-software'];
@@ -48,6 +50,7 @@ async function main() {
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     maxTileSide: values.tile === '128' ? 128 : 64,
     stockForward: values['stock-forward'],
+    prefetch: values.prefetch,
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

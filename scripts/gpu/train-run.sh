@@ -6,7 +6,7 @@
 #    tfjs' forward convolution); 2. imports the dataset; 3. trains configs/resnet18.json on webgpu
 #    with the fastest variant for as many epochs as fit before DEADLINE_S (seconds after start),
 #    float16 weights; 4. evaluates the reloaded model. Results go to $OUT (at most 8 files):
-#    bench-*.json, run.log, results.tar.gz (model folder without checkpoint, eval output),
+#    bench-*.json (4), run.log, results.tar.gz (model folder without checkpoint, eval output),
 #    weights.part-aa/ab (the weight file split under 16 MiB). The host has no fonts: curves.png
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # BENCH=0 skips the benchmarks (more time for epochs): 128-wide tiles, our forward conv, and RATE
@@ -33,17 +33,20 @@ if [[ ${BENCH:-1} != 0 ]]; then
   bench bench-gpu.json --batches $BATCHES --iterations $IT
   log "bench: 128-wide tiles"
   bench bench-tile128.json --batches $VB --iterations $IT --tile 128 --no-profile --no-reference
+  log "bench: 128-wide tiles with prefetch"
+  bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
   log "bench: tfjs' forward convolution"
   bench bench-stock-forward.json --batches $VB --iterations $IT --check-batch 0 --no-profile --no-reference --stock-forward
-  r64=$(rate bench-gpu.json); r128=$(rate bench-tile128.json); rsf=$(rate bench-stock-forward.json)
-  tile=64; conv=cifar; best=$r64
+  r64=$(rate bench-gpu.json); r128=$(rate bench-tile128.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json)
+  tile=64; conv=cifar; prefetch=0; best=$r64
   (( r128 > best )) && { tile=128; best=$r128; }
-  if (( rsf > best )); then conv=stock; best=$rsf; fi
+  (( rpf > best )) && { tile=128; prefetch=1; best=$rpf; }
+  if (( rsf > best )); then tile=64; prefetch=0; conv=stock; best=$rsf; fi
 else
-  r64=-; r128=-; rsf=-; tile=128; conv=cifar; best=${RATE:-3300}
+  r64=-; r128=-; rpf=-; rsf=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; best=${RATE:-3300}
 fi
-log "step img/s at $VB: tiles64 $r64, tiles128 $r128, stock forward $rsf -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_CONV=$conv"
-export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_CONV=$conv
+log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, stock forward $rsf -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv"
+export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv
 
 log "dataset"
 node "$G/cli/cifar.mjs" download --from "$G/data.tar.gz" --dir /tmp/data --quiet >>"$OUT/run.log" 2>&1 || log "download failed"

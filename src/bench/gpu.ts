@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu } from '../backend/webgpu.js';
 import { setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
+import { setGemmPrefetch } from '../backend/webgpu-kernels/program.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels, useOurForwardConv } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -34,6 +35,8 @@ export interface GpuBenchOptions {
   submitBatch?: number;
   /** Largest GEMM tile side of our conv-gradient kernels (64 default, 128). */
   maxTileSide?: 64 | 128;
+  /** Our GEMM kernels prefetch the next K tile into registers. */
+  prefetch?: boolean;
   /** Our forward convolution (default) or tfjs' Conv2DMMProgram, with our gradient kernels. */
   stockForward?: boolean;
   onProgress?: (message: string) => void;
@@ -68,6 +71,7 @@ export interface GpuBenchResult {
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   maxTileSide: 64 | 128;
+  prefetch: boolean;
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
@@ -129,6 +133,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
   setMaxTileSide(options.maxTileSide ?? 64);
+  setGemmPrefetch(options.prefetch ?? false);
   useOurForwardConv(!options.stockForward);
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
@@ -143,6 +148,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     maxTileSide: options.maxTileSide ?? 64,
+    prefetch: options.prefetch ?? false,
     forwardKernel: options.stockKernels || options.stockForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
@@ -257,7 +263,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide})` : ''}, ${r.forwardKernel} forward conv; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''})` : ''}, ${r.forwardKernel} forward conv; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -4,7 +4,7 @@ import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
-import { gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
+import { gemmKey, gemmMainSource, setGemmPrefetch } from '../../src/backend/webgpu-kernels/program.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -27,6 +27,24 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
     expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
     expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
+  });
+
+  it('prefetch stages the next K tile through registers, and its programs have their own shader key', () => {
+    const tile = { tm: 64, tn: 32, tk: 16 } as const;
+    const plain = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+    expect(plain).not.toContain('var pa0');
+    expect(gemmKey(tile)).toBe('64x32x16');
+    setGemmPrefetch(true);
+    try {
+      const src = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+      // 64 x 16 A elements and 32 x 16 B elements over 256 threads: 4 and 2 registers each.
+      expect(src.match(/var pa\d = 0\.0;/g)).toHaveLength(4);
+      expect(src.match(/var pb\d = 0\.0;/g)).toHaveLength(2);
+      expect(src).toContain('if (t + 1 < numTiles)');
+      expect(gemmKey(tile)).toBe('64x32x16p');
+    } finally {
+      setGemmPrefetch(false);
+    }
   });
 
   it('goes up to 128-wide tiles when allowed, 8 deep when both sides are 128 (16 KiB of workgroup memory)', () => {
@@ -119,12 +137,24 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
 
   afterAll(async () => {
     setMaxTileSide(64);
+    setGemmPrefetch(false);
     await tf.setBackend('cpu');
   });
 
-  for (const [{ x, f, co, s, pad }, maxSide] of [...cases.map((c) => [c, 64] as const), ...cases.slice(1, 6).map((c) => [c, 128] as const)]) {
-    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}: dW and dx within 1e-4`, async () => {
+  /** Every case with 64-wide tiles, with and without prefetch; some with 128-wide tiles, both ways. */
+  function variants<T>(list: T[]): Array<readonly [T, 64 | 128, boolean]> {
+    return [
+      ...list.map((c) => [c, 64, false] as const),
+      ...list.map((c) => [c, 64, true] as const),
+      ...list.slice(1, 6).map((c) => [c, 128, false] as const),
+      ...list.slice(1, 4).map((c) => [c, 128, true] as const),
+    ];
+  }
+
+  for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases)) {
+    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: dW and dx within 1e-4`, async () => {
       setMaxTileSide(maxSide);
+      setGemmPrefetch(prefetch);
       const filter: Shape4 = [f, f, x[3], co];
       const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
       const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
@@ -150,12 +180,14 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       expect(keys).toContain(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}`);
       expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
       if (maxSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
+      if (prefetch) expect(keys).toMatch(/cifarConv(Filter|Input)Grad_\S+_\d+x\d+x\d+p/);
     });
   }
 
-  for (const [{ x, f, co, s, pad }, maxSide] of [...cases.slice(0, 8).map((c) => [c, 64] as const), ...cases.slice(1, 6).map((c) => [c, 128] as const)]) {
-    it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
+  for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases.slice(0, 8))) {
+    it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
       setMaxTileSide(maxSide);
+      setGemmPrefetch(prefetch);
       const filter: Shape4 = [f, f, x[3], co];
       const [xv, wv, bv] = [x.reduce((a, b) => a * b, 1), f * f * x[3] * co, co].map((n, i) => randomArray(n, 31 + i));
       const run = async (backend: string): Promise<Float32Array[]> => {
@@ -172,6 +204,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       expectClose(gpu[1]!, cpu[1]!, 1e-4, 'fused');
       expect(keys).toContain(`cifarConvForward_${f}x${f}_s${s}x${s}`);
       expect(keys).toMatch(/cifarConvForward_\S+_bias_relu/);
+      if (prefetch) expect(keys).toMatch(/cifarConvForward_\S+x\d+p_bias_relu/);
     });
   }
 

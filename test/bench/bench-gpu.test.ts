@@ -22,6 +22,7 @@ const RESULT: GpuBenchResult = {
   kernels: 'cifar',
   submitBatch: 15,
   maxTileSide: 64,
+  prefetch: false,
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmKey, gemmMainSource, padUniforms } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -31,7 +31,7 @@ export class FilterGradProgram implements GpuProgram {
     // Sizes are constants in the code (divisions by constants compile to multiplies), so every
     // one of them is in the key; only the batch-dependent K stays a uniform.
     const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
-    this.shaderKey = `cifarConvFilterGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${plan.tile.tm}x${plan.tile.tn}x${plan.tile.tk}`;
+    this.shaderKey = `cifarConvFilterGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(plan.tile)}`;
   }
 
   uniformData(): ProgramUniform {

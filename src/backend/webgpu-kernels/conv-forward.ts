@@ -7,7 +7,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type Tile, pickTile } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmKey, gemmMainSource, padUniforms } from './program.js';
 
 export type ForwardActivation = 'linear' | 'relu';
 
@@ -49,7 +49,7 @@ export class ForwardProgram implements GpuProgram {
     this.dispatch = plan.dispatch;
     const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
     const { tm, tn, tk } = plan.tile;
-    this.shaderKey = `cifarConvForward_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${tm}x${tn}x${tk}_${hasBias ? 'bias' : 'nobias'}_${activation}`;
+    this.shaderKey = `cifarConvForward_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(plan.tile)}_${hasBias ? 'bias' : 'nobias'}_${activation}`;
   }
 
   uniformData(): ProgramUniform {

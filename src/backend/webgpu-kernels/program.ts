@@ -72,6 +72,21 @@ export const IM2COL_SOURCE = `
     return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
   }`;
 
+let gemmPrefetch = process.env['CIFAR_WEBGPU_PREFETCH'] === '1';
+
+/**
+ * Whether the GEMM programs compiled from now on prefetch the next K tile into registers while
+ * computing the current one (off by default until measured on a GPU; CIFAR_WEBGPU_PREFETCH=1).
+ */
+export function setGemmPrefetch(on: boolean): void {
+  gemmPrefetch = on;
+}
+
+/** The part of a GEMM program's shader key that names its tile and variant. */
+export function gemmKey(tile: Tile): string {
+  return `${tile.tm}x${tile.tn}x${tile.tk}${gemmPrefetch ? 'p' : ''}`;
+}
+
 export interface GemmSource {
   tile: Tile;
   /** WGSL statements at the top of main; must define `row0`, `col0`, `kBegin` and `numTiles` (workgroup-uniform). */
@@ -99,15 +114,57 @@ export function gemmMainSource(s: GemmSource): string {
   const as = tm + (s.aAlongK ? 1 : 0);
   const bs = tn + (s.bAlongK ? 1 : 0);
   const range = (n: number): number[] => [...Array(n).keys()];
-  const load = (name: string, stride: number, width: number, alongK: boolean, read: string, origin: string): string =>
-    range((tk * width) / threads)
-      .map((r) => {
-        const idx = `lid + ${r * threads}`;
-        const [kk, mm] = alongK ? [`(${idx}) % ${tk}`, `(${idx}) / ${tk}`] : [`(${idx}) / ${width}`, `(${idx}) % ${width}`];
-        return `{ let kk = ${kk}; let mm = ${mm}; ${name}[kk * ${stride} + mm] = ${read}(kBase + kk, ${origin} + mm); }`;
-      })
+  // The elements of a tile each thread stages: (kk, mm) in the tile, r = 0, 1, ...
+  const slots = (width: number, alongK: boolean): Array<[string, string]> =>
+    range((tk * width) / threads).map((r) => {
+      const idx = `lid + ${r * threads}`;
+      return alongK ? [`(${idx}) % ${tk}`, `(${idx}) / ${tk}`] : [`(${idx}) / ${width}`, `(${idx}) % ${width}`];
+    });
+  const operands = [
+    { smem: 'cgA', reg: 'pa', stride: as, slots: slots(tm, s.aAlongK), read: 'readA', origin: 'row0' },
+    { smem: 'cgB', reg: 'pb', stride: bs, slots: slots(tn, s.bAlongK), read: 'readB', origin: 'col0' },
+  ];
+  // Straight into workgroup memory, or (prefetch) into registers and from there into workgroup memory.
+  const load = (into: 'smem' | 'reg'): string =>
+    operands
+      .flatMap((o) =>
+        o.slots.map(([kk, mm], r) => {
+          const target = into === 'smem' ? `${o.smem}[kk * ${o.stride} + mm]` : `${o.reg}${r}`;
+          return `{ let kk = ${kk}; let mm = ${mm}; ${target} = ${o.read}(kBase + kk, ${o.origin} + mm); }`;
+        }),
+      )
       .join('\n      ');
+  const stage = operands
+    .flatMap((o) => o.slots.map(([kk, mm], r) => `{ let kk = ${kk}; let mm = ${mm}; ${o.smem}[kk * ${o.stride} + mm] = ${o.reg}${r}; }`))
+    .join('\n      ');
   const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
+  const compute = `for (var kk = 0; kk < ${tk}; kk++) {
+        ${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
+        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}
+        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`)).join('\n        ')}
+      }`;
+  // Prefetch: the next tile's global reads are issued before this tile's arithmetic, so their
+  // latency overlaps it (one register per staged element).
+  const loop = gemmPrefetch
+    ? `${operands.flatMap((o) => o.slots.map((_, r) => `var ${o.reg}${r} = 0.0;`)).join(' ')}
+    { let kBase = kBegin; ${load('reg')} }
+    for (var t = 0; t < numTiles; t++) {
+      ${stage}
+      workgroupBarrier();
+      if (t + 1 < numTiles) {
+        let kBase = kBegin + (t + 1) * ${tk};
+        ${load('reg')}
+      }
+      ${compute}
+      workgroupBarrier();
+    }`
+    : `for (var t = 0; t < numTiles; t++) {
+      let kBase = kBegin + t * ${tk};
+      ${load('smem')}
+      workgroupBarrier();
+      ${compute}
+      workgroupBarrier();
+    }`;
   return `
   var<workgroup> cgA : array<f32, ${tk * as}>;
   var<workgroup> cgB : array<f32, ${tk * bs}>;
@@ -118,18 +175,7 @@ export function gemmMainSource(s: GemmSource): string {
     let lid = i32(localIndex);
     ${s.prologue}
     ${acc.map((c) => `var ${c} = 0.0;`).join(' ')}
-    for (var t = 0; t < numTiles; t++) {
-      let kBase = kBegin + t * ${tk};
-      ${load('cgA', as, tm, s.aAlongK, 'readA', 'row0')}
-      ${load('cgB', bs, tn, s.bAlongK, 'readB', 'col0')}
-      workgroupBarrier();
-      for (var kk = 0; kk < ${tk}; kk++) {
-        ${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
-        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}
-        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`)).join('\n        ')}
-      }
-      workgroupBarrier();
-    }
+    ${loop}
     ${range(rm)
       .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ty + ${i * side}; let col = col0 + tx + ${j * side}; let v = c${i}_${j}; ${s.store} }`))
       .join('\n    ')}
