@@ -7,7 +7,7 @@
 //   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
 //   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
 //   [--prefetch] (our GEMM kernels load the next K tile into registers during the current one)
-//   [--tile 64|128] (largest GEMM tile side of our conv-gradient kernels)
+//   [--tile 64|128] (largest GEMM tile side of our convolution kernels; default 128)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -48,7 +48,7 @@ async function main() {
     profile: !values['no-profile'],
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
-    maxTileSide: values.tile === '128' ? 128 : 64,
+    maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
     stockForward: values['stock-forward'],
     prefetch: values.prefetch,
     onProgress: (m) => process.stderr.write(`${m}\n`),

@@ -29,19 +29,19 @@ rate() { node -e "const r=require(process.argv[1]).rows.find(x=>x.batch===$VB); 
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
 if [[ ${BENCH:-1} != 0 ]]; then
-  log "bench: ours, 64-wide tiles, with the PyTorch reference"
+  log "bench: ours (128-wide tiles), with the PyTorch reference"
   bench bench-gpu.json --batches $BATCHES --iterations $IT
-  log "bench: 128-wide tiles"
-  bench bench-tile128.json --batches $VB --iterations $IT --tile 128 --no-profile --no-reference
+  log "bench: 64-wide tiles"
+  bench bench-tile64.json --batches $VB --iterations $IT --tile 64 --no-profile --no-reference
   log "bench: 128-wide tiles with prefetch"
   bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
   log "bench: tfjs' forward convolution"
   bench bench-stock-forward.json --batches $VB --iterations $IT --check-batch 0 --no-profile --no-reference --stock-forward
-  r64=$(rate bench-gpu.json); r128=$(rate bench-tile128.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json)
+  r128=$(rate bench-gpu.json); r64=$(rate bench-tile64.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json)
   tile=64; conv=cifar; prefetch=0; best=$r64
   (( r128 > best )) && { tile=128; best=$r128; }
   (( rpf > best )) && { tile=128; prefetch=1; best=$rpf; }
-  if (( rsf > best )); then tile=64; prefetch=0; conv=stock; best=$rsf; fi
+  if (( rsf > best )); then tile=128; prefetch=0; conv=stock; best=$rsf; fi
 else
   r64=-; r128=-; rpf=-; rsf=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; best=${RATE:-3300}
 fi

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu } from '../backend/webgpu.js';
-import { setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
+import { DEFAULT_MAX_TILE_SIDE, setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
 import { setGemmPrefetch } from '../backend/webgpu-kernels/program.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels, useOurForwardConv } from '../backend/webgpu-kernels/register.js';
 import { CifarError } from '../errors.js';
@@ -33,7 +33,7 @@ export interface GpuBenchOptions {
   checkBatch?: number;
   /** tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: dispatches recorded per queue submission (tfjs' default 15). */
   submitBatch?: number;
-  /** Largest GEMM tile side of our conv-gradient kernels (64 default, 128). */
+  /** Largest GEMM tile side of our convolution kernels (the library's default, 128, or 64). */
   maxTileSide?: 64 | 128;
   /** Our GEMM kernels prefetch the next K tile into registers. */
   prefetch?: boolean;
@@ -132,7 +132,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
-  setMaxTileSide(options.maxTileSide ?? 64);
+  setMaxTileSide(options.maxTileSide ?? DEFAULT_MAX_TILE_SIDE);
   setGemmPrefetch(options.prefetch ?? false);
   useOurForwardConv(!options.stockForward);
   if (options.stockKernels) unregisterWebGpuKernels();
@@ -147,7 +147,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     software: probe.ok && probe.adapter.software,
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
-    maxTileSide: options.maxTileSide ?? 64,
+    maxTileSide: options.maxTileSide ?? DEFAULT_MAX_TILE_SIDE,
     prefetch: options.prefetch ?? false,
     forwardKernel: options.stockKernels || options.stockForward ? 'stock' : 'cifar',
     model: options.model,

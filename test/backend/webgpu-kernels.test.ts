@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
+import { type ConvGeometry, DEFAULT_MAX_TILE_SIDE, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, setGemmPrefetch } from '../../src/backend/webgpu-kernels/program.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
@@ -23,10 +23,16 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(isSupported({ ...geometry([2, 8, 8, 4], 3, 8, 1, 'same'), dataFormat: 'channelsFirst' })).toBe(false);
   });
 
-  it('uses the narrowest of 16, 32 and 64-wide tiles that covers each side', () => {
-    expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
-    expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
-    expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
+  it('with 64 as the largest side, uses the narrowest of 16, 32 and 64-wide tiles that covers each side', () => {
+    setMaxTileSide(64);
+    try {
+      expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
+      expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
+      expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
+      expect(pickTile(4608, 512)).toEqual({ tm: 64, tn: 64, tk: 16 });
+    } finally {
+      setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
+    }
   });
 
   it('prefetch stages the next K tile through registers, and its programs have their own shader key', () => {
@@ -47,18 +53,14 @@ describe('webgpu conv-gradient plans (pure)', () => {
     }
   });
 
-  it('goes up to 128-wide tiles when allowed, 8 deep when both sides are 128 (16 KiB of workgroup memory)', () => {
-    setMaxTileSide(128);
-    try {
-      expect(pickTile(576, 64)).toEqual({ tm: 128, tn: 64, tk: 16 });
-      expect(pickTile(4608, 512)).toEqual({ tm: 128, tn: 128, tk: 8 });
-      const src = gemmMainSource({ tile: { tm: 128, tn: 128, tk: 8 }, prologue: '', aAlongK: true, bAlongK: false, store: '' });
-      expect(src.match(/var c\d_\d = 0\.0;/g)).toHaveLength(8 * 8);
-      expect((8 * (128 + 1) + 8 * 128) * 4).toBeLessThanOrEqual(16384);
-    } finally {
-      setMaxTileSide(64);
-    }
-    expect(pickTile(4608, 512)).toEqual({ tm: 64, tn: 64, tk: 16 });
+  it('goes up to 128-wide tiles by default, 8 deep when both sides are 128 (16 KiB of workgroup memory)', () => {
+    expect(DEFAULT_MAX_TILE_SIDE).toBe(128);
+    expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
+    expect(pickTile(576, 64)).toEqual({ tm: 128, tn: 64, tk: 16 });
+    expect(pickTile(4608, 512)).toEqual({ tm: 128, tn: 128, tk: 8 });
+    const src = gemmMainSource({ tile: { tm: 128, tn: 128, tk: 8 }, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+    expect(src.match(/var c\d_\d = 0\.0;/g)).toHaveLength(8 * 8);
+    expect((8 * (128 + 1) + 8 * 128) * 4).toBeLessThanOrEqual(16384);
   });
 
   it('splits the filter gradient along K when dW alone gives few workgroups (early ResNet stage)', () => {
@@ -68,13 +70,24 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(p.kPerSplit % p.tile.tk).toBe(0);
     expect(p.kPerSplit * (p.splits - 1)).toBeLessThan(p.k); // no empty split
     expect(p.kPerSplit * p.splits).toBeGreaterThanOrEqual(p.k);
-    expect(p.dispatch).toEqual([1, 9, p.splits]);
+    expect(p.tile).toEqual({ tm: 128, tn: 64, tk: 16 });
+    expect(p.dispatch).toEqual([1, 5, p.splits]);
   });
 
-  it('does not split when dW is large and K short (late ResNet stage)', () => {
-    const p = planFilterGrad(geometry([256, 4, 4, 512], 3, 512, 1, 'same'));
-    expect(p.splits).toBe(1);
-    expect(p.dispatch).toEqual([8, 72, 1]);
+  it('does not split when dW is large and K short (late ResNet stage, 64-wide tiles); splits a little with 128-wide ones', () => {
+    const late = geometry([256, 4, 4, 512], 3, 512, 1, 'same');
+    setMaxTileSide(64);
+    try {
+      const p = planFilterGrad(late);
+      expect(p.splits).toBe(1);
+      expect(p.dispatch).toEqual([8, 72, 1]);
+    } finally {
+      setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
+    }
+    // 4 x 36 tiles of 128 x 128: 3 splits bring it to 432 workgroups, each K = 1,376.
+    const p = planFilterGrad(late);
+    expect(p.dispatch).toEqual([4, 36, 3]);
+    expect(p.kPerSplit).toBeGreaterThanOrEqual(256);
   });
 
   it('never splits below a useful K per split', () => {
@@ -136,7 +149,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   afterAll(async () => {
-    setMaxTileSide(64);
+    setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
     setGemmPrefetch(false);
     await tf.setBackend('cpu');
   });
