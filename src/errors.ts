@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'MODEL_MISSING'
   | 'MODEL_INVALID'
   | 'BACKEND_UNAVAILABLE'
+  | 'BACKEND_FAILED'
   | 'CONFIG_INVALID'
   | 'OUT_OF_MEMORY'
   // Server-side codes: src/serve/http-errors.ts maps each to an HTTP status.

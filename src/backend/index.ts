@@ -10,7 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu } from './webgpu.js';
+import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKEND_NAMES)[number];
@@ -101,7 +101,10 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
   }
   registerWebGpuKernels();
   try {
-    if (await tf.setBackend('webgpu')) return { ok: true, detail: verdict.detail };
+    if (await tf.setBackend('webgpu')) {
+      watchWebGpuErrors((tf.backend() as unknown as { device?: unknown }).device);
+      return { ok: true, detail: verdict.detail };
+    }
   } catch (err) {
     return { ok: false, reason: `WebGPU backend failed to start (${(err as Error).message.split('\n')[0]})` };
   }

@@ -113,3 +113,31 @@ export async function installWebGpu(gpu: unknown): Promise<void> {
   }
   await import('@tensorflow/tfjs-backend-webgpu');
 }
+
+interface ErrorReportingDevice {
+  addEventListener(type: 'uncapturederror', listener: (event: { error?: { message?: string } }) => void): void;
+}
+
+const watched = new WeakSet<object>();
+const reported: string[] = [];
+const MAX_KEPT = 20;
+
+/**
+ * Records the errors a WebGPU device reports outside any error scope. tfjs-backend-webgpu opens
+ * none, so a shader that fails to compile or a dispatch that fails validation otherwise just
+ * leaves its output zeros. Idempotent per device.
+ */
+export function watchWebGpuErrors(device: unknown): void {
+  if (device === null || typeof device !== 'object' || watched.has(device)) return;
+  const target = device as Partial<ErrorReportingDevice>;
+  if (typeof target.addEventListener !== 'function') return;
+  watched.add(device);
+  target.addEventListener('uncapturederror', (event) => {
+    if (reported.length < MAX_KEPT) reported.push(String(event.error?.message ?? 'unknown WebGPU error').trim());
+  });
+}
+
+/** The WebGPU errors reported since the last call (first lines kept whole), and forgets them. */
+export function takeWebGpuErrors(): string[] {
+  return reported.splice(0);
+}

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
-import { probeWebGpu } from '../backend/webgpu.js';
+import { probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
 import { DEFAULT_MAX_TILE_SIDE, setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
 import { setGemmPrefetch } from '../backend/webgpu-kernels/program.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels, useOurForwardConv } from '../backend/webgpu-kernels/register.js';
@@ -81,6 +81,8 @@ export interface GpuBenchResult {
   topKernels: Array<{ kernel: string; calls: number; ms: number }>;
   /** Our conv-gradient kernels vs tfjs' on this device (relative max error; about 1e-6 expected). */
   kernelCheck: ConvCheck[];
+  /** Errors the device reported during the run (a failed shader would make every figure meaningless). */
+  gpuErrors: string[];
 }
 
 async function rate(batch: number, iterations: number, run: () => tf.Tensor): Promise<Rate> {
@@ -156,6 +158,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     rows: [],
     topKernels: [],
     kernelCheck,
+    gpuErrors: [],
   };
   try {
     for (const batch of options.batches) {
@@ -224,6 +227,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     trainer.dispose();
     model.dispose();
   }
+  result.gpuErrors = takeWebGpuErrors();
   return result;
 }
 
@@ -279,6 +283,7 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
     const worst = Math.max(...r.kernelCheck.flatMap((c) => [c.filterError, c.inputError, c.forwardError]));
     lines.push(`conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error ${worst.toExponential(1)} over ${r.kernelCheck.length} convolutions${worst > 1e-4 ? ' — MISMATCH, see kernelCheck in the JSON' : ''}`);
   }
+  if (r.gpuErrors.length > 0) lines.push(`THE GPU REPORTED ${r.gpuErrors.length} ERROR(S) — these figures are not valid; first: ${r.gpuErrors[0]!.split('\n')[0]}`);
   if (r.topKernels.length > 0) {
     lines.push('GPU time by kernel, one step at the largest batch:');
     for (const k of r.topKernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${fmt(k.ms, 2).padStart(10)} ms`);

@@ -30,6 +30,7 @@ const RESULT: GpuBenchResult = {
   rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, buffersCreated: 2, submits: 28 } }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
   kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7, forwardError: 1e-7 }],
+  gpuErrors: [],
 };
 
 describe('bench:gpu formatting (pure)', () => {
@@ -54,6 +55,9 @@ describe('bench:gpu formatting (pure)', () => {
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
+    expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
+    const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
+    expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });
 });
 
@@ -73,6 +77,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.rows[0]!.stepCounts!.dispatches).toBeGreaterThan(100);
       expect(json.rows[0]!.stepCounts!.uploads).toBeGreaterThanOrEqual(2);
       expect(json.backend.name).toBe('webgpu');
+      expect(json.gpuErrors).toEqual([]);
       expect(json.kernelCheck.length).toBeGreaterThan(3);
       for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
