@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { takeWebGpuErrors } from '../backend/webgpu.js';
+import { CifarError } from '../errors.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { foldModel } from './fold.js';
 import { createNormalizer, type Normalization } from './normalize.js';
@@ -52,11 +54,20 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
       const probs = tf.tidy(() => {
         return tf.softmax(logits(normalizer.apply(pixels, count)));
       });
+      let values: Float32Array;
       try {
-        return (await probs.data()) as Float32Array;
+        values = (await probs.data()) as Float32Array;
       } finally {
         probs.dispose();
       }
+      // On WebGPU a failed shader leaves zeros without an exception: never answer with them.
+      const gpuErrors = info.backend === 'webgpu' ? takeWebGpuErrors() : [];
+      if (gpuErrors.length > 0) {
+        throw new CifarError('BACKEND_FAILED', `the GPU reported an error during inference: ${gpuErrors[0]!.split('\n')[0]}`, {
+          hint: 'the answer was dropped; --backend wasm avoids the GPU',
+        });
+      }
+      return values;
     },
     dispose() {
       normalizer.dispose();

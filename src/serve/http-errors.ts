@@ -17,6 +17,8 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   NOT_READY: 503,
   DEADLINE_EXCEEDED: 503,
   MODEL_MISSING: 503,
+  // The GPU failed a batch (src/model/predictor.ts): a server fault the client can retry elsewhere.
+  BACKEND_FAILED: 503,
 };
 
 /** The JSON body of every error answer. */

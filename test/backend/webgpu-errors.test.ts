@@ -3,6 +3,10 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
+import { CLASSES } from '../../src/data/classes.js';
+import { predictorFromModel } from '../../src/model/predictor.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { errorResponse } from '../../src/serve/http-errors.js';
 import { parseTrainConfig } from '../../src/train/config.js';
 import { trainModel } from '../../src/train/train.js';
 import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
@@ -40,6 +44,24 @@ describe.skipIf(!probe.ok)('errors the WebGPU device reports', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/WGSL/);
     expect(takeWebGpuErrors()).toEqual([]);
+  });
+
+  it('fail the inference they happened in (served as 503), and the next one goes through', async () => {
+    const predictor = predictorFromModel(buildModel('resnet10-w8'), { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, { name: 't', version: 'v', classes: CLASSES, backend: 'webgpu' });
+    try {
+      const pixels = new Uint8Array(2 * 32 * 32 * 3).fill(128);
+      breakAShader();
+      await settle();
+      const failed = await predictor.predict(pixels, 2).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failed).toMatchObject({ code: 'BACKEND_FAILED' });
+      expect(errorResponse(failed).status).toBe(503);
+      expect(await predictor.predict(pixels, 2)).toHaveLength(20);
+    } finally {
+      predictor.dispose();
+    }
   });
 
   it('stop a training run at the end of the epoch, before its history or checkpoint', async () => {
