@@ -34,8 +34,8 @@ async function main() {
       'check-batch': { type: 'string' },
       'submit-batch': { type: 'string' },
       tile: { type: 'string' },
-      'stock-forward': { type: 'boolean', default: false },
-      prefetch: { type: 'boolean', default: false },
+      'stock-forward': { type: 'boolean' },
+      prefetch: { type: 'boolean' },
     },
   });
   const soft = values['allow-software'];

@@ -8,9 +8,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
-import { DEFAULT_MAX_TILE_SIDE, setMaxTileSide } from '../backend/webgpu-kernels/plan.js';
-import { setGemmPrefetch } from '../backend/webgpu-kernels/program.js';
-import { registerWebGpuKernels, unregisterWebGpuKernels, useOurForwardConv } from '../backend/webgpu-kernels/register.js';
+import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { configureWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
@@ -33,11 +32,11 @@ export interface GpuBenchOptions {
   checkBatch?: number;
   /** tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: dispatches recorded per queue submission (tfjs' default 15). */
   submitBatch?: number;
-  /** Largest GEMM tile side of our convolution kernels (the library's default, 128, or 64). */
+  /** Largest GEMM tile side of our convolution kernels (default: the environment's, else 128). */
   maxTileSide?: 64 | 128;
-  /** Our GEMM kernels prefetch the next K tile into registers. */
+  /** Our GEMM kernels prefetch the next K tile into registers (default: the environment's, else off). */
   prefetch?: boolean;
-  /** Our forward convolution (default) or tfjs' Conv2DMMProgram, with our gradient kernels. */
+  /** tfjs' Conv2DMMProgram instead of our forward convolution, with our gradient kernels (default: the environment's, else ours). */
   stockForward?: boolean;
   onProgress?: (message: string) => void;
 }
@@ -134,9 +133,13 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
-  setMaxTileSide(options.maxTileSide ?? DEFAULT_MAX_TILE_SIDE);
-  setGemmPrefetch(options.prefetch ?? false);
-  useOurForwardConv(!options.stockForward);
+  // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*).
+  configureWebGpuKernels({
+    ...(options.maxTileSide === undefined ? {} : { maxTileSide: options.maxTileSide }),
+    ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
+    ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
+  });
+  const kernels = webGpuKernelSettings();
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
@@ -149,9 +152,9 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     software: probe.ok && probe.adapter.software,
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
-    maxTileSide: options.maxTileSide ?? DEFAULT_MAX_TILE_SIDE,
-    prefetch: options.prefetch ?? false,
-    forwardKernel: options.stockKernels || options.stockForward ? 'stock' : 'cifar',
+    maxTileSide: kernels.maxTileSide,
+    prefetch: kernels.prefetch,
+    forwardKernel: options.stockKernels || !kernels.ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,

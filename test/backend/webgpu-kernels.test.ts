@@ -3,8 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { type ConvGeometry, DEFAULT_MAX_TILE_SIDE, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, setMaxTileSide } from '../../src/backend/webgpu-kernels/plan.js';
-import { gemmKey, gemmMainSource, setGemmPrefetch } from '../../src/backend/webgpu-kernels/program.js';
+import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad } from '../../src/backend/webgpu-kernels/plan.js';
+import { gemmKey, gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
+import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -14,6 +15,11 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 }
 
 describe('webgpu conv-gradient plans (pure)', () => {
+  it('takes its variants from CIFAR_WEBGPU_TILE, CIFAR_WEBGPU_PREFETCH and CIFAR_WEBGPU_CONV', () => {
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: false, ourForward: true });
+    expect(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '1', CIFAR_WEBGPU_CONV: 'stock' })).toEqual({ maxTileSide: 64, prefetch: true, ourForward: false });
+  });
+
   it('supports NHWC 1x1 and 3x3 at stride 1 and 2 only', () => {
     expect(isSupported(geometry([2, 8, 8, 4], 3, 8, 1, 'same'))).toBe(true);
     expect(isSupported(geometry([2, 8, 8, 4], 1, 8, 2, 'valid'))).toBe(true);
@@ -24,14 +30,14 @@ describe('webgpu conv-gradient plans (pure)', () => {
   });
 
   it('with 64 as the largest side, uses the narrowest of 16, 32 and 64-wide tiles that covers each side', () => {
-    setMaxTileSide(64);
+    configureWebGpuKernels({ maxTileSide: 64 });
     try {
       expect(pickTile(27, 64)).toEqual({ tm: 32, tn: 64, tk: 16 });
       expect(pickTile(576, 3)).toEqual({ tm: 64, tn: 16, tk: 16 });
       expect(pickTile(16, 17)).toEqual({ tm: 16, tn: 32, tk: 16 });
       expect(pickTile(4608, 512)).toEqual({ tm: 64, tn: 64, tk: 16 });
     } finally {
-      setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
+      configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE });
     }
   });
 
@@ -40,7 +46,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
     const plain = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
     expect(plain).not.toContain('var pa0');
     expect(gemmKey(tile)).toBe('64x32x16');
-    setGemmPrefetch(true);
+    configureWebGpuKernels({ prefetch: true });
     try {
       const src = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
       // 64 x 16 A elements and 32 x 16 B elements over 256 threads: 4 and 2 registers each.
@@ -49,7 +55,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
       expect(src).toContain('if (t + 1 < numTiles)');
       expect(gemmKey(tile)).toBe('64x32x16p');
     } finally {
-      setGemmPrefetch(false);
+      configureWebGpuKernels({ prefetch: false });
     }
   });
 
@@ -76,13 +82,13 @@ describe('webgpu conv-gradient plans (pure)', () => {
 
   it('does not split when dW is large and K short (late ResNet stage, 64-wide tiles); splits a little with 128-wide ones', () => {
     const late = geometry([256, 4, 4, 512], 3, 512, 1, 'same');
-    setMaxTileSide(64);
+    configureWebGpuKernels({ maxTileSide: 64 });
     try {
       const p = planFilterGrad(late);
       expect(p.splits).toBe(1);
       expect(p.dispatch).toEqual([8, 72, 1]);
     } finally {
-      setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
+      configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE });
     }
     // 4 x 36 tiles of 128 x 128: 3 splits bring it to 432 workgroups, each K = 1,376.
     const p = planFilterGrad(late);
@@ -149,8 +155,8 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   afterAll(async () => {
-    setMaxTileSide(DEFAULT_MAX_TILE_SIDE);
-    setGemmPrefetch(false);
+    configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE });
+    configureWebGpuKernels({ prefetch: false });
     await tf.setBackend('cpu');
   });
 
@@ -166,8 +172,8 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
 
   for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases)) {
     it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: dW and dx within 1e-4`, async () => {
-      setMaxTileSide(maxSide);
-      setGemmPrefetch(prefetch);
+      configureWebGpuKernels({ maxTileSide: maxSide });
+      configureWebGpuKernels({ prefetch: prefetch });
       const filter: Shape4 = [f, f, x[3], co];
       const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
       const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
@@ -199,8 +205,8 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
 
   for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases.slice(0, 8))) {
     it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
-      setMaxTileSide(maxSide);
-      setGemmPrefetch(prefetch);
+      configureWebGpuKernels({ maxTileSide: maxSide });
+      configureWebGpuKernels({ prefetch: prefetch });
       const filter: Shape4 = [f, f, x[3], co];
       const [xv, wv, bv] = [x.reduce((a, b) => a * b, 1), f * f * x[3] * co, co].map((n, i) => randomArray(n, 31 + i));
       const run = async (backend: string): Promise<Float32Array[]> => {

@@ -9,6 +9,7 @@
  *   output phase (ih mod stride, iw mod stride) so that a strided convolution only visits the
  *   taps that reach each pixel (1 of 9 to 4 of 9 for a 3x3 stride 2, not all 9 with zeros).
  */
+import { webGpuKernelSettings } from './settings.js';
 
 /** The subset of tfjs' Conv2DInfo that the kernels read. */
 export interface ConvGeometry {
@@ -59,23 +60,10 @@ export function isSupported(c: ConvGeometry): boolean {
   );
 }
 
-/** The default largest tile side: 128, 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
-export const DEFAULT_MAX_TILE_SIDE = 128;
-let maxSide: 64 | 128 = process.env['CIFAR_WEBGPU_TILE'] === '64' ? 64 : DEFAULT_MAX_TILE_SIDE;
+const side = (n: number): TileSide => (n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 || webGpuKernelSettings().maxTileSide === 64 ? 64 : 128);
 
 /**
- * The largest tile side: 128 by default (8 x 8 outputs per thread, more reuse of each load from
- * workgroup memory, fewer workgroups), or 64 (4 x 4). The environment variable
- * CIFAR_WEBGPU_TILE=64 sets it for a run; it applies to the programs compiled after the call.
- */
-export function setMaxTileSide(side: 64 | 128): void {
-  maxSide = side;
-}
-
-const side = (n: number): TileSide => (n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 || maxSide === 64 ? 64 : 128);
-
-/**
- * The smallest of 16, 32, 64 (or 128, see `setMaxTileSide`) that covers each side, so narrow
+ * The smallest of 16, 32, 64 (or 128, see settings.ts) that covers each side, so narrow
  * matrices (the stem's 3 input channels, 27-row dW) waste little. TK is 16, or 8 for a
  * 128 x 128 tile so that both staged tiles fit WebGPU's default 16 KiB of workgroup memory.
  */

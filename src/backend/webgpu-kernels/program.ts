@@ -5,6 +5,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, THREADS_PER_SIDE, type Tile } from './plan.js';
+import { webGpuKernelSettings } from './settings.js';
 
 /** tfjs-backend-webgpu's WebGPUProgram (dist/webgpu_program.d.ts), minus what we never set. */
 export interface GpuProgram {
@@ -72,19 +73,9 @@ export const IM2COL_SOURCE = `
     return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
   }`;
 
-let gemmPrefetch = process.env['CIFAR_WEBGPU_PREFETCH'] === '1';
-
-/**
- * Whether the GEMM programs compiled from now on prefetch the next K tile into registers while
- * computing the current one (off by default until measured on a GPU; CIFAR_WEBGPU_PREFETCH=1).
- */
-export function setGemmPrefetch(on: boolean): void {
-  gemmPrefetch = on;
-}
-
 /** The part of a GEMM program's shader key that names its tile and variant. */
 export function gemmKey(tile: Tile): string {
-  return `${tile.tm}x${tile.tn}x${tile.tk}${gemmPrefetch ? 'p' : ''}`;
+  return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}`;
 }
 
 export interface GemmSource {
@@ -145,7 +136,7 @@ export function gemmMainSource(s: GemmSource): string {
       }`;
   // Prefetch: the next tile's global reads are issued before this tile's arithmetic, so their
   // latency overlaps it (one register per staged element).
-  const loop = gemmPrefetch
+  const loop = webGpuKernelSettings().prefetch
     ? `${operands.flatMap((o) => o.slots.map((_, r) => `var ${o.reg}${r} = 0.0;`)).join(' ')}
     { let kBase = kBegin; ${load('reg')} }
     for (var t = 0; t < numTiles; t++) {

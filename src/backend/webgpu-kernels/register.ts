@@ -8,6 +8,7 @@ import { type ForwardActivation, runForward } from './conv-forward.js';
 import { runFilterGrad } from './conv-filter-grad.js';
 import { runInputGrad } from './conv-input-grad.js';
 import { isSupported } from './plan.js';
+import { webGpuKernelSettings } from './settings.js';
 import type { WebGpuBackendLike } from './program.js';
 
 type Shape4 = [number, number, number, number];
@@ -49,16 +50,6 @@ function inputGrad(stock: KernelFunc): KernelFunc {
   }) as unknown as KernelFunc;
 }
 
-let forwardEnabled = true;
-
-/**
- * Whether Conv2D and FusedConv2D use our kernel (default) or tfjs' (for comparisons). The
- * environment variable CIFAR_WEBGPU_CONV=stock turns ours off.
- */
-export function useOurForwardConv(on: boolean): void {
-  forwardEnabled = on;
-}
-
 function forward(stock: KernelFunc): KernelFunc {
   return ((args: KernelArgs) => {
     const { x, filter, bias, preluActivationWeights } = args.inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
@@ -66,8 +57,7 @@ function forward(stock: KernelFunc): KernelFunc {
     const activation = attrs.activation ?? 'linear';
     const dilations = attrs.dilations ?? 1;
     const ours =
-      forwardEnabled &&
-      process.env['CIFAR_WEBGPU_CONV'] !== 'stock' &&
+      webGpuKernelSettings().ourForward &&
       preluActivationWeights === undefined &&
       (activation === 'linear' || activation === 'relu') &&
       (dilations === 1 || (Array.isArray(dilations) && dilations[0] === 1 && dilations[1] === 1)) &&
