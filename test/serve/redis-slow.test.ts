@@ -29,11 +29,20 @@ describe('a slow Redis (CLIENT PAUSE)', () => {
     await redis.close();
   });
 
-  it('answers 200 uncached within the command deadline, says degraded, counts errors, then recovers', async () => {
-    const PAUSE_MS = 3000;
+  /** An app on this Redis with a 100 ms command deadline, connected, closed after `run`. */
+  async function withApp(run: (s: Served) => Promise<void>): Promise<void> {
     const s = await readyApp({ config: { redisUrl: redis.url, redisTimeoutMs: 100 } });
     try {
       await eventually(async () => (await health(s)).redis_connected === true);
+      await run(s);
+    } finally {
+      await s.close();
+    }
+  }
+
+  it('answers 200 uncached within the command deadline, says degraded, counts errors, then recovers', async () => {
+    const PAUSE_MS = 3000;
+    await withApp(async (s) => {
       const first = await png(1);
       const before = await predict(s, first);
       expect(before.body.cached).toBe(false);
@@ -65,24 +74,18 @@ describe('a slow Redis (CLIENT PAUSE)', () => {
       expect(fresh.body.cached).toBe(false);
       await eventually(async () => (await predict(s, await png(4))).body.cached === true);
       expect(await metric(s, 'redis_up')).toBe(1);
-    } finally {
-      await s.close();
-    }
+    });
   });
 
   it('notices a stalled Redis with no traffic (idle heartbeat), and its return', async () => {
     const PAUSE_MS = 2500;
-    const s = await readyApp({ config: { redisUrl: redis.url, redisTimeoutMs: 100 } });
-    try {
-      await eventually(async () => (await health(s)).redis_connected === true);
+    await withApp(async (s) => {
       await admin.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL');
       const pausedAt = Date.now();
       // No request at all: the heartbeat's PING misses its deadline within about a second.
       await eventually(async () => (await health(s)).status === 'degraded', PAUSE_MS - 500);
       expect(Date.now() - pausedAt).toBeLessThan(PAUSE_MS);
       await eventually(async () => (await health(s)).status === 'healthy', PAUSE_MS + 5000);
-    } finally {
-      await s.close();
-    }
+    });
   });
 });

@@ -24,6 +24,13 @@ async function start(over: Partial<ServeConfig>, load: () => Promise<Predictor>)
   return { url, stop: () => (stop.abort(), running) };
 }
 
+/** The tiny predictor, answering after `ms` once its two warm-up batches are done. */
+async function delayedPredictor(ms: number): Promise<Predictor> {
+  const p = await tinyPredictor();
+  let warm = 0;
+  return { ...p, info: p.info, predict: async (px, n) => (warm++ < 2 ? p.predict(px, n) : (await new Promise((r) => setTimeout(r, ms)), p.predict(px, n))) };
+}
+
 /** Send raw bytes on a socket and collect whatever comes back until it closes. */
 function rawExchange(port: number, chunks: { data: string | Buffer; delayMs?: number }[], waitMs = 3000): Promise<string> {
   return new Promise((resolve) => {
@@ -44,12 +51,7 @@ function rawExchange(port: number, chunks: { data: string | Buffer; delayMs?: nu
 
 describe('cifar serve over the network', () => {
   it('graceful shutdown finishes in-flight requests, then stops accepting', async () => {
-    const slow = async (): Promise<Predictor> => {
-      const p = await tinyPredictor();
-      let warm = 0;
-      return { ...p, info: p.info, predict: async (px, n) => (warm++ < 2 ? p.predict(px, n) : (await new Promise((r) => setTimeout(r, 400)), p.predict(px, n))) };
-    };
-    const server = await start({ maxBatch: 4 }, slow);
+    const server = await start({ maxBatch: 4 }, () => delayedPredictor(400));
     const images = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => png(500 + n)));
     const inFlight = images.map((img) => fetch(`${server.url}/predict`, { method: 'POST', body: form('file', img) }));
     await new Promise((r) => setTimeout(r, 150));
@@ -61,12 +63,7 @@ describe('cifar serve over the network', () => {
   });
 
   it('the drain is bounded: a request still running after drainMs is cut and the server stops', async () => {
-    const stuck = async (): Promise<Predictor> => {
-      const p = await tinyPredictor();
-      let warm = 0;
-      return { ...p, info: p.info, predict: async (px, n) => (warm++ < 2 ? p.predict(px, n) : (await new Promise((r) => setTimeout(r, 4000)), p.predict(px, n))) };
-    };
-    const server = await start({ drainMs: 300 }, stuck);
+    const server = await start({ drainMs: 300 }, () => delayedPredictor(4000));
     const answer = fetch(`${server.url}/predict`, { method: 'POST', body: form('file', await png(600)) }).then(
       (r) => r.status,
       () => 'cut',
