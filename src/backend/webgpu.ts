@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { CifarError } from '../errors.js';
 
 const require = createRequire(import.meta.url);
 const ADAPTER_TIMEOUT_MS = 10_000;
@@ -140,4 +141,16 @@ export function watchWebGpuErrors(device: unknown): void {
 /** The WebGPU errors reported since the last call (first lines kept whole), and forgets them. */
 export function takeWebGpuErrors(): string[] {
   return reported.splice(0);
+}
+
+/**
+ * Throws CifarError('BACKEND_FAILED') when the device reported errors since the last check, so
+ * that numbers computed meanwhile (zeros from a failed shader) go no further.
+ * @example assertNoWebGpuErrors(`in epoch ${n}`, 'the last checkpoint is from before this epoch');
+ */
+export function assertNoWebGpuErrors(during: string, hint: string): void {
+  const errors = takeWebGpuErrors();
+  if (errors.length === 0) return;
+  const what = errors.length === 1 ? 'an error' : `${errors.length} errors`;
+  throw new CifarError('BACKEND_FAILED', `the GPU reported ${what} ${during}: ${errors[0]!.split('\n')[0]}`, { hint: `${hint}; --backend wasm avoids the GPU` });
 }

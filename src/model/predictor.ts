@@ -1,6 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { takeWebGpuErrors } from '../backend/webgpu.js';
-import { CifarError } from '../errors.js';
+import { assertNoWebGpuErrors } from '../backend/webgpu.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { foldModel } from './fold.js';
 import { createNormalizer, type Normalization } from './normalize.js';
@@ -61,12 +60,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
         probs.dispose();
       }
       // On WebGPU a failed shader leaves zeros without an exception: never answer with them.
-      const gpuErrors = info.backend === 'webgpu' ? takeWebGpuErrors() : [];
-      if (gpuErrors.length > 0) {
-        throw new CifarError('BACKEND_FAILED', `the GPU reported an error during inference: ${gpuErrors[0]!.split('\n')[0]}`, {
-          hint: 'the answer was dropped; --backend wasm avoids the GPU',
-        });
-      }
+      if (info.backend === 'webgpu') assertNoWebGpuErrors('during inference', 'the answer was dropped');
       return values;
     },
     dispose() {

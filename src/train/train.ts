@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
-import { takeWebGpuErrors } from '../backend/webgpu.js';
+import { assertNoWebGpuErrors } from '../backend/webgpu.js';
 import { datasetPath, loadSplit, loadStats } from '../data/cifar-binary.js';
 import { CLASSES } from '../data/classes.js';
 import { CifarError, fromSystemError } from '../errors.js';
@@ -133,17 +133,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         }
       }
       const trainLoss = (await lossSum.data())[0]! / Math.max(1, seen);
-      // A GPU error (a shader that did not compile, a failed validation) leaves wrong numbers
-      // behind without an exception: stop before they reach the history or a checkpoint.
-      const gpuErrors = backend.name === 'webgpu' ? takeWebGpuErrors() : [];
-      if (gpuErrors.length > 0) {
-        throw new CifarError('BACKEND_FAILED', `the GPU reported ${gpuErrors.length === 1 ? 'an error' : `${gpuErrors.length} errors`} in epoch ${epoch + 1}: ${gpuErrors[0]!.split('\n')[0]}`, {
-          hint: 'the last checkpoint is from before this epoch; --backend wasm avoids the GPU',
-        });
-      }
       const trainAccuracy = (await correct.data())[0]! / Math.max(1, seen);
       lossSum.dispose();
       correct.dispose();
+      // A GPU error (a shader that did not compile, a failed validation) leaves wrong numbers
+      // behind without an exception: stop before they reach the history or a checkpoint.
+      if (backend.name === 'webgpu') assertNoWebGpuErrors(`in epoch ${epoch + 1}`, 'the last checkpoint is from before this epoch');
       seconds += (performance.now() - since) / 1000;
       state.trainSeconds += (performance.now() - since) / 1000;
 
