@@ -4,7 +4,7 @@ import { extname, join } from 'node:path';
 import sharp from 'sharp';
 import { datasetPath, readSplit } from '../data/cifar-binary.js';
 import { CifarError, fromSystemError, isCifarError } from '../errors.js';
-import { encodePng } from './png.js';
+import { pngVariants, type PngVariants } from './png.js';
 
 /** Decoded pixels of one source picture (8-bit RGB, HWC). */
 interface BaseImage {
@@ -65,12 +65,15 @@ export async function loadImageSource(options: ImageSourceOptions): Promise<Imag
 
 function cycle(kind: ImageSource['kind'], bases: BaseImage[], unique: number | undefined, salt: number, path?: string): ImageSource {
   const memo: Buffer[] = [];
+  const encoders: PngVariants[] = [];
   let counter = 0;
   const variant = (v: number): Buffer => {
-    const base = bases[v % bases.length]!;
-    const rgb = Uint8Array.from(base.rgb);
-    perturb(rgb, v, salt);
-    return encodePng(rgb, base.width, base.height);
+    const b = v % bases.length;
+    const base = bases[b]!;
+    const encoder = (encoders[b] ??= pngVariants(base.rgb, base.width, base.height, PERTURBED_BYTES));
+    const head = base.rgb.slice(0, encoder.headBytes);
+    perturb(head, v, salt);
+    return encoder.encode(head);
   };
   return {
     kind,
@@ -86,9 +89,11 @@ function cycle(kind: ImageSource['kind'], bases: BaseImage[], unique: number | u
   };
 }
 
-/** Write 32 bits of the index and 32 of the salt into the lowest bit of the first 64 bytes. */
+const PERTURBED_BYTES = 64;
+
+/** Write 32 bits of the index and 32 of the salt into the lowest bit of the first 64 bytes (of `rgb`, the start of a picture or all of it). */
 function perturb(rgb: Uint8Array, index: number, salt: number): void {
-  for (let b = 0; b < 64; b++) {
+  for (let b = 0; b < PERTURBED_BYTES; b++) {
     const bit = b < 32 ? (index >>> b) & 1 : (salt >>> (b - 32)) & 1;
     const at = b % rgb.length;
     rgb[at] = (rgb[at]! & 0xfe) | bit;

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadImageSource } from '../../src/bench/images.js';
-import { encodePng } from '../../src/bench/png.js';
+import { encodePng, pngVariants } from '../../src/bench/png.js';
+import { decodePlainPng } from '../../src/image/png.js';
 import { makeRecords, solidPng, tempDir } from '../helpers/fixtures.js';
 
 let cleanup: (() => Promise<void>) | undefined;
@@ -26,6 +27,31 @@ describe('encodePng', () => {
     const { data, info } = await sharp(encodePng(rgb, 5, 3)).raw().toBuffer({ resolveWithObject: true });
     expect([info.width, info.height, info.channels]).toEqual([5, 3, 3]);
     expect(Uint8Array.from(data)).toEqual(rgb);
+  });
+});
+
+describe('pngVariants', () => {
+  // Sizes: CIFAR's, a picture whose 64 perturbed bytes span several rows, and one smaller than 64 bytes.
+  it.each([
+    [32, 32],
+    [5, 9],
+    [2, 3],
+  ])('writes PNGs (%i×%i) that sharp and the server decode to the picture with the changed head', async (width, height) => {
+    const rgb = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 37 + (i >> 4)) & 0xff);
+    const variants = pngVariants(rgb, width, height, 64);
+    expect(variants.headBytes).toBe(Math.min(rgb.length, Math.ceil(64 / (width * 3)) * width * 3));
+    for (const flip of [0, 7, variants.headBytes - 1]) {
+      const head = rgb.slice(0, variants.headBytes);
+      head[flip]! ^= 0x55;
+      const expected = Uint8Array.from(rgb);
+      expected.set(head);
+      const png = variants.encode(head);
+      const { data, info } = await sharp(png, { failOn: 'error' }).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height, info.channels]).toEqual([width, height, 3]);
+      expect(Uint8Array.from(data)).toEqual(expected);
+      // The server's own decoder checks every CRC and the Adler-32 (zlib) as well.
+      expect(decodePlainPng(png, width * height)?.data).toEqual(expected);
+    }
   });
 });
 
