@@ -8,6 +8,8 @@
 //   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
 //   [--prefetch] (our GEMM kernels load the next K tile into registers during the current one)
 //   [--tile 64|128] (largest GEMM tile side of our convolution kernels; default 128)
+//   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
+//     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -36,8 +38,11 @@ async function main() {
       tile: { type: 'string' },
       'stock-forward': { type: 'boolean' },
       prefetch: { type: 'boolean' },
+      'dawn-toggles': { type: 'string' },
     },
   });
+  // Read when Dawn is created, inside benchmarkGpu.
+  if (values['dawn-toggles'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_TOGGLES = values['dawn-toggles'];
   const soft = values['allow-software'];
   const result = await benchmarkGpu({
     model: values.model ?? (soft ? 'resnet10-w8' : 'resnet18'),

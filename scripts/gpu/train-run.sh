@@ -5,12 +5,17 @@
 # 1. bench:gpu at 128/256/512 with PyTorch's reference, then the variants at 256 (128-wide tiles,
 #    tfjs' forward convolution); 2. imports the dataset; 3. trains configs/resnet18.json on webgpu
 #    with the fastest variant for as many epochs as fit before DEADLINE_S (seconds after start),
-#    float16 weights; 4. evaluates the reloaded model. Results go to $OUT (at most 8 files):
-#    bench-*.json (4), run.log, results.tar.gz (model folder without checkpoint, eval output),
+#    float16 weights; 4. evaluates the reloaded model. Results go to $OUT (at most 8 files come back):
+#    bench.tar.gz (the bench-*.json), run.log, results.tar.gz (model folder without checkpoint, eval output),
 #    weights.part-aa/ab (the weight file split under 16 MiB). The host has no fonts: curves.png
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # BENCH=0 skips the benchmarks (more time for epochs): 128-wide tiles, our forward conv, and RATE
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
+# BENCH=quick measures only the default against Dawn's disable_robustness toggle (no bounds
+# clamping in shaders) at batch 256 (about 40 s), and trains with the faster; that run also asks
+# for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then offers shader-f16.
+# BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
+# forward variants.
 # Smoke test on a software adapter: SOFT=1 DEADLINE_S=300 bash scripts/gpu/train-run.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -24,11 +29,21 @@ if [[ -n ${SOFT:-} ]]; then
 else
   B=""; BATCHES=128,256,512; VB=256; IT=5; LIMIT=""; MODEL=""
 fi
-bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out "$OUT/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; }
-rate() { node -e "const r=require(process.argv[1]).rows.find(x=>x.batch===$VB); console.log(r?Math.round(r.step.imagesPerSecond):0)" "$OUT/$1" 2>/dev/null || echo 0; }
+BJ=/tmp/bench-json; rm -rf "$BJ"; mkdir -p "$BJ"
+bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out "$BJ/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; tar -C "$BJ" -czf "$OUT/bench.tar.gz" .; }
+rate() { node -e "const r=require(process.argv[1]).rows.find(x=>x.batch===$VB); console.log(r?Math.round(r.step.imagesPerSecond):0)" "$BJ/$1" 2>/dev/null || echo 0; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
-if [[ ${BENCH:-1} != 0 ]]; then
+TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia
+r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; toggles=; best=${RATE:-3300}
+if [[ ${BENCH:-1} == quick ]]; then
+  log "bench: default (128-wide tiles)"
+  bench bench-gpu.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0
+  log "bench: Dawn toggles $TOGGLES"
+  bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --dawn-toggles $TOGGLES
+  r128=$(rate bench-gpu.json); rnr=$(rate bench-no-robustness.json); best=$r128
+  if (( rnr > best )); then toggles=$TOGGLES; best=$rnr; fi
+elif [[ ${BENCH:-1} != 0 ]]; then
   log "bench: ours (128-wide tiles), with the PyTorch reference"
   bench bench-gpu.json --batches $BATCHES --iterations $IT
   log "bench: 64-wide tiles"
@@ -37,16 +52,18 @@ if [[ ${BENCH:-1} != 0 ]]; then
   bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
   log "bench: tfjs' forward convolution"
   bench bench-stock-forward.json --batches $VB --iterations $IT --check-batch 0 --no-profile --no-reference --stock-forward
-  r128=$(rate bench-gpu.json); r64=$(rate bench-tile64.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json)
-  tile=64; conv=cifar; prefetch=0; best=$r64
+  log "bench: Dawn toggles $TOGGLES"
+  bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --dawn-toggles $TOGGLES
+  r128=$(rate bench-gpu.json); r64=$(rate bench-tile64.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json); rnr=$(rate bench-no-robustness.json)
+  tile=64; best=$r64
   (( r128 > best )) && { tile=128; best=$r128; }
   (( rpf > best )) && { tile=128; prefetch=1; best=$rpf; }
   if (( rsf > best )); then tile=128; prefetch=0; conv=stock; best=$rsf; fi
-else
-  r64=-; r128=-; rpf=-; rsf=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; best=${RATE:-3300}
+  if (( rnr > best )); then tile=128; prefetch=0; conv=cifar; toggles=$TOGGLES; best=$rnr; fi
 fi
-log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, stock forward $rsf -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv"
-export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv
+log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
+[[ -f $BJ/bench-no-robustness.json ]] && log "adapter features with $TOGGLES: $(node -e "console.log(require(process.argv[1]).adapterFeatures.join(' '))" "$BJ/bench-no-robustness.json" 2>/dev/null)"
+export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles
 
 log "dataset"
 node "$G/cli/cifar.mjs" download --from "$G/data.tar.gz" --dir /tmp/data --quiet >>"$OUT/run.log" 2>&1 || log "download failed"

@@ -49,7 +49,25 @@ export function classifyAdapter(info: AdapterInfoLike, adapterIsFallback = false
 }
 
 /** Result of probing for a WebGPU adapter: the `gpu` object to install, or why there is none. */
-export type WebGpuProbe = { ok: true; gpu: unknown; adapter: AdapterClass } | { ok: false; reason: string };
+export type WebGpuProbe =
+  | { ok: true; gpu: unknown; adapter: AdapterClass; features: string[]; dawnToggles: string[] }
+  | { ok: false; reason: string };
+
+/**
+ * The Dawn toggles to enable, from `CIFAR_WEBGPU_DAWN_TOGGLES` (comma-separated Dawn toggle
+ * names), e.g. `disable_robustness` (no bounds clamping in shaders: faster, and safe only for
+ * kernels that never index out of bounds, as ours are tested not to) or
+ * `vulkan_enable_f16_on_nvidia` (lets an NVIDIA adapter offer `shader-f16`). Dawn ignores names
+ * it does not know, silently.
+ * @throws CifarError('USAGE') for a name that is not a toggle name.
+ * @example dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: 'disable_robustness' }) // ['disable_robustness']
+ */
+export function dawnToggles(env: NodeJS.ProcessEnv): string[] {
+  const names = (env['CIFAR_WEBGPU_DAWN_TOGGLES'] ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const bad = names.find((t) => !/^[a-z0-9_]+$/.test(t));
+  if (bad !== undefined) throw new CifarError('USAGE', `CIFAR_WEBGPU_DAWN_TOGGLES: "${bad}" is not a Dawn toggle name (lower case, digits, underscores)`);
+  return names;
+}
 
 /**
  * Dawn needs the Vulkan loader on Linux; without it, it writes a native warning to stderr and
@@ -75,13 +93,16 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 }
 
 interface DawnModule {
-  create: (flags: string[]) => { requestAdapter: () => Promise<{ info?: AdapterInfoLike; isFallbackAdapter?: boolean } | null> };
+  create: (flags: string[]) => {
+    requestAdapter: () => Promise<{ info?: AdapterInfoLike; isFallbackAdapter?: boolean; features?: Iterable<string> } | null>;
+  };
   globals: Record<string, unknown>;
 }
 
 /** Loads Dawn (from `DAWN_NODE` when set, else the `webgpu` package) and asks for an adapter. */
 export async function probeWebGpu(): Promise<WebGpuProbe> {
   if (!vulkanLoaderPresent()) return { ok: false, reason: 'no WebGPU adapter (Vulkan loader libvulkan.so.1 not found)' };
+  const toggles = dawnToggles(process.env);
   let dawn: DawnModule;
   try {
     const from = process.env['DAWN_NODE'];
@@ -91,11 +112,12 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
   }
   try {
     Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create([]);
+    const gpu = dawn.create(toggles.length > 0 ? [`enable-dawn-features=${toggles.join(',')}`] : []);
     const adapter = await withTimeout(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
     if (adapter === 'timeout') return { ok: false, reason: 'no WebGPU adapter (request timed out)' };
     if (adapter === null) return { ok: false, reason: 'no WebGPU adapter found' };
-    return { ok: true, gpu, adapter: classifyAdapter(adapter.info ?? {}, adapter.isFallbackAdapter === true) };
+    const features = [...(adapter.features ?? [])].sort();
+    return { ok: true, gpu, adapter: classifyAdapter(adapter.info ?? {}, adapter.isFallbackAdapter === true), features, dawnToggles: toggles };
   } catch (err) {
     return { ok: false, reason: `WebGPU adapter request failed (${(err as Error).message.split('\n')[0]})` };
   }

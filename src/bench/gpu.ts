@@ -67,6 +67,10 @@ export interface GpuBenchResult {
   backend: BackendInfo;
   adapter: string;
   software: boolean;
+  /** The adapter's WebGPU features (e.g. whether it offers shader-f16). */
+  adapterFeatures: string[];
+  /** Dawn toggles enabled for this run (CIFAR_WEBGPU_DAWN_TOGGLES). */
+  dawnToggles: string[];
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   maxTileSide: 64 | 128;
@@ -150,6 +154,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     backend,
     adapter: probe.ok ? probe.adapter.name : 'unknown',
     software: probe.ok && probe.adapter.software,
+    adapterFeatures: probe.ok ? probe.features : [],
+    dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     maxTileSide: kernels.maxTileSide,
@@ -270,7 +276,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''})` : ''}, ${r.forwardKernel} forward conv; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { initBackend, webGpuVerdict } from '../../src/backend/index.js';
-import { classifyAdapter, probeWebGpu } from '../../src/backend/webgpu.js';
+import { classifyAdapter, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
 
 const LAVAPIPE = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true };
 const H100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false };
@@ -19,6 +19,16 @@ describe('classifyAdapter', () => {
   it('treats a named hardware adapter as a GPU and keeps its name', () => {
     expect(classifyAdapter(H100)).toEqual({ name: 'NVIDIA H100 80GB HBM3', shortName: 'NVIDIA H100 80GB HBM3', software: false });
     expect(classifyAdapter({}).name).toBe('unknown adapter');
+  });
+});
+
+describe('dawnToggles', () => {
+  it('reads the comma-separated toggles of CIFAR_WEBGPU_DAWN_TOGGLES and refuses what is not a toggle name', () => {
+    expect(dawnToggles({})).toEqual([]);
+    expect(dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: ' disable_robustness, vulkan_enable_f16_on_nvidia ,' })).toEqual(['disable_robustness', 'vulkan_enable_f16_on_nvidia']);
+    expect(() => dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: 'disable_robustness,--evil=1' })).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: 'CIFAR_WEBGPU_DAWN_TOGGLES: "--evil=1" is not a Dawn toggle name (lower case, digits, underscores)' }),
+    );
   });
 });
 

@@ -19,6 +19,8 @@ const RESULT: GpuBenchResult = {
   backend: { name: 'webgpu', reason: 'webgpu (Dawn, NVIDIA H100): requested' },
   adapter: 'NVIDIA H100 80GB HBM3',
   software: false,
+  adapterFeatures: ['subgroups', 'timestamp-query'],
+  dawnToggles: [],
   kernels: 'cifar',
   submitBatch: 15,
   maxTileSide: 64,
@@ -56,6 +58,7 @@ describe('bench:gpu formatting (pure)', () => {
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
     expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
+    expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; 10 timed runs each');
     const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
     expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });
@@ -64,11 +67,11 @@ describe('bench:gpu formatting (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
-  it('runs with --allow-software and tiny sizes, writing the JSON and printing the table', async () => {
+  it('runs with --allow-software and tiny sizes, writing the JSON and printing the table (with a Dawn toggle)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -78,6 +81,10 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.rows[0]!.stepCounts!.uploads).toBeGreaterThanOrEqual(2);
       expect(json.backend.name).toBe('webgpu');
       expect(json.gpuErrors).toEqual([]);
+      // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
+      // so the report is what was asked); our kernels still match tfjs' with it.
+      expect(json.dawnToggles).toEqual(['disable_robustness']);
+      expect(json.adapterFeatures.length).toBeGreaterThan(0);
       expect(json.kernelCheck.length).toBeGreaterThan(3);
       for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
