@@ -12,8 +12,18 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** Called as images are decoded: done so far, total. */
   onImages?: (done: number, total: number) => void;
-  /** Images decoded at once (sharp runs them on libuv's thread pool). */
+  /** Images decoded at once (sharp runs them on libuv's thread pool); default twice its threads. */
   concurrency?: number;
+}
+
+/**
+ * Twice the threads of libuv's pool (UV_THREADPOOL_SIZE, 4 unless set), so that every thread has
+ * an image queued. Only the environment Node starts with sizes the pool, so a many-core host gets
+ * a faster import by starting cifar with e.g. UV_THREADPOOL_SIZE=$(nproc).
+ */
+function defaultConcurrency(): number {
+  const threads = Number(process.env['UV_THREADPOOL_SIZE']);
+  return 2 * (Number.isInteger(threads) && threads > 0 ? Math.min(threads, 1024) : 4);
 }
 
 export interface ImportResult {
@@ -37,7 +47,7 @@ export async function importImageFolder(layout: ImageFolderLayout, entries: Arch
     const images = layout.splits[split];
     const records = new Uint8Array(images.length * RECORD_BYTES);
     const order = seededPermutation(images.length, IMPORT_SEED + (split === 'test' ? 1 : 0));
-    await forEachConcurrently(images.length, options.concurrency ?? 8, options.signal, async (i) => {
+    await forEachConcurrently(images.length, options.concurrency ?? defaultConcurrency(), options.signal, async (i) => {
       const file: ImageFile = images[order[i]!]!;
       const prepared = await prepareImage(entries.get(file.path)!, file.path);
       if (prepared.resized) resized++;
