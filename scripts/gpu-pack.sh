@@ -6,7 +6,7 @@
 # Contents: node + dawn.node + Vulkan loader/libglvnd (pack-runtime.sh), esbuild bundles of the
 # benchmark and the CLI (dawn.node stays outside, loaded from $DAWN_NODE; both xz-compressed in
 # bundles.tar.xz, which run-gpu.sh unpacks), sharp's native module, run-gpu.sh and
-# reference-pytorch.py; about 37 MB, 56 MB with the dataset, under a 64 MiB carry limit that the
+# reference-pytorch.py; about 35 MB, 54 MB with the dataset, under a 64 MiB carry limit that the
 # repository's own files count against too. The CLI
 # bundle has no wasm binaries: on the GPU host it is for --backend webgpu.
 # With --data ARCHIVE, the dataset archive goes in too (as data.tar.gz), for a training run there:
@@ -42,7 +42,7 @@ npx esbuild dist/cli/main.js --bundle --minify --platform=node --target=node20 -
   --external:webgpu --external:@tensorflow/tfjs-node --external:@tensorflow/tfjs-node-gpu --outfile="$out/cli/cifar.mjs"
 # .js files next to the bundles are CommonJS whatever the project's package.json says.
 echo '{ "type": "commonjs" }' > "$out/package.json"
-# The bundles travel xz-compressed (7.3 MB → about 1.5): the carried tree is limited to 64 MiB.
+# The bundles travel xz-compressed (7.3 MB → about 1): the carried tree is limited to 64 MiB.
 # run-gpu.sh unpacks them where they were.
 tar -C "$out" -cJf "$out/bundles.tar.xz" bench-gpu.cjs cli
 rm -rf "$out/bench-gpu.cjs" "$out/cli"

@@ -25,9 +25,9 @@ t0=$(date +%s)
 log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/run.log"; }
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
 if [[ -n ${SOFT:-} ]]; then
-  B="--allow-software --model resnet10-w8"; BATCHES=4,8; VB=8; IT=1; LIMIT="--limit 512 --test-limit 256"; MODEL="--model resnet10-w8"
+  B="--allow-software --model resnet10-w8"; BATCHES=4,8; VB=8; IT=1; LIMIT="--limit 512 --test-limit 256"; MODEL="--model resnet10-w8"; EVAL_LIMIT="--limit 256"
 else
-  B=""; BATCHES=128,256,512; VB=256; IT=5; LIMIT=""; MODEL=""
+  B=""; BATCHES=128,256,512; VB=256; IT=5; LIMIT=""; MODEL=""; EVAL_LIMIT=""
 fi
 BJ=/tmp/bench-json; rm -rf "$BJ"; mkdir -p "$BJ"
 bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out "$BJ/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; tar -C "$BJ" -czf "$OUT/bench.tar.gz" .; }
@@ -82,7 +82,7 @@ timeout $(( $(left) - 25 )) node "$G/cli/cifar.mjs" train --config configs/resne
 grep -v Warning "$OUT/run.log" | tail -n $(( epochs + 4 ))
 
 log "eval of the saved (float16) model"
-timeout 60 node "$G/cli/cifar.mjs" eval --model models/resnet18 --data /tmp/data --backend webgpu --plot models/resnet18/confusion.png > models/resnet18/eval.txt 2>&1 || log "eval exited $?"
+timeout 60 node "$G/cli/cifar.mjs" eval --model models/resnet18 --data /tmp/data --backend webgpu $EVAL_LIMIT --plot models/resnet18/confusion.png > models/resnet18/eval.txt 2>&1 || log "eval exited $?"
 cat models/resnet18/eval.txt | grep -v Warning | head -20
 tar -C models -czf "$OUT/results.tar.gz" --exclude=checkpoint --exclude='weights-*.bin' resnet18 2>/dev/null
 w=$(ls models/resnet18/weights-*.bin 2>/dev/null | head -1)
