@@ -1,22 +1,13 @@
-import { deflateRawSync, deflateSync } from 'node:zlib';
-import { crc32, PNG_SIGNATURE } from '../image/png.js';
+import { deflateRawSync } from 'node:zlib';
+import { crc32, pngChunk, PNG_SIGNATURE } from '../image/png.js';
 
-// A minimal PNG writer (8-bit RGB, no filtering). The benchmark makes a new image for every
-// request by default, on the same CPU as the server it measures, so this is kept cheap: encoding
-// synchronously in microseconds keeps sharp's thread-pool round trip off the request path, and
-// `pngVariants` compresses the part the variants share only once.
-
-function chunk(type: string, data: Uint8Array): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(head.subarray(4), data), 0);
-  return Buffer.concat([head, data, crc]);
-}
+// A minimal PNG writer (8-bit RGB, no filtering) for the benchmark, which makes a new image for
+// every request by default, on the same CPU as the server it measures: encoding synchronously in
+// microseconds keeps sharp's thread-pool round trip off the request path, and the part the
+// variants share is compressed only once.
 
 const SIGNATURE = Buffer.from(PNG_SIGNATURE);
-const IEND = chunk('IEND', new Uint8Array(0));
+const IEND = pngChunk('IEND', new Uint8Array(0));
 
 function ihdr(width: number, height: number): Buffer {
   const data = Buffer.alloc(13);
@@ -24,7 +15,7 @@ function ihdr(width: number, height: number): Buffer {
   data.writeUInt32BE(height, 4);
   data[8] = 8; // bit depth
   data[9] = 2; // colour type: RGB
-  return chunk('IHDR', data);
+  return pngChunk('IHDR', data);
 }
 
 /** The rows with their filter byte (0: none) in front, as PNG compresses them. */
@@ -32,21 +23,6 @@ function filteredRows(rgb: Uint8Array, stride: number, rows: number): Buffer {
   const out = Buffer.alloc((stride + 1) * rows);
   for (let y = 0; y < rows; y++) out.set(rgb.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
   return out;
-}
-
-function checkSize(rgb: Uint8Array, width: number, height: number, who: string): void {
-  if (rgb.length !== width * 3 * height) throw new RangeError(`${who}: ${rgb.length} bytes is not ${width}×${height}×3`);
-}
-
-/**
- * Encode interleaved 8-bit RGB pixels (HWC) as a PNG.
- *
- * @example
- *   const png = encodePng(new Uint8Array(32 * 32 * 3), 32, 32);
- */
-export function encodePng(rgb: Uint8Array, width: number, height: number): Buffer {
-  checkSize(rgb, width, height, 'encodePng');
-  return Buffer.concat([SIGNATURE, ihdr(width, height), chunk('IDAT', deflateSync(filteredRows(rgb, width * 3, height), { level: 1 })), IEND]);
 }
 
 /** Many PNGs of one picture that differ only in its first `headBytes` bytes. */
@@ -70,8 +46,8 @@ export interface PngVariants {
  *   const png = variants.encode(head); // rgb with its first byte changed
  */
 export function pngVariants(rgb: Uint8Array, width: number, height: number, headBytes: number): PngVariants {
-  checkSize(rgb, width, height, 'pngVariants');
   const stride = width * 3;
+  if (rgb.length !== stride * height) throw new RangeError(`pngVariants: ${rgb.length} bytes is not ${width}×${height}×3`);
   const headRows = Math.min(height, Math.max(1, Math.ceil(headBytes / stride)));
   const storedLength = headRows * (stride + 1);
   if (storedLength > 0xffff) throw new RangeError(`pngVariants: ${headRows} rows of ${width} pixels do not fit one stored deflate block`);

@@ -32,6 +32,16 @@ export function crc32(...parts: Uint8Array[]): number {
   return crc >>> 0;
 }
 
+/** One PNG chunk: length, type, data and the CRC of type and data. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(head.subarray(4), data), 0);
+  return Buffer.concat([head, data, crc]);
+}
+
 /** Chunks after which a full decoder changes the pixels (colour management, colour keys, EXIF orientation) or that need a palette. */
 const CHANGES_PIXELS = new Set(['iCCP', 'gAMA', 'cHRM', 'sBIT', 'tRNS', 'PLTE', 'eXIf', 'acTL']);
 /** Channels of each 8-bit colour type this decoder reads: grey, RGB, grey + alpha, RGBA. */

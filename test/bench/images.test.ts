@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadImageSource } from '../../src/bench/images.js';
-import { encodePng, pngVariants } from '../../src/bench/png.js';
+import { pngVariants } from '../../src/bench/png.js';
 import { decodePlainPng } from '../../src/image/png.js';
 import { makeRecords, solidPng, tempDir } from '../helpers/fixtures.js';
 
@@ -20,15 +20,6 @@ async function folder(): Promise<string> {
 }
 
 const hashes = (bufs: Buffer[]) => new Set(bufs.map((b) => b.toString('base64')));
-
-describe('encodePng', () => {
-  it('writes a PNG that sharp decodes back to the same pixels', async () => {
-    const rgb = Uint8Array.from({ length: 5 * 3 * 3 }, (_, i) => (i * 37) & 0xff);
-    const { data, info } = await sharp(encodePng(rgb, 5, 3)).raw().toBuffer({ resolveWithObject: true });
-    expect([info.width, info.height, info.channels]).toEqual([5, 3, 3]);
-    expect(Uint8Array.from(data)).toEqual(rgb);
-  });
-});
 
 describe('pngVariants', () => {
   // Sizes: CIFAR's, a picture whose 64 perturbed bytes span several rows, and one smaller than 64 bytes.

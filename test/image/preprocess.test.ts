@@ -1,7 +1,7 @@
 import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { decodePlainPng } from '../../src/image/png.js';
+import { decodePlainPng, pngChunk } from '../../src/image/png.js';
 import { prepareImage } from '../../src/image/preprocess.js';
 
 const create = (width: number, height: number, channels: 1 | 3 | 4, background: sharp.Color) =>
@@ -117,22 +117,14 @@ describe('prepareImage', () => {
           rows[y * (stride + 1) + 1 + x] = (at(y, x) - predictor) & 0xff;
         }
       }
-      const chunk = (type: string, body: Buffer) => {
-        const head = Buffer.alloc(8);
-        head.writeUInt32BE(body.length);
-        head.write(type, 4, 'latin1');
-        const crc = Buffer.alloc(4);
-        crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), body])));
-        return Buffer.concat([head, body, crc]);
-      };
       const ihdr = Buffer.from([0, 0, 0, 32, 0, 0, 0, 32, 8, channels === 4 ? 6 : 2, 0, 0, 0]);
       const z = zlib.deflateSync(rows);
       const png = Buffer.concat([
         Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-        chunk('IHDR', ihdr),
-        chunk('IDAT', z.subarray(0, z.length >> 1)),
-        chunk('IDAT', z.subarray(z.length >> 1)),
-        chunk('IEND', Buffer.alloc(0)),
+        pngChunk('IHDR', ihdr),
+        pngChunk('IDAT', z.subarray(0, z.length >> 1)),
+        pngChunk('IDAT', z.subarray(z.length >> 1)),
+        pngChunk('IEND', Buffer.alloc(0)),
       ]);
       expect(decodePlainPng(png, 32 * 32)?.data).toEqual(new Uint8Array(img)); // the fast path, not sharp, decoded it
       const { pixels, resized } = await prepareImage(png);

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { CLASSES } from '../../src/data/classes.js';
 import { predictorFromModel, type Predictor } from '../../src/model/predictor.js';
 import { createApp, type AppOptions, type CifarApp } from '../../src/serve/app.js';
+import { PNG_SIGNATURE, pngChunk } from '../../src/image/png.js';
 
 /** A real (tiny) tfjs model: flatten + dense(10) on the cpu backend, seeded per version. */
 export async function tinyPredictor(version = 'v1', seed = 1): Promise<Predictor & { calls: number[] }> {
@@ -50,25 +51,6 @@ export function form(field: string, ...files: Buffer[]): FormData {
   return f;
 }
 
-const crcTable = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(buf: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-function chunk(type: string, data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([len, body, crc]);
-}
-
 /**
  * A ~100-byte PNG that claims to be width × height: a decompression bomb's header, without
  * building the gigabytes (decoders must refuse it from the header alone).
@@ -78,7 +60,7 @@ export function bombPng(width = 20000, height = 20000): Buffer {
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1024))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([Buffer.from(PNG_SIGNATURE), pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(1024))), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
 /** A free loopback port (bind port 0, read it, close). */
