@@ -102,7 +102,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
     .option('--redis-timeout <ms>', `deadline of one Redis command; a slower Redis is skipped, answers served uncached (default ${D.redisTimeoutMs}; env CIFAR_REDIS_TIMEOUT)`)
     .option('--cache-size <n>', `memory cache entries, per worker and shared by the workers (default ${D.cacheSize})`)
     .option('--max-batch <n>', `images per forward pass (default ${D.maxBatch})`)
-    .option('--batch-wait-ms <ms>', `longest wait to fill a batch (default ${D.batchWaitMs})`)
+    .option('--batch-wait-ms <ms>', `longest wait to fill a batch; none after a pass of one image (default ${D.batchWaitMs})`)
     .option('--max-queue <n>', `images waiting before 503 (default ${D.maxQueue})`)
     .option('--max-upload-bytes <n>', `largest request body (default ${D.maxUploadBytes})`)
     .option('--max-files <n>', `files in one /predict/batch request (default ${D.maxFiles})`)

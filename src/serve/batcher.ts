@@ -6,7 +6,10 @@ export interface BatcherOptions {
   run: (pixels: Uint8Array, count: number) => Promise<Float32Array>;
   classes: number;
   maxBatch: number;
-  /** How long the first waiting image waits for others before its batch runs anyway. */
+  /**
+   * How long the first waiting image waits for others before its batch runs anyway; no wait
+   * (the end of the event-loop turn) when the last pass held one image.
+   */
   waitMs: number;
   /** Images allowed to wait; past this, `submit` refuses at once with OVERLOADED. */
   maxQueue: number;
@@ -42,7 +45,9 @@ export interface Batcher {
 export function createBatcher(options: BatcherOptions): Batcher {
   const queue: Item[] = [];
   let running = false;
-  let timer: NodeJS.Timeout | undefined;
+  let cancelWait: (() => void) | undefined;
+  /** Images in the last pass (0 before the first). */
+  let lastSize = 0;
   let idle: (() => void)[] = [];
 
   const settleIdle = () => {
@@ -55,14 +60,24 @@ export function createBatcher(options: BatcherOptions): Batcher {
   const schedule = () => {
     if (running || queue.length === 0) return;
     if (queue.length >= options.maxBatch || options.waitMs <= 0) {
-      clearTimeout(timer);
-      timer = undefined;
+      cancelWait?.();
+      cancelWait = undefined;
       void runBatch();
-    } else if (!timer) {
-      timer = setTimeout(() => {
-        timer = undefined;
+    } else if (!cancelWait) {
+      const fire = () => {
+        cancelWait = undefined;
         void runBatch();
-      }, options.waitMs);
+      };
+      // A pass that had no companion says the clients are not concurrent now: waiting would only
+      // add latency, so run what this event-loop turn submitted (one /predict/batch request's
+      // images, say) right after it. Concurrent load keeps making larger passes, and so waits.
+      if (lastSize <= 1) {
+        const immediate = setImmediate(fire);
+        cancelWait = () => clearImmediate(immediate);
+      } else {
+        const timeout = setTimeout(fire, options.waitMs);
+        cancelWait = () => clearTimeout(timeout);
+      }
     }
   };
 
@@ -78,6 +93,7 @@ export function createBatcher(options: BatcherOptions): Batcher {
     }
     if (batch.length === 0) return settleIdle();
     running = true;
+    lastSize = batch.length;
     const pixels = new Uint8Array(batch.length * IMAGE_BYTES);
     batch.forEach((item, i) => pixels.set(item.pixels, i * IMAGE_BYTES));
     const started = process.hrtime.bigint();

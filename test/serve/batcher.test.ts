@@ -26,6 +26,26 @@ describe('createBatcher', () => {
     expect(out.map((p) => [...p])).toEqual([[1, 3], [2, 3], [3, 3]]);
   });
 
+  it('does not make a lone client wait: after a pass of one image, the next runs at the end of its turn', async () => {
+    const { sizes, run } = recorder();
+    const b = createBatcher({ run, classes: 2, maxBatch: 8, waitMs: 60_000, maxQueue: 100 });
+    // With a minute's wait these would time the test out; images of one turn still go together.
+    await b.submit(image(1), later());
+    await b.submit(image(2), later());
+    await Promise.all([b.submit(image(3), later()), b.submit(image(4), later())]);
+    expect(sizes).toEqual([1, 1, 2]);
+  });
+
+  it('after a pass with companions, waits up to waitMs to gather the next batch', async () => {
+    const { sizes, run } = recorder();
+    const b = createBatcher({ run, classes: 2, maxBatch: 8, waitMs: 300, maxQueue: 100 });
+    await Promise.all([b.submit(image(1), later()), b.submit(image(2), later())]);
+    const first = b.submit(image(3), later());
+    await new Promise((r) => setTimeout(r, 50));
+    await Promise.all([first, b.submit(image(4), later())]);
+    expect(sizes).toEqual([2, 2]);
+  });
+
   it('never exceeds maxBatch, and runs what arrived during a pass right after it', async () => {
     const { sizes, run } = recorder(20);
     const b = createBatcher({ run, classes: 2, maxBatch: 4, waitMs: 1, maxQueue: 100 });
