@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheKey } from '../../src/serve/cache/index.js';
+import { cacheKey, createPredictionCache, type SharedFlights } from '../../src/serve/cache/index.js';
 import { redisStore } from '../../src/serve/cache/redis.js';
 import { eventually, form, png, readyApp, startRedis, type TestRedis } from './helpers.js';
 
@@ -33,6 +33,24 @@ describe('Redis cache', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('a worker told to compute reads Redis again first: an answer stored since its first read ends the flight, computed once', async () => {
+    const store = redisStore({ url: redis.url, ttlSeconds: 60 });
+    try {
+      await eventually(() => store.connected() === true);
+      const key = `cifar:pred:${run}:late`;
+      const stored = new Float32Array([0.125, 0.875]);
+      const finished: [string, Float32Array | undefined][] = [];
+      // The other worker's answer lands in Redis after our first read, and its flight has ended,
+      // so the primary tells us to compute.
+      const shared: SharedFlights = { claim: async () => (await store.set(key, stored), undefined), finish: (k, p) => finished.push([k, p]) };
+      const cache = createPredictionCache(store, {}, shared);
+      expect(await cache.resolve(key, () => expect.fail('computed an answer Redis already had'))).toEqual({ probs: stored, cached: true });
+      expect(finished).toEqual([[key, stored]]);
+    } finally {
+      await store.close();
     }
   });
 

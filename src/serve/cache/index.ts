@@ -85,9 +85,29 @@ export function createPredictionCache(store: CacheStore, events: CacheEvents = {
     return { probs: await pending, cached: true };
   };
 
+  /** The stored answer, or undefined when there is none or the store failed (counted, never thrown). */
+  const read = async (key: string): Promise<Float32Array | undefined> => {
+    try {
+      return await store.get(key);
+    } catch (err) {
+      events.onError?.(err);
+      return undefined;
+    }
+  };
+
   const run = async (key: string, compute: () => Promise<Float32Array>, state: { computed: boolean }): Promise<Float32Array> => {
     const elsewhere = shared ? await shared.claim(key) : undefined;
     if (elsewhere) return elsewhere;
+    // Told to compute. With a store the workers share (Redis), the previous computation of this
+    // key may have been stored between our read and our claim, and its flight ended with it:
+    // read again, so that one image is computed once however the requests interleave.
+    if (shared && !nearCache) {
+      const late = await read(key);
+      if (late) {
+        shared.finish(key, late);
+        return late;
+      }
+    }
     state.computed = true;
     events.onMiss?.();
     try {
@@ -103,12 +123,7 @@ export function createPredictionCache(store: CacheStore, events: CacheEvents = {
     async resolve(key, compute) {
       const pending = inflight.get(key);
       if (pending) return join(pending);
-      let stored: Float32Array | undefined;
-      try {
-        stored = await store.get(key);
-      } catch (err) {
-        events.onError?.(err);
-      }
+      const stored = await read(key);
       if (stored) {
         events.onHit?.();
         return { probs: stored, cached: true };
