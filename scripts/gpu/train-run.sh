@@ -11,9 +11,10 @@
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # BENCH=0 skips the benchmarks (more time for epochs): 128-wide tiles, our forward conv, and RATE
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
-# BENCH=quick measures only the default against Dawn's disable_robustness toggle (no bounds
-# clamping in shaders) at batch 256 (about 40 s), and trains with the faster; that run also asks
-# for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then offers shader-f16.
+# BENCH=quick measures only the default, Dawn's disable_robustness toggle (no bounds clamping in
+# shaders) and the prefetching GEMM at batch 256 (about 60 s), and trains with the fastest; the
+# toggle run also asks for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then
+# offers shader-f16.
 # BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
 # forward variants.
 # Smoke test on a software adapter: SOFT=1 DEADLINE_S=300 bash scripts/gpu/train-run.sh
@@ -41,8 +42,11 @@ if [[ ${BENCH:-1} == quick ]]; then
   bench bench-gpu.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0
   log "bench: Dawn toggles $TOGGLES"
   bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --dawn-toggles $TOGGLES
-  r128=$(rate bench-gpu.json); rnr=$(rate bench-no-robustness.json); best=$r128
+  log "bench: 128-wide tiles with prefetch"
+  bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
+  r128=$(rate bench-gpu.json); rnr=$(rate bench-no-robustness.json); rpf=$(rate bench-tile128-prefetch.json); best=$r128
   if (( rnr > best )); then toggles=$TOGGLES; best=$rnr; fi
+  if (( rpf > best )); then toggles=; prefetch=1; best=$rpf; fi
 elif [[ ${BENCH:-1} != 0 ]]; then
   log "bench: ours (128-wide tiles), with the PyTorch reference"
   bench bench-gpu.json --batches $BATCHES --iterations $IT
