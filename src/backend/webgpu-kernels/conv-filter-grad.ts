@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmKey, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -27,11 +27,8 @@ export class FilterGradProgram implements GpuProgram {
     const rank = this.outputShape.length;
     this.dispatchLayout = { x: [rank - 1], y: [...Array(rank - 1).keys()] };
     this.dispatch = plan.dispatch;
-    // Everything baked into the code below must be in the key (tfjs adds ranks and dtypes only).
-    // Sizes are constants in the code (divisions by constants compile to multiplies), so every
-    // one of them is in the key; only the batch-dependent K stays a uniform.
-    const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
-    this.shaderKey = `cifarConvFilterGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(plan.tile)}`;
+    // Only the batch-dependent K stays a uniform; everything else is in the code and the key.
+    this.shaderKey = convShaderKey('cifarConvFilterGrad', conv, plan.tile);
   }
 
   uniformData(): ProgramUniform {

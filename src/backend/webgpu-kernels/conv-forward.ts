@@ -6,22 +6,13 @@
  * thread) it reuses each staged value twice as often as tfjs' 4 x 4 Conv2DMMProgram.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { type ConvGeometry, type Tile, pickTile } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmKey, gemmMainSource, padUniforms } from './program.js';
+import { type ConvGeometry, type GemmPlan, pickTile } from './plan.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
 
 export type ForwardActivation = 'linear' | 'relu';
 
-export interface ForwardPlan {
-  tile: Tile;
-  /** GEMM sizes: M = n*oh*ow pixels, N = co, K = fh*fw*ci. */
-  m: number;
-  n: number;
-  k: number;
-  dispatch: [number, number, number];
-}
-
-/** Tiles the forward convolution: one workgroup per TM pixels x TN output channels. */
-export function planForward(c: ConvGeometry): ForwardPlan {
+/** Tiles the forward convolution (M = n*oh*ow pixels, N = co, K = fh*fw*ci): one workgroup per TM pixels x TN output channels. */
+export function planForward(c: ConvGeometry): GemmPlan {
   const m = c.batchSize * c.outHeight * c.outWidth;
   const n = c.outChannels;
   const k = c.filterHeight * c.filterWidth * c.inChannels;
@@ -40,16 +31,14 @@ export class ForwardProgram implements GpuProgram {
 
   constructor(
     private readonly conv: ConvGeometry,
-    private readonly plan: ForwardPlan,
+    private readonly plan: GemmPlan,
     private readonly hasBias: boolean,
     private readonly activation: ForwardActivation,
   ) {
     this.variableNames = hasBias ? ['x', 'w', 'bias'] : ['x', 'w'];
     this.outputShape = [conv.batchSize, conv.outHeight, conv.outWidth, conv.outChannels];
     this.dispatch = plan.dispatch;
-    const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
-    const { tm, tn, tk } = plan.tile;
-    this.shaderKey = `cifarConvForward_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(plan.tile)}_${hasBias ? 'bias' : 'nobias'}_${activation}`;
+    this.shaderKey = `${convShaderKey('cifarConvForward', conv, plan.tile)}_${hasBias ? 'bias' : 'nobias'}_${activation}`;
   }
 
   uniformData(): ProgramUniform {

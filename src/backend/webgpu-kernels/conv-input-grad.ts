@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, gemmKey, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
 
 export class InputGradProgram implements GpuProgram {
   variableNames = ['dy', 'w'];
@@ -25,9 +25,7 @@ export class InputGradProgram implements GpuProgram {
   ) {
     this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
     this.dispatch = plan.dispatch;
-    // Sizes other than the batch are constants in the code, so they are all in the key.
-    const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
-    this.shaderKey = `cifarConvInputGrad_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(plan.tile)}`;
+    this.shaderKey = convShaderKey('cifarConvInputGrad', conv, plan.tile);
   }
 
   uniformData(): ProgramUniform {

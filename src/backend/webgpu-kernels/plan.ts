@@ -73,17 +73,21 @@ export function pickTile(rows: number, cols: number): Tile {
   return { tm, tn, tk: tm === 128 && tn === 128 ? 8 : 16 };
 }
 
-export interface FilterGradPlan {
+/** A GEMM's tile, sizes (C[M, N] = sum over K) and workgroup grid. */
+export interface GemmPlan {
   tile: Tile;
-  /** GEMM sizes: M = fh*fw*ci, N = co, K = n*oh*ow. */
   m: number;
   n: number;
   k: number;
+  dispatch: [number, number, number];
+}
+
+/** GEMM sizes: M = fh*fw*ci, N = co, K = n*oh*ow. */
+export interface FilterGradPlan extends GemmPlan {
   /** Workgroups along K; each writes its own partial [M, N], summed by a second pass when > 1. */
   splits: number;
   /** K per split, a multiple of tk. */
   kPerSplit: number;
-  dispatch: [number, number, number];
 }
 
 /**

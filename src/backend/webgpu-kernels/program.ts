@@ -78,6 +78,16 @@ export function gemmKey(tile: Tile): string {
   return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}`;
 }
 
+/**
+ * The shader key of a convolution program: every size but the batch is a constant in its code
+ * (divisions by constants compile to multiplies), so all of them are in the key, with the tile
+ * and variant (tfjs adds ranks and dtypes only).
+ */
+export function convShaderKey(name: string, conv: ConvGeometry, tile: Tile): string {
+  const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
+  return `${name}_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(tile)}`;
+}
+
 export interface GemmSource {
   tile: Tile;
   /** WGSL statements at the top of main; must define `row0`, `col0`, `kBegin` and `numTiles` (workgroup-uniform). */
