@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad } from '../../src/backend/webgpu-kernels/plan.js';
-import { gemmKey, gemmMainSource } from '../../src/backend/webgpu-kernels/program.js';
+import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, tileStorageBytes } from '../../src/backend/webgpu-kernels/plan.js';
+import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
@@ -15,9 +15,58 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 }
 
 describe('webgpu conv-gradient plans (pure)', () => {
-  it('takes its variants from CIFAR_WEBGPU_TILE, CIFAR_WEBGPU_PREFETCH and CIFAR_WEBGPU_CONV', () => {
-    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: false, ourForward: true });
-    expect(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '1', CIFAR_WEBGPU_CONV: 'stock' })).toEqual({ maxTileSide: 64, prefetch: true, ourForward: false });
+  it('takes its variants from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: false, ourForward: true, vec4: false, deepK: false });
+    expect(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '1', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '1', CIFAR_WEBGPU_TK: '16' })).toEqual({
+      maxTileSide: 64,
+      prefetch: true,
+      ourForward: false,
+      vec4: true,
+      deepK: true,
+    });
+  });
+
+  it('the vec4 layout reads 4 rows or columns per load where a thread holds 4 or 8 of each, and keeps the scalar layout elsewhere', () => {
+    const big = { tm: 128, tn: 128, tk: 8 } as const;
+    const narrow = { tm: 128, tn: 32, tk: 16 } as const;
+    configureWebGpuKernels({ vec4: true });
+    try {
+      expect(usesVec4(big)).toBe(true);
+      expect(usesVec4({ tm: 64, tn: 64, tk: 16 })).toBe(true);
+      expect(usesVec4(narrow)).toBe(false); // 2 columns per thread
+      expect(gemmKey(big)).toBe('128x128x8v');
+      expect(gemmKey(narrow)).toBe('128x32x16');
+      const src = gemmMainSource({ tile: big, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+      // A staged along K gets a vec4 of padding per K row: 8 * (128 + 4) floats = 264 vec4s.
+      expect(src).toContain('array<vec4<f32>, 264>');
+      expect(src).toContain('array<vec4<f32>, 256>');
+      // Per K step: 2 vec4 loads of A and 2 of B for 64 multiply-adds.
+      expect(src.match(/let a\d = cgA\[/g)).toHaveLength(2);
+      expect(src.match(/let b\d = cgB\[/g)).toHaveLength(2);
+      expect(src.match(/= fma\(a\d\.[xyzw], b\d\.[xyzw], c\d_\d\);/g)).toHaveLength(64);
+      // Thread (tx, ty) holds rows 64g + 4ty + e and columns 64h + 4tx + f.
+      expect(src).toContain('let row = row0 + 64 + ty * 4 + 3; let col = col0 + 0 + tx * 4 + 1; let v = c7_1;');
+      expect(gemmMainSource({ tile: narrow, prologue: '', aAlongK: true, bAlongK: false, store: '' })).not.toContain('vec4');
+    } finally {
+      configureWebGpuKernels({ vec4: false });
+    }
+    expect(gemmKey(big)).toBe('128x128x8');
+    expect(gemmMainSource({ tile: big, prologue: '', aAlongK: true, bAlongK: false, store: '' })).not.toContain('vec4');
+  });
+
+  it('deepK makes 128 x 128 tiles 16 deep only where the device has the workgroup memory for them', () => {
+    expect(tileStorageBytes({ tm: 128, tn: 128, tk: 16 })).toBe(16896);
+    configureWebGpuKernels({ deepK: true });
+    try {
+      expect(pickTile(4608, 512)).toEqual({ tm: 128, tn: 128, tk: 8 }); // WebGPU's default 16 KiB
+      expect(pickTile(4608, 512, 49152)).toEqual({ tm: 128, tn: 128, tk: 16 }); // NVIDIA's 48 KiB
+      expect(pickTile(4608, 64, 49152)).toEqual({ tm: 128, tn: 64, tk: 16 });
+      expect(planFilterGrad(geometry([256, 4, 4, 512], 3, 512, 1, 'same'), 49152).tile.tk).toBe(16);
+      expect(planInputGrad(geometry([256, 8, 8, 256], 3, 512, 2, 'same'), 49152).tile.tk).toBe(16);
+    } finally {
+      configureWebGpuKernels({ deepK: false });
+    }
+    expect(pickTile(4608, 512, 49152)).toEqual({ tm: 128, tn: 128, tk: 8 });
   });
 
   it('supports NHWC 1x1 and 3x3 at stride 1 and 2 only', () => {
@@ -155,25 +204,56 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   afterAll(async () => {
-    configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE });
-    configureWebGpuKernels({ prefetch: false });
+    configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE, prefetch: false, vec4: false, deepK: false });
     await tf.setBackend('cpu');
   });
 
-  /** Every case with 64-wide tiles, with and without prefetch; some with 128-wide tiles, both ways. */
-  function variants<T>(list: T[]): Array<readonly [T, 64 | 128, boolean]> {
+  /** Cases whose GEMMs all get tiles 64 or 128 wide on both sides, where the vec4 layout applies. */
+  const wide: typeof cases = [
+    { x: [1, 8, 8, 68], f: 3, co: 72, s: 1, pad: 'same' },
+    { x: [4, 8, 8, 66], f: 3, co: 96, s: 2, pad: 'same' },
+  ];
+
+  interface Variant {
+    maxTileSide: 64 | 128;
+    prefetch: boolean;
+    vec4: boolean;
+    deepK: boolean;
+  }
+  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false };
+  const describeVariant = (v: Variant): string =>
+    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}`;
+
+  /**
+   * Every case with 64-wide tiles, with and without prefetch; some with 128-wide tiles, both
+   * ways; a few with the vec4 setting (which those narrow tiles must ignore); the wide cases with
+   * every variant of the vec4 layout.
+   */
+  function variants(list: typeof cases): Array<readonly [(typeof cases)[number], Variant]> {
     return [
-      ...list.map((c) => [c, 64, false] as const),
-      ...list.map((c) => [c, 64, true] as const),
-      ...list.slice(1, 6).map((c) => [c, 128, false] as const),
-      ...list.slice(1, 4).map((c) => [c, 128, true] as const),
+      ...list.map((c) => [c, plain] as const),
+      ...list.map((c) => [c, { ...plain, prefetch: true }] as const),
+      ...list.slice(1, 6).map((c) => [c, { ...plain, maxTileSide: 128 }] as const),
+      ...list.slice(1, 4).map((c) => [c, { ...plain, maxTileSide: 128, prefetch: true }] as const),
+      ...list.slice(1, 4).map((c) => [c, { ...plain, maxTileSide: 128, vec4: true, deepK: true }] as const),
+      ...([
+        { ...plain, maxTileSide: 128 },
+        { ...plain, maxTileSide: 128, vec4: true },
+        { ...plain, maxTileSide: 128, vec4: true, deepK: true },
+        { ...plain, maxTileSide: 128, vec4: true, deepK: true, prefetch: true },
+        { ...plain, vec4: true },
+      ] satisfies Variant[]).map((v) => [wide[0]!, v] as const),
+      ...([
+        { ...plain, maxTileSide: 128, vec4: true, deepK: true },
+        { ...plain, vec4: true, prefetch: true },
+      ] satisfies Variant[]).map((v) => [wide[1]!, v] as const),
     ];
   }
+  const isWide = (x: Shape4): boolean => wide.some((w) => w.x === x);
 
-  for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases)) {
-    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: dW and dx within 1e-4`, async () => {
-      configureWebGpuKernels({ maxTileSide: maxSide });
-      configureWebGpuKernels({ prefetch: prefetch });
+  for (const [{ x, f, co, s, pad }, variant] of variants(cases)) {
+    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, ${describeVariant(variant)}: dW and dx within 1e-4`, async () => {
+      configureWebGpuKernels(variant);
       const filter: Shape4 = [f, f, x[3], co];
       const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
       const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
@@ -198,15 +278,20 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       // Our programs ran, not the stock ones.
       expect(keys).toContain(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}`);
       expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
-      if (maxSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
-      if (prefetch) expect(keys).toMatch(/cifarConv(Filter|Input)Grad_\S+_\d+x\d+x\d+p/);
+      if (variant.maxTileSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
+      if (variant.prefetch) expect(keys).toMatch(/cifarConv(Filter|Input)Grad_\S+_\d+x\d+x\d+p/);
+      if (variant.vec4 && isWide(x)) {
+        const dims = `${f}x${f}_s${s}x${s}_${[x[1], x[2], x[3], info.outHeight, info.outWidth, co].join('x')}`;
+        for (const name of ['cifarConvFilterGrad', 'cifarConvInputGrad']) expect(keys).toMatch(new RegExp(`${name}_${dims}_\\d+x\\d+x\\d+p?v`));
+        // lavapipe offers 32 KiB of workgroup memory: room for 16-deep 128 x 128 tiles.
+        if (variant.deepK) expect(keys).toMatch(/cifarConv\w+_\S+_128x128x16p?v/);
+      }
     });
   }
 
-  for (const [{ x, f, co, s, pad }, maxSide, prefetch] of variants(cases.slice(0, 8))) {
-    it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${maxSide}${prefetch ? ', prefetch' : ''}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
-      configureWebGpuKernels({ maxTileSide: maxSide });
-      configureWebGpuKernels({ prefetch: prefetch });
+  for (const [{ x, f, co, s, pad }, variant] of variants(cases.slice(0, 8))) {
+    it(`forward ${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, ${describeVariant(variant)}: conv2d and fused conv2d (bias, relu) within 1e-4`, async () => {
+      configureWebGpuKernels(variant);
       const filter: Shape4 = [f, f, x[3], co];
       const [xv, wv, bv] = [x.reduce((a, b) => a * b, 1), f * f * x[3] * co, co].map((n, i) => randomArray(n, 31 + i));
       const run = async (backend: string): Promise<Float32Array[]> => {
@@ -223,7 +308,8 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       expectClose(gpu[1]!, cpu[1]!, 1e-4, 'fused');
       expect(keys).toContain(`cifarConvForward_${f}x${f}_s${s}x${s}`);
       expect(keys).toMatch(/cifarConvForward_\S+_bias_relu/);
-      if (prefetch) expect(keys).toMatch(/cifarConvForward_\S+x\d+p_bias_relu/);
+      if (variant.prefetch) expect(keys).toMatch(/cifarConvForward_\S+x\d+p_bias_relu/);
+      if (variant.vec4 && isWide(x)) expect(keys).toMatch(/cifarConvForward_\S+x\d+p?v_bias_relu/);
     });
   }
 

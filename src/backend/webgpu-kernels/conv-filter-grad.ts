@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -112,7 +112,7 @@ export class SplitSumProgram implements GpuProgram {
 
 /** Runs the filter gradient for a supported convolution (see `isSupported`). */
 export function runFilterGrad(backend: WebGpuBackendLike, x: TensorInfo, dy: TensorInfo, conv: ConvGeometry & tf.backend_util.Conv2DInfo): TensorInfo {
-  const plan = planFilterGrad(conv);
+  const plan = planFilterGrad(conv, workgroupStorage(backend));
   const program = new FilterGradProgram(conv, plan);
   const out = backend.runWebGPUProgram(program, [x, dy], 'float32', program.uniformData());
   if (plan.splits === 1) return out;

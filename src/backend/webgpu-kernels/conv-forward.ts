@@ -6,17 +6,17 @@
  * thread) it reuses each staged value twice as often as tfjs' 4 x 4 Conv2DMMProgram.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { type ConvGeometry, type GemmPlan, pickTile } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
+import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, type GemmPlan, pickTile } from './plan.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
 
 export type ForwardActivation = 'linear' | 'relu';
 
 /** Tiles the forward convolution (M = n*oh*ow pixels, N = co, K = fh*fw*ci): one workgroup per TM pixels x TN output channels. */
-export function planForward(c: ConvGeometry): GemmPlan {
+export function planForward(c: ConvGeometry, storageBytes = DEFAULT_WORKGROUP_STORAGE): GemmPlan {
   const m = c.batchSize * c.outHeight * c.outWidth;
   const n = c.outChannels;
   const k = c.filterHeight * c.filterWidth * c.inChannels;
-  const tile = pickTile(m, n);
+  const tile = pickTile(m, n, storageBytes);
   return { tile, m, n, k, dispatch: [Math.ceil(n / tile.tn), Math.ceil(m / tile.tm), 1] };
 }
 
@@ -86,6 +86,6 @@ ${IM2COL_SOURCE}
 
 /** Runs the forward convolution for a supported geometry (see `isSupported`). */
 export function runForward(backend: WebGpuBackendLike, x: TensorInfo, filter: TensorInfo, bias: TensorInfo | undefined, activation: ForwardActivation, conv: ConvGeometry): TensorInfo {
-  const program = new ForwardProgram(conv, planForward(conv), bias !== undefined, activation);
+  const program = new ForwardProgram(conv, planForward(conv, workgroupStorage(backend)), bias !== undefined, activation);
   return backend.runWebGPUProgram(program, bias ? [x, filter, bias] : [x, filter], 'float32', program.uniformData());
 }

@@ -8,7 +8,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
 
 export class InputGradProgram implements GpuProgram {
   variableNames = ['dy', 'w'];
@@ -124,6 +124,6 @@ ${convConstants(conv)}
 
 /** Runs the input gradient for a supported convolution (see `isSupported`). */
 export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter: TensorInfo, conv: ConvGeometry): TensorInfo {
-  const program = new InputGradProgram(conv, planInputGrad(conv));
+  const program = new InputGradProgram(conv, planInputGrad(conv, workgroupStorage(backend)));
   return backend.runWebGPUProgram(program, [dy, filter], 'float32', program.uniformData());
 }

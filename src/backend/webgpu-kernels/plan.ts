@@ -62,15 +62,26 @@ export function isSupported(c: ConvGeometry): boolean {
 
 const side = (n: number): TileSide => (n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 || webGpuKernelSettings().maxTileSide === 64 ? 64 : 128);
 
+/** WebGPU's default `maxComputeWorkgroupStorageSize`, which every device offers. */
+export const DEFAULT_WORKGROUP_STORAGE = 16384;
+
+/** The most workgroup memory a tile's program stages: A and B, TK deep, rows padded by up to 4 floats. */
+export function tileStorageBytes(t: Tile): number {
+  return 4 * t.tk * (t.tm + t.tn + 8);
+}
+
 /**
  * The smallest of 16, 32, 64 (or 128, see settings.ts) that covers each side, so narrow
  * matrices (the stem's 3 input channels, 27-row dW) waste little. TK is 16, or 8 for a
- * 128 x 128 tile so that both staged tiles fit WebGPU's default 16 KiB of workgroup memory.
+ * 128 x 128 tile so that both staged tiles fit WebGPU's default 16 KiB of workgroup memory
+ * (16 with the `deepK` setting when the device's `storageBytes` hold it: 48 KiB on NVIDIA).
  */
-export function pickTile(rows: number, cols: number): Tile {
+export function pickTile(rows: number, cols: number, storageBytes = DEFAULT_WORKGROUP_STORAGE): Tile {
   const tm = side(rows);
   const tn = side(cols);
-  return { tm, tn, tk: tm === 128 && tn === 128 ? 8 : 16 };
+  if (tm !== 128 || tn !== 128) return { tm, tn, tk: 16 };
+  const deep: Tile = { tm, tn, tk: 16 };
+  return webGpuKernelSettings().deepK && tileStorageBytes(deep) <= storageBytes ? deep : { tm, tn, tk: 8 };
 }
 
 /** A GEMM's tile, sizes (C[M, N] = sum over K) and workgroup grid. */
@@ -96,11 +107,11 @@ export interface FilterGradPlan extends GemmPlan {
  * @example // 3x3 conv, 64 -> 64 channels on 256 x 32 x 32: dW is 576 x 64 (9 tiles), K = 262,144
  * planFilterGrad(info) // { splits: 56, kPerSplit: 4688, dispatch: [1, 9, 56], ... }
  */
-export function planFilterGrad(c: ConvGeometry): FilterGradPlan {
+export function planFilterGrad(c: ConvGeometry, storageBytes = DEFAULT_WORKGROUP_STORAGE): FilterGradPlan {
   const m = c.filterHeight * c.filterWidth * c.inChannels;
   const n = c.outChannels;
   const k = c.batchSize * c.outHeight * c.outWidth;
-  const tile = pickTile(m, n);
+  const tile = pickTile(m, n, storageBytes);
   const tiles = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
   const wanted = Math.max(1, Math.floor(TARGET_WORKGROUPS / tiles));
   const affordable = Math.max(1, Math.floor(k / MIN_K_PER_SPLIT));
@@ -133,7 +144,7 @@ export interface InputGradPlan {
  * @example // 3x3, stride 2, 'same' on 8x8 (pads 0 top, 1 bottom): taps per phase
  * planInputGrad(info).perPhase.map((p) => p.k / info.outChannels) // [4, 2, 2, 1]
  */
-export function planInputGrad(c: ConvGeometry): InputGradPlan {
+export function planInputGrad(c: ConvGeometry, storageBytes = DEFAULT_WORKGROUP_STORAGE): InputGradPlan {
   const { strideHeight: sh, strideWidth: sw } = c;
   const perPhase: Array<{ rows: number; k: number }> = [];
   for (let ph = 0; ph < sh; ph++) {
@@ -146,7 +157,7 @@ export function planInputGrad(c: ConvGeometry): InputGradPlan {
     }
   }
   const maxRows = Math.max(...perPhase.map((p) => p.rows));
-  const tile = pickTile(maxRows, c.inChannels);
+  const tile = pickTile(maxRows, c.inChannels, storageBytes);
   return {
     tile,
     phases: sh * sw,

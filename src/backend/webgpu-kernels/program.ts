@@ -4,7 +4,7 @@
  * GEMM body that both convolution gradients share.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import { type ConvGeometry, THREADS_PER_SIDE, type Tile } from './plan.js';
+import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, THREADS_PER_SIDE, type Tile } from './plan.js';
 import { webGpuKernelSettings } from './settings.js';
 
 /** tfjs-backend-webgpu's WebGPUProgram (dist/webgpu_program.d.ts), minus what we never set. */
@@ -27,6 +27,13 @@ export interface WebGpuBackendLike {
   runWebGPUProgram(program: GpuProgram, inputs: TensorInfo[], dtype: 'float32', uniforms?: ProgramUniform, output?: TensorInfo): TensorInfo;
   makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  /** The GPUDevice tfjs opened (with the adapter's workgroup-memory limit, which tfjs asks for). */
+  device?: { limits?: { maxComputeWorkgroupStorageSize?: number } };
+}
+
+/** Bytes of workgroup memory a program may use on this backend's device. */
+export function workgroupStorage(backend: WebGpuBackendLike): number {
+  return backend.device?.limits?.maxComputeWorkgroupStorageSize ?? DEFAULT_WORKGROUP_STORAGE;
 }
 
 /** The convolution's geometry as WGSL constants (CG_FH ... CG_COUT), shared by both gradient shaders. */
@@ -75,7 +82,12 @@ export const IM2COL_SOURCE = `
 
 /** The part of a GEMM program's shader key that names its tile and variant. */
 export function gemmKey(tile: Tile): string {
-  return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}`;
+  return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}${usesVec4(tile) ? 'v' : ''}`;
+}
+
+/** Whether a tile's program reads workgroup memory as vec4s: the setting, and 4 or 8 rows and columns per thread. */
+export function usesVec4(tile: Tile): boolean {
+  return webGpuKernelSettings().vec4 && (tile.tm / THREADS_PER_SIDE) % 4 === 0 && (tile.tn / THREADS_PER_SIDE) % 4 === 0;
 }
 
 /**
@@ -102,8 +114,14 @@ export interface GemmSource {
 /**
  * WGSL of `main()` for C[row, col] = sum_k readA(k, row) * readB(k, col) over one workgroup
  * tile: A and B tiles staged in workgroup memory TK deep, each thread accumulating a
- * (tm/16) x (tn/16) block in registers (rows ty + 16i, columns tx + 16j, so that neighbouring
- * threads read and write neighbouring addresses). The user code must define `readA` and `readB`.
+ * (tm/16) x (tn/16) block in registers. The user code must define `readA` and `readB`.
+ *
+ * Which rows and columns a thread holds:
+ * - scalar layout: rows ty + 16i and columns tx + 16j, so that neighbouring threads read
+ *   neighbouring words of workgroup memory;
+ * - vec4 layout (`usesVec4`): runs of 4, rows 64g + 4ty + e and columns 64h + 4tx + f, read as
+ *   one vec4 each (2 + 2 loads per K step for an 8 x 8 block instead of 8 + 8; the 16 threads of
+ *   a row read 256 consecutive bytes).
  */
 export function gemmMainSource(s: GemmSource): string {
   const { tm, tn, tk } = s.tile;
@@ -111,9 +129,11 @@ export function gemmMainSource(s: GemmSource): string {
   const threads = side * side;
   const rm = tm / side;
   const rn = tn / side;
-  // A row of padding where threads store along K, so those stores hit distinct banks.
-  const as = tm + (s.aAlongK ? 1 : 0);
-  const bs = tn + (s.bAlongK ? 1 : 0);
+  const vec = usesVec4(s.tile);
+  // Padding where threads store along K, so those stores hit distinct banks (a vec4 in the vec4 layout).
+  const pad = (alongK: boolean): number => (alongK ? (vec ? 4 : 1) : 0);
+  const as = tm + pad(s.aAlongK);
+  const bs = tn + pad(s.bAlongK);
   const range = (n: number): number[] => [...Array(n).keys()];
   // The elements of a tile each thread stages: (kk, mm) in the tile, r = 0, 1, ...
   const slots = (width: number, alongK: boolean): Array<[string, string]> =>
@@ -125,25 +145,38 @@ export function gemmMainSource(s: GemmSource): string {
     { smem: 'cgA', reg: 'pa', stride: as, slots: slots(tm, s.aAlongK), read: 'readA', origin: 'row0' },
     { smem: 'cgB', reg: 'pb', stride: bs, slots: slots(tn, s.bAlongK), read: 'readB', origin: 'col0' },
   ];
+  // Element (kk, mm) of a staged tile in workgroup memory.
+  const cell = (o: (typeof operands)[number]): string => (vec ? `${o.smem}[kk * ${o.stride / 4} + (mm >> 2u)][mm & 3]` : `${o.smem}[kk * ${o.stride} + mm]`);
   // Straight into workgroup memory, or (prefetch) into registers and from there into workgroup memory.
   const load = (into: 'smem' | 'reg'): string =>
     operands
       .flatMap((o) =>
         o.slots.map(([kk, mm], r) => {
-          const target = into === 'smem' ? `${o.smem}[kk * ${o.stride} + mm]` : `${o.reg}${r}`;
+          const target = into === 'smem' ? cell(o) : `${o.reg}${r}`;
           return `{ let kk = ${kk}; let mm = ${mm}; ${target} = ${o.read}(kBase + kk, ${o.origin} + mm); }`;
         }),
       )
       .join('\n      ');
   const stage = operands
-    .flatMap((o) => o.slots.map(([kk, mm], r) => `{ let kk = ${kk}; let mm = ${mm}; ${o.smem}[kk * ${o.stride} + mm] = ${o.reg}${r}; }`))
+    .flatMap((o) => o.slots.map(([kk, mm], r) => `{ let kk = ${kk}; let mm = ${mm}; ${cell(o)} = ${o.reg}${r}; }`))
     .join('\n      ');
   const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
+  const lane = ['x', 'y', 'z', 'w'];
+  // Per K step: this thread's A values a0.. and B values b0.. (vec4s in the vec4 layout), then the outer product.
+  const aOf = (i: number): string => (vec ? `a${i >> 2}.${lane[i & 3]}` : `a${i}`);
+  const bOf = (j: number): string => (vec ? `b${j >> 2}.${lane[j & 3]}` : `b${j}`);
+  const reads = vec
+    ? `${range(rm / 4).map((g) => `let a${g} = cgA[kk * ${as / 4} + ty + ${g * side}];`).join(' ')}
+        ${range(rn / 4).map((h) => `let b${h} = cgB[kk * ${bs / 4} + tx + ${h * side}];`).join(' ')}`
+    : `${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
+        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}`;
   const compute = `for (var kk = 0; kk < ${tk}; kk++) {
-        ${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
-        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}
-        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`)).join('\n        ')}
+        ${reads}
+        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(${aOf(i)}, ${bOf(j)}, c${i}_${j});`)).join('\n        ')}
       }`;
+  // Row and column of accumulator (i, j) within the tile.
+  const rowOf = (i: number): string => (vec ? `${(i >> 2) * 4 * side} + ty * 4 + ${i & 3}` : `ty + ${i * side}`);
+  const colOf = (j: number): string => (vec ? `${(j >> 2) * 4 * side} + tx * 4 + ${j & 3}` : `tx + ${j * side}`);
   // Prefetch: the next tile's global reads are issued before this tile's arithmetic, so their
   // latency overlaps it (one register per staged element).
   const loop = webGpuKernelSettings().prefetch
@@ -166,9 +199,11 @@ export function gemmMainSource(s: GemmSource): string {
       ${compute}
       workgroupBarrier();
     }`;
+  const element = vec ? 'vec4<f32>' : 'f32';
+  const words = vec ? 4 : 1;
   return `
-  var<workgroup> cgA : array<f32, ${tk * as}>;
-  var<workgroup> cgB : array<f32, ${tk * bs}>;
+  var<workgroup> cgA : array<${element}, ${(tk * as) / words}>;
+  var<workgroup> cgB : array<${element}, ${(tk * bs) / words}>;
 
   fn main() {
     let tx = i32(localId.x);
@@ -178,7 +213,7 @@ export function gemmMainSource(s: GemmSource): string {
     ${acc.map((c) => `var ${c} = 0.0;`).join(' ')}
     ${loop}
     ${range(rm)
-      .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ty + ${i * side}; let col = col0 + tx + ${j * side}; let v = c${i}_${j}; ${s.store} }`))
+      .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ${rowOf(i)}; let col = col0 + ${colOf(j)}; let v = c${i}_${j}; ${s.store} }`))
       .join('\n    ')}
   }`;
 }
