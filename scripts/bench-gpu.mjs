@@ -8,6 +8,8 @@
 //   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
 //   [--prefetch] (our GEMM kernels load the next K tile into registers during the current one)
 //   [--tile 64|128] (largest GEMM tile side of our convolution kernels; default 128)
+//   [--vec4] (our GEMM kernels read their tiles from workgroup memory as vec4s)
+//   [--deep-k] (128 x 128 tiles 16 deep instead of 8 where the device's workgroup memory allows)
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
@@ -38,6 +40,8 @@ async function main() {
       tile: { type: 'string' },
       'stock-forward': { type: 'boolean' },
       prefetch: { type: 'boolean' },
+      vec4: { type: 'boolean' },
+      'deep-k': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
     },
   });
@@ -56,6 +60,8 @@ async function main() {
     maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
     stockForward: values['stock-forward'],
     prefetch: values.prefetch,
+    vec4: values.vec4,
+    deepK: values['deep-k'],
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

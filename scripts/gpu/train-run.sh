@@ -3,7 +3,7 @@
 # run-gpu.sh (see scripts/gpu-pack.sh --data):
 #   bash .gpu/run-gpu.sh .gpu bash .gpu/train-run.sh
 # 1. bench:gpu at 128/256/512 with PyTorch's reference, then the variants at 256 (128-wide tiles,
-#    tfjs' forward convolution); 2. imports the dataset; 3. trains configs/resnet18.json on webgpu
+#    vec4 reads, 16-deep tiles, tfjs' forward convolution); 2. imports the dataset; 3. trains configs/resnet18.json on webgpu
 #    with the fastest variant for as many epochs as fit before DEADLINE_S (seconds after start),
 #    float16 weights; 4. evaluates the reloaded model. Results go to $OUT (at most 8 files come back):
 #    bench.tar.gz (the bench-*.json), run.log, results.tar.gz (model folder without checkpoint, eval output),
@@ -11,10 +11,11 @@
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # BENCH=0 skips the benchmarks (more time for epochs): 128-wide tiles, our forward conv, and RATE
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
-# BENCH=quick measures only the default, Dawn's disable_robustness toggle (no bounds clamping in
-# shaders) and the prefetching GEMM at batch 256 (about 60 s), and trains with the fastest; the
-# toggle run also asks for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then
-# offers shader-f16.
+# BENCH=quick measures only the default, the vec4 workgroup-memory reads (alone and with 16-deep
+# 128 x 128 tiles), Dawn's disable_robustness toggle (no bounds clamping in shaders) and the
+# prefetching GEMM at batch 256 (about 100 s), and trains with the fastest; the toggle run also
+# asks for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then offers
+# shader-f16. A variant whose kernels disagree with tfjs' on the device is never picked.
 # BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
 # forward variants.
 # Smoke test on a software adapter: SOFT=1 DEADLINE_S=300 bash scripts/gpu/train-run.sh
@@ -32,21 +33,30 @@ else
 fi
 BJ=/tmp/bench-json; rm -rf "$BJ"; mkdir -p "$BJ"
 bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out "$BJ/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; tar -C "$BJ" -czf "$OUT/bench.tar.gz" .; }
-rate() { node -e "const r=require(process.argv[1]).rows.find(x=>x.batch===$VB); console.log(r?Math.round(r.step.imagesPerSecond):0)" "$BJ/$1" 2>/dev/null || echo 0; }
+# A variant's step rate, or 0 when its figures are not valid: the device reported errors, or its
+# kernels disagreed with tfjs' in the check.
+rate() { node -e "const j=require(process.argv[1]); const r=j.rows.find(x=>x.batch===$VB); const bad=j.gpuErrors.length>0 || j.kernelCheck.some(c=>Math.max(c.filterError,c.inputError,c.forwardError)>1e-3); console.log(r&&!bad?Math.round(r.step.imagesPerSecond):0)" "$BJ/$1" 2>/dev/null || echo 0; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
 TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia
 r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; toggles=; best=${RATE:-3300}
+vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-
 if [[ ${BENCH:-1} == quick ]]; then
   log "bench: default (128-wide tiles)"
   bench bench-gpu.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0
+  log "bench: vec4 reads from workgroup memory"
+  bench bench-vec4.json --batches $VB --iterations $IT --vec4 --no-profile --no-reference
+  log "bench: vec4 reads, 128 x 128 tiles 16 deep"
+  bench bench-vec4-deepk.json --batches $VB --iterations $IT --vec4 --deep-k --no-profile --no-reference
   log "bench: Dawn toggles $TOGGLES"
-  bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --dawn-toggles $TOGGLES
+  bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0 --dawn-toggles $TOGGLES
   log "bench: 128-wide tiles with prefetch"
   bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
-  r128=$(rate bench-gpu.json); rnr=$(rate bench-no-robustness.json); rpf=$(rate bench-tile128-prefetch.json); best=$r128
-  if (( rnr > best )); then toggles=$TOGGLES; best=$rnr; fi
-  if (( rpf > best )); then toggles=; prefetch=1; best=$rpf; fi
+  r128=$(rate bench-gpu.json); rv=$(rate bench-vec4.json); rvd=$(rate bench-vec4-deepk.json); rnr=$(rate bench-no-robustness.json); rpf=$(rate bench-tile128-prefetch.json); best=$r128
+  if (( rv > best )); then vec4=1; best=$rv; fi
+  if (( rvd > best )); then vec4=1; tk=16; best=$rvd; fi
+  if (( rnr > best )); then vec4=0; tk=8; toggles=$TOGGLES; best=$rnr; fi
+  if (( rpf > best )); then vec4=0; tk=8; toggles=; prefetch=1; best=$rpf; fi
 elif [[ ${BENCH:-1} != 0 ]]; then
   log "bench: ours (128-wide tiles), with the PyTorch reference"
   bench bench-gpu.json --batches $BATCHES --iterations $IT
@@ -54,20 +64,26 @@ elif [[ ${BENCH:-1} != 0 ]]; then
   bench bench-tile64.json --batches $VB --iterations $IT --tile 64 --no-profile --no-reference
   log "bench: 128-wide tiles with prefetch"
   bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
+  log "bench: vec4 reads from workgroup memory"
+  bench bench-vec4.json --batches $VB --iterations $IT --vec4 --no-profile --no-reference
+  log "bench: vec4 reads, 128 x 128 tiles 16 deep"
+  bench bench-vec4-deepk.json --batches $VB --iterations $IT --vec4 --deep-k --no-reference
   log "bench: tfjs' forward convolution"
   bench bench-stock-forward.json --batches $VB --iterations $IT --check-batch 0 --no-profile --no-reference --stock-forward
   log "bench: Dawn toggles $TOGGLES"
   bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --dawn-toggles $TOGGLES
-  r128=$(rate bench-gpu.json); r64=$(rate bench-tile64.json); rpf=$(rate bench-tile128-prefetch.json); rsf=$(rate bench-stock-forward.json); rnr=$(rate bench-no-robustness.json)
+  r128=$(rate bench-gpu.json); r64=$(rate bench-tile64.json); rpf=$(rate bench-tile128-prefetch.json); rv=$(rate bench-vec4.json); rvd=$(rate bench-vec4-deepk.json); rsf=$(rate bench-stock-forward.json); rnr=$(rate bench-no-robustness.json)
   tile=64; best=$r64
   (( r128 > best )) && { tile=128; best=$r128; }
   (( rpf > best )) && { tile=128; prefetch=1; best=$rpf; }
-  if (( rsf > best )); then tile=128; prefetch=0; conv=stock; best=$rsf; fi
-  if (( rnr > best )); then tile=128; prefetch=0; conv=cifar; toggles=$TOGGLES; best=$rnr; fi
+  (( rv > best )) && { tile=128; prefetch=0; vec4=1; best=$rv; }
+  (( rvd > best )) && { tile=128; prefetch=0; vec4=1; tk=16; best=$rvd; }
+  if (( rsf > best )); then tile=128; prefetch=0; vec4=0; tk=8; conv=stock; best=$rsf; fi
+  if (( rnr > best )); then tile=128; prefetch=0; vec4=0; tk=8; conv=cifar; toggles=$TOGGLES; best=$rnr; fi
 fi
-log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
+log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, vec4 $rv, vec4+16deep $rvd, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
 [[ -f $BJ/bench-no-robustness.json ]] && log "adapter features with $TOGGLES: $(node -e "console.log(require(process.argv[1]).adapterFeatures.join(' '))" "$BJ/bench-no-robustness.json" 2>/dev/null)"
-export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles
+export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles
 
 log "dataset"
 # libuv's pool decodes the JPEGs; its 4 threads by default made the import take 41 s on the 16-core

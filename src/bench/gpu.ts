@@ -38,6 +38,10 @@ export interface GpuBenchOptions {
   prefetch?: boolean;
   /** tfjs' Conv2DMMProgram instead of our forward convolution, with our gradient kernels (default: the environment's, else ours). */
   stockForward?: boolean;
+  /** Our GEMM kernels read workgroup memory as vec4s where a thread holds 4 or 8 rows and columns (default: the environment's, else off). */
+  vec4?: boolean;
+  /** 128 x 128 tiles 16 deep where the device's workgroup memory allows (default: the environment's, else off). */
+  deepK?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -75,6 +79,8 @@ export interface GpuBenchResult {
   submitBatch: number;
   maxTileSide: 64 | 128;
   prefetch: boolean;
+  vec4: boolean;
+  deepK: boolean;
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
@@ -132,17 +138,20 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   const backend = await initBackend('webgpu');
   if (options.submitBatch !== undefined) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', options.submitBatch);
   const checkBatch = options.checkBatch ?? 8;
+  // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*). Set
+  // before the check, so that it checks the variant measured.
+  configureWebGpuKernels({
+    ...(options.maxTileSide === undefined ? {} : { maxTileSide: options.maxTileSide }),
+    ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
+    ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
+    ...(options.vec4 === undefined ? {} : { vec4: options.vec4 }),
+    ...(options.deepK === undefined ? {} : { deepK: options.deepK }),
+  });
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
-  // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*).
-  configureWebGpuKernels({
-    ...(options.maxTileSide === undefined ? {} : { maxTileSide: options.maxTileSide }),
-    ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
-    ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
-  });
   const kernels = webGpuKernelSettings();
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
@@ -160,6 +169,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     maxTileSide: kernels.maxTileSide,
     prefetch: kernels.prefetch,
+    vec4: kernels.vec4,
+    deepK: kernels.deepK,
     forwardKernel: options.stockKernels || !kernels.ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
@@ -276,7 +287,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''}${r.vec4 ? ', vec4' : ''}${r.deepK ? ', 16 deep' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -25,6 +25,8 @@ const RESULT: GpuBenchResult = {
   submitBatch: 15,
   maxTileSide: 64,
   prefetch: false,
+  vec4: false,
+  deepK: false,
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
@@ -67,11 +69,11 @@ describe('bench:gpu formatting (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
-  it('runs with --allow-software and tiny sizes, writing the JSON and printing the table (with a Dawn toggle)', async () => {
+  it('runs with --allow-software and tiny sizes, writing the JSON and printing the table (with a Dawn toggle and kernel variants)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -84,6 +86,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
       // so the report is what was asked); our kernels still match tfjs' with it.
       expect(json.dawnToggles).toEqual(['disable_robustness']);
+      expect([json.vec4, json.deepK, json.prefetch]).toEqual([true, true, false]);
       expect(json.adapterFeatures.length).toBeGreaterThan(0);
       expect(json.kernelCheck.length).toBeGreaterThan(3);
       for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
