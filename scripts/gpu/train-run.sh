@@ -11,9 +11,9 @@
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # BENCH=0 skips the benchmarks (more time for epochs): 128-wide tiles, our forward conv, and RATE
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
-# BENCH=quick measures only the default, the vec4 workgroup-memory reads (alone and with 16-deep
-# 128 x 128 tiles), Dawn's disable_robustness toggle (no bounds clamping in shaders) and the
-# prefetching GEMM at batch 256 (about 100 s), and trains with the fastest; the toggle run also
+# BENCH=quick measures only the default, the vec4 workgroup-memory reads (alone, with 16-deep
+# 128 x 128 tiles, and with both and the prefetching GEMM) and Dawn's disable_robustness toggle
+# (no bounds clamping in shaders) at batch 256 (about 100 s), and trains with the fastest; the toggle run also
 # asks for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then offers
 # shader-f16. A variant whose kernels disagree with tfjs' on the device is never picked.
 # BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
@@ -40,7 +40,7 @@ rate() { node -e "const j=require(process.argv[1]); const r=j.rows.find(x=>x.bat
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
 TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia
 r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; toggles=; best=${RATE:-3300}
-vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-
+vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-; rvdp=-
 if [[ ${BENCH:-1} == quick ]]; then
   log "bench: default (128-wide tiles)"
   bench bench-gpu.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0
@@ -50,13 +50,13 @@ if [[ ${BENCH:-1} == quick ]]; then
   bench bench-vec4-deepk.json --batches $VB --iterations $IT --vec4 --deep-k --no-profile --no-reference
   log "bench: Dawn toggles $TOGGLES"
   bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0 --dawn-toggles $TOGGLES
-  log "bench: 128-wide tiles with prefetch"
-  bench bench-tile128-prefetch.json --batches $VB --iterations $IT --tile 128 --prefetch --no-profile --no-reference
-  r128=$(rate bench-gpu.json); rv=$(rate bench-vec4.json); rvd=$(rate bench-vec4-deepk.json); rnr=$(rate bench-no-robustness.json); rpf=$(rate bench-tile128-prefetch.json); best=$r128
+  log "bench: vec4 reads, 16 deep, with prefetch"
+  bench bench-vec4-deepk-prefetch.json --batches $VB --iterations $IT --vec4 --deep-k --prefetch --no-profile --no-reference
+  r128=$(rate bench-gpu.json); rv=$(rate bench-vec4.json); rvd=$(rate bench-vec4-deepk.json); rnr=$(rate bench-no-robustness.json); rvdp=$(rate bench-vec4-deepk-prefetch.json); best=$r128
   if (( rv > best )); then vec4=1; best=$rv; fi
   if (( rvd > best )); then vec4=1; tk=16; best=$rvd; fi
-  if (( rnr > best )); then vec4=0; tk=8; toggles=$TOGGLES; best=$rnr; fi
-  if (( rpf > best )); then vec4=0; tk=8; toggles=; prefetch=1; best=$rpf; fi
+  if (( rvdp > best )); then vec4=1; tk=16; prefetch=1; best=$rvdp; fi
+  if (( rnr > best )); then vec4=0; tk=8; prefetch=0; toggles=$TOGGLES; best=$rnr; fi
 elif [[ ${BENCH:-1} != 0 ]]; then
   log "bench: ours (128-wide tiles), with the PyTorch reference"
   bench bench-gpu.json --batches $BATCHES --iterations $IT
@@ -81,7 +81,7 @@ elif [[ ${BENCH:-1} != 0 ]]; then
   if (( rsf > best )); then tile=128; prefetch=0; vec4=0; tk=8; conv=stock; best=$rsf; fi
   if (( rnr > best )); then tile=128; prefetch=0; vec4=0; tk=8; conv=cifar; toggles=$TOGGLES; best=$rnr; fi
 fi
-log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, vec4 $rv, vec4+16deep $rvd, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
+log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, vec4 $rv, vec4+16deep $rvd, vec4+16deep+prefetch $rvdp, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
 [[ -f $BJ/bench-no-robustness.json ]] && log "adapter features with $TOGGLES: $(node -e "console.log(require(process.argv[1]).adapterFeatures.join(' '))" "$BJ/bench-no-robustness.json" 2>/dev/null)"
 export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles
 
