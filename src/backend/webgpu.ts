@@ -17,6 +17,40 @@ export interface AdapterInfoLike {
   device?: string;
   description?: string;
   isFallbackAdapter?: boolean;
+  /** Dawn, with `chromium-experimental-subgroup-matrix`: the cooperative-matrix (tensor core) shapes and types offered. */
+  subgroupMatrixConfigs?: Iterable<object>;
+}
+
+/** What an adapter offers beyond its name: features, the limits our kernels size themselves by, and its tensor-core configurations. */
+export interface AdapterCapabilities {
+  features: string[];
+  /** maxComputeWorkgroupStorageSize and maxComputeInvocationsPerWorkgroup, when reported. */
+  limits: Record<string, number>;
+  /** Each of `info.subgroupMatrixConfigs` as a plain object (empty without the feature). */
+  subgroupMatrixConfigs: Array<Record<string, unknown>>;
+}
+
+const REPORTED_LIMITS = ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'] as const;
+
+/**
+ * The capabilities of an adapter as plain data, for benchmark reports.
+ * @example adapterCapabilities({ features: ['shader-f16'], limits: { maxComputeWorkgroupStorageSize: 49152 } })
+ * // { features: ['shader-f16'], limits: { maxComputeWorkgroupStorageSize: 49152 }, subgroupMatrixConfigs: [] }
+ */
+export function adapterCapabilities(adapter: { features?: Iterable<string>; limits?: Record<string, unknown>; info?: AdapterInfoLike }): AdapterCapabilities {
+  const limits: Record<string, number> = {};
+  for (const name of REPORTED_LIMITS) {
+    const value = adapter.limits?.[name];
+    if (typeof value === 'number') limits[name] = value;
+  }
+  // Dawn's config objects keep their fields on the prototype (getters): copy them by name.
+  const configs = [...(adapter.info?.subgroupMatrixConfigs ?? [])].map((c) => {
+    const plain: Record<string, unknown> = {};
+    const fields = c as Record<string, unknown>;
+    for (const key of ['componentType', 'resultComponentType', 'M', 'N', 'K']) if (fields[key] !== undefined) plain[key] = fields[key];
+    return plain;
+  });
+  return { features: [...(adapter.features ?? [])].sort(), limits, subgroupMatrixConfigs: configs };
 }
 
 /** An adapter's display name and whether it is a CPU implementation rather than a GPU. */
@@ -50,7 +84,7 @@ export function classifyAdapter(info: AdapterInfoLike, adapterIsFallback = false
 
 /** Result of probing for a WebGPU adapter: the `gpu` object to install, or why there is none. */
 export type WebGpuProbe =
-  | { ok: true; gpu: unknown; adapter: AdapterClass; features: string[]; dawnToggles: string[] }
+  | ({ ok: true; gpu: unknown; adapter: AdapterClass; dawnToggles: string[] } & AdapterCapabilities)
   | { ok: false; reason: string };
 
 /**
@@ -94,7 +128,7 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 interface DawnModule {
   create: (flags: string[]) => {
-    requestAdapter: () => Promise<{ info?: AdapterInfoLike; isFallbackAdapter?: boolean; features?: Iterable<string> } | null>;
+    requestAdapter: () => Promise<{ info?: AdapterInfoLike; isFallbackAdapter?: boolean; features?: Iterable<string>; limits?: Record<string, unknown> } | null>;
   };
   globals: Record<string, unknown>;
 }
@@ -116,8 +150,7 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
     const adapter = await withTimeout(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
     if (adapter === 'timeout') return { ok: false, reason: 'no WebGPU adapter (request timed out)' };
     if (adapter === null) return { ok: false, reason: 'no WebGPU adapter found' };
-    const features = [...(adapter.features ?? [])].sort();
-    return { ok: true, gpu, adapter: classifyAdapter(adapter.info ?? {}, adapter.isFallbackAdapter === true), features, dawnToggles: toggles };
+    return { ok: true, gpu, adapter: classifyAdapter(adapter.info ?? {}, adapter.isFallbackAdapter === true), ...adapterCapabilities(adapter), dawnToggles: toggles };
   } catch (err) {
     return { ok: false, reason: `WebGPU adapter request failed (${(err as Error).message.split('\n')[0]})` };
   }

@@ -73,6 +73,10 @@ export interface GpuBenchResult {
   software: boolean;
   /** The adapter's WebGPU features (e.g. whether it offers shader-f16). */
   adapterFeatures: string[];
+  /** The adapter's workgroup limits (e.g. maxComputeWorkgroupStorageSize, which decides 16-deep tiles). */
+  adapterLimits: Record<string, number>;
+  /** Tensor-core configurations the adapter offers (Dawn's subgroup matrices; needs the allow_unsafe_apis toggle). */
+  subgroupMatrixConfigs: Array<Record<string, unknown>>;
   /** Dawn toggles enabled for this run (CIFAR_WEBGPU_DAWN_TOGGLES). */
   dawnToggles: string[];
   kernels: 'cifar' | 'stock';
@@ -164,6 +168,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     adapter: probe.ok ? probe.adapter.name : 'unknown',
     software: probe.ok && probe.adapter.software,
     adapterFeatures: probe.ok ? probe.features : [],
+    adapterLimits: probe.ok ? probe.limits : {},
+    subgroupMatrixConfigs: probe.ok ? probe.subgroupMatrixConfigs : [],
     dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { initBackend, webGpuVerdict } from '../../src/backend/index.js';
-import { classifyAdapter, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
+import { adapterCapabilities, classifyAdapter, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
 
 const LAVAPIPE = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true };
 const H100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false };
@@ -29,6 +29,30 @@ describe('dawnToggles', () => {
     expect(() => dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: 'disable_robustness,--evil=1' })).toThrow(
       expect.objectContaining({ code: 'USAGE', message: 'CIFAR_WEBGPU_DAWN_TOGGLES: "--evil=1" is not a Dawn toggle name (lower case, digits, underscores)' }),
     );
+  });
+});
+
+describe('adapterCapabilities', () => {
+  it('reports sorted features, the workgroup limits and the subgroup-matrix configurations as plain data', () => {
+    // Dawn's objects keep their fields as getters on the prototype, which JSON.stringify skips.
+    class Config {
+      get componentType() { return 'f16'; }
+      get resultComponentType() { return 'f32'; }
+      get M() { return 16; }
+      get N() { return 16; }
+      get K() { return 16; }
+    }
+    const caps = adapterCapabilities({
+      features: ['subgroups', 'chromium-experimental-subgroup-matrix'],
+      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxBufferSize: 2 ** 31 },
+      info: { description: 'NVIDIA H100', subgroupMatrixConfigs: [new Config()] },
+    });
+    expect(JSON.parse(JSON.stringify(caps))).toEqual({
+      features: ['chromium-experimental-subgroup-matrix', 'subgroups'],
+      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 },
+      subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
+    });
+    expect(adapterCapabilities({})).toEqual({ features: [], limits: {}, subgroupMatrixConfigs: [] });
   });
 });
 

@@ -20,6 +20,8 @@ const RESULT: GpuBenchResult = {
   adapter: 'NVIDIA H100 80GB HBM3',
   software: false,
   adapterFeatures: ['subgroups', 'timestamp-query'],
+  adapterLimits: { maxComputeWorkgroupStorageSize: 49152 },
+  subgroupMatrixConfigs: [],
   dawnToggles: [],
   kernels: 'cifar',
   submitBatch: 15,
@@ -88,6 +90,9 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.dawnToggles).toEqual(['disable_robustness']);
       expect([json.vec4, json.deepK, json.prefetch]).toEqual([true, true, false]);
       expect(json.adapterFeatures.length).toBeGreaterThan(0);
+      // lavapipe: 32 KiB of workgroup memory, no tensor-core configurations.
+      expect(json.adapterLimits.maxComputeWorkgroupStorageSize).toBeGreaterThanOrEqual(16384);
+      expect(json.subgroupMatrixConfigs).toEqual([]);
       expect(json.kernelCheck.length).toBeGreaterThan(3);
       for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
