@@ -13,9 +13,10 @@
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
 # BENCH=quick measures only the default, the vec4 workgroup-memory reads (alone, with 16-deep
 # 128 x 128 tiles, and with both and the prefetching GEMM) and Dawn's disable_robustness toggle
-# (no bounds clamping in shaders) at batch 256 (about 100 s), and trains with the fastest; the toggle run also
-# asks for vulkan_enable_f16_on_nvidia, so its JSON says whether the adapter then offers
-# shader-f16. A variant whose kernels disagree with tfjs' on the device is never picked.
+# (no bounds clamping in shaders) at batch 256 (about 100 s), and trains with the fastest. The
+# toggle run also asks for vulkan_enable_f16_on_nvidia and allow_unsafe_apis, so its JSON says
+# whether the adapter then offers shader-f16 and which tensor-core (subgroup matrix)
+# configurations it has. A variant whose kernels disagree with tfjs' on the device is never picked.
 # BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
 # forward variants.
 # Smoke test on a software adapter: SOFT=1 DEADLINE_S=300 bash scripts/gpu/train-run.sh
@@ -38,7 +39,7 @@ bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out
 rate() { node -e "const j=require(process.argv[1]); const r=j.rows.find(x=>x.batch===$VB); const bad=j.gpuErrors.length>0 || j.kernelCheck.some(c=>Math.max(c.filterError,c.inputError,c.forwardError)>1e-3); console.log(r&&!bad?Math.round(r.step.imagesPerSecond):0)" "$BJ/$1" 2>/dev/null || echo 0; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
-TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia
+TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia,allow_unsafe_apis
 r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0}; toggles=; best=${RATE:-3300}
 vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-; rvdp=-
 if [[ ${BENCH:-1} == quick ]]; then
@@ -82,7 +83,7 @@ elif [[ ${BENCH:-1} != 0 ]]; then
   if (( rnr > best )); then tile=128; prefetch=0; vec4=0; tk=8; conv=cifar; toggles=$TOGGLES; best=$rnr; fi
 fi
 log "step img/s at $VB: tiles64 $r64, tiles128 $r128, tiles128+prefetch $rpf, vec4 $rv, vec4+16deep $rvd, vec4+16deep+prefetch $rvdp, stock forward $rsf, no robustness $rnr -> training with CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles"
-[[ -f $BJ/bench-no-robustness.json ]] && log "adapter features with $TOGGLES: $(node -e "console.log(require(process.argv[1]).adapterFeatures.join(' '))" "$BJ/bench-no-robustness.json" 2>/dev/null)"
+[[ -f $BJ/bench-no-robustness.json ]] && log "adapter with $TOGGLES: $(node -e "const j=require(process.argv[1]); console.log('features', j.adapterFeatures.join(' '), '; limits', JSON.stringify(j.adapterLimits), '; subgroup matrices', JSON.stringify(j.subgroupMatrixConfigs))" "$BJ/bench-no-robustness.json" 2>/dev/null)"
 export CIFAR_WEBGPU_TILE=$tile CIFAR_WEBGPU_PREFETCH=$prefetch CIFAR_WEBGPU_VEC4=$vec4 CIFAR_WEBGPU_TK=$tk CIFAR_WEBGPU_CONV=$conv CIFAR_WEBGPU_DAWN_TOGGLES=$toggles
 
 log "dataset"
