@@ -17,6 +17,7 @@
 # toggle run also asks for vulkan_enable_f16_on_nvidia and allow_unsafe_apis, so its JSON says
 # whether the adapter then offers shader-f16 and which tensor-core (subgroup matrix)
 # configurations it has. A variant whose kernels disagree with tfjs' on the device is never picked.
+# The default and the vec4 + 16-deep runs also profile one step: GPU time and TFLOP/s per convolution.
 # BENCH=1 (the default) also runs the full table with PyTorch's reference and the tile/prefetch/
 # forward variants.
 # Smoke test on a software adapter: SOFT=1 DEADLINE_S=300 bash scripts/gpu/train-run.sh
@@ -44,11 +45,11 @@ r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0
 vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-; rvdp=-
 if [[ ${BENCH:-1} == quick ]]; then
   log "bench: default (128-wide tiles)"
-  bench bench-gpu.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0
+  bench bench-gpu.json --batches $VB --iterations $IT --no-reference --check-batch 0
   log "bench: vec4 reads from workgroup memory"
   bench bench-vec4.json --batches $VB --iterations $IT --vec4 --no-profile --no-reference
   log "bench: vec4 reads, 128 x 128 tiles 16 deep"
-  bench bench-vec4-deepk.json --batches $VB --iterations $IT --vec4 --deep-k --no-profile --no-reference
+  bench bench-vec4-deepk.json --batches $VB --iterations $IT --vec4 --deep-k --no-reference
   log "bench: Dawn toggles $TOGGLES"
   bench bench-no-robustness.json --batches $VB --iterations $IT --no-profile --no-reference --check-batch 0 --dawn-toggles $TOGGLES
   log "bench: vec4 reads, 16 deep, with prefetch"

@@ -92,6 +92,8 @@ export interface GpuBenchResult {
   rows: GpuBenchRow[];
   /** GPU time by kernel in one step at the largest batch, largest first. */
   topKernels: Array<{ kernel: string; calls: number; ms: number }>;
+  /** The convolutions of that step by kernel and shapes, slowest first, with the arithmetic rate they reached. */
+  convKernels: ConvKernelTime[];
   /** Our conv-gradient kernels vs tfjs' on this device (relative max error; about 1e-6 expected). */
   kernelCheck: ConvCheck[];
   /** Errors the device reported during the run (a failed shader would make every figure meaningless). */
@@ -183,6 +185,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     iterations: options.iterations,
     rows: [],
     topKernels: [],
+    convKernels: [],
     kernelCheck,
     gpuErrors: [],
   };
@@ -248,6 +251,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
         byKernel.set(k.name, e);
       }
       result.topKernels = [...byKernel].map(([kernel, e]) => ({ kernel, ...e })).sort((a, b) => b.ms - a.ms).slice(0, 12);
+      result.convKernels = convKernelTimes(info.kernels);
     }
   } finally {
     trainer.dispose();
@@ -255,6 +259,63 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   }
   result.gpuErrors = takeWebGpuErrors();
   return result;
+}
+
+/** GPU time of one convolution kernel at one set of shapes, summed over its calls in a step. */
+export interface ConvKernelTime {
+  kernel: string;
+  /** e.g. "x 256x32x32x64, filter 3x3x64x64 -> 256x32x32x64". */
+  shapes: string;
+  calls: number;
+  ms: number;
+  /** Multiply-adds counted twice, over the GPU time: the rate the kernel reached. */
+  tflops: number | null;
+}
+
+const CONV_KERNELS = new Set(['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter']);
+
+/**
+ * Floating-point operations of one convolution kernel call (2 per multiply-add), from the shapes
+ * tf.profile records, or null for another kernel. All three kernels of a convolution do the
+ * same work: output pixels x filter taps x input channels x output channels.
+ * @example convFlops('Conv2D', [[256, 32, 32, 64], [3, 3, 64, 64]], [[256, 32, 32, 64]]) // 2 * 256*32*32*64 * 3*3*64
+ */
+export function convFlops(kernel: string, inputShapes: number[][], outputShapes: number[][]): number | null {
+  const size = (shape: number[] | undefined): number => (shape ?? []).reduce((a, b) => a * b, 1);
+  const [first, second] = inputShapes;
+  const out = outputShapes[0];
+  if (!first || !second || !out) return null;
+  switch (kernel) {
+    case 'Conv2D':
+    case 'FusedConv2D': // x, filter [fh, fw, ci, co] -> y
+      return 2 * size(out) * second[0]! * second[1]! * second[2]!;
+    case 'Conv2DBackpropInput': // dy, filter [fh, fw, ci, co] -> dx
+      return 2 * size(first) * second[0]! * second[1]! * second[2]!;
+    case 'Conv2DBackpropFilter': // x, dy [n, oh, ow, co] -> dW [fh, fw, ci, co]
+      return 2 * size(out) * second[0]! * second[1]! * second[2]!;
+    default:
+      return null;
+  }
+}
+
+/** tf.profile's kernel records, reduced to the convolutions by kernel and shapes (slowest 24 first). */
+export function convKernelTimes(kernels: Array<{ name: string; inputShapes: number[][]; outputShapes: number[][]; kernelTimeMs: unknown }>): ConvKernelTime[] {
+  const groups = new Map<string, { kernel: string; shapes: string; calls: number; ms: number; flops: number }>();
+  for (const k of kernels) {
+    if (!CONV_KERNELS.has(k.name)) continue;
+    const [a, b] = k.inputShapes;
+    const shapes = `${(a ?? []).join('x')}, ${(b ?? []).join('x')} -> ${(k.outputShapes[0] ?? []).join('x')}`;
+    const key = `${k.name} ${shapes}`;
+    const g = groups.get(key) ?? { kernel: k.name, shapes, calls: 0, ms: 0, flops: 0 };
+    g.calls++;
+    g.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    g.flops += convFlops(k.name, k.inputShapes, k.outputShapes) ?? 0;
+    groups.set(key, g);
+  }
+  return [...groups.values()]
+    .sort((x, y) => y.ms - x.ms)
+    .slice(0, 24)
+    .map(({ flops, ...g }) => ({ ...g, tflops: g.ms > 0 ? flops / (g.ms / 1000) / 1e12 : null }));
 }
 
 /** A reference figure to compare with (PyTorch on the same GPU): training images/s at a batch size. */
@@ -313,6 +374,10 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
   if (r.topKernels.length > 0) {
     lines.push('GPU time by kernel, one step at the largest batch:');
     for (const k of r.topKernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${fmt(k.ms, 2).padStart(10)} ms`);
+  }
+  if (r.convKernels.length > 0) {
+    lines.push('convolutions of that step, slowest first (inputs -> output; TFLOP/s reached):');
+    for (const k of r.convKernels.slice(0, 12)) lines.push(`  ${k.kernel.padEnd(21)} ${k.shapes.padEnd(44)} ${fmt(k.ms, 2).padStart(8)} ms ${fmt(k.tflops, 1).padStart(6)} TFLOP/s`);
   }
   return lines.join('\n') + '\n';
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type GpuBenchResult, formatGpuBench, parseTorchReference, ratiosToReference } from '../../src/bench/gpu.js';
+import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, ratiosToReference } from '../../src/bench/gpu.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 
 const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
@@ -35,9 +35,42 @@ const RESULT: GpuBenchResult = {
   iterations: 10,
   rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, buffersCreated: 2, submits: 28 } }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
+  convKernels: [{ kernel: 'Conv2DBackpropFilter', shapes: '256x32x32x64, 256x32x32x64 -> 3x3x64x64', calls: 4, ms: 4.83, tflops: 10 }],
   kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7, forwardError: 1e-7 }],
   gpuErrors: [],
 };
+
+describe('bench:gpu convolution rates (pure)', () => {
+  // ResNet-18's first stage at batch 256: 256*32*32 pixels x 64 channels, 3x3 taps over 64 inputs.
+  const FLOPS = 2 * 256 * 32 * 32 * 64 * 3 * 3 * 64;
+
+  it('counts the same work for the forward pass and both gradients of a convolution', () => {
+    expect(convFlops('Conv2D', [[256, 32, 32, 64], [3, 3, 64, 64]], [[256, 32, 32, 64]])).toBe(FLOPS);
+    expect(convFlops('FusedConv2D', [[256, 32, 32, 64], [3, 3, 64, 64], [64]], [[256, 32, 32, 64]])).toBe(FLOPS);
+    expect(convFlops('Conv2DBackpropInput', [[256, 32, 32, 64], [3, 3, 64, 64]], [[256, 32, 32, 64]])).toBe(FLOPS);
+    expect(convFlops('Conv2DBackpropFilter', [[256, 32, 32, 64], [256, 32, 32, 64]], [[3, 3, 64, 64]])).toBe(FLOPS);
+    // A strided 1x1 projection: 256*8*8 output pixels, 128 -> 256 channels.
+    expect(convFlops('Conv2DBackpropFilter', [[256, 16, 16, 128], [256, 8, 8, 256]], [[1, 1, 128, 256]])).toBe(2 * 256 * 8 * 8 * 256 * 128);
+    expect(convFlops('Conv2DBackpropInput', [[256, 8, 8, 256], [1, 1, 128, 256]], [[256, 16, 16, 128]])).toBe(2 * 256 * 8 * 8 * 256 * 128);
+    expect(convFlops('Relu', [[4]], [[4]])).toBeNull();
+  });
+
+  it('groups tf.profile records by kernel and shapes, slowest first, with the rate reached', () => {
+    const fwd = { name: 'FusedConv2D', inputShapes: [[256, 32, 32, 64], [3, 3, 64, 64], [64]], outputShapes: [[256, 32, 32, 64]] };
+    const times = convKernelTimes([
+      { ...fwd, kernelTimeMs: 2 },
+      { ...fwd, kernelTimeMs: 3 },
+      { name: 'Conv2DBackpropFilter', inputShapes: [[256, 32, 32, 64], [256, 32, 32, 64]], outputShapes: [[3, 3, 64, 64]], kernelTimeMs: 9.664 },
+      { name: 'Relu', inputShapes: [[256, 32, 32, 64]], outputShapes: [[256, 32, 32, 64]], kernelTimeMs: 50 },
+      { name: 'Conv2D', inputShapes: [[1, 4, 4, 3], [3, 3, 3, 8]], outputShapes: [[1, 4, 4, 8]], kernelTimeMs: { error: 'no timer' } },
+    ]);
+    expect(times.map((t) => [t.kernel, t.calls])).toEqual([['Conv2DBackpropFilter', 1], ['FusedConv2D', 2], ['Conv2D', 1]]);
+    expect(times[0]!.shapes).toBe('256x32x32x64, 256x32x32x64 -> 3x3x64x64');
+    expect(times[0]!.tflops).toBeCloseTo(FLOPS / 9.664e-3 / 1e12, 6);
+    expect(times[1]).toMatchObject({ ms: 5, tflops: (2 * FLOPS) / 5e-3 / 1e12 });
+    expect(times[2]!.tflops).toBeNull(); // no time recorded
+  });
+});
 
 describe('bench:gpu formatting (pure)', () => {
   it('parses reference-pytorch.py lines', () => {
@@ -60,6 +93,7 @@ describe('bench:gpu formatting (pure)', () => {
     expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64), cifar forward conv; 10 timed runs each; a queue submission every 15 dispatches');
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
+    expect(lines.some((l) => /^ {2}Conv2DBackpropFilter\s+256x32x32x64, 256x32x32x64 -> 3x3x64x64\s+4\.83 ms\s+10\.0 TFLOP\/s$/.test(l))).toBe(true);
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
     expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
     expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; 10 timed runs each');
