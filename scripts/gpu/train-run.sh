@@ -13,7 +13,8 @@
 # (default 3300, the H100's step rate at batch 256 on 2026-11-26) for the epoch estimate.
 # BENCH=quick measures only the default, the vec4 workgroup-memory reads (alone, with 16-deep
 # 128 x 128 tiles, and with both and the prefetching GEMM) and Dawn's disable_robustness toggle
-# (no bounds clamping in shaders) at batch 256 (about 100 s), and trains with the fastest. The
+# (no bounds clamping in shaders) at batch 256, the first with PyTorch's reference in the same call
+# (about 2 minutes), and trains with the fastest. The
 # toggle run also asks for vulkan_enable_f16_on_nvidia and allow_unsafe_apis, so its JSON says
 # whether the adapter then offers shader-f16 and which tensor-core (subgroup matrix)
 # configurations it has. A variant whose kernels disagree with tfjs' on the device is never picked.
@@ -45,7 +46,7 @@ r64=-; r128=-; rpf=-; rsf=-; rnr=-; tile=128; conv=cifar; prefetch=${PREFETCH:-0
 vec4=${VEC4:-0}; tk=${TK:-8}; rv=-; rvd=-; rvdp=-
 if [[ ${BENCH:-1} == quick ]]; then
   log "bench: default (128-wide tiles)"
-  bench bench-gpu.json --batches $VB --iterations $IT --no-reference --check-batch 0
+  bench bench-gpu.json --batches $VB --iterations $IT --check-batch 0
   log "bench: vec4 reads from workgroup memory"
   bench bench-vec4.json --batches $VB --iterations $IT --vec4 --no-profile --no-reference
   log "bench: vec4 reads, 128 x 128 tiles 16 deep"
