@@ -35,7 +35,9 @@ else
   B=""; BATCHES=128,256,512; VB=256; IT=5; LIMIT=""; MODEL=""; EVAL_LIMIT=""
 fi
 BJ=/tmp/bench-json; rm -rf "$BJ"; mkdir -p "$BJ"
-bench() { local out=$1; shift; timeout 240 node "$G/bench-gpu.cjs" $B "$@" --out "$BJ/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; tar -C "$BJ" -czf "$OUT/bench.tar.gz" .; }
+# A hung variant must not eat the session: 240 s for a full table, 150 for one batch size.
+BENCH_TIMEOUT=$([[ ${BENCH:-1} == quick ]] && echo 150 || echo 240)
+bench() { local out=$1; shift; timeout $BENCH_TIMEOUT node "$G/bench-gpu.cjs" $B "$@" --out "$BJ/$out" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"; tar -C "$BJ" -czf "$OUT/bench.tar.gz" .; }
 # A variant's step rate, or 0 when its figures are not valid: the device reported errors, or its
 # kernels disagreed with tfjs' in the check.
 rate() { node -e "const j=require(process.argv[1]); const r=j.rows.find(x=>x.batch===$VB); const bad=j.gpuErrors.length>0 || j.kernelCheck.some(c=>Math.max(c.filterError,c.inputError,c.forwardError)>1e-3); console.log(r&&!bad?Math.round(r.step.imagesPerSecond):0)" "$BJ/$1" 2>/dev/null || echo 0; }
