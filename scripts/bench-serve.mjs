@@ -5,7 +5,8 @@
 // `cifar bench --spawn ... --json`; the table and a JSON file (--out, default bench-serve.json) hold
 // every figure. Options: --seconds S (default 10), --repeat N (default 3: every scenario N times,
 // in N rounds over all of them so that a slow spell of the machine does not land on one; the table
-// shows the median, the JSON every run), --model DIR, --out FILE.
+// shows the median, the JSON every run), --warmup-seconds S (default 5: unmeasured load first, for
+// the served scenarios and the offline rate alike), --model DIR, --out FILE.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -18,6 +19,11 @@ const arg = (name, fallback) => {
   return i > 0 ? process.argv[i + 1] : fallback;
 };
 const seconds = Number(arg('seconds', '10'));
+// Unmeasured load before each measurement. A freshly started `cifar serve` needs it: in 3 s windows
+// of load from its start, two workers served 710, 786, 843, 890, 880 req/s and one worker 469, 519,
+// 536, 539, 541 (the JIT compiling the request path on two busy cores); with a 50-request warm-up,
+// bench:serve measured mostly that climb.
+const WARMUP_SECONDS = Number(arg('warmup-seconds', '5'));
 
 // A child of this script: the model's offline rate, the forward pass `cifar serve` runs (the same
 // model folder, backend and batch of 32 = --max-batch), with nothing else in the process.
@@ -26,7 +32,9 @@ if (process.argv.includes('--offline-child')) {
   const { DEFAULT_MODEL_DIR } = await import('../dist/cli/defaults.js');
   const { predictor } = await loadPredictor(arg('model', DEFAULT_MODEL_DIR), 'auto');
   const pixels = Uint8Array.from({ length: 32 * 3072 }, (_, i) => (i * 7919) & 255);
-  for (let i = 0; i < 5; i++) await predictor.predict(pixels, 32);
+  // Warm up for a few seconds, as the served scenarios do: the first second runs ~4% slower.
+  const warm = performance.now();
+  while (performance.now() - warm < WARMUP_SECONDS * 1000) await predictor.predict(pixels, 32);
   const start = performance.now();
   let images = 0;
   while (performance.now() - start < seconds * 1000) images += (await predictor.predict(pixels, 32), 32);
@@ -38,7 +46,7 @@ if (process.argv.includes('--offline-child')) {
 async function offline(processes) {
   const once = () =>
     new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--offline-child', '--seconds', '5', ...(model ? ['--model', model] : [])], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--offline-child', '--seconds', '5', '--warmup-seconds', String(WARMUP_SECONDS), ...(model ? ['--model', model] : [])], { stdio: ['ignore', 'pipe', 'ignore'] });
       let out = '';
       child.stdout.on('data', (d) => (out += d));
       child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out).imagesPerSecond) : reject(new Error(`offline measurement exited ${code}`))));
@@ -52,7 +60,7 @@ const out = arg('out', 'bench-serve.json');
 const bin = fileURLToPath(new URL('../bin/cifar', import.meta.url));
 
 function bench(args) {
-  const all = ['bench', '--spawn', '--json', '--quiet', '--duration', String(seconds), '--warmup', '50', ...(model ? ['--model', model] : []), ...args];
+  const all = ['bench', '--spawn', '--json', '--quiet', '--duration', String(seconds), '--warmup-seconds', String(WARMUP_SECONDS), ...(model ? ['--model', model] : []), ...args];
   const res = spawnSync(process.execPath, [bin, ...all], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (!res.stdout.trim()) throw new Error(`cifar ${all.join(' ')} failed: ${res.stderr.trim().split('\n').pop()}`);
   return JSON.parse(res.stdout);
@@ -116,9 +124,9 @@ const rows = scenarios.map((s, i) => ({ scenario: s.name, args: s.args.join(' ')
 const mid = (list) => [...list].sort((a, b) => a - b)[(list.length - 1) >> 1];
 const offlineRate = { oneCore: mid(offlineRuns[1]), twoCores: mid(offlineRuns[2]), runs: offlineRuns };
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
-writeFileSync(out, JSON.stringify({ machine, seconds, repeat, offline: offlineRate, rows }, null, 2) + '\n');
+writeFileSync(out, JSON.stringify({ machine, seconds, warmupSeconds: WARMUP_SECONDS, repeat, offline: offlineRate, rows }, null, 2) + '\n');
 const n = (x) => Math.round(x).toLocaleString('en-US');
-console.log(`machine: ${machine}; ${seconds} s per run, ${repeat} run${repeat > 1 ? 's' : ''} per scenario (the median's row; min–max beside it); model ${rows[0]?.modelVersion}`);
+console.log(`machine: ${machine}; ${seconds} s per run after ${WARMUP_SECONDS} s of warm-up, ${repeat} run${repeat > 1 ? 's' : ''} per scenario (the median's row; min–max beside it); model ${rows[0]?.modelVersion}`);
 console.log('| scenario | req/s | min–max | p50 ms | p99 ms | hit ratio | errors | client CPU |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const x of rows) console.log(`| ${x.scenario} | ${n(x.requestsPerSecond)} | ${n(x.min)}–${n(x.max)} | ${x.p50.toFixed(1)} | ${x.p99.toFixed(1)} | ${(x.hitRatio * 100).toFixed(0)}% | ${x.errors} | ${x.clientCpuPercent.toFixed(0)}% |`);

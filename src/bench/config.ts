@@ -34,6 +34,8 @@ export interface BenchConfig {
   unique?: number;
   /** Requests sent before measuring, not counted. */
   warmup: number;
+  /** Or: seconds of load before measuring, not counted (a fresh server's JIT takes seconds to settle). */
+  warmupSeconds?: number;
   /** A request without a full answer after this many ms counts as a timeout. */
   timeoutMs: number;
   /** Sent as `X-API-Key` when the server requires one. */
@@ -53,7 +55,7 @@ export const BENCH_DEFAULTS = {
   /** A typical client batch, well under the server's --max-batch. */
   batchSize: 8,
   dataDir: 'data',
-  /** The server warms its model before /ready, so no warm-up is needed to be fair. */
+  /** The server warms its model before /ready; its JIT still needs seconds of load (see --warmup-seconds). */
   warmup: 0,
   /** autocannon's default. */
   timeoutMs: 10_000,

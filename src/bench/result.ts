@@ -14,6 +14,7 @@ export interface BenchParameters {
   durationSeconds: number | null;
   batchSize: number;
   warmup: number;
+  warmupSeconds: number | null;
   timeoutMs: number;
   images: { source: 'folder' | 'dataset' | 'generated'; path: string | null; bases: number; distinct: number | null };
   spawned: boolean;

@@ -86,7 +86,13 @@ async function measure(config: BenchConfig, client: BenchClient, images: ImageSo
   const prepare = perRequest === 1 ? () => single(images.next()) : () => client.body(Array.from({ length: perRequest }, () => images.next()));
   const send = (body: Buffer) => client.send(body);
 
-  if (config.warmup > 0) {
+  if (config.warmupSeconds !== undefined) {
+    const seconds = config.warmupSeconds;
+    options.onNote?.(`warm-up: ${seconds} s of load, not measured`);
+    const w0 = Date.now();
+    const record = () => void options.onProgress?.({ phase: 'warmup', unit: 'seconds', done: Math.min(seconds, Math.floor((Date.now() - w0) / 1000)), total: seconds });
+    await runLoop({ concurrency: config.concurrency, durationMs: seconds * 1000, signal, prepare, send, record });
+  } else if (config.warmup > 0) {
     options.onNote?.(`warm-up: ${config.warmup} request${config.warmup === 1 ? '' : 's'}, not measured`);
     let done = 0;
     await runLoop({ concurrency: config.concurrency, requests: config.warmup, signal, prepare, send, record: () => void options.onProgress?.({ phase: 'warmup', unit: 'requests', done: ++done, total: config.warmup }) });
@@ -137,6 +143,7 @@ function describe(config: BenchConfig, images: ImageSource, url: string, spawned
     durationSeconds: config.durationSeconds ?? null,
     batchSize: config.endpoint === 'batch' ? config.batchSize : 1,
     warmup: config.warmup,
+    warmupSeconds: config.warmupSeconds ?? null,
     timeoutMs: config.timeoutMs,
     images: { source: images.kind, path: images.path ?? null, bases: images.bases, distinct: images.distinct },
     spawned,

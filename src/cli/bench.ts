@@ -27,6 +27,7 @@ const Options = z.object({
   data: z.string().min(1).default(D.dataDir),
   unique: int(1).optional(),
   warmup: int(0).default(D.warmup),
+  warmupSeconds: positive.optional(),
   timeout: int(1).default(D.timeoutMs),
   spawn: z.boolean().default(false),
   model: z.string().min(1).optional(),
@@ -52,6 +53,7 @@ export function parseBenchOptions(raw: Record<string, unknown>, env: NodeJS.Proc
   }
   const o = parsed.data;
   if (o.requests !== undefined && o.duration !== undefined) throw new CifarError('USAGE', '--requests and --duration both set when to stop: give one');
+  if (o.warmupSeconds !== undefined && raw['warmup'] !== undefined) throw new CifarError('USAGE', '--warmup and --warmup-seconds both set the warm-up: give one');
   if (o.batchSize !== undefined && o.endpoint !== 'batch') throw new CifarError('USAGE', '--batch-size applies to --endpoint batch only');
   if (o.spawn && o.url !== undefined) throw new CifarError('USAGE', '--spawn starts its own server on a free port: drop --url');
   for (const key of ['model', 'workers', 'redisUrl'] as const) {
@@ -68,6 +70,7 @@ export function parseBenchOptions(raw: Record<string, unknown>, env: NodeJS.Proc
     dataDir: o.data,
     ...(o.unique !== undefined ? { unique: o.unique } : {}),
     warmup: o.warmup,
+    ...(o.warmupSeconds !== undefined ? { warmupSeconds: o.warmupSeconds } : {}),
     timeoutMs: o.timeout,
     ...(env.CIFAR_API_KEY ? { apiKey: env.CIFAR_API_KEY } : {}),
     thresholds: {
@@ -106,6 +109,7 @@ export function benchCommand(): Command {
     .option('--data <dir>', `data directory (default ${D.dataDir})`)
     .option('--unique <n>', 'cycle N distinct images (1: all cache hits); default every image is new')
     .option('--warmup <n>', `unmeasured requests first (default ${D.warmup})`)
+    .option('--warmup-seconds <s>', 'or: seconds of unmeasured load first (a freshly started server runs slower for its first ~10 s)')
     .option('--timeout <ms>', `a request without an answer after MS fails (default ${D.timeoutMs})`)
     .option('--spawn', 'start `cifar serve` on a free port for this run, and stop it after')
     .option('--model <dir>', 'with --spawn: model folder for the server')

@@ -81,5 +81,9 @@ describe('cifar bench (CLI)', () => {
     expect([empty.code, empty.stderr.trim()]).toEqual([2, expect.stringMatching(/^error: --images .*: no image files/)]);
     const both = await cifarBench(['--requests', '1', '--duration', '1']);
     expect([both.code, both.stderr.trim()]).toEqual([2, 'error: --requests and --duration both set when to stop: give one']);
+    const warmups = await cifarBench(['--requests', '1', '--warmup', '5', '--warmup-seconds', '1']);
+    expect([warmups.code, warmups.stderr.trim()]).toEqual([2, 'error: --warmup and --warmup-seconds both set the warm-up: give one']);
+    const zero = await cifarBench(['--requests', '1', '--warmup-seconds', '0']);
+    expect([zero.code, zero.stderr.trim()]).toEqual([2, 'error: --warmup-seconds 0: expected a number above 0']);
   });
 });

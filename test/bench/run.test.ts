@@ -51,6 +51,16 @@ describe('runBench, closed model', () => {
     expect(r.thresholds.passed).toBe(true);
   });
 
+  it('--warmup-seconds loads the server that long first and leaves it out of every figure', async () => {
+    const r = await bench({ latencyMs: () => 2 }, { requests: 10, unique: 1, warmupSeconds: 0.4 });
+    // Two connections at ~2 ms a request for 0.4 s: dozens of warm-up requests, none counted.
+    expect(api!.received()).toBeGreaterThan(10 + 20);
+    expect(r.requests).toMatchObject({ sent: 10, completed: 10, succeeded: 10 });
+    expect(r.cache).toMatchObject({ hits: 10, misses: 0 }); // the image was seen during the warm-up
+    expect(r.elapsedSeconds).toBeLessThan(0.35);
+    expect(r.parameters).toMatchObject({ warmup: 0, warmupSeconds: 0.4 });
+  });
+
   it('counts timeouts and dropped connections as their own kinds of error', async () => {
     const r = await bench({ latencyMs: (n) => (n % 10 === 3 ? 400 : 1), dropConnection: (n) => n % 10 === 5 }, { requests: 20, timeoutMs: 150 });
     expect(r.errors.timeout).toBe(2);
