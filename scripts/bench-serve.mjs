@@ -21,7 +21,7 @@ const arg = (name, fallback) => {
 const seconds = Number(arg('seconds', '10'));
 // Unmeasured load before each measurement. A freshly started `cifar serve` needs it: in 3 s windows
 // of load from its start, two workers served 710, 786, 843, 890, 880 req/s and one worker 469, 519,
-// 536, 539, 541 (the JIT compiling the request path on two busy cores); with a 50-request warm-up,
+// 536, 539, 541 (most likely V8 optimising the request path on two busy cores); with a 50-request warm-up,
 // bench:serve measured mostly that climb.
 const WARMUP_SECONDS = Number(arg('warmup-seconds', '5'));
 
