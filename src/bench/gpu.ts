@@ -285,14 +285,16 @@ export function convFlops(kernel: string, inputShapes: number[][], outputShapes:
   const [first, second] = inputShapes;
   const out = outputShapes[0];
   if (!first || !second || !out) return null;
+  // The output times the first three sides of the second input: y [n, oh, ow, co] x filter
+  // [fh, fw, ci, ·]; dW [fh, fw, ci, co] x dy [n, oh, ow, ·]; for dx, dy [n, oh, ow, co] x filter.
+  const reduced = second[0]! * second[1]! * second[2]!;
   switch (kernel) {
     case 'Conv2D':
-    case 'FusedConv2D': // x, filter [fh, fw, ci, co] -> y
-      return 2 * size(out) * second[0]! * second[1]! * second[2]!;
-    case 'Conv2DBackpropInput': // dy, filter [fh, fw, ci, co] -> dx
-      return 2 * size(first) * second[0]! * second[1]! * second[2]!;
-    case 'Conv2DBackpropFilter': // x, dy [n, oh, ow, co] -> dW [fh, fw, ci, co]
-      return 2 * size(out) * second[0]! * second[1]! * second[2]!;
+    case 'FusedConv2D':
+    case 'Conv2DBackpropFilter':
+      return 2 * size(out) * reduced;
+    case 'Conv2DBackpropInput':
+      return 2 * size(first) * reduced;
     default:
       return null;
   }
