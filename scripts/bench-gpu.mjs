@@ -1,15 +1,21 @@
 #!/usr/bin/env node
 // GPU training benchmark (webgpu): `npm run bench:gpu`, or on a GPU host from the packed bundle
 //   bash .gpu/run-gpu.sh .gpu node .gpu/bench-gpu.cjs
-// Options: [--model resnet18] [--batches 128,256,512] [--iterations 10] [--out bench-gpu.json]
+// Options: [--model resnet18] [--batches 128,256,512] [--iterations 10] [--rounds 3] [--out bench-gpu.json]
+//   (each rate: 2 warm-up runs, then --rounds rounds of --iterations runs; the median round)
 //   [--stock] (tfjs' own conv-gradient kernels) [--no-reference] [--reference PATH]
 //   [--check-batch 8] (first compare our conv-gradient kernels with tfjs' on the device; 0 skips)
 //   [--submit-batch N] (tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, dispatches per queue submission)
 //   [--stock-forward] (tfjs' forward convolution, with our gradient kernels)
-//   [--prefetch] (our GEMM kernels load the next K tile into registers during the current one)
 //   [--tile 64|128] (largest GEMM tile side of our convolution kernels; default 128)
-//   [--vec4] (our GEMM kernels read their tiles from workgroup memory as vec4s)
-//   [--deep-k] (128 x 128 tiles 16 deep instead of 8 where the device's workgroup memory allows)
+//   [--prefetch | --no-prefetch] (our GEMM kernels load the next K tile into registers during the
+//     current one; default on)
+//   [--vec4 | --no-vec4] (our GEMM kernels read their tiles from workgroup memory as vec4s; default on)
+//   [--deep-k | --no-deep-k] (128 x 128 tiles 16 deep instead of 8 where the device's workgroup
+//     memory allows; default on)
+//   [--dx-forward] (stride-1 input gradients as our forward convolution with the flipped filter)
+//   [--split-forward] (split K of bias-free linear forward convolutions that have few tiles)
+//   The defaults are those of CIFAR_WEBGPU_* in the environment (src/backend/webgpu-kernels/settings.ts).
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
@@ -23,12 +29,19 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } from '../dist/bench/gpu.js';
 
+/** --name: true, --no-name: false, neither: undefined (the environment's setting); both: an error. */
+function onOff(values, name) {
+  if (values[name] && values[`no-${name}`]) throw new Error(`--${name} and --no-${name} exclude each other`);
+  return values[name] ? true : values[`no-${name}`] ? false : undefined;
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
       model: { type: 'string' },
       batches: { type: 'string' },
       iterations: { type: 'string' },
+      rounds: { type: 'string' },
       out: { type: 'string', default: 'bench-gpu.json' },
       stock: { type: 'boolean', default: false },
       'allow-software': { type: 'boolean', default: false },
@@ -40,8 +53,13 @@ async function main() {
       tile: { type: 'string' },
       'stock-forward': { type: 'boolean' },
       prefetch: { type: 'boolean' },
+      'no-prefetch': { type: 'boolean' },
       vec4: { type: 'boolean' },
+      'no-vec4': { type: 'boolean' },
       'deep-k': { type: 'boolean' },
+      'no-deep-k': { type: 'boolean' },
+      'dx-forward': { type: 'boolean' },
+      'split-forward': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
     },
   });
@@ -52,6 +70,7 @@ async function main() {
     model: values.model ?? (soft ? 'resnet10-w8' : 'resnet18'),
     batches: (values.batches ?? (soft ? '4,8' : '128,256,512')).split(',').map(Number),
     iterations: Number(values.iterations ?? (soft ? 2 : 10)),
+    rounds: Number(values.rounds ?? (soft ? 1 : 3)),
     allowSoftware: soft,
     stockKernels: values.stock,
     profile: !values['no-profile'],
@@ -59,9 +78,11 @@ async function main() {
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
     stockForward: values['stock-forward'],
-    prefetch: values.prefetch,
-    vec4: values.vec4,
-    deepK: values['deep-k'],
+    prefetch: onOff(values, 'prefetch'),
+    vec4: onOff(values, 'vec4'),
+    deepK: onOff(values, 'deep-k'),
+    inputGradForward: values['dx-forward'],
+    splitForward: values['split-forward'],
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

@@ -20,8 +20,10 @@ export interface GpuBenchOptions {
   /** Model preset. */
   model: string;
   batches: number[];
-  /** Timed runs per measurement, after two warm-up runs. */
+  /** Timed runs per round of a measurement, after two warm-up runs. */
   iterations: number;
+  /** Rounds per measurement; the median round is reported (default 3). */
+  rounds?: number;
   /** Run on a software adapter (lavapipe): for smoke tests, the figures mean nothing. */
   allowSoftware?: boolean;
   /** Use tfjs' own convolution-gradient kernels instead of ours, for comparison. */
@@ -34,20 +36,27 @@ export interface GpuBenchOptions {
   submitBatch?: number;
   /** Largest GEMM tile side of our convolution kernels (default: the environment's, else 128). */
   maxTileSide?: 64 | 128;
-  /** Our GEMM kernels prefetch the next K tile into registers (default: the environment's, else off). */
+  /** Our GEMM kernels prefetch the next K tile into registers (default: the environment's, else on). */
   prefetch?: boolean;
   /** tfjs' Conv2DMMProgram instead of our forward convolution, with our gradient kernels (default: the environment's, else ours). */
   stockForward?: boolean;
-  /** Our GEMM kernels read workgroup memory as vec4s where a thread holds 4 or 8 rows and columns (default: the environment's, else off). */
+  /** Our GEMM kernels read workgroup memory as vec4s where a thread holds 4 or 8 rows and columns (default: the environment's, else on). */
   vec4?: boolean;
-  /** 128 x 128 tiles 16 deep where the device's workgroup memory allows (default: the environment's, else off). */
+  /** 128 x 128 tiles 16 deep where the device's workgroup memory allows (default: the environment's, else on). */
   deepK?: boolean;
+  /** Stride-1 input gradients as our forward convolution with the flipped filter (default: the environment's, else off). */
+  inputGradForward?: boolean;
+  /** Split the reduction of bias-free linear forward convolutions with few tiles (default: the environment's, else off). */
+  splitForward?: boolean;
   onProgress?: (message: string) => void;
 }
 
 export interface Rate {
+  /** The median round's time per batch. */
   msPerBatch: number;
   imagesPerSecond: number;
+  /** Every round's time per batch, in the order measured. */
+  roundsMs?: number[];
 }
 
 export interface GpuBenchRow {
@@ -85,10 +94,14 @@ export interface GpuBenchResult {
   prefetch: boolean;
   vec4: boolean;
   deepK: boolean;
+  inputGradForward: boolean;
+  splitForward: boolean;
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
   iterations: number;
+  /** Rounds of `iterations` per rate; each rate is the median round's. */
+  rounds: number;
   rows: GpuBenchRow[];
   /** GPU time by kernel in one step at the largest batch, largest first. */
   topKernels: Array<{ kernel: string; calls: number; ms: number }>;
@@ -100,21 +113,36 @@ export interface GpuBenchResult {
   gpuErrors: string[];
 }
 
-async function rate(batch: number, iterations: number, run: () => tf.Tensor): Promise<Rate> {
+/**
+ * Time per batch of `run`: two warm-up runs, then `rounds` rounds of `iterations` runs each,
+ * reporting the median round. One round of 5 steps was not enough on the H100 (2026-11-26): the
+ * same variant measured 2,634 and 4,576 img/s in two processes while its GPU time was 56 ms in both.
+ */
+export async function rate(batch: number, iterations: number, run: () => tf.Tensor, rounds = 3): Promise<Rate> {
   for (let i = 0; i < 2; i++) {
     const t = run();
     await t.data();
     t.dispose();
   }
-  const start = performance.now();
-  for (let i = 0; i < iterations; i++) {
-    const t = run();
-    // One sync at the end: the queue is in order, and syncing every step would hide pipelining.
-    if (i === iterations - 1) await t.data();
-    t.dispose();
+  const roundsMs: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const start = performance.now();
+    for (let i = 0; i < iterations; i++) {
+      const t = run();
+      // One sync at the end: the queue is in order, and syncing every step would hide pipelining.
+      if (i === iterations - 1) await t.data();
+      t.dispose();
+    }
+    roundsMs.push((performance.now() - start) / iterations);
   }
-  const ms = (performance.now() - start) / iterations;
-  return { msPerBatch: ms, imagesPerSecond: (batch * 1000) / ms };
+  const ms = median(roundsMs);
+  return { msPerBatch: ms, imagesPerSecond: (batch * 1000) / ms, roundsMs };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array } {
@@ -152,6 +180,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
     ...(options.vec4 === undefined ? {} : { vec4: options.vec4 }),
     ...(options.deepK === undefined ? {} : { deepK: options.deepK }),
+    ...(options.inputGradForward === undefined ? {} : { inputGradForward: options.inputGradForward }),
+    ...(options.splitForward === undefined ? {} : { splitForward: options.splitForward }),
   });
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
@@ -179,10 +209,13 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     prefetch: kernels.prefetch,
     vec4: kernels.vec4,
     deepK: kernels.deepK,
+    inputGradForward: kernels.inputGradForward,
+    splitForward: kernels.splitForward,
     forwardKernel: options.stockKernels || !kernels.ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,
+    rounds: options.rounds ?? 3,
     rows: [],
     topKernels: [],
     convKernels: [],
@@ -200,13 +233,15 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
         return lossSum;
       };
       progress(`batch ${batch}: predict`);
-      const predict = await rate(batch, options.iterations, () => tf.tidy(() => model.predict(x) as tf.Tensor));
+      const rounds = options.rounds ?? 3;
+      const predict = await rate(batch, options.iterations, () => tf.tidy(() => model.predict(x) as tf.Tensor), rounds);
       progress(`batch ${batch}: forward (training mode) + loss`);
       const forward = await rate(batch, options.iterations, () =>
         tf.tidy(() => smoothedCrossEntropy(model.apply(x, { training: true }) as tf.Tensor2D, y as tf.Tensor1D, 10, 0.1)),
+        rounds,
       );
       progress(`batch ${batch}: training step`);
-      const stepRate = await rate(batch, options.iterations, step);
+      const stepRate = await rate(batch, options.iterations, step, rounds);
       const wallStart = performance.now();
       let out: tf.Tensor | undefined;
       const timing = await tf.time(() => {
@@ -356,7 +391,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''}${r.vec4 ? ', vec4' : ''}${r.deepK ? ', 16 deep' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''}${r.vec4 ? ', vec4' : ''}${r.deepK ? ', 16 deep' : ''}${r.inputGradForward ? ', dx as forward' : ''}${r.splitForward ? ', split forward' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -5,6 +5,8 @@ import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, tileStorageBytes } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
+import { planForward } from '../../src/backend/webgpu-kernels/conv-forward.js';
+import { inputGradAsForward } from '../../src/backend/webgpu-kernels/conv-input-grad.js';
 import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
@@ -15,21 +17,24 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 }
 
 describe('webgpu conv-gradient plans (pure)', () => {
-  it('takes its variants from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
-    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: false, ourForward: true, vec4: false, deepK: false });
-    expect(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '1', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '1', CIFAR_WEBGPU_TK: '16' })).toEqual({
+  it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false });
+    const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1' };
+    expect(settingsFromEnv(env)).toEqual({
       maxTileSide: 64,
-      prefetch: true,
+      prefetch: false,
       ourForward: false,
-      vec4: true,
-      deepK: true,
+      vec4: false,
+      deepK: false,
+      inputGradForward: true,
+      splitForward: true,
     });
   });
 
   it('the vec4 layout reads 4 rows or columns per load where a thread holds 4 or 8 of each, and keeps the scalar layout elsewhere', () => {
     const big = { tm: 128, tn: 128, tk: 8 } as const;
     const narrow = { tm: 128, tn: 32, tk: 16 } as const;
-    configureWebGpuKernels({ vec4: true });
+    const before = configureWebGpuKernels({ vec4: true, prefetch: false });
     try {
       expect(usesVec4(big)).toBe(true);
       expect(usesVec4({ tm: 64, tn: 64, tk: 16 })).toBe(true);
@@ -47,26 +52,51 @@ describe('webgpu conv-gradient plans (pure)', () => {
       // Thread (tx, ty) holds rows 64g + 4ty + e and columns 64h + 4tx + f.
       expect(src).toContain('let row = row0 + 64 + ty * 4 + 3; let col = col0 + 0 + tx * 4 + 1; let v = c7_1;');
       expect(gemmMainSource({ tile: narrow, prologue: '', aAlongK: true, bAlongK: false, store: '' })).not.toContain('vec4');
-    } finally {
       configureWebGpuKernels({ vec4: false });
+      expect(gemmKey(big)).toBe('128x128x8');
+      expect(gemmMainSource({ tile: big, prologue: '', aAlongK: true, bAlongK: false, store: '' })).not.toContain('vec4');
+    } finally {
+      configureWebGpuKernels(before);
     }
-    expect(gemmKey(big)).toBe('128x128x8');
-    expect(gemmMainSource({ tile: big, prologue: '', aAlongK: true, bAlongK: false, store: '' })).not.toContain('vec4');
   });
 
   it('deepK makes 128 x 128 tiles 16 deep only where the device has the workgroup memory for them', () => {
     expect(tileStorageBytes({ tm: 128, tn: 128, tk: 16 })).toBe(16896);
-    configureWebGpuKernels({ deepK: true });
+    const before = configureWebGpuKernels({ deepK: true });
     try {
       expect(pickTile(4608, 512)).toEqual({ tm: 128, tn: 128, tk: 8 }); // WebGPU's default 16 KiB
       expect(pickTile(4608, 512, 49152)).toEqual({ tm: 128, tn: 128, tk: 16 }); // NVIDIA's 48 KiB
       expect(pickTile(4608, 64, 49152)).toEqual({ tm: 128, tn: 64, tk: 16 });
       expect(planFilterGrad(geometry([256, 4, 4, 512], 3, 512, 1, 'same'), 49152).tile.tk).toBe(16);
       expect(planInputGrad(geometry([256, 8, 8, 256], 3, 512, 2, 'same'), 49152).tile.tk).toBe(16);
-    } finally {
       configureWebGpuKernels({ deepK: false });
+      expect(pickTile(4608, 512, 49152)).toEqual({ tm: 128, tn: 128, tk: 8 });
+    } finally {
+      configureWebGpuKernels(before);
     }
-    expect(pickTile(4608, 512, 49152)).toEqual({ tm: 128, tn: 128, tk: 8 });
+  });
+
+  it('splits a bias-free linear forward convolution along K only with splitForward and when its tiles make few workgroups', () => {
+    const late = geometry([256, 4, 4, 512], 3, 512, 1, 'same'); // 4,096 x 512 outputs: 128 tiles of 128 x 128
+    const early = geometry([256, 32, 32, 64], 3, 64, 1, 'same'); // 2,048 tiles
+    const before = configureWebGpuKernels({ splitForward: false });
+    try {
+      expect(planForward(late, 49152, true)).toMatchObject({ splits: 1, kPerSplit: 4608, dispatch: [4, 32, 1] });
+      configureWebGpuKernels({ splitForward: true });
+      const p = planForward(late, 49152, true);
+      expect(p).toMatchObject({ m: 4096, n: 512, k: 4608, splits: 4, kPerSplit: 1152, dispatch: [4, 32, 4] });
+      expect(planForward(late, 49152, false).splits).toBe(1); // a bias or an activation: no split
+      expect(planForward(early, 49152, true).splits).toBe(1);
+    } finally {
+      configureWebGpuKernels(before);
+    }
+  });
+
+  it('sees the input gradient of a stride-1 convolution as a forward one: dy in, x\'s shape out, padded by filter - 1 - pad', () => {
+    const same = inputGradAsForward(geometry([8, 16, 16, 64], 3, 128, 1, 'same'));
+    expect(same).toMatchObject({ inHeight: 16, inWidth: 16, inChannels: 128, outHeight: 16, outWidth: 16, outChannels: 64, padInfo: { top: 1, left: 1 } });
+    const valid = inputGradAsForward(geometry([8, 7, 7, 5], 3, 9, 1, 'valid'));
+    expect(valid).toMatchObject({ inHeight: 5, inWidth: 5, inChannels: 9, outHeight: 7, outWidth: 7, outChannels: 5, padInfo: { top: 2, left: 2 } });
   });
 
   it('supports NHWC 1x1 and 3x3 at stride 1 and 2 only', () => {
@@ -92,11 +122,12 @@ describe('webgpu conv-gradient plans (pure)', () => {
 
   it('prefetch stages the next K tile through registers, and its programs have their own shader key', () => {
     const tile = { tm: 64, tn: 32, tk: 16 } as const;
-    const plain = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
-    expect(plain).not.toContain('var pa0');
-    expect(gemmKey(tile)).toBe('64x32x16');
-    configureWebGpuKernels({ prefetch: true });
+    const before = configureWebGpuKernels({ prefetch: false });
     try {
+      const plain = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
+      expect(plain).not.toContain('var pa0');
+      expect(gemmKey(tile)).toBe('64x32x16');
+      configureWebGpuKernels({ prefetch: true });
       const src = gemmMainSource({ tile, prologue: '', aAlongK: true, bAlongK: false, store: '' });
       // 64 x 16 A elements and 32 x 16 B elements over 256 threads: 4 and 2 registers each.
       expect(src.match(/var pa\d = 0\.0;/g)).toHaveLength(4);
@@ -104,7 +135,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
       expect(src).toContain('if (t + 1 < numTiles)');
       expect(gemmKey(tile)).toBe('64x32x16p');
     } finally {
-      configureWebGpuKernels({ prefetch: false });
+      configureWebGpuKernels(before);
     }
   });
 
@@ -204,7 +235,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   afterAll(async () => {
-    configureWebGpuKernels({ maxTileSide: DEFAULT_MAX_TILE_SIDE, prefetch: false, vec4: false, deepK: false });
+    configureWebGpuKernels(settingsFromEnv({}));
     await tf.setBackend('cpu');
   });
 
@@ -219,10 +250,15 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     prefetch: boolean;
     vec4: boolean;
     deepK: boolean;
+    inputGradForward: boolean;
+    splitForward: boolean;
   }
-  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false };
+  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false };
+  const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false };
   const describeVariant = (v: Variant): string =>
-    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}`;
+    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}${v.inputGradForward ? ', dx as forward' : ''}${v.splitForward ? ', split forward' : ''}`;
+  // lavapipe offers 32 KiB of workgroup memory, as the plans see it.
+  const LAVAPIPE_STORAGE = 32768;
 
   /**
    * Every case with 64-wide tiles, with and without prefetch; some with 128-wide tiles, both
@@ -247,8 +283,22 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
         { ...plain, maxTileSide: 128, vec4: true, deepK: true },
         { ...plain, vec4: true, prefetch: true },
       ] satisfies Variant[]).map((v) => [wide[1]!, v] as const),
+      // The input gradient as a forward convolution and split forward convolutions, on the
+      // default variant (the stride-2 cases keep the phase kernel).
+      ...list.slice(0, 6).map((c) => [c, { ...fastest, inputGradForward: true, splitForward: true }] as const),
+      ...wide.map((c) => [c, { ...fastest, inputGradForward: true, splitForward: true }] as const),
+      [list[0]!, { ...plain, inputGradForward: true }] as const,
     ];
   }
+  /** Whether a linear, bias-free forward convolution of this geometry is split under `v`. */
+  const splits = (info: ConvGeometry, v: Variant): boolean => {
+    const before = configureWebGpuKernels(v);
+    try {
+      return planForward(info, LAVAPIPE_STORAGE, true).splits > 1;
+    } finally {
+      configureWebGpuKernels(before);
+    }
+  };
   const isWide = (x: Shape4): boolean => wide.some((w) => w.x === x);
 
   for (const [{ x, f, co, s, pad }, variant] of variants(cases)) {
@@ -275,14 +325,23 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       const cpu = await run('cpu');
       expectClose(gpu[0]!, cpu[0]!, 1e-4, 'dW');
       expectClose(gpu[1]!, cpu[1]!, 1e-4, 'dx');
-      // Our programs ran, not the stock ones.
+      // Our programs ran, not the stock ones: the input gradient of a stride-1 convolution as
+      // the forward convolution of dy (co channels in, x's channels out) with the flipped filter.
       expect(keys).toContain(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}`);
-      expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
+      if (variant.inputGradForward && s === 1) {
+        const asForward = inputGradAsForward(info);
+        expect(keys).toContain(`cifarFlipTranspose_${filter.join('x')}`);
+        expect(keys).toContain(`cifarConvForward_${f}x${f}_s1x1_${[info.outHeight, info.outWidth, co, x[1], x[2], x[3]].join('x')}_`);
+        if (variant.splitForward && splits(asForward, variant)) expect(keys).toMatch(/cifarConvForward_\S+_nobias_linear_splitk/);
+      } else {
+        expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
+      }
       if (variant.maxTileSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
-      if (variant.prefetch) expect(keys).toMatch(/cifarConv(Filter|Input)Grad_\S+_\d+x\d+x\d+p/);
+      if (variant.prefetch) expect(keys).toMatch(/cifarConvFilterGrad_\S+_\d+x\d+x\d+p/);
       if (variant.vec4 && isWide(x)) {
         const dims = `${f}x${f}_s${s}x${s}_${[x[1], x[2], x[3], info.outHeight, info.outWidth, co].join('x')}`;
-        for (const name of ['cifarConvFilterGrad', 'cifarConvInputGrad']) expect(keys).toMatch(new RegExp(`${name}_${dims}_\\d+x\\d+x\\d+p?v`));
+        expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${dims}_\\d+x\\d+x\\d+p?v`));
+        if (!(variant.inputGradForward && s === 1)) expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${dims}_\\d+x\\d+x\\d+p?v`));
         // lavapipe offers 32 KiB of workgroup memory: room for 16-deep 128 x 128 tiles.
         if (variant.deepK) expect(keys).toMatch(/cifarConv\w+_\S+_128x128x16p?v/);
       }
@@ -310,6 +369,10 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       expect(keys).toMatch(/cifarConvForward_\S+_bias_relu/);
       if (variant.prefetch) expect(keys).toMatch(/cifarConvForward_\S+x\d+p_bias_relu/);
       if (variant.vec4 && isWide(x)) expect(keys).toMatch(/cifarConvForward_\S+x\d+p?v_bias_relu/);
+      // Only the plain conv2d (no bias, no activation) may split.
+      const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
+      if (variant.splitForward && splits(info, variant)) expect(keys).toMatch(/cifarConvForward_\S+_nobias_linear_splitk/);
+      expect(keys).not.toMatch(/_bias_relu_splitk/);
     });
   }
 

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, ratiosToReference } from '../../src/bench/gpu.js';
+import * as tf from '@tensorflow/tfjs';
+import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, rate as measureRate, ratiosToReference } from '../../src/bench/gpu.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 
 const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
@@ -29,10 +30,13 @@ const RESULT: GpuBenchResult = {
   prefetch: false,
   vec4: false,
   deepK: false,
+  inputGradForward: false,
+  splitForward: false,
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
   iterations: 10,
+  rounds: 3,
   rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, buffersCreated: 2, submits: 28 } }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
   convKernels: [{ kernel: 'Conv2DBackpropFilter', shapes: '256x32x32x64, 256x32x32x64 -> 3x3x64x64', calls: 4, ms: 4.83, tflops: 10 }],
@@ -72,6 +76,22 @@ describe('bench:gpu convolution rates (pure)', () => {
   });
 });
 
+describe('bench:gpu rates', () => {
+  it('times rounds of runs after a warm-up and reports the median round', async () => {
+    await tf.setBackend('cpu');
+    let runs = 0;
+    const r = await measureRate(4, 3, () => {
+      runs++;
+      return tf.scalar(runs);
+    }, 5);
+    expect(runs).toBe(2 + 5 * 3);
+    expect(r.roundsMs).toHaveLength(5);
+    const sorted = [...r.roundsMs!].sort((a, b) => a - b);
+    expect(r.msPerBatch).toBe(sorted[2]);
+    expect(r.imagesPerSecond).toBeCloseTo(4000 / r.msPerBatch, 6);
+  });
+});
+
 describe('bench:gpu formatting (pure)', () => {
   it('parses reference-pytorch.py lines', () => {
     expect(parseTorchReference(TORCH_OUTPUT)).toEqual([
@@ -90,13 +110,13 @@ describe('bench:gpu formatting (pure)', () => {
     const lines = formatGpuBench(RESULT, parseTorchReference(TORCH_OUTPUT)).split('\n');
     expect(lines[0]).toContain('resnet18 (11,173,962 params) on NVIDIA H100 80GB HBM3');
     expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072\s+412\s+2\s+28$/);
-    expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64), cifar forward conv; 10 timed runs each; a queue submission every 15 dispatches');
+    expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64), cifar forward conv; the median of 3 rounds of 10 timed runs each; a queue submission every 15 dispatches');
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
     expect(lines.some((l) => /^ {2}Conv2DBackpropFilter\s+256x32x32x64, 256x32x32x64 -> 3x3x64x64\s+4\.83 ms\s+10\.0 TFLOP\/s$/.test(l))).toBe(true);
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
     expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
-    expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; 10 timed runs each');
+    expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; the median of 3 rounds of 10 timed runs each');
     const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
     expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });
@@ -109,7 +129,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -122,7 +142,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
       // so the report is what was asked); our kernels still match tfjs' with it.
       expect(json.dawnToggles).toEqual(['disable_robustness']);
-      expect([json.vec4, json.deepK, json.prefetch]).toEqual([true, true, false]);
+      expect([json.vec4, json.deepK, json.prefetch, json.inputGradForward, json.splitForward]).toEqual([true, true, false, true, true]);
       expect(json.adapterFeatures.length).toBeGreaterThan(0);
       // lavapipe: 32 KiB of workgroup memory, no tensor-core configurations.
       expect(json.adapterLimits.maxComputeWorkgroupStorageSize).toBeGreaterThanOrEqual(16384);

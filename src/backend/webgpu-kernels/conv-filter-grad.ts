@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, sumSplits, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -79,45 +79,10 @@ ${IM2COL_SOURCE}
   }
 }
 
-/** Sums the split-K partials [splits, size] into the filter gradient. */
-export class SplitSumProgram implements GpuProgram {
-  variableNames = ['partials'];
-  uniforms = 'splits : i32,';
-  outputShape: number[];
-  shaderKey = 'cifarSplitSum';
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-
-  constructor(outputShape: number[]) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
-    this.dispatch = [Math.ceil(outputShape.reduce((a, b) => a * b, 1) / 64), 1, 1];
-  }
-
-  getUserCode(): string {
-    return `
-  fn main(index : i32) {
-    if (index < uniforms.size) {
-      var sum = 0.0;
-      for (var s = 0; s < uniforms.splits; s++) {
-        sum = sum + partials[s * uniforms.size + index];
-      }
-      setOutputAtIndex(index, sum);
-    }
-  }`;
-  }
-}
-
 /** Runs the filter gradient for a supported convolution (see `isSupported`). */
 export function runFilterGrad(backend: WebGpuBackendLike, x: TensorInfo, dy: TensorInfo, conv: ConvGeometry & tf.backend_util.Conv2DInfo): TensorInfo {
   const plan = planFilterGrad(conv, workgroupStorage(backend));
   const program = new FilterGradProgram(conv, plan);
   const out = backend.runWebGPUProgram(program, [x, dy], 'float32', program.uniformData());
-  if (plan.splits === 1) return out;
-  const sum = new SplitSumProgram(conv.filterShape);
-  const result = backend.runWebGPUProgram(sum, [out], 'float32', [{ type: 'int32', data: [plan.splits] }]);
-  backend.disposeData(out.dataId);
-  return result;
+  return plan.splits === 1 ? out : sumSplits(backend, out, plan.splits, conv.filterShape);
 }

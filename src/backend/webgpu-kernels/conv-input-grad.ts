@@ -7,8 +7,10 @@
  * (conv_backprop_mm_webgpu) loops over all 9 and multiplies the other ones by zero.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
+import { runForward } from './conv-forward.js';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
 import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
+import { webGpuKernelSettings } from './settings.js';
 
 export class InputGradProgram implements GpuProgram {
   variableNames = ['dy', 'w'];
@@ -122,8 +124,77 @@ ${convConstants(conv)}
   }
 }
 
-/** Runs the input gradient for a supported convolution (see `isSupported`). */
+/** w'[kh, kw, co, ci] = w[fh-1-kh, fw-1-kw, ci, co]: the filter of the input gradient seen as a forward convolution. */
+export class FlipTransposeProgram implements GpuProgram {
+  variableNames = ['w'];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0, 1, 2, 3] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+
+  constructor(private readonly filterShape: [number, number, number, number]) {
+    const [fh, fw, ci, co] = filterShape;
+    this.outputShape = [fh, fw, co, ci];
+    this.shaderKey = `cifarFlipTranspose_${filterShape.join('x')}`;
+    this.dispatch = [Math.ceil((fh * fw * ci * co) / 64), 1, 1];
+  }
+
+  getUserCode(): string {
+    const [fh, fw, ci, co] = this.filterShape;
+    return `
+  fn main(index : i32) {
+    if (index < uniforms.size) {
+      let c = index % ${ci};
+      let r = index / ${ci};
+      let o = r % ${co};
+      let tap = r / ${co};
+      let kw = tap % ${fw};
+      let kh = tap / ${fw};
+      setOutputAtIndex(index, w[(((${fh - 1} - kh) * ${fw} + ${fw - 1} - kw) * ${ci} + c) * ${co} + o]);
+    }
+  }`;
+  }
+}
+
+/**
+ * The forward convolution whose output is the input gradient of a stride-1 convolution: dy
+ * convolved with the flipped, transposed filter, padded by (filter - 1 - pad) on each side.
+ */
+export function inputGradAsForward(conv: ConvGeometry): ConvGeometry {
+  return {
+    batchSize: conv.batchSize,
+    inHeight: conv.outHeight,
+    inWidth: conv.outWidth,
+    inChannels: conv.outChannels,
+    outHeight: conv.inHeight,
+    outWidth: conv.inWidth,
+    outChannels: conv.inChannels,
+    filterHeight: conv.filterHeight,
+    filterWidth: conv.filterWidth,
+    strideHeight: 1,
+    strideWidth: 1,
+    dilationHeight: 1,
+    dilationWidth: 1,
+    padInfo: { top: conv.filterHeight - 1 - conv.padInfo.top, left: conv.filterWidth - 1 - conv.padInfo.left },
+    dataFormat: 'channelsLast',
+  };
+}
+
+/**
+ * Runs the input gradient for a supported convolution (see `isSupported`): with the
+ * `inputGradForward` setting, a stride-1 one as our forward convolution (the same GEMM shape,
+ * with the filter read along its rows); otherwise, and for strided ones, the phase kernel above.
+ */
 export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter: TensorInfo, conv: ConvGeometry): TensorInfo {
+  if (webGpuKernelSettings().inputGradForward && conv.strideHeight === 1 && conv.strideWidth === 1) {
+    const flip = new FlipTransposeProgram([conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels]);
+    const flipped = backend.runWebGPUProgram(flip, [filter], 'float32');
+    const dx = runForward(backend, dy, flipped, undefined, 'linear', inputGradAsForward(conv));
+    backend.disposeData(flipped.dataId);
+    return dx;
+  }
   const program = new InputGradProgram(conv, planInputGrad(conv, workgroupStorage(backend)));
   return backend.runWebGPUProgram(program, [dy, filter], 'float32', program.uniformData());
 }

@@ -93,13 +93,16 @@ export interface GemmPlan {
   dispatch: [number, number, number];
 }
 
-/** GEMM sizes: M = fh*fw*ci, N = co, K = n*oh*ow. */
-export interface FilterGradPlan extends GemmPlan {
+/** A GEMM with its reduction split in slices along the dispatch's z. */
+export interface SplitGemmPlan extends GemmPlan {
   /** Workgroups along K; each writes its own partial [M, N], summed by a second pass when > 1. */
   splits: number;
   /** K per split, a multiple of tk. */
   kPerSplit: number;
 }
+
+/** GEMM sizes: M = fh*fw*ci, N = co, K = n*oh*ow. */
+export type FilterGradPlan = SplitGemmPlan;
 
 /**
  * Tiles the filter gradient and splits its reduction when the output alone gives too few
@@ -111,7 +114,15 @@ export function planFilterGrad(c: ConvGeometry, storageBytes = DEFAULT_WORKGROUP
   const m = c.filterHeight * c.filterWidth * c.inChannels;
   const n = c.outChannels;
   const k = c.batchSize * c.outHeight * c.outWidth;
-  const tile = pickTile(m, n, storageBytes);
+  return planSplitGemm(m, n, k, pickTile(m, n, storageBytes));
+}
+
+/**
+ * A GEMM whose reduction is split into enough slices (each a multiple of the tile's depth, none
+ * shorter than 256, at most 64) for its tiles to make about 512 workgroups; 1 slice when they
+ * already do.
+ */
+export function planSplitGemm(m: number, n: number, k: number, tile: Tile): SplitGemmPlan {
   const tiles = Math.ceil(m / tile.tm) * Math.ceil(n / tile.tn);
   const wanted = Math.max(1, Math.floor(TARGET_WORKGROUPS / tiles));
   const affordable = Math.max(1, Math.floor(k / MIN_K_PER_SPLIT));

@@ -217,3 +217,42 @@ export function gemmMainSource(s: GemmSource): string {
       .join('\n    ')}
   }`;
 }
+
+/** Sums split-K partials [splits, size] into one output. */
+export class SplitSumProgram implements GpuProgram {
+  variableNames = ['partials'];
+  uniforms = 'splits : i32,';
+  outputShape: number[];
+  shaderKey = 'cifarSplitSum';
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+
+  constructor(outputShape: number[]) {
+    this.outputShape = outputShape;
+    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
+    this.dispatch = [Math.ceil(outputShape.reduce((a, b) => a * b, 1) / 64), 1, 1];
+  }
+
+  getUserCode(): string {
+    return `
+  fn main(index : i32) {
+    if (index < uniforms.size) {
+      var sum = 0.0;
+      for (var s = 0; s < uniforms.splits; s++) {
+        sum = sum + partials[s * uniforms.size + index];
+      }
+      setOutputAtIndex(index, sum);
+    }
+  }`;
+  }
+}
+
+/** Sums the partials [splits, ...] of a split-K program into `shape`, disposing of them. */
+export function sumSplits(backend: WebGpuBackendLike, partials: TensorInfo, splits: number, shape: number[]): TensorInfo {
+  const sum = new SplitSumProgram(shape);
+  const result = backend.runWebGPUProgram(sum, [partials], 'float32', [{ type: 'int32', data: [splits] }]);
+  backend.disposeData(partials.dataId);
+  return result;
+}

@@ -2,11 +2,19 @@
  * The variants of our WebGPU kernels, in one place: the defaults, the environment over them (read
  * once, at load), and `configureWebGpuKernels` over both (benchmarks, tests). Programs compiled
  * after a change use the new settings; each variant has its own shader key.
+ *
+ * The defaults are the fastest combination measured on an H100 (2026-11-26, bench:gpu, ResNet-18
+ * training step at batch 256, one run): 128-wide tiles with vec4 reads, 16 deep, prefetching
+ * 4,535 img/s; without prefetch 4,254; 8 deep 3,972; scalar reads 3,368.
  *   CIFAR_WEBGPU_TILE=64      4 x 4 outputs per thread instead of 8 x 8 (tiles up to 64 wide)
- *   CIFAR_WEBGPU_PREFETCH=1   load the next K tile into registers while computing the current one
+ *   CIFAR_WEBGPU_PREFETCH=0   no prefetch of the next K tile into registers during the current one
  *   CIFAR_WEBGPU_CONV=stock   tfjs' forward convolution instead of ours
- *   CIFAR_WEBGPU_VEC4=1       read the staged tiles from workgroup memory four floats at a time
- *   CIFAR_WEBGPU_TK=16        128 x 128 tiles 16 deep instead of 8 where the device allows it
+ *   CIFAR_WEBGPU_VEC4=0       read the staged tiles from workgroup memory one float at a time
+ *   CIFAR_WEBGPU_TK=8         128 x 128 tiles 8 deep, as on devices with 16 KiB of workgroup memory
+ *   CIFAR_WEBGPU_DX=forward   stride-1 input gradients as our forward convolution of dy with the
+ *                             filter flipped and transposed (one small transpose per call)
+ *   CIFAR_WEBGPU_SPLIT_FORWARD=1  split the reduction of linear, bias-free forward convolutions
+ *                             whose output alone gives few workgroups (ResNet's last stages)
  */
 export interface WebGpuKernelSettings {
   /** Largest GEMM tile side. */
@@ -22,6 +30,10 @@ export interface WebGpuKernelSettings {
   vec4: boolean;
   /** 128 x 128 tiles stage 16 K steps per barrier instead of 8 when the device's workgroup memory holds them. */
   deepK: boolean;
+  /** Stride-1 input gradients run as our forward convolution (flipped, transposed filter). */
+  inputGradForward: boolean;
+  /** Linear, bias-free forward convolutions split K when their tiles give few workgroups. */
+  splitForward: boolean;
 }
 
 /** 128: 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
@@ -31,10 +43,12 @@ export const DEFAULT_MAX_TILE_SIDE = 128;
 export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
   return {
     maxTileSide: env['CIFAR_WEBGPU_TILE'] === '64' ? 64 : DEFAULT_MAX_TILE_SIDE,
-    prefetch: env['CIFAR_WEBGPU_PREFETCH'] === '1',
+    prefetch: env['CIFAR_WEBGPU_PREFETCH'] !== '0',
     ourForward: env['CIFAR_WEBGPU_CONV'] !== 'stock',
-    vec4: env['CIFAR_WEBGPU_VEC4'] === '1',
-    deepK: env['CIFAR_WEBGPU_TK'] === '16',
+    vec4: env['CIFAR_WEBGPU_VEC4'] !== '0',
+    deepK: env['CIFAR_WEBGPU_TK'] !== '8',
+    inputGradForward: env['CIFAR_WEBGPU_DX'] === 'forward',
+    splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
   };
 }
 
