@@ -1,33 +1,40 @@
 import chalk from 'chalk';
 import { CifarError, exitCodeFor, isCifarError } from '../errors.js';
 
-/** What every command's action gets besides its options: an abort signal tied to Ctrl-C. */
+/** What every command's action gets besides its options: an abort signal tied to Ctrl-C and SIGTERM. */
 export interface ActionContext {
   signal: AbortSignal;
 }
 
 let interrupts = 0;
 const controller = new AbortController();
+// The shell's status for a process ended by a signal: 128 + its number.
+const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
 
 /**
- * Wrap a command's action: Ctrl-C aborts the signal (a second Ctrl-C quits at once), and any
- * error becomes one line on stderr and an exit status from `exitCodeFor`.
+ * Wrap a command's action: Ctrl-C or SIGTERM (a job scheduler, `timeout`, `docker stop`) aborts
+ * the signal so that the command stops cleanly (training saves a checkpoint); a second one quits
+ * at once. Any error becomes one line on stderr and an exit status from `exitCodeFor`, or 130 /
+ * 143 after SIGINT / SIGTERM.
  */
 export function action<A extends unknown[]>(fn: (ctx: ActionContext, ...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
-    const onSigint = () => {
+    let received: keyof typeof SIGNAL_EXIT | undefined;
+    const on = (name: keyof typeof SIGNAL_EXIT) => () => {
       interrupts++;
-      if (interrupts > 1) process.exit(130);
+      if (interrupts > 1) process.exit(SIGNAL_EXIT[name]);
+      received = name;
       controller.abort(new CifarError('ABORTED', 'interrupted'));
     };
-    process.on('SIGINT', onSigint);
+    const handlers = { SIGINT: on('SIGINT'), SIGTERM: on('SIGTERM') };
+    for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
     try {
       await fn({ signal: controller.signal }, ...args);
     } catch (err) {
       reportError(err);
-      process.exitCode = exitCodeFor(controller.signal.aborted ? new CifarError('ABORTED', 'interrupted') : err);
+      process.exitCode = received ? SIGNAL_EXIT[received] : exitCodeFor(err);
     } finally {
-      process.off('SIGINT', onSigint);
+      for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
     }
   };
 }

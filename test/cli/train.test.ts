@@ -14,8 +14,11 @@ beforeAll(async () => {
 afterAll(() => cleanup());
 
 describe('cifar train (CLI)', () => {
-  it('on Ctrl-C saves a checkpoint, exits 130 and prints the command that resumes', async () => {
-    const out = join(dir, 'm');
+  it.each([
+    ['Ctrl-C', 'SIGINT', 130],
+    ['SIGTERM (timeout, a job scheduler)', 'SIGTERM', 143],
+  ] as const)('on %s saves a checkpoint, exits %i and prints the command that resumes', async (_, signal, code) => {
+    const out = join(dir, `m-${signal}`);
     let stderr = '';
     let sent = false;
     const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '200', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out], {
@@ -25,12 +28,12 @@ describe('cifar train (CLI)', () => {
           // The first epoch row means training is under way.
           if (!sent && /^\s*1\/200 /m.test(stderr)) {
             sent = true;
-            child.kill('SIGINT');
+            child.kill(signal);
           }
         });
       },
     });
-    expect(res.code).toBe(130);
+    expect(res.code).toBe(code);
     expect(res.stderr).toMatch(/checkpoint saved in .*checkpoint — resume with: cifar train --resume --out /);
     expect(res.stderr).not.toMatch(/^\s+at /m);
     const state = JSON.parse(await readFile(join(out, 'checkpoint', 'state.json'), 'utf8'));
@@ -41,7 +44,7 @@ describe('cifar train (CLI)', () => {
   });
 
   it('refuses to change the recipe of a resumed run', async () => {
-    const res = await runCli(['train', '--resume', '--out', join(dir, 'm'), '--lr', '0.5']);
+    const res = await runCli(['train', '--resume', '--out', join(dir, 'm-SIGINT'), '--lr', '0.5']);
     expect(res.code).toBe(2);
     expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr\)/);
   });
