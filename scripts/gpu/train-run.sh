@@ -13,7 +13,8 @@
 #   deadline with a checkpoint; RESUME=1 in a second call on the same, still warm machine (its
 #   models/resnet18/checkpoint and /tmp/data are still there) continues it: no benchmarks, then
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
-#   50 epochs took 11.0-11.5 s each on the H100 (2026-11-26): about 9.5 minutes, two calls.
+#   The 26 epochs of 2026-11-26 took 11.5 s each on average on the H100: 50 take about 9.6
+#   minutes, two calls.
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 4400, the H100's training
 #   rate at batch 256 on 2026-11-26) for the epoch estimate.
 # BENCH=quick: the default kernels with PyTorch's reference in the same call, and the same with
