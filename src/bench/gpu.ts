@@ -48,6 +48,8 @@ export interface GpuBenchOptions {
   inputGradForward?: boolean;
   /** Split the reduction of bias-free linear forward convolutions with few tiles (default: the environment's, else off). */
   splitForward?: boolean;
+  /** Our GEMM kernels load their operands from memory as vec4s where channels allow (default: the environment's, else off). */
+  wideLoads?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -96,6 +98,7 @@ export interface GpuBenchResult {
   deepK: boolean;
   inputGradForward: boolean;
   splitForward: boolean;
+  wideLoads: boolean;
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
@@ -182,6 +185,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     ...(options.deepK === undefined ? {} : { deepK: options.deepK }),
     ...(options.inputGradForward === undefined ? {} : { inputGradForward: options.inputGradForward }),
     ...(options.splitForward === undefined ? {} : { splitForward: options.splitForward }),
+    ...(options.wideLoads === undefined ? {} : { wideLoads: options.wideLoads }),
   });
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
@@ -211,6 +215,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     deepK: kernels.deepK,
     inputGradForward: kernels.inputGradForward,
     splitForward: kernels.splitForward,
+    wideLoads: kernels.wideLoads,
     forwardKernel: options.stockKernels || !kernels.ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
@@ -391,7 +396,7 @@ const fmt = (n: number | null, digits = 0): string => (n === null ? '-' : n.toLo
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''}${r.vec4 ? ', vec4' : ''}${r.deepK ? ', 16 deep' : ''}${r.inputGradForward ? ', dx as forward' : ''}${r.splitForward ? ', split forward' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (tiles up to ${r.maxTileSide}${r.prefetch ? ', prefetch' : ''}${r.vec4 ? ', vec4' : ''}${r.deepK ? ', 16 deep' : ''}${r.inputGradForward ? ', dx as forward' : ''}${r.splitForward ? ', split forward' : ''}${r.wideLoads ? ', vec4 loads' : ''})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

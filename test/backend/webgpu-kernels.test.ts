@@ -18,8 +18,8 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 
 describe('webgpu conv-gradient plans (pure)', () => {
   it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
-    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false });
-    const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1' };
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false });
+    const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1', CIFAR_WEBGPU_LOADS: 'vec4' };
     expect(settingsFromEnv(env)).toEqual({
       maxTileSide: 64,
       prefetch: false,
@@ -28,6 +28,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
       deepK: false,
       inputGradForward: true,
       splitForward: true,
+      wideLoads: true,
     });
   });
 
@@ -97,6 +98,26 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(same).toMatchObject({ inHeight: 16, inWidth: 16, inChannels: 128, outHeight: 16, outWidth: 16, outChannels: 64, padInfo: { top: 1, left: 1 } });
     const valid = inputGradAsForward(geometry([8, 7, 7, 5], 3, 9, 1, 'valid'));
     expect(valid).toMatchObject({ inHeight: 5, inWidth: 5, inChannels: 9, outHeight: 7, outWidth: 7, outChannels: 5, padInfo: { top: 2, left: 2 } });
+  });
+
+  it('wide loads stage a tile with a quarter of the loads, four cells each, and guard a last partial round', () => {
+    const before = configureWebGpuKernels({ vec4: true, prefetch: false });
+    try {
+      const big = gemmMainSource({ tile: { tm: 128, tn: 128, tk: 16 }, prologue: '', aAlongK: true, bAlongK: false, aWide: true, bWide: true, store: '' });
+      // 16 x 128 elements of each operand over 256 threads: 2 vec4 loads each instead of 8 scalar ones.
+      expect(big.match(/readA4\(kBase \+ kk, row0 \+ mm\)/g)).toHaveLength(2);
+      expect(big.match(/readB4\(kBase \+ kk, col0 \+ mm\)/g)).toHaveLength(2);
+      expect(big).not.toMatch(/readA\(|readB\(/);
+      // Along K: k..k+3 go to four rows of the staged tile; along columns: one vec4 cell.
+      expect(big).toContain('let kk = 4 * ((lid + 0) % 4); let mm = (lid + 0) / 4; let v = readA4(kBase + kk, row0 + mm); cgA[(kk + 0) * 33 + (mm >> 2u)][mm & 3] = v.x;');
+      expect(big).toContain('let kk = (lid + 0) / 32; let mm = 4 * ((lid + 0) % 32); let v = readB4(kBase + kk, col0 + mm); cgB[kk * 32 + (mm >> 2u)] = v;');
+      // 16 x 16 elements make 64 vec4 loads: a quarter of the threads load, behind a guard.
+      const narrow = gemmMainSource({ tile: { tm: 16, tn: 16, tk: 16 }, prologue: '', aAlongK: false, bAlongK: false, aWide: true, bWide: false, store: '' });
+      expect(narrow).toContain('if ((lid + 0) < 64) { let kk = (lid + 0) / 4; let mm = 4 * ((lid + 0) % 4);');
+      expect(narrow.match(/readB\(kBase/g)).toHaveLength(1);
+    } finally {
+      configureWebGpuKernels(before);
+    }
   });
 
   it('supports NHWC 1x1 and 3x3 at stride 1 and 2 only', () => {
@@ -239,6 +260,14 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     await tf.setBackend('cpu');
   });
 
+  /** Cases whose channel counts are multiples of 4, where vec4 loads apply. */
+  const byFours: typeof cases = [
+    { x: [2, 8, 8, 8], f: 3, co: 12, s: 1, pad: 'same' },
+    { x: [3, 9, 9, 16], f: 3, co: 20, s: 2, pad: 'same' },
+    { x: [2, 7, 7, 4], f: 1, co: 8, s: 2, pad: 'valid' },
+    { x: [1, 6, 6, 36], f: 3, co: 4, s: 1, pad: 'valid' },
+  ];
+
   /** Cases whose GEMMs all get tiles 64 or 128 wide on both sides, where the vec4 layout applies. */
   const wide: typeof cases = [
     { x: [1, 8, 8, 68], f: 3, co: 72, s: 1, pad: 'same' },
@@ -252,11 +281,12 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     deepK: boolean;
     inputGradForward: boolean;
     splitForward: boolean;
+    wideLoads: boolean;
   }
-  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false };
-  const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false };
+  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false, wideLoads: false };
+  const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false };
   const describeVariant = (v: Variant): string =>
-    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}${v.inputGradForward ? ', dx as forward' : ''}${v.splitForward ? ', split forward' : ''}`;
+    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}${v.inputGradForward ? ', dx as forward' : ''}${v.splitForward ? ', split forward' : ''}${v.wideLoads ? ', vec4 loads' : ''}`;
   // lavapipe offers 32 KiB of workgroup memory, as the plans see it.
   const LAVAPIPE_STORAGE = 32768;
 
@@ -288,8 +318,16 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       ...list.slice(0, 6).map((c) => [c, { ...fastest, inputGradForward: true, splitForward: true }] as const),
       ...wide.map((c) => [c, { ...fastest, inputGradForward: true, splitForward: true }] as const),
       [list[0]!, { ...plain, inputGradForward: true }] as const,
+      // vec4 loads from memory: on every case (those with channels that are not multiples of 4
+      // must keep scalar loads), with the default and with scalar tiles, and on channel counts
+      // that are multiples of 4 with every variant.
+      ...list.map((c) => [c, { ...fastest, wideLoads: true }] as const),
+      ...byFours.map((c) => [c, { ...plain, wideLoads: true }] as const),
+      ...byFours.map((c) => [c, { ...plain, maxTileSide: 128, prefetch: true, wideLoads: true }] as const),
+      ...byFours.slice(0, 2).map((c) => [c, { ...fastest, wideLoads: true, inputGradForward: true, splitForward: true }] as const),
     ];
   }
+  const fours = (c: { x: Shape4; co: number }): boolean => c.x[3] % 4 === 0 && c.co % 4 === 0;
   /** Whether a linear, bias-free forward convolution of this geometry is split under `v`. */
   const splits = (info: ConvGeometry, v: Variant): boolean => {
     const before = configureWebGpuKernels(v);
@@ -337,6 +375,9 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
         expect(keys).toContain(`cifarConvInputGrad_${f}x${f}_s${s}x${s}`);
       }
       if (variant.maxTileSide === 128) expect(keys).toMatch(/cifarConv\w+_128x\d+x\d+|cifarConv\w+_\d+x128x\d+/);
+      const dimsKey = `${f}x${f}_s${s}x${s}_${[x[1], x[2], x[3], info.outHeight, info.outWidth, co].join('x')}`;
+      if (variant.wideLoads && fours({ x, co })) expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${dimsKey}_\\d+x\\d+x\\d+p?v?w`));
+      if (!fours({ x, co })) expect(keys).not.toMatch(new RegExp(`cifarConv\\w+_${dimsKey}_\\d+x\\d+x\\d+p?v?w_`));
       if (variant.prefetch) expect(keys).toMatch(/cifarConvFilterGrad_\S+_\d+x\d+x\d+p/);
       if (variant.vec4 && isWide(x)) {
         const dims = `${f}x${f}_s${s}x${s}_${[x[1], x[2], x[3], info.outHeight, info.outWidth, co].join('x')}`;
@@ -371,6 +412,8 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
       if (variant.vec4 && isWide(x)) expect(keys).toMatch(/cifarConvForward_\S+x\d+p?v_bias_relu/);
       // Only the plain conv2d (no bias, no activation) may split.
       const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
+      const dimsKey = `${f}x${f}_s${s}x${s}_${[x[1], x[2], x[3], info.outHeight, info.outWidth, co].join('x')}`;
+      if (variant.wideLoads && fours({ x, co })) expect(keys).toMatch(new RegExp(`cifarConvForward_${dimsKey}_\\d+x\\d+x\\d+p?v?w_bias_relu`));
       if (variant.splitForward && splits(info, variant)) expect(keys).toMatch(/cifarConvForward_\S+_nobias_linear_splitk/);
       expect(keys).not.toMatch(/_bias_relu_splitk/);
     });

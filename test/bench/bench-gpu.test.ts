@@ -32,6 +32,7 @@ const RESULT: GpuBenchResult = {
   deepK: false,
   inputGradForward: false,
   splitForward: false,
+  wideLoads: false,
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
@@ -129,7 +130,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -142,7 +143,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
       // so the report is what was asked); our kernels still match tfjs' with it.
       expect(json.dawnToggles).toEqual(['disable_robustness']);
-      expect([json.vec4, json.deepK, json.prefetch, json.inputGradForward, json.splitForward]).toEqual([true, true, false, true, true]);
+      expect([json.vec4, json.deepK, json.prefetch, json.inputGradForward, json.splitForward, json.wideLoads]).toEqual([true, true, false, true, true, true]);
       expect(json.adapterFeatures.length).toBeGreaterThan(0);
       // lavapipe: 32 KiB of workgroup memory, no tensor-core configurations.
       expect(json.adapterLimits.maxComputeWorkgroupStorageSize).toBeGreaterThanOrEqual(16384);

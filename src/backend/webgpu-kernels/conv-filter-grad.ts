@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, sumSplits, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, workgroupStorage } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -17,11 +17,13 @@ export class FilterGradProgram implements GpuProgram {
   dispatchLayout: { x: number[]; y: number[] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [16, 16, 1];
+  variableComponents?: number[];
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: FilterGradPlan,
   ) {
+    if (usesWideLoads(conv)) this.variableComponents = [4, 4];
     // Split: partial sums [splits, M, N]; otherwise straight into the filter's [fh, fw, ci, co].
     this.outputShape = plan.splits > 1 ? [plan.splits, plan.m, plan.n] : [conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels];
     const rank = this.outputShape.length;
@@ -42,12 +44,22 @@ export class FilterGradProgram implements GpuProgram {
 
   getUserCode(): string {
     const { conv, plan } = this;
-    return `
-${convConstants(conv)}
-  const CG_M = ${plan.m};
-  const CG_N = ${plan.n};
-  var<private> kEnd : i32;
+    const wide = usesWideLoads(conv);
+    // Wide: A[k, m..m+3] (4 channels of one tap) and B[k, co..co+3], one vec4 load each.
+    const reads = wide
+      ? `
+${im2colSource(true)}
 
+  fn readA4(k : i32, m : i32) -> vec4<f32> {
+    if (k >= kEnd || m >= CG_M) { return vec4<f32>(); }
+    return im2col4(k, m);
+  }
+
+  fn readB4(k : i32, col : i32) -> vec4<f32> {
+    if (k >= kEnd || col >= CG_N) { return vec4<f32>(); }
+    return dy[(k * CG_N + col) / 4];
+  }`
+      : `
 ${IM2COL_SOURCE}
 
   // A[k, m]: the im2col matrix of x (pixel k, filter row m).
@@ -60,7 +72,13 @@ ${IM2COL_SOURCE}
   fn readB(k : i32, col : i32) -> f32 {
     if (k >= kEnd || col >= CG_N) { return 0.0; }
     return dy[k * CG_N + col];
-  }
+  }`;
+    return `
+${convConstants(conv)}
+  const CG_M = ${plan.m};
+  const CG_N = ${plan.n};
+  var<private> kEnd : i32;
+${reads}
 
   ${gemmMainSource({
     tile: plan.tile,
@@ -74,6 +92,8 @@ ${IM2COL_SOURCE}
     let outBase = split * CG_M * CG_N;`,
     aAlongK: false,
     bAlongK: false,
+    aWide: wide,
+    bWide: wide,
     store: 'if (row < CG_M && col < CG_N) { result[outBase + row * CG_N + col] = v; }',
   })}`;
   }

@@ -7,7 +7,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, type SplitGemmPlan, pickTile, planSplitGemm } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, sumSplits, workgroupStorage } from './program.js';
+import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export type ForwardActivation = 'linear' | 'relu';
@@ -35,6 +35,7 @@ export class ForwardProgram implements GpuProgram {
   dispatchLayout = { x: [3], y: [0, 1, 2] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [16, 16, 1];
+  variableComponents?: number[];
 
   constructor(
     private readonly conv: ConvGeometry,
@@ -44,6 +45,7 @@ export class ForwardProgram implements GpuProgram {
   ) {
     if (plan.splits > 1 && (hasBias || activation !== 'linear')) throw new Error('a split forward convolution takes no bias or activation');
     this.variableNames = hasBias ? ['x', 'w', 'bias'] : ['x', 'w'];
+    if (usesWideLoads(conv)) this.variableComponents = hasBias ? [4, 4, 1] : [4, 4];
     // Split: partial sums [splits, M, N], the output's layout once summed.
     this.outputShape = plan.splits > 1 ? [plan.splits, plan.m, plan.n] : [conv.batchSize, conv.outHeight, conv.outWidth, conv.outChannels];
     if (plan.splits > 1) {
@@ -66,6 +68,7 @@ export class ForwardProgram implements GpuProgram {
     const out = this.activation === 'relu' ? `max(${biased}, 0.0)` : biased;
     const split = plan.splits > 1;
     const kEnd = split ? 'kEnd' : 'CG_K';
+    const wide = usesWideLoads(conv);
     // Split: this workgroup's slice of K (kEnd), and rows from the partials' [splits, M, N].
     const prologue = split
       ? `
@@ -85,7 +88,18 @@ ${convConstants(conv)}
   const CG_K = ${plan.k};
   var<private> rows : i32;${split ? '\n  var<private> kEnd : i32;' : ''}
 
-${IM2COL_SOURCE}
+${wide ? `${im2colSource(true)}
+
+  // Wide: A[m, k..k+3] (4 channels of one tap) and B[k, co..co+3], one vec4 load each.
+  fn readA4(k : i32, m : i32) -> vec4<f32> {
+    if (k >= ${kEnd} || m >= rows) { return vec4<f32>(); }
+    return im2col4(m, k);
+  }
+
+  fn readB4(k : i32, col : i32) -> vec4<f32> {
+    if (k >= ${kEnd} || col >= CG_COUT) { return vec4<f32>(); }
+    return w[(k * CG_COUT + col) / 4];
+  }` : `${IM2COL_SOURCE}
 
   // A[m, k]: the im2col matrix of x.
   fn readA(k : i32, m : i32) -> f32 {
@@ -97,7 +111,7 @@ ${IM2COL_SOURCE}
   fn readB(k : i32, col : i32) -> f32 {
     if (k >= ${kEnd} || col >= CG_COUT) { return 0.0; }
     return w[k * CG_COUT + col];
-  }
+  }`}
 
   ${gemmMainSource({
     tile: plan.tile,
@@ -106,6 +120,8 @@ ${IM2COL_SOURCE}
     let row0 = i32(workgroupId.y) * ${tm};${prologue}`,
     aAlongK: true,
     bAlongK: false,
+    aWide: wide,
+    bWide: wide,
     store: `if (row < rows && col < CG_COUT) { result[outBase + row * CG_COUT + col] = ${out}; }`,
   })}`;
   }

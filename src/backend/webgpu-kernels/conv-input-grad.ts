@@ -9,7 +9,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { runForward } from './conv-forward.js';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, workgroupStorage } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, usesWideLoads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export class InputGradProgram implements GpuProgram {
@@ -20,11 +20,13 @@ export class InputGradProgram implements GpuProgram {
   dispatchLayout = { x: [3], y: [0, 1, 2] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [16, 16, 1];
+  variableComponents?: number[];
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: InputGradPlan,
   ) {
+    if (usesWideLoads(conv)) this.variableComponents = [4, 4];
     this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
     this.dispatch = plan.dispatch;
     this.shaderKey = convShaderKey('cifarConvInputGrad', conv, plan.tile);
@@ -44,6 +46,10 @@ export class InputGradProgram implements GpuProgram {
     const rh = even ? `${conv.inHeight / conv.strideHeight}` : 'rowsH';
     const rw = even ? `${conv.inWidth / conv.strideWidth}` : 'rowsW';
     const th = conv.strideWidth === 1 ? 't / CG_FW' : 'i32(floor((f32(t) + 0.5) / f32(tapsW)))';
+    const wide = usesWideLoads(conv);
+    const value = wide ? 'vec4<f32>' : 'f32';
+    const zero = wide ? 'vec4<f32>()' : '0.0';
+    const index = (i: string): string => (wide ? `(${i}) / 4` : i);
     return `
 ${convConstants(conv)}
   // This workgroup's phase: its pixels, the taps that reach them, and the GEMM sizes.
@@ -72,25 +78,26 @@ ${convConstants(conv)}
     return vec3<i32>(khStart + CG_SH * th, kwStart + CG_SW * (t - th * tapsW), k % CG_COUT);
   }
 
-  // A[m, k]: dy at the output position that tap k of pixel m came from.
-  fn readA(k : i32, m : i32) -> f32 {
-    if (k >= phaseK || m >= phaseRows) { return 0.0; }
+  // A[m, k]: dy at the output position that tap k of pixel m came from (wide: k..k+3, the
+  // channels co..co+3 of one tap, as one vec4 load).
+  fn readA${wide ? '4' : ''}(k : i32, m : i32) -> ${value} {
+    if (k >= phaseK || m >= phaseRows) { return ${zero}; }
     let p = pixel(m);
     let f = tap(k);
     let nh = p.y + uniforms.padTop - f.x;
     let nw = p.z + uniforms.padLeft - f.y;
-    if (nh < 0 || nw < 0) { return 0.0; }
+    if (nh < 0 || nw < 0) { return ${zero}; }
     let oh = nh / CG_SH;
     let ow = nw / CG_SW;
-    if (oh >= CG_OH || ow >= CG_OW) { return 0.0; }
-    return dy[((p.x * CG_OH + oh) * CG_OW + ow) * CG_COUT + f.z];
+    if (oh >= CG_OH || ow >= CG_OW) { return ${zero}; }
+    return dy[${index('((p.x * CG_OH + oh) * CG_OW + ow) * CG_COUT + f.z')}];
   }
 
-  // B[k, ci] = w[kh, kw, ci, co].
-  fn readB(k : i32, col : i32) -> f32 {
-    if (k >= phaseK || col >= CG_CIN) { return 0.0; }
+  // B[k, ci] = w[kh, kw, ci, co] (wide: k..k+3, co..co+3).
+  fn readB${wide ? '4' : ''}(k : i32, col : i32) -> ${value} {
+    if (k >= phaseK || col >= CG_CIN) { return ${zero}; }
     let f = tap(k);
-    return w[((f.x * CG_FW + f.y) * CG_CIN + col) * CG_COUT + f.z];
+    return w[${index('((f.x * CG_FW + f.y) * CG_CIN + col) * CG_COUT + f.z')}];
   }
 
   ${gemmMainSource({
@@ -116,6 +123,8 @@ ${convConstants(conv)}
     let kBegin = 0;`,
     aAlongK: true,
     bAlongK: true,
+    aWide: wide,
+    bWide: wide,
     store: `if (row < phaseRows && col < CG_CIN) {
       let p = pixel(row);
       result[((p.x * CG_H + p.y) * CG_W + p.z) * CG_CIN + col] = v;

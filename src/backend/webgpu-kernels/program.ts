@@ -62,10 +62,12 @@ export function padUniforms(conv: ConvGeometry): ProgramUniform {
 /**
  * WGSL `fn im2col(p, t) -> f32`: x at output pixel p = (n, oh, ow) under filter row
  * t = (kh, kw, ci), zero outside the image — the im2col matrix of x, gathered on the fly. Needs
- * `convConstants`, an input named x and the `padUniforms`.
+ * `convConstants`, an input named x and the `padUniforms`. The wide version, `im2col4`, returns
+ * rows t..t+3 (t a multiple of 4, ci..ci+3 of one tap) as one vec4 load of x bound as vec4s.
  */
-export const IM2COL_SOURCE = `
-  fn im2col(p : i32, t : i32) -> f32 {
+export function im2colSource(wide = false): string {
+  return `
+  fn im2col${wide ? '4' : ''}(p : i32, t : i32) -> ${wide ? 'vec4<f32>' : 'f32'} {
     let ci = t % CG_CIN;
     let tap = t / CG_CIN;
     let kh = tap / CG_FW;
@@ -76,9 +78,19 @@ export const IM2COL_SOURCE = `
     let b = r / CG_OH;
     let ih = oh * CG_SH + kh - uniforms.padTop;
     let iw = ow * CG_SW + kw - uniforms.padLeft;
-    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return 0.0; }
-    return x[((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci];
+    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return ${wide ? 'vec4<f32>()' : '0.0'}; }
+    return x[${wide ? '(' : ''}((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci${wide ? ') / 4' : ''}];
   }`;
+}
+export const IM2COL_SOURCE = im2colSource();
+
+/**
+ * Whether a convolution's GEMM programs load their operands as vec4s: the `wideLoads` setting,
+ * and channel counts that keep every group of 4 within one filter tap and aligned.
+ */
+export function usesWideLoads(conv: ConvGeometry): boolean {
+  return webGpuKernelSettings().wideLoads && conv.inChannels % 4 === 0 && conv.outChannels % 4 === 0;
+}
 
 /** The part of a GEMM program's shader key that names its tile and variant. */
 export function gemmKey(tile: Tile): string {
@@ -97,7 +109,7 @@ export function usesVec4(tile: Tile): boolean {
  */
 export function convShaderKey(name: string, conv: ConvGeometry, tile: Tile): string {
   const dims = [conv.inHeight, conv.inWidth, conv.inChannels, conv.outHeight, conv.outWidth, conv.outChannels].join('x');
-  return `${name}_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(tile)}`;
+  return `${name}_${conv.filterHeight}x${conv.filterWidth}_s${conv.strideHeight}x${conv.strideWidth}_${dims}_${gemmKey(tile)}${usesWideLoads(conv) ? 'w' : ''}`;
 }
 
 export interface GemmSource {
@@ -107,6 +119,13 @@ export interface GemmSource {
   /** Load order into workgroup memory: consecutive threads along K (when K is the contiguous axis in memory) or along rows/columns. */
   aAlongK: boolean;
   bAlongK: boolean;
+  /**
+   * Load the operand from memory four values at a time through `readA4(k, row)` / `readB4(k, col)`
+   * (vec4s of k..k+3 when the operand is loaded along K, else of row..row+3 or col..col+3), which
+   * the user code must then define; the operand's input is bound as an array of vec4s.
+   */
+  aWide?: boolean;
+  bWide?: boolean;
   /** WGSL statement that stores `v` at (`row`, `col`). */
   store: string;
 }
@@ -135,36 +154,66 @@ export function gemmMainSource(s: GemmSource): string {
   const as = tm + pad(s.aAlongK);
   const bs = tn + pad(s.bAlongK);
   const range = (n: number): number[] => [...Array(n).keys()];
-  // The elements of a tile each thread stages: (kk, mm) in the tile, r = 0, 1, ...
-  const slots = (width: number, alongK: boolean): Array<[string, string]> =>
-    range((tk * width) / threads).map((r) => {
-      const idx = `lid + ${r * threads}`;
-      return alongK ? [`(${idx}) % ${tk}`, `(${idx}) / ${tk}`] : [`(${idx}) / ${width}`, `(${idx}) % ${width}`];
-    });
-  const operands = [
-    { smem: 'cgA', reg: 'pa', stride: as, slots: slots(tm, s.aAlongK), read: 'readA', origin: 'row0' },
-    { smem: 'cgB', reg: 'pb', stride: bs, slots: slots(tn, s.bAlongK), read: 'readB', origin: 'col0' },
+  interface Operand {
+    smem: string;
+    reg: string;
+    stride: number;
+    width: number;
+    alongK: boolean;
+    wide: boolean;
+    read: string;
+    origin: string;
+  }
+  const operands: Operand[] = [
+    { smem: 'cgA', reg: 'pa', stride: as, width: tm, alongK: s.aAlongK, wide: s.aWide === true, read: s.aWide ? 'readA4' : 'readA', origin: 'row0' },
+    { smem: 'cgB', reg: 'pb', stride: bs, width: tn, alongK: s.bAlongK, wide: s.bWide === true, read: s.bWide ? 'readB4' : 'readB', origin: 'col0' },
   ];
+  // The loads of a tile each thread makes: (kk, mm) of the first element, r = 0, 1, ... A wide
+  // load covers kk..kk+3 (along K) or mm..mm+3; when a tile has fewer of them than threads x r,
+  // the last round is guarded by the load's index.
+  const slots = (o: Operand): Array<{ kk: string; mm: string; guard: string }> => {
+    const count = (tk * o.width) / (o.wide ? 4 : 1);
+    return range(Math.ceil(count / threads)).map((r) => {
+      const idx = `(lid + ${r * threads})`;
+      const guard = (r + 1) * threads > count ? `${idx} < ${count}` : '';
+      if (!o.wide) return o.alongK ? { kk: `${idx} % ${tk}`, mm: `${idx} / ${tk}`, guard } : { kk: `${idx} / ${o.width}`, mm: `${idx} % ${o.width}`, guard };
+      return o.alongK ? { kk: `4 * (${idx} % ${tk / 4})`, mm: `${idx} / ${tk / 4}`, guard } : { kk: `${idx} / ${o.width / 4}`, mm: `4 * (${idx} % ${o.width / 4})`, guard };
+    });
+  };
   // Element (kk, mm) of a staged tile in workgroup memory.
-  const cell = (o: (typeof operands)[number]): string => (vec ? `${o.smem}[kk * ${o.stride / 4} + (mm >> 2u)][mm & 3]` : `${o.smem}[kk * ${o.stride} + mm]`);
+  const p = (e: string): string => (/^\w+$/.test(e) ? e : `(${e})`);
+  const cellAt = (o: Operand, kk: string, mm: string): string =>
+    vec ? `${o.smem}[${p(kk)} * ${o.stride / 4} + (${p(mm)} >> 2u)][${p(mm)} & 3]` : `${o.smem}[${p(kk)} * ${o.stride} + ${mm}]`;
+  const lanes = ['x', 'y', 'z', 'w'];
+  // Stores value `v` of a load at (kk, mm) into workgroup memory: 4 cells for a wide load (one
+  // vec4 store when it runs along rows or columns in the vec4 layout).
+  const put = (o: Operand, v: string): string => {
+    if (!o.wide) return `${cellAt(o, 'kk', 'mm')} = ${v};`;
+    if (!o.alongK && vec) return `${o.smem}[kk * ${o.stride / 4} + (mm >> 2u)] = ${v};`;
+    return range(4)
+      .map((e) => `${o.alongK ? cellAt(o, `kk + ${e}`, 'mm') : cellAt(o, 'kk', `mm + ${e}`)} = ${v}.${lanes[e]};`)
+      .join(' ');
+  };
+  const guarded = (guard: string, body: string): string => (guard ? `if (${guard}) { ${body} }` : `{ ${body} }`);
   // Straight into workgroup memory, or (prefetch) into registers and from there into workgroup memory.
   const load = (into: 'smem' | 'reg'): string =>
     operands
       .flatMap((o) =>
-        o.slots.map(([kk, mm], r) => {
-          const target = into === 'smem' ? cell(o) : `${o.reg}${r}`;
-          return `{ let kk = ${kk}; let mm = ${mm}; ${target} = ${o.read}(kBase + kk, ${o.origin} + mm); }`;
+        slots(o).map(({ kk, mm, guard }, r) => {
+          const value = `${o.read}(kBase + kk, ${o.origin} + mm)`;
+          // A wide value goes to up to four cells: read it once.
+          const store = o.wide ? `let v = ${value}; ${put(o, 'v')}` : put(o, value);
+          return guarded(guard, `let kk = ${kk}; let mm = ${mm}; ${into === 'smem' ? store : `${o.reg}${r} = ${value};`}`);
         }),
       )
       .join('\n      ');
   const stage = operands
-    .flatMap((o) => o.slots.map(([kk, mm], r) => `{ let kk = ${kk}; let mm = ${mm}; ${cell(o)} = ${o.reg}${r}; }`))
+    .flatMap((o) => slots(o).map(({ kk, mm, guard }, r) => guarded(guard, `let kk = ${kk}; let mm = ${mm}; ${put(o, `${o.reg}${r}`)}`)))
     .join('\n      ');
   const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
-  const lane = ['x', 'y', 'z', 'w'];
   // Per K step: this thread's A values a0.. and B values b0.. (vec4s in the vec4 layout), then the outer product.
-  const aOf = (i: number): string => (vec ? `a${i >> 2}.${lane[i & 3]}` : `a${i}`);
-  const bOf = (j: number): string => (vec ? `b${j >> 2}.${lane[j & 3]}` : `b${j}`);
+  const aOf = (i: number): string => (vec ? `a${i >> 2}.${lanes[i & 3]}` : `a${i}`);
+  const bOf = (j: number): string => (vec ? `b${j >> 2}.${lanes[j & 3]}` : `b${j}`);
   const reads = vec
     ? `${range(rm / 4).map((g) => `let a${g} = cgA[kk * ${as / 4} + ty + ${g * side}];`).join(' ')}
         ${range(rn / 4).map((h) => `let b${h} = cgB[kk * ${bs / 4} + tx + ${h * side}];`).join(' ')}`
@@ -180,7 +229,7 @@ export function gemmMainSource(s: GemmSource): string {
   // Prefetch: the next tile's global reads are issued before this tile's arithmetic, so their
   // latency overlaps it (one register per staged element).
   const loop = webGpuKernelSettings().prefetch
-    ? `${operands.flatMap((o) => o.slots.map((_, r) => `var ${o.reg}${r} = 0.0;`)).join(' ')}
+    ? `${operands.flatMap((o) => slots(o).map((_, r) => `var ${o.reg}${r} = ${o.wide ? 'vec4<f32>()' : '0.0'};`)).join(' ')}
     { let kBase = kBegin; ${load('reg')} }
     for (var t = 0; t < numTiles; t++) {
       ${stage}

@@ -15,6 +15,9 @@
  *                             filter flipped and transposed (one small transpose per call)
  *   CIFAR_WEBGPU_SPLIT_FORWARD=1  split the reduction of linear, bias-free forward convolutions
  *                             whose output alone gives few workgroups (ResNet's last stages)
+ *   CIFAR_WEBGPU_LOADS=vec4   load both operands from memory four floats at a time where the
+ *                             channel counts are multiples of 4 (a quarter of the loads and of
+ *                             their index arithmetic)
  */
 export interface WebGpuKernelSettings {
   /** Largest GEMM tile side. */
@@ -34,6 +37,8 @@ export interface WebGpuKernelSettings {
   inputGradForward: boolean;
   /** Linear, bias-free forward convolutions split K when their tiles give few workgroups. */
   splitForward: boolean;
+  /** GEMM programs load their operands from memory as vec4s where both channel counts are multiples of 4. */
+  wideLoads: boolean;
 }
 
 /** 128: 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
@@ -49,6 +54,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     deepK: env['CIFAR_WEBGPU_TK'] !== '8',
     inputGradForward: env['CIFAR_WEBGPU_DX'] === 'forward',
     splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
+    wideLoads: env['CIFAR_WEBGPU_LOADS'] === 'vec4',
   };
 }
 
