@@ -10,6 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
+import { describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -103,7 +104,9 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
   try {
     if (await tf.setBackend('webgpu')) {
       watchWebGpuErrors((tf.backend() as unknown as { device?: unknown }).device);
-      return { ok: true, detail: verdict.detail };
+      // Which of our kernel variants runs (CIFAR_WEBGPU_*), so that a log says what it measured.
+      const kernels = webGpuKernelSettings();
+      return { ok: true, detail: `${verdict.detail}; kernels: ${describeWebGpuKernels(kernels)}${kernels.ourForward ? '' : ", tfjs' forward conv"}` };
     }
   } catch (err) {
     return { ok: false, reason: `WebGPU backend failed to start (${(err as Error).message.split('\n')[0]})` };

@@ -7,7 +7,7 @@ import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, pl
 import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
 import { planForward } from '../../src/backend/webgpu-kernels/conv-forward.js';
 import { inputGradAsForward } from '../../src/backend/webgpu-kernels/conv-input-grad.js';
-import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
+import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -17,6 +17,11 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 }
 
 describe('webgpu conv-gradient plans (pure)', () => {
+  it('describes a variant in words for start lines and reports', () => {
+    expect(describeWebGpuKernels(settingsFromEnv({}))).toBe('tiles up to 128, prefetch, vec4, 16 deep');
+    expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_LOADS: 'vec4', CIFAR_WEBGPU_DX: 'forward' }))).toBe('tiles up to 64, dx as forward, vec4 loads');
+  });
+
   it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
     expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false });
     const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1', CIFAR_WEBGPU_LOADS: 'vec4' };

@@ -88,6 +88,7 @@ describe.skipIf(!software)('on a software adapter (lavapipe)', () => {
     const info = await initBackend('webgpu');
     expect(info.name).toBe('webgpu');
     expect(tf.getBackend()).toBe('webgpu');
-    expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter\): requested$/);
+    // With the kernel variant in force (the defaults here).
+    expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter; kernels: tiles up to 128, prefetch, vec4, 16 deep\): requested$/);
   });
 });

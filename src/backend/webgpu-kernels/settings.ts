@@ -65,6 +65,22 @@ export function webGpuKernelSettings(): Readonly<WebGpuKernelSettings> {
   return current;
 }
 
+/**
+ * The variant in words, for start lines and reports.
+ * @example describeWebGpuKernels(settingsFromEnv({})) // 'tiles up to 128, prefetch, vec4, 16 deep'
+ */
+export function describeWebGpuKernels(s: Omit<WebGpuKernelSettings, 'ourForward'>): string {
+  const on: Array<[boolean, string]> = [
+    [s.prefetch, 'prefetch'],
+    [s.vec4, 'vec4'],
+    [s.deepK, '16 deep'],
+    [s.inputGradForward, 'dx as forward'],
+    [s.splitForward, 'split forward'],
+    [s.wideLoads, 'vec4 loads'],
+  ];
+  return [`tiles up to ${s.maxTileSide}`, ...on.filter(([set]) => set).map(([, name]) => name)].join(', ');
+}
+
 /** Changes some settings; returns the previous ones, for putting them back. */
 export function configureWebGpuKernels(change: Partial<WebGpuKernelSettings>): WebGpuKernelSettings {
   const before = { ...current };
