@@ -57,4 +57,13 @@ if [[ -n $data ]]; then echo "== dataset"; cp "$data" "$out/data.tar.gz"; else r
 
 cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/cpuprofile-top.cjs" "$here/train-run.sh" "$out/"
 du -sh "$out"
+# What a device call carries: the tracked files present in the working tree, the untracked ones git
+# does not ignore, and this folder; its limit is 64 MiB. The committed ResNet-18 weights (22.4 MB)
+# push the repository plus a dataset pack over it: move them aside for such a call.
+tracked=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+total=$(( tracked + $(du -sb "$out" | cut -f1) ))
+echo "a device call carries $(( total / 1048576 )) MiB of 64 (repository $(( tracked / 1048576 )), $out $(( $(du -sb "$out" | cut -f1) / 1048576 )))"
+if (( total > 64 * 1048576 )); then
+  echo "over the limit: e.g. mv models/resnet18/weights-*.bin /tmp/ before the call, git checkout models/resnet18 after it" >&2
+fi
 echo "run on a GPU host: bash $out/run-gpu.sh $out node $out/bench-gpu.cjs"
