@@ -78,14 +78,16 @@ async function main() {
     profile: !values['no-profile'],
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
-    maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
     stockForward: values['stock-forward'],
-    prefetch: onOff(values, 'prefetch'),
-    vec4: onOff(values, 'vec4'),
-    deepK: onOff(values, 'deep-k'),
-    inputGradForward: values['dx-forward'],
-    splitForward: values['split-forward'],
-    wideLoads: values['vec4-loads'],
+    kernels: {
+      maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
+      prefetch: onOff(values, 'prefetch'),
+      vec4: onOff(values, 'vec4'),
+      deepK: onOff(values, 'deep-k'),
+      inputGradForward: values['dx-forward'],
+      splitForward: values['split-forward'],
+      wideLoads: values['vec4-loads'],
+    },
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });
 

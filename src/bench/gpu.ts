@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
-import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
+import { type KernelVariant, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
@@ -34,22 +34,13 @@ export interface GpuBenchOptions {
   checkBatch?: number;
   /** tfjs' WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE: dispatches recorded per queue submission (tfjs' default 15). */
   submitBatch?: number;
-  /** Largest GEMM tile side of our convolution kernels (default: the environment's, else 128). */
-  maxTileSide?: 64 | 128;
-  /** Our GEMM kernels prefetch the next K tile into registers (default: the environment's, else on). */
-  prefetch?: boolean;
+  /**
+   * Variant settings of our kernels (settings.ts); those left out or undefined stay as the
+   * environment set them (CIFAR_WEBGPU_*, else the defaults).
+   */
+  kernels?: Partial<KernelVariant>;
   /** tfjs' Conv2DMMProgram instead of our forward convolution, with our gradient kernels (default: the environment's, else ours). */
   stockForward?: boolean;
-  /** Our GEMM kernels read workgroup memory as vec4s where a thread holds 4 or 8 rows and columns (default: the environment's, else on). */
-  vec4?: boolean;
-  /** 128 x 128 tiles 16 deep where the device's workgroup memory allows (default: the environment's, else on). */
-  deepK?: boolean;
-  /** Stride-1 input gradients as our forward convolution with the flipped filter (default: the environment's, else off). */
-  inputGradForward?: boolean;
-  /** Split the reduction of bias-free linear forward convolutions with few tiles (default: the environment's, else off). */
-  splitForward?: boolean;
-  /** Our GEMM kernels load their operands from memory as vec4s where channels allow (default: the environment's, else off). */
-  wideLoads?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -76,7 +67,8 @@ export interface GpuBenchRow {
   stepCounts: BackendCounts | null;
 }
 
-export interface GpuBenchResult {
+/** The run, the adapter, and the kernel variant measured. */
+export interface GpuBenchResult extends KernelVariant {
   startedAt: string;
   node: string;
   backend: BackendInfo;
@@ -92,13 +84,6 @@ export interface GpuBenchResult {
   dawnToggles: string[];
   kernels: 'cifar' | 'stock';
   submitBatch: number;
-  maxTileSide: 64 | 128;
-  prefetch: boolean;
-  vec4: boolean;
-  deepK: boolean;
-  inputGradForward: boolean;
-  splitForward: boolean;
-  wideLoads: boolean;
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
@@ -177,22 +162,17 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   const checkBatch = options.checkBatch ?? 8;
   // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*). Set
   // before the check, so that it checks the variant measured.
+  const asked = Object.entries(options.kernels ?? {}).filter(([, value]) => value !== undefined);
   configureWebGpuKernels({
-    ...(options.maxTileSide === undefined ? {} : { maxTileSide: options.maxTileSide }),
-    ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
+    ...(Object.fromEntries(asked) as Partial<KernelVariant>),
     ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
-    ...(options.vec4 === undefined ? {} : { vec4: options.vec4 }),
-    ...(options.deepK === undefined ? {} : { deepK: options.deepK }),
-    ...(options.inputGradForward === undefined ? {} : { inputGradForward: options.inputGradForward }),
-    ...(options.splitForward === undefined ? {} : { splitForward: options.splitForward }),
-    ...(options.wideLoads === undefined ? {} : { wideLoads: options.wideLoads }),
   });
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
-  const kernels = webGpuKernelSettings();
+  const { ourForward, ...variant } = webGpuKernelSettings();
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
@@ -209,14 +189,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
-    maxTileSide: kernels.maxTileSide,
-    prefetch: kernels.prefetch,
-    vec4: kernels.vec4,
-    deepK: kernels.deepK,
-    inputGradForward: kernels.inputGradForward,
-    splitForward: kernels.splitForward,
-    wideLoads: kernels.wideLoads,
-    forwardKernel: options.stockKernels || !kernels.ourForward ? 'stock' : 'cifar',
+    ...variant,
+    forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
     iterations: options.iterations,

@@ -7,7 +7,7 @@ import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, pl
 import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
 import { planForward } from '../../src/backend/webgpu-kernels/conv-forward.js';
 import { inputGradAsForward } from '../../src/backend/webgpu-kernels/conv-input-grad.js';
-import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
+import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, type KernelVariant, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -279,19 +279,10 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
     { x: [4, 8, 8, 66], f: 3, co: 96, s: 2, pad: 'same' },
   ];
 
-  interface Variant {
-    maxTileSide: 64 | 128;
-    prefetch: boolean;
-    vec4: boolean;
-    deepK: boolean;
-    inputGradForward: boolean;
-    splitForward: boolean;
-    wideLoads: boolean;
-  }
+  type Variant = KernelVariant;
   const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false, wideLoads: false };
   const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false };
-  const describeVariant = (v: Variant): string =>
-    `tiles up to ${v.maxTileSide}${v.prefetch ? ', prefetch' : ''}${v.vec4 ? ', vec4' : ''}${v.deepK ? ', 16 deep' : ''}${v.inputGradForward ? ', dx as forward' : ''}${v.splitForward ? ', split forward' : ''}${v.wideLoads ? ', vec4 loads' : ''}`;
+  const describeVariant = describeWebGpuKernels;
   // lavapipe offers 32 KiB of workgroup memory, as the plans see it.
   const LAVAPIPE_STORAGE = 32768;
 

@@ -44,6 +44,9 @@ export interface WebGpuKernelSettings {
 /** 128: 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
 export const DEFAULT_MAX_TILE_SIDE = 128;
 
+/** The settings of our own kernels' code (all but the choice of tfjs' forward convolution). */
+export type KernelVariant = Omit<WebGpuKernelSettings, 'ourForward'>;
+
 /** The settings an environment asks for, over the defaults. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
   return {
@@ -69,7 +72,7 @@ export function webGpuKernelSettings(): Readonly<WebGpuKernelSettings> {
  * The variant in words, for start lines and reports.
  * @example describeWebGpuKernels(settingsFromEnv({})) // 'tiles up to 128, prefetch, vec4, 16 deep'
  */
-export function describeWebGpuKernels(s: Omit<WebGpuKernelSettings, 'ourForward'>): string {
+export function describeWebGpuKernels(s: KernelVariant): string {
   const on: Array<[boolean, string]> = [
     [s.prefetch, 'prefetch'],
     [s.vec4, 'vec4'],
