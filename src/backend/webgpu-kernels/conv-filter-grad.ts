@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, workgroupStorage } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -45,40 +45,26 @@ export class FilterGradProgram implements GpuProgram {
   getUserCode(): string {
     const { conv, plan } = this;
     const wide = usesWideLoads(conv);
-    // Wide: A[k, m..m+3] (4 channels of one tap) and B[k, co..co+3], one vec4 load each.
-    const reads = wide
-      ? `
-${im2colSource(true)}
-
-  fn readA4(k : i32, m : i32) -> vec4<f32> {
-    if (k >= kEnd || m >= CG_M) { return vec4<f32>(); }
-    return im2col4(k, m);
-  }
-
-  fn readB4(k : i32, col : i32) -> vec4<f32> {
-    if (k >= kEnd || col >= CG_N) { return vec4<f32>(); }
-    return dy[(k * CG_N + col) / 4];
-  }`
-      : `
-${IM2COL_SOURCE}
-
-  // A[k, m]: the im2col matrix of x (pixel k, filter row m).
-  fn readA(k : i32, m : i32) -> f32 {
-    if (k >= kEnd || m >= CG_M) { return 0.0; }
-    return im2col(k, m);
-  }
-
-  // B[k, co]: dy as a [n*oh*ow, co] matrix, already contiguous.
-  fn readB(k : i32, col : i32) -> f32 {
-    if (k >= kEnd || col >= CG_N) { return 0.0; }
-    return dy[k * CG_N + col];
-  }`;
+    const r = wgslReads(wide);
     return `
 ${convConstants(conv)}
   const CG_M = ${plan.m};
   const CG_N = ${plan.n};
   var<private> kEnd : i32;
-${reads}
+
+${im2colSource(wide)}
+
+  // A[k, m]: the im2col matrix of x (pixel k, filter row m; wide: m..m+3, 4 channels of one tap).
+  fn readA${r.suffix}(k : i32, m : i32) -> ${r.type} {
+    if (k >= kEnd || m >= CG_M) { return ${r.zero}; }
+    return im2col${r.suffix}(k, m);
+  }
+
+  // B[k, co]: dy as a [n*oh*ow, co] matrix, already contiguous (wide: co..co+3).
+  fn readB${r.suffix}(k : i32, col : i32) -> ${r.type} {
+    if (k >= kEnd || col >= CG_N) { return ${r.zero}; }
+    return dy[${r.index('k * CG_N + col')}];
+  }
 
   ${gemmMainSource({
     tile: plan.tile,

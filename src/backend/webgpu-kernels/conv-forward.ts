@@ -7,7 +7,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, type SplitGemmPlan, pickTile, planSplitGemm } from './plan.js';
-import { type GpuProgram, IM2COL_SOURCE, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, workgroupStorage } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export type ForwardActivation = 'linear' | 'relu';
@@ -69,6 +69,7 @@ export class ForwardProgram implements GpuProgram {
     const split = plan.splits > 1;
     const kEnd = split ? 'kEnd' : 'CG_K';
     const wide = usesWideLoads(conv);
+    const r = wgslReads(wide);
     // Split: this workgroup's slice of K (kEnd), and rows from the partials' [splits, M, N].
     const prologue = split
       ? `
@@ -88,30 +89,19 @@ ${convConstants(conv)}
   const CG_K = ${plan.k};
   var<private> rows : i32;${split ? '\n  var<private> kEnd : i32;' : ''}
 
-${wide ? `${im2colSource(true)}
+${im2colSource(wide)}
 
-  // Wide: A[m, k..k+3] (4 channels of one tap) and B[k, co..co+3], one vec4 load each.
-  fn readA4(k : i32, m : i32) -> vec4<f32> {
-    if (k >= ${kEnd} || m >= rows) { return vec4<f32>(); }
-    return im2col4(m, k);
+  // A[m, k]: the im2col matrix of x (wide: k..k+3, 4 channels of one tap, as one vec4 load).
+  fn readA${r.suffix}(k : i32, m : i32) -> ${r.type} {
+    if (k >= ${kEnd} || m >= rows) { return ${r.zero}; }
+    return im2col${r.suffix}(m, k);
   }
 
-  fn readB4(k : i32, col : i32) -> vec4<f32> {
-    if (k >= ${kEnd} || col >= CG_COUT) { return vec4<f32>(); }
-    return w[(k * CG_COUT + col) / 4];
-  }` : `${IM2COL_SOURCE}
-
-  // A[m, k]: the im2col matrix of x.
-  fn readA(k : i32, m : i32) -> f32 {
-    if (k >= ${kEnd} || m >= rows) { return 0.0; }
-    return im2col(m, k);
+  // B[k, co]: the filter as a [fh*fw*ci, co] matrix, already contiguous (wide: co..co+3).
+  fn readB${r.suffix}(k : i32, col : i32) -> ${r.type} {
+    if (k >= ${kEnd} || col >= CG_COUT) { return ${r.zero}; }
+    return w[${r.index('k * CG_COUT + col')}];
   }
-
-  // B[k, co]: the filter as a [fh*fw*ci, co] matrix, already contiguous.
-  fn readB(k : i32, col : i32) -> f32 {
-    if (k >= ${kEnd} || col >= CG_COUT) { return 0.0; }
-    return w[k * CG_COUT + col];
-  }`}
 
   ${gemmMainSource({
     tile: plan.tile,

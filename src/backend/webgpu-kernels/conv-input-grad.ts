@@ -9,7 +9,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { runForward } from './conv-forward.js';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, usesWideLoads, workgroupStorage } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export class InputGradProgram implements GpuProgram {
@@ -47,9 +47,7 @@ export class InputGradProgram implements GpuProgram {
     const rw = even ? `${conv.inWidth / conv.strideWidth}` : 'rowsW';
     const th = conv.strideWidth === 1 ? 't / CG_FW' : 'i32(floor((f32(t) + 0.5) / f32(tapsW)))';
     const wide = usesWideLoads(conv);
-    const value = wide ? 'vec4<f32>' : 'f32';
-    const zero = wide ? 'vec4<f32>()' : '0.0';
-    const index = (i: string): string => (wide ? `(${i}) / 4` : i);
+    const { suffix, type, zero, index } = wgslReads(wide);
     return `
 ${convConstants(conv)}
   // This workgroup's phase: its pixels, the taps that reach them, and the GEMM sizes.
@@ -80,7 +78,7 @@ ${convConstants(conv)}
 
   // A[m, k]: dy at the output position that tap k of pixel m came from (wide: k..k+3, the
   // channels co..co+3 of one tap, as one vec4 load).
-  fn readA${wide ? '4' : ''}(k : i32, m : i32) -> ${value} {
+  fn readA${suffix}(k : i32, m : i32) -> ${type} {
     if (k >= phaseK || m >= phaseRows) { return ${zero}; }
     let p = pixel(m);
     let f = tap(k);
@@ -94,7 +92,7 @@ ${convConstants(conv)}
   }
 
   // B[k, ci] = w[kh, kw, ci, co] (wide: k..k+3, co..co+3).
-  fn readB${wide ? '4' : ''}(k : i32, col : i32) -> ${value} {
+  fn readB${suffix}(k : i32, col : i32) -> ${type} {
     if (k >= phaseK || col >= CG_CIN) { return ${zero}; }
     let f = tap(k);
     return w[${index('((f.x * CG_FW + f.y) * CG_CIN + col) * CG_COUT + f.z')}];

@@ -66,8 +66,9 @@ export function padUniforms(conv: ConvGeometry): ProgramUniform {
  * rows t..t+3 (t a multiple of 4, ci..ci+3 of one tap) as one vec4 load of x bound as vec4s.
  */
 export function im2colSource(wide = false): string {
+  const r = wgslReads(wide);
   return `
-  fn im2col${wide ? '4' : ''}(p : i32, t : i32) -> ${wide ? 'vec4<f32>' : 'f32'} {
+  fn im2col${r.suffix}(p : i32, t : i32) -> ${r.type} {
     let ci = t % CG_CIN;
     let tap = t / CG_CIN;
     let kh = tap / CG_FW;
@@ -78,11 +79,20 @@ export function im2colSource(wide = false): string {
     let b = r / CG_OH;
     let ih = oh * CG_SH + kh - uniforms.padTop;
     let iw = ow * CG_SW + kw - uniforms.padLeft;
-    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return ${wide ? 'vec4<f32>()' : '0.0'}; }
-    return x[${wide ? '(' : ''}((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci${wide ? ') / 4' : ''}];
+    if (ih < 0 || ih >= CG_H || iw < 0 || iw >= CG_W) { return ${r.zero}; }
+    return x[${r.index('((b * CG_H + ih) * CG_W + iw) * CG_CIN + ci')}];
   }`;
 }
-export const IM2COL_SOURCE = im2colSource();
+
+/**
+ * WGSL pieces of a read of one value, or (wide) of four from an input bound as vec4s: the
+ * function-name suffix (readA / readA4), the type, its zero, and the element index → array index.
+ */
+export function wgslReads(wide: boolean): { suffix: string; type: string; zero: string; index: (element: string) => string } {
+  return wide
+    ? { suffix: '4', type: 'vec4<f32>', zero: 'vec4<f32>()', index: (e) => `(${e}) / 4` }
+    : { suffix: '', type: 'f32', zero: '0.0', index: (e) => e };
+}
 
 /**
  * Whether a convolution's GEMM programs load their operands as vec4s: the `wideLoads` setting,
