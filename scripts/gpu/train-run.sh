@@ -116,5 +116,19 @@ if (( rc == 0 )); then
 else
   log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
 fi
+# BENCH_AFTER=1: with a minute and a half left after the run, the default kernels against vec4
+# loads at batch 256 (no reference, no profile): what the next run should train with.
+if [[ -n ${BENCH_AFTER:-} ]] && (( $(left) > 90 )); then
+  rates=
+  for v in "default|" "vec4-loads|--vec4-loads"; do
+    IFS='|' read -r name flags <<<"$v"
+    (( $(left) < 35 )) && break
+    log "bench after the run: $name $flags"
+    timeout $(( $(left) - 5 )) node "$G/bench-gpu.cjs" $B --batches $VB --iterations $IT --no-reference --no-profile $flags --out "$BJ/after-$name.json" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"
+    tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
+    rates="$rates $name $(rate "after-$name.json")"
+  done
+  log "step img/s at $VB after the run:$rates"
+fi
 tar -C models -czf "$OUT/results.tar.gz" --exclude=checkpoint --exclude='weights-*.bin' resnet18 2>/dev/null
 log "done"
