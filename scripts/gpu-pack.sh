@@ -60,7 +60,9 @@ du -sh "$out"
 # What a device call carries: the tracked files present in the working tree, the untracked ones git
 # does not ignore, and this folder; its limit is 64 MiB. The committed ResNet-18 weights (22.4 MB)
 # push the repository plus a dataset pack over it: move them aside for such a call.
-tracked=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+# (A tracked file moved aside is listed but missing: du skips it. xargs may run du more than once:
+# every total counts.)
+tracked=$({ git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null || true; } | awk -F'\t' '$2 == "total" { s += $1 } END { print s + 0 }')
 total=$(( tracked + $(du -sb "$out" | cut -f1) ))
 echo "a device call carries $(( total / 1048576 )) MiB of 64 (repository $(( tracked / 1048576 )), $out $(( $(du -sb "$out" | cut -f1) / 1048576 )))"
 if (( total > 64 * 1048576 )); then
