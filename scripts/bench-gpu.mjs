@@ -15,7 +15,8 @@
 //     memory allows; default on)
 //   [--dx-forward] (stride-1 input gradients as our forward convolution with the flipped filter)
 //   [--split-forward] (split K of bias-free linear forward convolutions that have few tiles)
-//   [--vec4-loads] (our GEMM kernels load their operands from memory as vec4s where channels allow)
+//   [--vec4-loads | --no-vec4-loads] (our GEMM kernels load their operands from memory as vec4s
+//     where channels allow; default on)
 //   The defaults are those of CIFAR_WEBGPU_* in the environment (src/backend/webgpu-kernels/settings.ts).
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
@@ -62,6 +63,7 @@ async function main() {
       'dx-forward': { type: 'boolean' },
       'split-forward': { type: 'boolean' },
       'vec4-loads': { type: 'boolean' },
+      'no-vec4-loads': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
     },
   });
@@ -86,7 +88,7 @@ async function main() {
       deepK: onOff(values, 'deep-k'),
       inputGradForward: values['dx-forward'],
       splitForward: values['split-forward'],
-      wideLoads: values['vec4-loads'],
+      wideLoads: onOff(values, 'vec4-loads'),
     },
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });

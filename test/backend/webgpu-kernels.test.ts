@@ -18,13 +18,13 @@ function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 's
 
 describe('webgpu conv-gradient plans (pure)', () => {
   it('describes a variant in words for start lines and reports', () => {
-    expect(describeWebGpuKernels(settingsFromEnv({}))).toBe('tiles up to 128, prefetch, vec4, 16 deep');
-    expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_LOADS: 'vec4', CIFAR_WEBGPU_DX: 'forward' }))).toBe('tiles up to 64, dx as forward, vec4 loads');
+    expect(describeWebGpuKernels(settingsFromEnv({}))).toBe('tiles up to 128, prefetch, vec4, 16 deep, vec4 loads');
+    expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_LOADS: 'scalar', CIFAR_WEBGPU_DX: 'forward' }))).toBe('tiles up to 64, dx as forward');
   });
 
-  it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4 and _TK', () => {
-    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false });
-    const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1', CIFAR_WEBGPU_LOADS: 'vec4' };
+  it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4, _TK, _DX, _SPLIT_FORWARD and _LOADS', () => {
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: true });
+    const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1', CIFAR_WEBGPU_LOADS: 'scalar' };
     expect(settingsFromEnv(env)).toEqual({
       maxTileSide: 64,
       prefetch: false,
@@ -33,7 +33,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
       deepK: false,
       inputGradForward: true,
       splitForward: true,
-      wideLoads: true,
+      wideLoads: false,
     });
   });
 
@@ -281,6 +281,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
 
   type Variant = KernelVariant;
   const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false, wideLoads: false };
+  // The default with scalar loads from memory (CIFAR_WEBGPU_LOADS=scalar); `wideLoads: true` on it is the default.
   const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false };
   const describeVariant = describeWebGpuKernels;
   // lavapipe offers 32 KiB of workgroup memory, as the plans see it.

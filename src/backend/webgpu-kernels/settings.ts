@@ -3,9 +3,10 @@
  * once, at load), and `configureWebGpuKernels` over both (benchmarks, tests). Programs compiled
  * after a change use the new settings; each variant has its own shader key.
  *
- * The defaults are the fastest combination measured on an H100 (2026-11-26, bench:gpu, ResNet-18
- * training step at batch 256, one run): 128-wide tiles with vec4 reads, 16 deep, prefetching
- * 4,535 img/s; without prefetch 4,254; 8 deep 3,972; scalar reads 3,368.
+ * The defaults are the fastest combination measured on an H100 (bench:gpu, ResNet-18 training
+ * step at batch 256): 128-wide tiles with vec4 reads, 16 deep, prefetching, vec4 loads 5,693-5,724
+ * img/s (2026-11-27; 4,633 with scalar loads in the same call); without vec4 loads (2026-11-26,
+ * one run) 4,535, and from there without prefetch 4,254, 8 deep 3,972, scalar reads 3,368.
  *   CIFAR_WEBGPU_TILE=64      4 x 4 outputs per thread instead of 8 x 8 (tiles up to 64 wide)
  *   CIFAR_WEBGPU_PREFETCH=0   no prefetch of the next K tile into registers during the current one
  *   CIFAR_WEBGPU_CONV=stock   tfjs' forward convolution instead of ours
@@ -15,9 +16,9 @@
  *                             filter flipped and transposed (one small transpose per call)
  *   CIFAR_WEBGPU_SPLIT_FORWARD=1  split the reduction of linear, bias-free forward convolutions
  *                             whose output alone gives few workgroups (ResNet's last stages)
- *   CIFAR_WEBGPU_LOADS=vec4   load both operands from memory four floats at a time where the
- *                             channel counts are multiples of 4 (a quarter of the loads and of
- *                             their index arithmetic)
+ *   CIFAR_WEBGPU_LOADS=scalar load the operands from memory one float at a time, instead of four
+ *                             at a time where the channel counts are multiples of 4 (a quarter
+ *                             of the loads and of their index arithmetic)
  */
 export interface WebGpuKernelSettings {
   /** Largest GEMM tile side. */
@@ -57,7 +58,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     deepK: env['CIFAR_WEBGPU_TK'] !== '8',
     inputGradForward: env['CIFAR_WEBGPU_DX'] === 'forward',
     splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
-    wideLoads: env['CIFAR_WEBGPU_LOADS'] === 'vec4',
+    wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
   };
 }
 
@@ -70,7 +71,7 @@ export function webGpuKernelSettings(): Readonly<WebGpuKernelSettings> {
 
 /**
  * The variant in words, for start lines and reports.
- * @example describeWebGpuKernels(settingsFromEnv({})) // 'tiles up to 128, prefetch, vec4, 16 deep'
+ * @example describeWebGpuKernels(settingsFromEnv({})) // 'tiles up to 128, prefetch, vec4, 16 deep, vec4 loads'
  */
 export function describeWebGpuKernels(s: KernelVariant): string {
   const on: Array<[boolean, string]> = [
