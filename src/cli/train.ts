@@ -18,6 +18,14 @@ function positiveNumber(flag: string): (v: string) => number {
   };
 }
 
+function pixels(flag: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 32) throw new CifarError('USAGE', `${flag} ${v}: expected a whole number of pixels from 0 (off) to 32`);
+    return n;
+  };
+}
+
 export function trainCommand(): Command {
   return new Command('train')
     .description('train a model on data/cifar-10-batches-bin and save it to models/NAME')
@@ -33,6 +41,7 @@ export function trainCommand(): Command {
     .option('--limit <n>', 'train on the first N images only', positiveInt('--limit'))
     .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt('--test-limit'))
     .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
+    .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', pixels('--cutout'))
     .option('--seed <n>', 'seed of data order and augmentation (default 0)', (v) => Number(v))
     .option('--quiet', 'no progress, only the final summary')
     .action(

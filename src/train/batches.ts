@@ -11,12 +11,16 @@ export interface BatchPlan {
   seed: number;
   cropPadding: number;
   flip: boolean;
+  /** Side of the cutout square (0 = off); absent in plans from before cutout, meaning off. */
+  cutout?: number;
 }
 
 export interface Batch {
   images: Uint8Array;
   labels: Uint8Array;
   size: number;
+  /** Centres of the cutout squares, cut from the normalised batch by the trainer (only when the plan's cutout > 0). */
+  cutout?: { cy: Int32Array; cx: Int32Array };
 }
 
 /** Steps in one epoch: full batches only (a ragged last batch would skew batch-norm statistics). */
@@ -37,7 +41,7 @@ function mix(...parts: number[]): number {
 
 /**
  * The augmented batch number `step` of epoch `epoch`: a seeded shuffle of the training set per
- * epoch, then random crop + flip per image. Deterministic in (seed, epoch, step).
+ * epoch, then random crop + flip (+ the cutout centres) per image. Deterministic in (seed, epoch, step).
  */
 export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = epochOrder(plan, epoch)): Batch {
   const size = Math.min(plan.batchSize, plan.count);
@@ -45,8 +49,9 @@ export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = 
   const images = new Uint8Array(size * IMAGE_BYTES);
   const labels = new Uint8Array(size);
   for (let i = 0; i < size; i++) labels[i] = plan.labels[indices[i]!]!;
-  gatherAugmented(plan.images, indices, images, mulberry32(mix(plan.seed, epoch, step, 1)), plan.cropPadding, plan.flip);
-  return { images, labels, size };
+  const cutout = plan.cutout ?? 0;
+  const drawn = gatherAugmented(plan.images, indices, images, mulberry32(mix(plan.seed, epoch, step, 1)), plan.cropPadding, plan.flip, cutout);
+  return cutout > 0 ? { images, labels, size, cutout: { cy: drawn.cy, cx: drawn.cx } } : { images, labels, size };
 }
 
 /** The shuffled order of the training set in an epoch. */

@@ -28,6 +28,12 @@ export const TrainConfigSchema = z
     cropPadding: z.number().int().min(0).max(16).default(4),
     /** Random horizontal flips. */
     flip: z.boolean().default(true),
+    /**
+     * Cutout (DeVries & Taylor 2017): side in pixels of one square per image, centred anywhere on
+     * it (clipped at the edges), set to the dataset mean after crop and flip; 0 turns it off.
+     * The paper uses 16 on CIFAR-10.
+     */
+    cutout: z.number().int().min(0).max(32).default(0),
     /** tfjs backend: auto, webgpu, wasm, cpu or tensorflow. */
     backend: z.enum(['auto', 'webgpu', 'wasm', 'cpu', 'tensorflow']).default('auto'),
     /** Data directory holding cifar-10-batches-bin/. */

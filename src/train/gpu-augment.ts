@@ -1,45 +1,28 @@
 /**
- * Random crop (zero padding) + horizontal flip + normalisation on the tfjs backend, for a batch
- * that is already a tensor on the device: only three small per-image vectors cross to it.
+ * Random crop (zero padding) + horizontal flip + normalisation + cutout on the tfjs backend, for
+ * a batch that is already a tensor on the device: only small per-image vectors cross to it.
  *
  * The random draws are those of `gatherAugmented` (augment.ts), in the same order from the same
- * generator, so a batch augmented here equals the CPU batch made from the same seed.
+ * generator, so a batch augmented here equals the CPU batch made from the same seed (normalised,
+ * then cut with `applyCutout`, as the trainer does).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Normalization } from '../model/normalize.js';
 import { mulberry32 } from '../data/shuffle.js';
+import { drawAugmentParams, type AugmentParams } from './augment.js';
 
-/** Per-image crop offsets (source = output + offset) and flips. */
-export interface AugmentParams {
-  dy: Int32Array;
-  dx: Int32Array;
-  /** 1 where the image is mirrored left-right. */
-  mirror: Int32Array;
-}
-
-/**
- * Draws `count` images' offsets and flips exactly as `gatherAugmented` does: per image dy, then
- * dx (when pad > 0), then the flip (when enabled).
- */
-export function drawAugmentParams(count: number, random: () => number, pad: number, flip: boolean): AugmentParams {
-  const p: AugmentParams = { dy: new Int32Array(count), dx: new Int32Array(count), mirror: new Int32Array(count) };
-  for (let n = 0; n < count; n++) {
-    p.dy[n] = pad > 0 ? Math.floor(random() * (2 * pad + 1)) - pad : 0;
-    p.dx[n] = pad > 0 ? Math.floor(random() * (2 * pad + 1)) - pad : 0;
-    p.mirror[n] = flip && random() < 0.5 ? 1 : 0;
-  }
-  return p;
-}
+export { drawAugmentParams, type AugmentParams } from './augment.js';
 
 /**
  * Crops, flips and normalises a batch of NHWC images holding byte values (0-255, int32 or
  * float32, since tfjs has no uint8 tensors): out[n, y, x] = img[n, y + dy, x' + dx] with
- * x' = mirrored x, zero outside the image, then (v/255 - mean) / std.
+ * x' = mirrored x, zero outside the image, then (v/255 - mean) / std, then each image's cutout
+ * square (side `cutout`, 0 = none) set to 0, the dataset mean.
  * Padding and one gather by flat indices, all on the backend; `|offsets| <= pad` is required.
  * @example
- * const x = augmentOnDevice(batch, drawAugmentParams(n, mulberry32(seed), 4, true), 4, stats);
+ * const x = augmentOnDevice(batch, drawAugmentParams(n, mulberry32(seed), 4, true, 16), 4, stats, 16);
  */
-export function augmentOnDevice(images: tf.Tensor4D, params: AugmentParams, pad: number, norm: Normalization): tf.Tensor4D {
+export function augmentOnDevice(images: tf.Tensor4D, params: AugmentParams, pad: number, norm: Normalization, cutout = 0): tf.Tensor4D {
   const [n, h, w, c] = images.shape;
   return tf.tidy(() => {
     const ph = h + 2 * pad;
@@ -58,7 +41,30 @@ export function augmentOnDevice(images: tf.Tensor4D, params: AugmentParams, pad:
     const crops = tf.reshape(tf.gather(flat, tf.reshape(index, [n * h * w])), [n, h, w, c]);
     const mean = tf.tensor1d(norm.mean.map((m) => m * 255));
     const invStd = tf.tensor1d(norm.std.map((s) => 1 / (s * 255)));
-    return tf.mul(tf.sub(crops, mean), invStd) as tf.Tensor4D;
+    const normalised = tf.mul(tf.sub(crops, mean), invStd) as tf.Tensor4D;
+    return cutout > 0 ? applyCutout(normalised, params, cutout) : normalised;
+  });
+}
+
+/**
+ * Cutout (DeVries & Taylor 2017) on a normalised NHWC batch: the square of side `size` centred at
+ * (cy[n], cx[n]) of image n, clipped at the edges (see `cutoutBox`), becomes 0 — the dataset
+ * mean after normalisation. The mask is built on the backend from the two centre vectors.
+ */
+export function applyCutout(x: tf.Tensor4D, centres: Pick<AugmentParams, 'cy' | 'cx'>, size: number): tf.Tensor4D {
+  const [n, h, w] = x.shape;
+  return tf.tidy(() => {
+    const half = Math.floor(size / 2);
+    const per = (a: Int32Array): tf.Tensor => tf.tensor3d(a.subarray(0, n), [n, 1, 1], 'int32');
+    const ys = tf.reshape(tf.range(0, h, 1, 'int32'), [1, h, 1]);
+    const xs = tf.reshape(tf.range(0, w, 1, 'int32'), [1, 1, w]);
+    // Inside when 0 <= y - top < size, i.e. top <= y < top + size; likewise for columns.
+    const dy = tf.sub(ys, tf.sub(per(centres.cy), tf.scalar(half, 'int32')));
+    const dx = tf.sub(xs, tf.sub(per(centres.cx), tf.scalar(half, 'int32')));
+    const within = (d: tf.Tensor) => tf.logicalAnd(tf.greaterEqual(d, tf.scalar(0, 'int32')), tf.less(d, tf.scalar(size, 'int32')));
+    const inside = tf.logicalAnd(within(dy), within(dx));
+    const keep = tf.reshape(tf.sub(tf.scalar(1), tf.cast(inside, 'float32')), [n, h, w, 1]);
+    return tf.mul(x, keep) as tf.Tensor4D;
   });
 }
 
@@ -66,13 +72,16 @@ export interface GpuAugmentOptions extends Normalization {
   /** Zero padding of the random crop (4 for CIFAR); 0 disables cropping. */
   pad: number;
   flip: boolean;
+  /** Side of the cutout square in pixels; 0 or absent turns it off. */
+  cutout?: number;
 }
 
 /**
- * The seeded form: the same `seed` gives the same crops and flips as
- * `gatherAugmented(..., mulberry32(seed), pad, flip)` on the CPU.
+ * The seeded form: the same `seed` gives the same crops, flips and cutout squares as
+ * `gatherAugmented(..., mulberry32(seed), pad, flip, cutout)` on the CPU.
  */
 export function gpuAugment(images: tf.Tensor4D, seed: number, options: GpuAugmentOptions): tf.Tensor4D {
-  const params = drawAugmentParams(images.shape[0], mulberry32(seed), options.pad, options.flip);
-  return augmentOnDevice(images, params, options.pad, options);
+  const cutout = options.cutout ?? 0;
+  const params = drawAugmentParams(images.shape[0], mulberry32(seed), options.pad, options.flip, cutout);
+  return augmentOnDevice(images, params, options.pad, options, cutout);
 }

@@ -9,5 +9,6 @@ let cached: { epoch: number; order: Uint32Array } | undefined;
 parentPort!.on('message', (msg: { id: number; epoch: number; step: number }) => {
   if (cached?.epoch !== msg.epoch) cached = { epoch: msg.epoch, order: epochOrder(plan, msg.epoch) };
   const batch = makeBatch(plan, msg.epoch, msg.step, cached.order);
-  parentPort!.postMessage({ id: msg.id, batch }, [batch.images.buffer as ArrayBuffer, batch.labels.buffer as ArrayBuffer]);
+  const buffers = [batch.images, batch.labels, ...(batch.cutout ? [batch.cutout.cy, batch.cutout.cx] : [])].map((a) => a.buffer as ArrayBuffer);
+  parentPort!.postMessage({ id: msg.id, batch }, buffers);
 });

@@ -1,11 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { createNormalizer } from '../model/normalize.js';
+import { applyCutout } from './gpu-augment.js';
 
 /** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
 export interface Trainer {
-  /** One step on a batch; returns the summed loss and the number of correct answers (on device). */
-  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number): { lossSum: tf.Scalar; correct: tf.Scalar };
+  /**
+   * One step on a batch; returns the summed loss and the number of correct answers (on device).
+   * `cutout`: the batch's cutout centres (Batch.cutout), cut from the normalised images when the
+   * trainer's `cutout` side is above 0.
+   */
+  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number, cutout?: { cy: Int32Array; cx: Int32Array }): { lossSum: tf.Scalar; correct: tf.Scalar };
   /** Everything a checkpoint must hold, in a fixed order: model weights, then velocities. */
   stateTensors(): tf.Tensor[];
   /** Put back what `stateTensors` returned (same order and shapes). */
@@ -20,6 +25,8 @@ export interface TrainerOptions {
   mean: readonly number[];
   std: readonly number[];
   classes: number;
+  /** Side of the cutout square (0 or absent = off); the centres come with each batch. */
+  cutout?: number;
   /** On webgpu, update each tensor with one in-place dispatch (default) rather than tfjs ops. */
   fusedUpdate?: boolean;
 }
@@ -40,9 +47,10 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   return {
-    step(images, labels, size, lr) {
+    step(images, labels, size, lr, cutout) {
       return tf.tidy(() => {
-        const x = normalizer.apply(images, size);
+        const normalised = normalizer.apply(images, size);
+        const x = cutout && (options.cutout ?? 0) > 0 ? applyCutout(normalised, cutout, options.cutout!) : normalised;
         const y = tf.tensor1d(labels.subarray(0, size), 'int32');
         let correct: tf.Scalar | undefined;
         const { value, grads } = tf.variableGrads(() => {

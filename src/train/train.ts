@@ -14,7 +14,7 @@ import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { stepsPerEpoch } from './batches.js';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
-import type { TrainConfig } from './config.js';
+import { parseTrainConfig, type TrainConfig } from './config.js';
 import { evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { oneCycleLr } from './schedule.js';
@@ -64,8 +64,9 @@ const READ_EVERY = 10;
 export async function trainModel(requested: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   // ---- setup
   const checkpoint = options.resume ? await loadCheckpoint(requested.out) : undefined;
-  // A resumed run keeps its recipe; only where it lives and what runs it may change.
-  const config: TrainConfig = checkpoint ? { ...checkpoint.state.config, backend: requested.backend, out: requested.out } : requested;
+  // A resumed run keeps its recipe; only where it lives and what runs it may change. Parsing
+  // fills options added since the checkpoint was written with their defaults (cutout: off).
+  const config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
   const folder = datasetPath(config.data);
   const stats = await loadStats(folder);
   const backend = await initBackend(config.backend);
@@ -86,7 +87,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
   options.onStart?.({ backend, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
-  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip });
+  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
 
   let stepsThisCall = 0;
   const interrupted = async () => {
@@ -118,7 +119,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           return await interrupted();
         }
         const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
-        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr), config, backend.name);
+        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr, batch.cutout), config, backend.name);
         const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
         [lossSum, correct].forEach((t) => t.dispose());
         out.lossSum.dispose();

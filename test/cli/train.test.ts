@@ -49,6 +49,19 @@ describe('cifar train (CLI)', () => {
     expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr\)/);
   });
 
+  it('passes --cutout to the run: the saved model\'s config records it; a bad side is a usage error', async () => {
+    const out = join(dir, 'm-cutout');
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--cutout', '8', '--quiet']);
+    expect(res.code, res.stderr).toBe(0);
+    const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    expect(meta.config).toMatchObject({ cutout: 8, cropPadding: 4, flip: true });
+    for (const bad of ['-1', '2.5', '33']) {
+      const r = await runCli(['train', '--cutout', bad, '--data', join(dir, 'none')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`--cutout ${bad.replace('.', '\\.')}: expected a whole number of pixels from 0 \\(off\\) to 32`));
+    }
+  });
+
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
     const bad = await runCli(['train', '--model', 'vgg16']);
     expect(bad.code).toBe(2);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
-import { gatherAugmented } from '../../src/train/augment.js';
+import { cutoutBox, gatherAugmented } from '../../src/train/augment.js';
 import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
 import { parseTrainConfig, resolveTrainConfig } from '../../src/train/config.js';
 import { oneCycleLr } from '../../src/train/schedule.js';
@@ -41,6 +41,28 @@ describe('augmentation', () => {
     gatherAugmented(src, [0], out, () => draws.shift()!, 4, true);
     expect([...out.subarray(0, 3)]).toEqual([0, 31, 200]);
   });
+
+  it('returns the cutout centres it drew and leaves the bytes to be cut after normalisation', () => {
+    const src = coordinateImage();
+    const out = new Uint8Array(IMAGE_BYTES);
+    const draws = [0.5, 0.5, 0.9, 0.25, 0.75]; // no shift, no flip, then the centre (8, 24)
+    const drawn = gatherAugmented(src, [0], out, () => draws.shift()!, 4, true, 16);
+    expect([drawn.cy[0], drawn.cx[0]]).toEqual([8, 24]);
+    expect(out).toEqual(src);
+  });
+});
+
+describe('cutout square', () => {
+  it('has side `size` starting size/2 above and left of the centre', () => {
+    expect(cutoutBox(16, 16, 16)).toEqual({ top: 8, bottom: 24, left: 8, right: 24 });
+    expect(cutoutBox(10, 20, 5)).toEqual({ top: 8, bottom: 13, left: 18, right: 23 });
+  });
+
+  it('is clipped where it hangs over the edge of the image', () => {
+    expect(cutoutBox(0, 31, 8)).toEqual({ top: 0, bottom: 4, left: 27, right: 32 });
+    expect(cutoutBox(2, 30, 16)).toEqual({ top: 0, bottom: 10, left: 22, right: 32 });
+    expect(cutoutBox(16, 16, 32)).toEqual({ top: 0, bottom: 32, left: 0, right: 32 });
+  });
 });
 
 describe('batches', () => {
@@ -63,6 +85,22 @@ describe('batches', () => {
     expect(b.labels).toEqual(a.labels);
     expect(makeBatch(plan(3), 3, 1).labels).not.toEqual(a.labels);
     expect(makeBatch(plan(4), 2, 1).images).not.toEqual(a.images);
+  });
+
+  it('with cutout 0 makes exactly the batches of a plan without the option, and no cutout centres', () => {
+    const a = makeBatch(plan(3), 1, 0);
+    const b = makeBatch({ ...plan(3), cutout: 0 }, 1, 0);
+    expect(b).toEqual(a);
+    expect(b.cutout).toBeUndefined();
+  });
+
+  it('with cutout carries each image\'s seeded centre for the trainer to cut', () => {
+    const batch = makeBatch({ ...plan(3), cutout: 16 }, 1, 0);
+    expect(batch.cutout!.cy).toHaveLength(16);
+    expect(batch.labels).toEqual(makeBatch(plan(3), 1, 0).labels);
+    expect(makeBatch({ ...plan(3), cutout: 16 }, 1, 0)).toEqual(batch);
+    expect(new Set(batch.cutout!.cy).size).toBeGreaterThan(1);
+    for (const v of [...batch.cutout!.cy, ...batch.cutout!.cx]) expect(v >= 0 && v < 32).toBe(true);
   });
 
   it('visits each image at most once per epoch', () => {
@@ -107,5 +145,13 @@ describe('training config', () => {
   it('names a key with the wrong type', () => {
     expect(() => parseTrainConfig({ epochs: 'ten' }, 'c.json')).toThrowError(/c\.json: "epochs" /);
     expect(() => parseTrainConfig({ backend: 'cuda' }, 'c.json')).toThrowError(/"backend"/);
+  });
+
+  it('has cutout off by default and rejects a negative, fractional or too large side, naming the key', () => {
+    expect(parseTrainConfig({}).cutout).toBe(0);
+    expect(parseTrainConfig({ cutout: 16 }).cutout).toBe(16);
+    for (const bad of [-1, 2.5, 33, '16']) {
+      expect(() => parseTrainConfig({ cutout: bad }, 'c.json')).toThrowError(/c\.json: "cutout" /);
+    }
   });
 });

@@ -4,6 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrainConfig, type TrainConfig } from '../../src/train/config.js';
 import { trainModel } from '../../src/train/train.js';
+import { createTrainer } from '../../src/train/step.js';
+import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { loadModel } from '../../src/model/store.js';
 import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
 
@@ -60,5 +62,34 @@ describe('training', () => {
 
   it('tells the user to download the dataset when it is missing', async () => {
     await expect(trainModel(config('x', { data: join(dir, 'nothing') }))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
+  });
+});
+
+describe('training step with cutout', () => {
+  /** Kernel of a linear model after one step on bright images, with or without a cut. */
+  async function kernelAfterStep(cutout: number, centres?: { cy: Int32Array; cx: Int32Array }): Promise<Float32Array> {
+    const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
+    const trainer = createTrainer(model, { momentum: 0, weightDecay: 0, labelSmoothing: 0, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10, cutout });
+    const images = new Uint8Array(2 * IMAGE_BYTES).fill(250);
+    const out = trainer.step(images, Uint8Array.from([1, 2]), 2, 0.1, centres);
+    tf.dispose([out.lossSum, out.correct]);
+    const kernel = (await model.layers[1]!.getWeights()[0]!.data()) as Float32Array;
+    trainer.dispose();
+    model.dispose();
+    return kernel;
+  }
+
+  it('blanks the batch\'s squares before the forward pass: a fully cut image teaches a linear layer nothing', async () => {
+    const centre = { cy: Int32Array.from([16, 16]), cx: Int32Array.from([16, 16]) };
+    // The whole image is the mean, 0: the kernel's gradient is 0.
+    expect(Math.max(...(await kernelAfterStep(32, centre)).map(Math.abs))).toBe(0);
+    // Cut only the top-left quarter: those inputs still get no gradient, the others do.
+    const corner = await kernelAfterStep(32, { cy: Int32Array.from([0, 0]), cx: Int32Array.from([0, 0]) });
+    const row = (y: number, x: number) => (y * 32 + x) * 3 * 10;
+    expect(corner[row(0, 0)]).toBe(0);
+    expect(corner[row(15, 15)]).toBe(0);
+    expect(corner[row(16, 0)]).not.toBe(0);
+    // Without cutout every input learns.
+    expect(Math.abs((await kernelAfterStep(0, centre))[row(16, 16)]!)).toBeGreaterThan(0);
   });
 });
