@@ -69,6 +69,21 @@ describe('cifar eval (CLI)', () => {
     expect((await runCli([...args, '--min-accuracy', '0.05'])).code).toBe(0);
   });
 
+  it('with --tta averages each image with its mirror image and says so in the report and the JSON', async () => {
+    // The constant model answers the same for an image and its mirror: TTA changes no number.
+    const args = ['eval', '--model', join(dir, 'model'), '--data', join(dir, 'data'), '--backend', 'cpu'];
+    const [plain, tta] = [await runCli([...args, '--json']), await runCli([...args, '--json', '--tta'])];
+    expect(tta.code, tta.stderr).toBe(0);
+    const [a, b] = [JSON.parse(plain.stdout), JSON.parse(tta.stdout)];
+    expect(a.tta).toBe('none');
+    expect(b.tta).toBe('flip');
+    expect(b.confusion).toEqual(a.confusion);
+    expect(b.loss).toBeCloseTo(a.loss, 5);
+    const text = await runCli([...args, '--tta']);
+    expect(text.stdout).toMatch(/^accuracy 8\.0% on 25 test images {2}\(model constant [0-9a-f]{12}, cpu, flip TTA, \d+ img\/s\)$/m);
+    expect((await runCli(args)).stdout).not.toMatch(/TTA/);
+  });
+
   it('tells the user to run cifar download when there is no dataset', async () => {
     const res = await runCli(['eval', '--model', join(dir, 'model'), '--data', join(dir, 'none'), '--backend', 'cpu']);
     expect(res.code).toBe(1);
