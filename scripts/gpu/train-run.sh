@@ -116,6 +116,19 @@ if (( rc == 0 )); then
 else
   log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
 fi
+# REFERENCE_TRAIN="0 16": after the run, the same recipe in PyTorch on the same GPU and data
+# (reference-train.py, bf16, about 2 minutes for 50 epochs on an H100), once per cutout size listed,
+# while time is left: what the recipe reaches on this data, against what our training reaches.
+# Their histories go into bench.tar.gz (reference-train-cutoutN.json).
+if [[ -n ${REFERENCE_TRAIN:-} && -f /tmp/data/cifar-10-batches-bin/test_batch.bin ]]; then
+  for c in $REFERENCE_TRAIN; do
+    (( $(left) < 60 )) && break
+    log "reference training in PyTorch: ${EPOCHS:-50} epochs, cutout $c"
+    timeout $(( $(left) - 5 )) python3 "$G/reference-train.py" --data /tmp/data/cifar-10-batches-bin --epochs "${EPOCHS:-50}" --cutout "$c" \
+      --deadline $(( $(left) - 30 )) --out "$BJ/reference-train-cutout$c.json" 2>&1 | grep -v Warning | tee -a "$OUT/run.log" | tail -n 3
+    tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
+  done
+fi
 # BENCH_AFTER=1: with a minute and a half left after the run, the default kernels against Dawn's
 # disable_robustness toggle at batch 256 (no reference, no profile): what the next run should
 # train with. (On 2026-11-27 it measured vec4 loads, then off by default: 5,724 against 4,633.)

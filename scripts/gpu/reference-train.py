@@ -1,0 +1,163 @@
+# Reference training run: configs/resnet18.json's recipe in PyTorch on the same GPU and the same
+# imported data, to tell what the recipe reaches on this JPEG copy of CIFAR-10 from what our
+# WebGPU training reaches with it (issue 7's 93% goal).
+#   python3 reference-train.py --data /tmp/data/cifar-10-batches-bin [--epochs 50] [--cutout 0]
+#       [--precision bf16|fp32] [--deadline SECONDS] [--out reference-train.json]
+# The recipe, as src/train: the CIFAR ResNet-18 (reference-pytorch.py's), batch 256 (last partial
+# batch dropped), SGD with Nesterov momentum 0.9, weight decay 5e-4 on conv and dense kernels only,
+# one-cycle lr (linear warm-up from lr/25 to 0.2 over 10% of the steps, cosine to lr/2500),
+# label smoothing 0.1, random crop (zero padding 4) and horizontal flip, optional cutout (a square
+# of the given side set to the mean, i.e. 0 after normalisation, centre uniform over the image),
+# per-channel normalisation with the training split's statistics. Augmentation runs on the GPU.
+# Differences kept: PyTorch's default initialisation (ours: He normal) and batch-norm epsilon
+# 1e-5 (ours 1e-3). Writes the history after every epoch, so a run cut at --deadline keeps it.
+import argparse, json, math, os, time
+import numpy as np
+import torch, torch.nn as nn, torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument('--data', required=True, help='folder with data_batch_1..5.bin and test_batch.bin')
+p.add_argument('--epochs', type=int, default=50)
+p.add_argument('--batch', type=int, default=256)
+p.add_argument('--lr', type=float, default=0.2)
+p.add_argument('--warmup', type=float, default=0.1)
+p.add_argument('--wd', type=float, default=5e-4)
+p.add_argument('--smoothing', type=float, default=0.1)
+p.add_argument('--pad', type=int, default=4)
+p.add_argument('--cutout', type=int, default=0)
+p.add_argument('--precision', choices=['bf16', 'fp32'], default='bf16')
+p.add_argument('--deadline', type=float, default=0, help='stop after the epoch that ends past this many seconds')
+p.add_argument('--seed', type=int, default=0)
+p.add_argument('--out', default='reference-train.json')
+a = p.parse_args()
+
+
+def read(names):
+    raw = np.concatenate([np.fromfile(os.path.join(a.data, n), dtype=np.uint8) for n in names]).reshape(-1, 3073)
+    return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
+
+
+dev = 'cuda'
+torch.manual_seed(a.seed)
+xtr, ytr = read([f'data_batch_{i}.bin' for i in range(1, 6)])
+xte, yte = read(['test_batch.bin'])
+xtr, ytr, xte, yte = xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev)
+f = xtr.float().div_(255)
+mean = f.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+std = f.std(dim=(0, 2, 3)).view(1, 3, 1, 1)
+del f
+
+
+def normalise(x):
+    return (x.float().div(255) - mean) / std
+
+
+def augment(xb):
+    """Random crop of the zero-padded (black) image, flip, normalise, cutout: all on the GPU."""
+    n = xb.shape[0]
+    padded = F.pad(xb.float().div(255), (a.pad,) * 4)
+    dy = torch.randint(0, 2 * a.pad + 1, (n,), device=dev)
+    dx = torch.randint(0, 2 * a.pad + 1, (n,), device=dev)
+    r = torch.arange(32, device=dev)
+    rows = (dy[:, None] + r)[:, :, None]                     # n, 32, 1
+    flip = torch.rand(n, device=dev) < 0.5
+    cols = torch.where(flip[:, None], dx[:, None] + 31 - r, dx[:, None] + r)[:, None, :]  # n, 1, 32
+    idx = torch.arange(n, device=dev)[:, None, None]
+    crops = padded.permute(0, 2, 3, 1)[idx, rows, cols]      # n, 32, 32, 3
+    x = (crops.permute(0, 3, 1, 2) - mean) / std
+    if a.cutout > 0:
+        cy = torch.randint(0, 32, (n, 1, 1), device=dev)
+        cx = torch.randint(0, 32, (n, 1, 1), device=dev)
+        h = a.cutout // 2
+        y0, x0 = cy - h, cx - h
+        m = (r[None, :, None] >= y0) & (r[None, :, None] < y0 + a.cutout) & (r[None, None, :] >= x0) & (r[None, None, :] < x0 + a.cutout)
+        x = x.masked_fill(m[:, None], 0.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class Block(nn.Module):
+    def __init__(s, i, o, st):
+        super().__init__()
+        s.c1 = nn.Conv2d(i, o, 3, st, 1, bias=False); s.b1 = nn.BatchNorm2d(o)
+        s.c2 = nn.Conv2d(o, o, 3, 1, 1, bias=False); s.b2 = nn.BatchNorm2d(o)
+        s.sc = nn.Sequential() if st == 1 and i == o else nn.Sequential(nn.Conv2d(i, o, 1, st, bias=False), nn.BatchNorm2d(o))
+
+    def forward(s, x):
+        y = F.relu(s.b1(s.c1(x))); y = s.b2(s.c2(y)); return F.relu(y + s.sc(x))
+
+
+class R18(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        L = []; i = 64
+        for k, o in enumerate([64, 128, 256, 512]):
+            for b in range(2):
+                L.append(Block(i, o, 2 if (k > 0 and b == 0) else 1)); i = o
+        s.layers = nn.Sequential(*L); s.fc = nn.Linear(512, 10)
+
+    def forward(s, x):
+        return s.fc(F.adaptive_avg_pool2d(s.layers(s.stem(x)), 1).flatten(1))
+
+
+model = R18().to(dev).to(memory_format=torch.channels_last)
+decay = [q for n, q in model.named_parameters() if q.ndim > 1]   # conv and dense kernels
+rest = [q for n, q in model.named_parameters() if q.ndim <= 1]   # batch-norm scales and shifts, biases
+opt = torch.optim.SGD([{'params': decay, 'weight_decay': a.wd}, {'params': rest, 'weight_decay': 0}], lr=a.lr, momentum=0.9, nesterov=True)
+steps = xtr.shape[0] // a.batch
+total = steps * a.epochs
+
+
+def one_cycle(step):
+    start, end = a.lr / 25, a.lr / 2500
+    warm = max(1, round(total * a.warmup))
+    if step < warm:
+        return start + (a.lr - start) * step / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return end + (a.lr - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+autocast = lambda: torch.autocast('cuda', torch.bfloat16, enabled=a.precision == 'bf16')
+history, t0, step = [], time.perf_counter(), 0
+result = {'recipe': vars(a), 'torch': torch.__version__, 'gpu': torch.cuda.get_device_name(0), 'history': history}
+for epoch in range(1, a.epochs + 1):
+    model.train()
+    te = time.perf_counter()
+    order = torch.randperm(xtr.shape[0], device=dev)
+    loss_sum = torch.zeros((), device=dev); correct = torch.zeros((), device=dev)
+    for s in range(steps):
+        for g in opt.param_groups:
+            g['lr'] = one_cycle(step)
+        i = order[s * a.batch:(s + 1) * a.batch]
+        x, y = augment(xtr[i]), ytr[i]
+        with autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=a.smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_sum += loss.detach() * a.batch
+        correct += (logits.argmax(1) == y).sum()
+    torch.cuda.synchronize()
+    train_s = time.perf_counter() - te
+    model.eval()
+    test_correct, test_loss = 0, 0.0
+    with torch.no_grad(), autocast():
+        for s in range(0, xte.shape[0], 1000):
+            lo = model(normalise(xte[s:s + 1000]).contiguous(memory_format=torch.channels_last)).float()
+            test_loss += F.cross_entropy(lo, yte[s:s + 1000], reduction='sum').item()
+            test_correct += (lo.argmax(1) == yte[s:s + 1000]).sum().item()
+    row = {'epoch': epoch, 'trainLoss': loss_sum.item() / (steps * a.batch), 'trainAccuracy': correct.item() / (steps * a.batch),
+           'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'lr': one_cycle(step - 1), 'seconds': train_s}
+    history.append(row)
+    print(f"{epoch:3d}/{a.epochs}  train loss {row['trainLoss']:.4f} acc {100 * row['trainAccuracy']:.2f}%  "
+          f"test loss {row['testLoss']:.4f} acc {100 * row['testAccuracy']:.2f}%  {train_s:.1f} s", flush=True)
+    result['seconds'] = time.perf_counter() - t0
+    with open(a.out + '.tmp', 'w') as fh:
+        json.dump(result, fh, indent=1)
+    os.replace(a.out + '.tmp', a.out)
+    if a.deadline and time.perf_counter() - t0 > a.deadline:
+        print(f'stopped at the deadline after epoch {epoch}', flush=True)
+        break
+print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% after {len(history)} epochs in {result['seconds']:.0f} s ({torch.cuda.get_device_name(0)})", flush=True)
