@@ -89,6 +89,6 @@ describe.skipIf(!software)('on a software adapter (lavapipe)', () => {
     expect(info.name).toBe('webgpu');
     expect(tf.getBackend()).toBe('webgpu');
     // With the kernel variant in force (the defaults here).
-    expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter; kernels: tiles up to 128, prefetch, vec4, 16 deep\): requested$/);
+    expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter; kernels: tiles up to 128, prefetch, vec4, 16 deep, vec4 loads\): requested$/);
   });
 });
