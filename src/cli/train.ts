@@ -72,7 +72,8 @@ export function trainCommand(): Command {
             packageVersion: PACKAGE_VERSION,
             onStart: (info) => {
               log(`backend: ${info.backend.reason}`);
-              log(`model ${config.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
+              epochs = info.epochs;
+              log(`model ${info.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
               log(epochHeader());
             },
             onStep: (p) => {

@@ -32,7 +32,7 @@ export interface StepProgress {
 }
 
 export interface TrainEvents {
-  onStart?(info: { backend: BackendInfo; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
+  onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
   onStep?(progress: StepProgress): void;
   onEpoch?(record: EpochRecord): void;
 }
@@ -86,7 +86,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
-  options.onStart?.({ backend, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
+  options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
   const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
 
   let stepsThisCall = 0;

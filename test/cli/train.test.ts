@@ -49,6 +49,24 @@ describe('cifar train (CLI)', () => {
     expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr\)/);
   });
 
+  it('names the checkpointed run\'s model and epochs when it resumes, not the defaults', async () => {
+    let stderr = '';
+    let sent = false;
+    const res = await runCli(['train', '--resume', '--out', join(dir, 'm-SIGTERM'), '--backend', 'wasm'], {
+      onStart: (child) => {
+        child.stderr!.on('data', (d) => {
+          stderr += d;
+          if (!sent && /resuming at epoch/.test(stderr)) {
+            sent = true;
+            child.kill('SIGINT');
+          }
+        });
+      },
+    });
+    expect(res.code).toBe(130);
+    expect(res.stderr).toMatch(/^model resnet10-w8 \(.*, resuming at epoch \d+ step \d+$/m);
+  });
+
   it('passes --cutout to the run: the saved model\'s config records it; a bad side is a usage error', async () => {
     const out = join(dir, 'm-cutout');
     const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--cutout', '8', '--quiet']);
