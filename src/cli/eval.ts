@@ -41,9 +41,7 @@ export function evalCommand(): Command {
         }
         const tta = ev.tta ? 'flip' : 'none';
         const result = { model: opts.model, modelVersion: metadata.version, backend: backend.name, tta, loss: ev.loss, imagesPerSecond, ...metrics };
-        // The report's accuracy line names the backend; with TTA it also says so: "(model …, wasm, flip TTA, 40 img/s)".
-        const run = ev.tta ? `${backend.name}, flip TTA` : backend.name;
-        process.stdout.write(opts.json ? JSON.stringify(result) + '\n' : formatEval(metrics, { model: `${metadata.name} ${metadata.version}`, imagesPerSecond, backend: run }, process.stdout.isTTY === true));
+        process.stdout.write(opts.json ? JSON.stringify(result) + '\n' : formatEval(metrics, { model: `${metadata.name} ${metadata.version}`, imagesPerSecond, backend: backend.name, tta }, process.stdout.isTTY === true));
         if (opts.minAccuracy !== undefined && metrics.accuracy < opts.minAccuracy) {
           process.stderr.write(`accuracy ${(metrics.accuracy * 100).toFixed(2)}% is below --min-accuracy ${(opts.minAccuracy * 100).toFixed(2)}%\n`);
           process.exitCode = 1;

@@ -9,12 +9,12 @@ const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
  * confusion matrix (rows: true class, columns: predicted), the diagonal in green and errors
  * shaded red by size when `colour` is on.
  */
-export function formatEval(m: EvalMetrics, extra: { model: string; imagesPerSecond: number; backend: string }, colour: boolean): string {
+export function formatEval(m: EvalMetrics, extra: { model: string; imagesPerSecond: number; backend: string; tta?: 'flip' | 'none' }, colour: boolean): string {
   const c = new Chalk({ level: colour ? 1 : 0 });
   const names = m.perClass.map((p) => p.className);
   const w = Math.max(...names.map((n) => n.length));
   const lines: string[] = [];
-  lines.push(`${c.bold('accuracy')} ${pct(m.accuracy)} on ${m.count.toLocaleString('en-US')} test images  (model ${extra.model}, ${extra.backend}, ${extra.imagesPerSecond.toFixed(0)} img/s)`);
+  lines.push(`${c.bold('accuracy')} ${pct(m.accuracy)} on ${m.count.toLocaleString('en-US')} test images  (model ${extra.model}, ${extra.backend}${extra.tta === 'flip' ? ', flip TTA' : ''}, ${extra.imagesPerSecond.toFixed(0)} img/s)`);
   lines.push('');
   lines.push(`${'class'.padEnd(w)}  precision  recall      F1  support`);
   for (const p of m.perClass) {

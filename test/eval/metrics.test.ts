@@ -38,6 +38,11 @@ describe('evaluation metrics', () => {
     expect(formatEval(m, { model: 'x', imagesPerSecond: 1, backend: 'cpu' }, true)).toMatch(/\x1b\[32m/);
   });
 
+  it('names flip TTA on the accuracy line when the evaluation used it', () => {
+    expect(formatEval(m, { model: 'x', imagesPerSecond: 100, backend: 'cpu', tta: 'flip' }, false).split('\n')[0]).toMatch(/\(model x, cpu, flip TTA, 100 img\/s\)$/);
+    expect(formatEval(m, { model: 'x', imagesPerSecond: 100, backend: 'cpu', tta: 'none' }, false).split('\n')[0]).toMatch(/\(model x, cpu, 100 img\/s\)$/);
+  });
+
   it('draws the confusion matrix as an SVG with one cell per pair', () => {
     const svg = confusionSvg(m, 'test');
     expect(svg.match(/<rect x=/g)).toHaveLength(9);
