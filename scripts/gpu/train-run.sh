@@ -15,6 +15,7 @@
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
 #   The 26 epochs of 2026-11-26 took 11.5 s each on average on the H100: 50 take about 9.6
 #   minutes, two calls.
+# CONFIG=configs/resnet18-cutout.json trains another recipe (default configs/resnet18.json).
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 4400, the H100's training
 #   rate at batch 256 on 2026-11-26) for the epoch estimate.
 # BENCH=quick: the default kernels with PyTorch's reference in the same call, then scalar loads
@@ -101,7 +102,7 @@ else
   epochs=${EPOCHS:-$(node -e "const left=$(left)-40, per=50000/($best*0.95)+0.6; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
   [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
   log "train: $epochs epochs ($(left) s left)"
-  run=(train --config configs/resnet18.json $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out models/resnet18 $LIMIT)
+  run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out models/resnet18 $LIMIT)
 fi
 # SIGTERM at the deadline: the run saves a checkpoint (exit 143) for RESUME=1.
 timeout -k 30 $(( $(left) - 25 )) node "$G/cli/cifar.mjs" "${run[@]}" >>"$OUT/run.log" 2>&1

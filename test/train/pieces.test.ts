@@ -4,7 +4,7 @@ import { cutoutBox, gatherAugmented } from '../../src/train/augment.js';
 import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
 import { parseTrainConfig, resolveTrainConfig } from '../../src/train/config.js';
 import { oneCycleLr } from '../../src/train/schedule.js';
-import { writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/fixtures.js';
 
@@ -136,6 +136,14 @@ describe('training config', () => {
     } finally {
       await cleanup();
     }
+  });
+
+  it('reads every recipe shipped in configs/: the 50-epoch ResNet-18 differs from its cutout variant only by cutout 16', async () => {
+    const names = (await readdir('configs')).filter((f) => f.endsWith('.json'));
+    expect(names).toEqual(expect.arrayContaining(['resnet18.json', 'resnet18-cutout.json', 'resnet18-w4.json']));
+    const configs = Object.fromEntries(await Promise.all(names.map(async (f) => [f, await resolveTrainConfig(join('configs', f), {})] as const)));
+    expect(configs['resnet18.json']).toMatchObject({ model: 'resnet18', epochs: 50, cutout: 0 });
+    expect(configs['resnet18-cutout.json']).toEqual({ ...configs['resnet18.json'], cutout: 16 });
   });
 
   it('names an unknown key', () => {
