@@ -2,6 +2,7 @@ import { CifarError } from '../errors.js';
 import { IMAGE_BYTES, prepareImage } from '../image/preprocess.js';
 import { RECORD_BYTES, TEST_FILES, TRAIN_FILES, type SplitName } from './cifar-binary.js';
 import type { ArchiveEntries } from './archive.js';
+import { decodePlainJpeg32 } from './jpeg.js';
 import type { ImageFile, ImageFolderLayout } from './layout.js';
 import { seededPermutation } from './shuffle.js';
 
@@ -12,14 +13,14 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** Called as images are decoded: done so far, total. */
   onImages?: (done: number, total: number) => void;
-  /** Images decoded at once (sharp runs them on libuv's thread pool); default twice its threads. */
+  /** Images decoded by sharp at once (on libuv's thread pool); default twice its threads. */
   concurrency?: number;
 }
 
 /**
  * Twice the threads of libuv's pool (UV_THREADPOOL_SIZE, 4 unless set), so that every thread has
- * an image queued. Only the environment Node starts with sizes the pool, so a many-core host gets
- * a faster import by starting cifar with e.g. UV_THREADPOOL_SIZE=$(nproc).
+ * an image queued. Only images that decodePlainJpeg32 leaves to sharp (PNGs, other sizes, unusual
+ * JPEGs) take this path; the CIFAR JPEG folders never do.
  */
 function defaultConcurrency(): number {
   const threads = Number(process.env['UV_THREADPOOL_SIZE']);
@@ -43,16 +44,22 @@ export async function importImageFolder(layout: ImageFolderLayout, entries: Arch
   let done = 0;
   let resized = 0;
   const progress = () => options.onImages?.(++done, total);
+  const decodeWithSharp = async (bytes: Buffer, path: string) => {
+    const prepared = await prepareImage(bytes, path);
+    if (prepared.resized) resized++;
+    return prepared.pixels;
+  };
   const encode = async (split: SplitName) => {
     const images = layout.splits[split];
     const records = new Uint8Array(images.length * RECORD_BYTES);
     const order = seededPermutation(images.length, IMPORT_SEED + (split === 'test' ? 1 : 0));
     await forEachConcurrently(images.length, options.concurrency ?? defaultConcurrency(), options.signal, async (i) => {
       const file: ImageFile = images[order[i]!]!;
-      const prepared = await prepareImage(entries.get(file.path)!, file.path);
-      if (prepared.resized) resized++;
-      writeRecord(records, i, file.label, prepared.pixels);
+      const bytes = entries.get(file.path)!;
+      writeRecord(records, i, file.label, decodePlainJpeg32(bytes) ?? (await decodeWithSharp(bytes, file.path)));
       progress();
+      // Plain JPEGs decode synchronously: let progress output and Ctrl-C through now and then.
+      if (done % 1024 === 0) await new Promise(setImmediate);
     });
     return records;
   };

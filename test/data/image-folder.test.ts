@@ -4,6 +4,8 @@ import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadSplit, RECORD_BYTES, TRAIN_FILES } from '../../src/data/cifar-binary.js';
 import { downloadDataset } from '../../src/data/download.js';
+import { CLASSES } from '../../src/data/classes.js';
+import { prepareImage } from '../../src/image/preprocess.js';
 import { makeImageFolderArchive, solidPng, standardImages, tempDir, type ImageSpec } from '../helpers/fixtures.js';
 
 let dir: string;
@@ -34,6 +36,30 @@ describe('image-folder import', () => {
         seen.add(`${labels[i]}:${g}`);
       }
       expect(seen.size).toBe(30);
+    }
+  });
+
+  it('stores JPEGs with exactly the pixels sharp decodes', async () => {
+    // Noisy photo-like JPEGs (4:2:0 and 4:4:4), one per class and split, so the label names the image.
+    const images: ImageSpec[] = [];
+    for (const split of ['train', 'test'] as const) {
+      for (let label = 0; label < CLASSES.length; label++) {
+        const px = Buffer.alloc(32 * 32 * 3, 0).map((_, i) => (i * 7 + label * 31 + (split === 'test' ? 90 : 0) + ((i * i) % 23)) & 255);
+        const data = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+          .jpeg({ quality: 75, chromaSubsampling: label % 2 ? '4:4:4' : '4:2:0' })
+          .toBuffer();
+        images.push({ split, cls: CLASSES[label]!, name: '0.jpg', data });
+      }
+    }
+    const result = await importArchive(images);
+    expect(result.resized).toBe(0);
+    for (const split of ['train', 'test'] as const) {
+      const { images: records, labels, count } = await loadSplit(result.path, split);
+      for (let i = 0; i < count; i++) {
+        const spec = images.find((img) => img.split === split && img.cls === CLASSES[labels[i]!])!;
+        const expected = (await prepareImage(spec.data)).pixels;
+        expect(Buffer.from(records.subarray(i * 3072, (i + 1) * 3072)).equals(Buffer.from(expected)), `${split} ${labels[i]}`).toBe(true);
+      }
     }
   });
 
