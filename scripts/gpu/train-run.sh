@@ -86,8 +86,9 @@ if [[ -f /tmp/data/cifar-10-batches-bin/test_batch.bin ]]; then
   log "dataset: already imported (a warm machine)"
 else
   log "dataset"
-  # libuv's pool decodes the JPEGs; its 4 threads by default made the import take 41 s on the
-  # 16-core GPU host of 2026-11-26 (21 s on 2 cores here). Only the environment at start sizes it.
+  # The import took 38.8-41 s on the 16-core GPU host when sharp decoded every JPEG (17.6-21 s on
+  # 2 cores here, 4.2 s since CIFAR's plain JPEGs are decoded in-process). A larger libuv pool
+  # only helps images that still go to sharp; only the environment at start sizes it.
   UV_THREADPOOL_SIZE=$(nproc) node "$G/cli/cifar.mjs" download --from "$G/data.tar.gz" --dir /tmp/data --quiet >>"$OUT/run.log" 2>&1 || log "download failed"
 fi
 
