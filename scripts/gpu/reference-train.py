@@ -3,6 +3,7 @@
 # WebGPU training reaches with it (issue 7's 93% goal).
 #   python3 reference-train.py --data /tmp/data/cifar-10-batches-bin [--epochs 50] [--cutout 0]
 #       [--precision bf16|fp32] [--deadline SECONDS] [--out reference-train.json]
+#   Smoke test on a CPU: --device cpu --limit 512 --epochs 1 --precision fp32
 # The recipe, as src/train: the CIFAR ResNet-18 (reference-pytorch.py's), batch 256 (last partial
 # batch dropped), SGD with Nesterov momentum 0.9, weight decay 5e-4 on conv and dense kernels only,
 # one-cycle lr (linear warm-up from lr/25 to 0.2 over 10% of the steps, cosine to lr/2500),
@@ -28,6 +29,8 @@ p.add_argument('--cutout', type=int, default=0)
 p.add_argument('--precision', choices=['bf16', 'fp32'], default='bf16')
 p.add_argument('--deadline', type=float, default=0, help='stop after the epoch that ends past this many seconds')
 p.add_argument('--seed', type=int, default=0)
+p.add_argument('--device', default='cuda', help='cpu for a smoke test of this script')
+p.add_argument('--limit', type=int, default=0, help='first N training and test images only (a smoke test)')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
@@ -37,10 +40,12 @@ def read(names):
     return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
 
 
-dev = 'cuda'
+dev = a.device
 torch.manual_seed(a.seed)
 xtr, ytr = read([f'data_batch_{i}.bin' for i in range(1, 6)])
 xte, yte = read(['test_batch.bin'])
+if a.limit:
+    xtr, ytr, xte, yte = xtr[:a.limit], ytr[:a.limit], xte[:a.limit], yte[:a.limit]
 xtr, ytr, xte, yte = xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev)
 f = xtr.float().div_(255)
 mean = f.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
@@ -117,9 +122,9 @@ def one_cycle(step):
     return end + (a.lr - end) * (1 + math.cos(math.pi * t)) / 2
 
 
-autocast = lambda: torch.autocast('cuda', torch.bfloat16, enabled=a.precision == 'bf16')
+autocast = lambda: torch.autocast(dev, torch.bfloat16, enabled=a.precision == 'bf16')
 history, t0, step = [], time.perf_counter(), 0
-result = {'recipe': vars(a), 'torch': torch.__version__, 'gpu': torch.cuda.get_device_name(0), 'history': history}
+result = {'recipe': vars(a), 'torch': torch.__version__, 'gpu': torch.cuda.get_device_name(0) if dev == 'cuda' else 'cpu', 'history': history}
 for epoch in range(1, a.epochs + 1):
     model.train()
     te = time.perf_counter()
@@ -139,7 +144,8 @@ for epoch in range(1, a.epochs + 1):
         step += 1
         loss_sum += loss.detach() * a.batch
         correct += (logits.argmax(1) == y).sum()
-    torch.cuda.synchronize()
+    if dev == 'cuda':
+        torch.cuda.synchronize()
     train_s = time.perf_counter() - te
     model.eval()
     test_correct, test_loss = 0, 0.0
@@ -160,4 +166,4 @@ for epoch in range(1, a.epochs + 1):
     if a.deadline and time.perf_counter() - t0 > a.deadline:
         print(f'stopped at the deadline after epoch {epoch}', flush=True)
         break
-print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% after {len(history)} epochs in {result['seconds']:.0f} s ({torch.cuda.get_device_name(0)})", flush=True)
+print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% after {len(history)} epochs in {result['seconds']:.0f} s ({result['gpu']})", flush=True)

@@ -13,11 +13,11 @@
 #   deadline with a checkpoint; RESUME=1 in a second call on the same, still warm machine (its
 #   models/resnet18/checkpoint and /tmp/data are still there) continues it: no benchmarks, then
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
-#   The 26 epochs of 2026-11-26 took 11.5 s each on average on the H100: 50 take about 9.6
-#   minutes, two calls.
+#   The 50 epochs of 2026-11-27 took 9 min 23 s of training (10.5 min in all) on the H100 with
+#   scalar loads, in two calls; with vec4 loads (a step 19% shorter) one 600 s call should hold them.
 # CONFIG=configs/resnet18-cutout.json trains another recipe (default configs/resnet18.json).
-# BENCH=0 skips the benchmarks: the default kernels, and RATE (default 4400, the H100's training
-#   rate at batch 256 on 2026-11-26) for the epoch estimate.
+# BENCH=0 skips the benchmarks: the default kernels, and RATE (default 5700, the H100's step
+#   rate at batch 256 with vec4 loads on 2026-11-27) for the epoch estimate.
 # BENCH=quick: the default kernels with PyTorch's reference in the same call, then scalar loads
 #   from memory (CIFAR_WEBGPU_LOADS=scalar, the default until 2026-11-27) and Dawn's disable_robustness
 #   toggle (no bounds clamping in shaders; 16% faster than without on the scalar kernels of
@@ -61,7 +61,7 @@ VARIANTS=("default||" "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar" "
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
-best=${RATE:-4400}; chosen=default; env=; rates=
+best=${RATE:-5700}; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
   VARIANTS=()
 fi
@@ -92,31 +92,36 @@ else
   UV_THREADPOOL_SIZE=$(nproc) node "$G/cli/cifar.mjs" download --from "$G/data.tar.gz" --dir /tmp/data --quiet >>"$OUT/run.log" 2>&1 || log "download failed"
 fi
 
-# Without EPOCHS or RESUME, the epochs that fit: 95% of the benchmark's rate plus 0.6 s an epoch
-# (the H100 run of 2026-11-26: 11.5 s an epoch at a benchmark rate of 4,535), 40 s kept for the
-# final evaluation, the reload check and packing.
-(( best < 1 )) && best=1
-if [[ -n ${RESUME:-} ]]; then
-  log "train: resuming the checkpointed run ($(left) s left)"
-  run=(train --resume --out models/resnet18 --backend webgpu)
-else
-  epochs=${EPOCHS:-$(node -e "const left=$(left)-40, per=50000/($best*0.95)+0.6; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
-  [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
-  log "train: $epochs epochs ($(left) s left)"
-  run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out models/resnet18 $LIMIT)
-fi
-# SIGTERM at the deadline: the run saves a checkpoint (exit 143) for RESUME=1.
-timeout -k 30 $(( $(left) - 25 )) node "$G/cli/cifar.mjs" "${run[@]}" >>"$OUT/run.log" 2>&1
-rc=$?; (( rc == 124 )) && rc=143 # timeout reports its own 124 when it had to stop the run
-grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |saved|error' | tail -n 60
-if (( rc == 0 )); then
-  log "eval of the saved (float16) model"
-  timeout 60 node "$G/cli/cifar.mjs" eval --model models/resnet18 --data /tmp/data --backend webgpu $EVAL_LIMIT --plot models/resnet18/confusion.png > models/resnet18/eval.txt 2>&1 || log "eval exited $?"
-  grep -v Warning models/resnet18/eval.txt | head -20
-  w=$(ls models/resnet18/weights-*.bin 2>/dev/null | head -1)
-  [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
-else
-  log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
+# TRAIN=0 skips training and its evaluation (a later call on the same machine that only runs
+# REFERENCE_TRAIN and BENCH_AFTER).
+if [[ ${TRAIN:-1} != 0 ]]; then
+  # Without EPOCHS or RESUME, the epochs that fit: 95% of the benchmark's rate plus 1.2 s an epoch
+  # (test pass, history, checkpoint) and 15 s for the first epoch's shader compilation (the H100
+  # run of 2026-11-27: 11.0 s of training an epoch, about 12.2 s in all, at a benchmark rate of
+  # 4,633), 40 s kept for the final evaluation, the reload check and packing.
+  (( best < 1 )) && best=1
+  if [[ -n ${RESUME:-} ]]; then
+    log "train: resuming the checkpointed run ($(left) s left)"
+    run=(train --resume --out models/resnet18 --backend webgpu)
+  else
+    epochs=${EPOCHS:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
+    [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
+    log "train: $epochs epochs ($(left) s left)"
+    run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out models/resnet18 $LIMIT)
+  fi
+  # SIGTERM at the deadline: the run saves a checkpoint (exit 143) for RESUME=1.
+  timeout -k 30 $(( $(left) - 25 )) node "$G/cli/cifar.mjs" "${run[@]}" >>"$OUT/run.log" 2>&1
+  rc=$?; (( rc == 124 )) && rc=143 # timeout reports its own 124 when it had to stop the run
+  grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |saved|error' | tail -n 60
+  if (( rc == 0 )); then
+    log "eval of the saved (float16) model"
+    timeout 60 node "$G/cli/cifar.mjs" eval --model models/resnet18 --data /tmp/data --backend webgpu $EVAL_LIMIT --plot models/resnet18/confusion.png > models/resnet18/eval.txt 2>&1 || log "eval exited $?"
+    grep -v Warning models/resnet18/eval.txt | head -20
+    w=$(ls models/resnet18/weights-*.bin 2>/dev/null | head -1)
+    [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
+  else
+    log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
+  fi
 fi
 # REFERENCE_TRAIN="0 16": after the run, the same recipe in PyTorch on the same GPU and data
 # (reference-train.py, bf16, about 2 minutes for 50 epochs on an H100), once per cutout size listed,
