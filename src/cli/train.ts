@@ -65,6 +65,12 @@ export function trainCommand(): Command {
           if (bar) bar.stop();
           process.stderr.write(line + '\n');
         };
+        // The column header comes right before the first row (after the compile line, if any).
+        let headed = false;
+        const header = () => {
+          if (!headed) log(epochHeader());
+          headed = true;
+        };
         try {
           const result = await trainModel(config, {
             signal,
@@ -74,16 +80,20 @@ export function trainCommand(): Command {
               log(`backend: ${info.backend.reason}`);
               epochs = info.epochs;
               log(`model ${info.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
-              log(epochHeader());
             },
             onStep: (p) => {
               epochs = p.epochs;
+              header();
               if (!bar) return;
               const payload = { epoch: `${p.epoch}/${p.epochs}`, loss: p.loss.toFixed(3), acc: `${(p.accuracy * 100).toFixed(1)}%`, ips: p.imagesPerSecond.toFixed(0) };
               if (p.step <= 10 || !bar.isActive) bar.start(p.steps, p.step, payload);
               bar.update(p.step, payload);
             },
-            onEpoch: (r) => log(formatEpoch(r, epochs)),
+            onCompile: (c) => log(`compiled ${c.programs} GPU programs in parallel in ${c.seconds.toFixed(1)} s`),
+            onEpoch: (r) => {
+              header();
+              log(formatEpoch(r, epochs));
+            },
           });
           bar?.stop();
           const m = result.metadata;

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
+import { IMAGE_BYTES } from '../image/preprocess.js';
 import { createNormalizer } from '../model/normalize.js';
 import { applyCutout } from './gpu-augment.js';
 
@@ -11,6 +13,12 @@ export interface Trainer {
    * trainer's `cutout` side is above 0.
    */
   step(images: Uint8Array, labels: Uint8Array, size: number, lr: number, cutout?: { cy: Int32Array; cx: Int32Array }): { lossSum: tf.Scalar; correct: tf.Scalar };
+  /**
+   * On webgpu, compiles the programs of a step on `size` images (forward and backward) in
+   * parallel before the first step needs them, and returns how many; changes no weight or
+   * statistic. Elsewhere it does nothing and returns 0.
+   */
+  precompile(size: number): Promise<number>;
   /** Everything a checkpoint must hold, in a fixed order: model weights, then velocities. */
   stateTensors(): tf.Tensor[];
   /** Put back what `stateTensors` returned (same order and shapes). */
@@ -46,18 +54,23 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const normalizer = createNormalizer(options);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
+  const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }) => {
+    const normalised = normalizer.apply(images, size);
+    const x = cutout && (options.cutout ?? 0) > 0 ? applyCutout(normalised, cutout, options.cutout!) : normalised;
+    const y = tf.tensor1d(labels.subarray(0, size), 'int32');
+    let correct: tf.Scalar | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+      correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), y)).toFloat()) as tf.Scalar;
+      return smoothedCrossEntropy(logits, y, options.classes, options.labelSmoothing);
+    }, params.map((p) => p.variable));
+    return { value, grads, correct: correct! };
+  };
   return {
     step(images, labels, size, lr, cutout) {
       return tf.tidy(() => {
-        const normalised = normalizer.apply(images, size);
-        const x = cutout && (options.cutout ?? 0) > 0 ? applyCutout(normalised, cutout, options.cutout!) : normalised;
-        const y = tf.tensor1d(labels.subarray(0, size), 'int32');
-        let correct: tf.Scalar | undefined;
-        const { value, grads } = tf.variableGrads(() => {
-          const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-          correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), y)).toFloat()) as tf.Scalar;
-          return smoothedCrossEntropy(logits, y, options.classes, options.labelSmoothing);
-        }, params.map((p) => p.variable));
+        const { value, grads, correct } = lossAndGrads(images, labels, size, cutout);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         params.forEach((p, i) => {
           let g = grads[p.variable.name]!;
@@ -74,8 +87,22 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
           v.assign(vNext);
           p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
         });
-        return { lossSum: value.mul(size) as tf.Scalar, correct: correct! };
+        return { lossSum: value.mul(size) as tf.Scalar, correct };
       });
+    },
+    async precompile(size) {
+      // Batch norm's moving statistics are assigned in training mode: keep them to put back.
+      const kept = model.nonTrainableWeights.map((w) => tf.clone(w.read()));
+      try {
+        const side = options.cutout ?? 0;
+        const centres = { cy: new Int32Array(size), cx: new Int32Array(size) };
+        return await compileInParallel(() => {
+          lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined).correct.dispose();
+        });
+      } finally {
+        model.nonTrainableWeights.forEach((w, i) => w.write(kept[i]!));
+        tf.dispose(kept);
+      }
     },
     stateTensors() {
       return [...model.weights.map((w) => w.read()), ...velocities];

@@ -33,6 +33,8 @@ export interface StepProgress {
 
 export interface TrainEvents {
   onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
+  /** On webgpu, after the step's GPU programs were compiled in parallel before the first step. */
+  onCompile?(info: { programs: number; seconds: number }): void;
   onStep?(progress: StepProgress): void;
   onEpoch?(record: EpochRecord): void;
 }
@@ -88,6 +90,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   if (checkpoint) trainer.restore(checkpoint.arrays);
   options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
   const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
+
+  const compileStart = performance.now();
+  const programs = await trainer.precompile(config.batchSize);
+  if (programs > 0) options.onCompile?.({ programs, seconds: (performance.now() - compileStart) / 1000 });
 
   let stepsThisCall = 0;
   const interrupted = async () => {

@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { compiledProgramCount, compileInParallel } from '../../src/backend/webgpu-kernels/compile.js';
+import { mulberry32 } from '../../src/data/shuffle.js';
+import { IMAGE_BYTES } from '../../src/image/preprocess.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { createTrainer } from '../../src/train/step.js';
+
+const probe = await probeWebGpu();
+const OPTIONS = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout: 8 };
+const SIZE = 8;
+
+async function snapshot(model: tf.LayersModel): Promise<Float32Array[]> {
+  return Promise.all(model.weights.map(async (w) => (await w.read().data()) as Float32Array));
+}
+
+describe('compileInParallel on another backend', () => {
+  it('runs nothing and reports no programs', async () => {
+    await tf.setBackend('cpu');
+    let ran = false;
+    expect(await compileInParallel(() => void (ran = true))).toBe(0);
+    expect(ran).toBe(false);
+    expect(compiledProgramCount()).toBe(0);
+  });
+});
+
+describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', () => {
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('compiles the programs of a step before it runs, changes no weight or statistic, and the step then equals one without it', async () => {
+    const random = mulberry32(7);
+    const images = Uint8Array.from({ length: SIZE * IMAGE_BYTES }, () => Math.floor(random() * 256));
+    const labels = Uint8Array.from({ length: SIZE }, () => Math.floor(random() * 10));
+    const centres = { cy: Int32Array.from({ length: SIZE }, (_, i) => (i * 5) % 32), cx: Int32Array.from({ length: SIZE }, (_, i) => (i * 11) % 32) };
+    // Two copies of one model, with an unusual width so that no earlier test compiled its programs.
+    const config = { baseWidth: 5, blocks: [1, 1, 1, 1] as const };
+    const [a, b] = [buildModel(config), buildModel(config)];
+    b.setWeights(a.getWeights());
+    const [ta, tb] = [createTrainer(a, OPTIONS), createTrainer(b, OPTIONS)];
+    try {
+      const before = await snapshot(a);
+      const programs = await ta.precompile(SIZE);
+      expect(programs).toBeGreaterThan(20);
+      // Nothing ran: the weights and batch-norm statistics are as they were.
+      expect(await snapshot(a)).toEqual(before);
+      // The step itself then compiles only the few small programs the forward and backward pass
+      // do not use (the loss sum, the first update's copies of shared weights: 6 here, against
+      // over 100), and gives what the other trainer's step gives.
+      const count = compiledProgramCount();
+      const out = ta.step(images, labels, SIZE, 0.05, centres);
+      expect(compiledProgramCount() - count).toBeLessThan(programs / 10);
+      const ref = tb.step(images, labels, SIZE, 0.05, centres);
+      expect((await out.lossSum.data())[0]).toBeCloseTo((await ref.lossSum.data())[0]!, 5);
+      const [wa, wb] = [await snapshot(a), await snapshot(b)];
+      wa.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo(wb[i]![j]!, 5)));
+      tf.dispose([out.lossSum, out.correct, ref.lossSum, ref.correct]);
+    } finally {
+      ta.dispose();
+      tb.dispose();
+      a.dispose();
+      b.dispose();
+    }
+  });
+});
