@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { foldModel } from '../model/fold.js';
 import { createNormalizer, type Normalization } from '../model/normalize.js';
@@ -23,6 +24,36 @@ export interface EvaluateOptions {
 }
 
 /**
+ * The ops of one evaluation batch, over `model` with its batch norms folded into the
+ * convolutions where possible: summed cross-entropy and predicted classes.
+ */
+function createBatchEvaluator(model: tf.LayersModel, norm: Normalization, tta: boolean) {
+  const normalizer = createNormalizer(norm);
+  const folded = foldModel(model);
+  const forward = (input: tf.Tensor4D) => (folded ? folded.apply(input) : (model.predict(input) as tf.Tensor2D));
+  return {
+    /** Tensors [summed loss, predictions] for `n` images (bytes) and labels, tidied. */
+    run(images: Uint8Array, labels: Uint8Array, n: number): [tf.Scalar, tf.Tensor1D] {
+      return tf.tidy(() => {
+        const x = normalizer.apply(images, n);
+        const y = tf.tensor1d(labels.subarray(0, n), 'int32');
+        const logits = forward(x);
+        // log of the mean of the two softmaxes = logsumexp of the two log-softmaxes − log 2, stable.
+        const logProbs = tta
+          ? tf.sub(tf.logSumExp(tf.stack([tf.logSoftmax(logits), tf.logSoftmax(forward(tf.reverse(x, 2)))]), 0), tf.scalar(Math.log(2)))
+          : tf.logSoftmax(logits);
+        const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, logits.shape[1]), logProbs))) as tf.Scalar;
+        return [ce, tf.argMax(logProbs, 1) as tf.Tensor1D];
+      });
+    },
+    dispose() {
+      normalizer.dispose();
+      folded?.dispose();
+    },
+  };
+}
+
+/**
  * Loss (plain cross-entropy) and accuracy of `model` in inference mode on labelled images,
  * `batchSize` at a time, with its batch norms folded into the convolutions where possible.
  * @example
@@ -36,26 +67,14 @@ export async function evaluateModel(
 ): Promise<Evaluation> {
   const batchSize = options.batchSize ?? 500;
   const tta = options.tta === true;
-  const normalizer = createNormalizer(norm);
-  const folded = foldModel(model);
+  const evaluator = createBatchEvaluator(model, norm, tta);
   const predictions = new Uint8Array(data.count);
   let lossSum = 0;
   let correct = 0;
   try {
     for (let at = 0; at < data.count; at += batchSize) {
       const n = Math.min(batchSize, data.count - at);
-      const [loss, pred] = tf.tidy(() => {
-        const x = normalizer.apply(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), n);
-        const y = tf.tensor1d(data.labels.subarray(at, at + n), 'int32');
-        const forward = (input: tf.Tensor4D) => (folded ? folded.apply(input) : (model.predict(input) as tf.Tensor2D));
-        const logits = forward(x);
-        // log of the mean of the two softmaxes = logsumexp of the two log-softmaxes − log 2, stable.
-        const logProbs = tta
-          ? tf.sub(tf.logSumExp(tf.stack([tf.logSoftmax(logits), tf.logSoftmax(forward(tf.reverse(x, 2)))]), 0), tf.scalar(Math.log(2)))
-          : tf.logSoftmax(logits);
-        const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, logits.shape[1]), logProbs)));
-        return [ce, tf.argMax(logProbs, 1)];
-      });
+      const [loss, pred] = evaluator.run(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), data.labels.subarray(at, at + n), n);
       lossSum += (await loss.data())[0]!;
       const p = await pred.data();
       loss.dispose();
@@ -66,8 +85,26 @@ export async function evaluateModel(
       }
     }
   } finally {
-    normalizer.dispose();
-    folded?.dispose();
+    evaluator.dispose();
   }
   return { loss: lossSum / Math.max(1, data.count), accuracy: correct / Math.max(1, data.count), predictions, tta };
+}
+
+/**
+ * On webgpu, compiles the programs `evaluateModel` runs on `count` images (its full batches and
+ * the last, smaller one) in parallel, so that the first evaluation does not compile them one by
+ * one; returns how many. Elsewhere it does nothing and returns 0.
+ */
+export async function compileEvaluation(model: tf.LayersModel, norm: Normalization, count: number, options: EvaluateOptions = {}): Promise<number> {
+  const batchSize = options.batchSize ?? 500;
+  const sizes = [...new Set([Math.min(batchSize, count), count % batchSize].filter((n) => n > 0))];
+  // The folded weights are computed before compile-only mode, so that they hold real values.
+  const evaluator = createBatchEvaluator(model, norm, options.tta === true);
+  try {
+    return await compileInParallel(() => {
+      for (const n of sizes) evaluator.run(new Uint8Array(n * IMAGE_BYTES), new Uint8Array(n), n);
+    });
+  } finally {
+    evaluator.dispose();
+  }
 }

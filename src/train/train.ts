@@ -15,7 +15,7 @@ import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { stepsPerEpoch } from './batches.js';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
 import { parseTrainConfig, type TrainConfig } from './config.js';
-import { evaluateModel } from '../eval/evaluate.js';
+import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { oneCycleLr } from './schedule.js';
 import { createTrainer } from './step.js';
@@ -92,7 +92,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
 
   const compileStart = performance.now();
-  const programs = await trainer.precompile(config.batchSize);
+  const programs = (await trainer.precompile(config.batchSize)) + (await compileEvaluation(model, stats, test.count));
   if (programs > 0) options.onCompile?.({ programs, seconds: (performance.now() - compileStart) / 1000 });
 
   let stepsThisCall = 0;

@@ -7,6 +7,7 @@ import { mulberry32 } from '../../src/data/shuffle.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
+import { compileEvaluation, evaluateModel } from '../../src/eval/evaluate.js';
 
 const probe = await probeWebGpu();
 const OPTIONS = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout: 8 };
@@ -34,7 +35,7 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
     await tf.setBackend('cpu');
   });
 
-  it('compiles the programs of a step before it runs, changes no weight or statistic, and the step then equals one without it', async () => {
+  it('compiles the programs of a step and of the test pass before they run, changes no weight or statistic, and both then give what they give without it', async () => {
     const random = mulberry32(7);
     const images = Uint8Array.from({ length: SIZE * IMAGE_BYTES }, () => Math.floor(random() * 256));
     const labels = Uint8Array.from({ length: SIZE }, () => Math.floor(random() * 10));
@@ -61,6 +62,15 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
       const [wa, wb] = [await snapshot(a), await snapshot(b)];
       wa.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo(wb[i]![j]!, 5)));
       tf.dispose([out.lossSum, out.correct, ref.lossSum, ref.correct]);
+
+      // The test pass: its batches of 6 and the last one of 2 (14 images), folded batch norms.
+      const test = { images: Uint8Array.from({ length: 14 * IMAGE_BYTES }, () => Math.floor(random() * 256)), labels: Uint8Array.from({ length: 14 }, (_, i) => i % 10), count: 14 };
+      const evalPrograms = await compileEvaluation(a, OPTIONS, test.count, { batchSize: 6 });
+      expect(evalPrograms).toBeGreaterThan(10);
+      const atEval = compiledProgramCount();
+      const ev = await evaluateModel(a, test, OPTIONS, { batchSize: 6 });
+      expect(compiledProgramCount() - atEval).toBeLessThan(evalPrograms / 10);
+      expect(ev.predictions).toEqual((await evaluateModel(b, test, OPTIONS, { batchSize: 6 })).predictions);
     } finally {
       ta.dispose();
       tb.dispose();
