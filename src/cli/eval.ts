@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import sharp from 'sharp';
 import { BACKEND_NAMES, initBackend, type BackendRequest } from '../backend/index.js';
 import { datasetPath, loadSplit } from '../data/cifar-binary.js';
-import { evaluateModel } from '../eval/evaluate.js';
+import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { confusionMatrix, metricsFromConfusion } from '../eval/metrics.js';
 import { CifarError } from '../errors.js';
 import { loadModel } from '../model/store.js';
@@ -30,8 +30,12 @@ export function evalCommand(): Command {
         const backend = await initBackend(opts.backend);
         if (!opts.json) process.stderr.write(`backend: ${backend.reason}\n`);
         const { model, metadata } = await loadModel(opts.model);
+        const evalOptions = { batchSize: 250, tta: opts.tta === true };
+        // On webgpu, all of its programs compile at once instead of one by one as they first run
+        // (and the rate below leaves compilation out).
+        await compileEvaluation(model, metadata.normalization, test.count, evalOptions);
         const started = performance.now();
-        const ev = await evaluateModel(model, test, metadata.normalization, { batchSize: 250, tta: opts.tta === true });
+        const ev = await evaluateModel(model, test, metadata.normalization, evalOptions);
         const imagesPerSecond = test.count / ((performance.now() - started) / 1000);
         model.dispose();
         const metrics = metricsFromConfusion(confusionMatrix(test.labels, ev.predictions, metadata.classes.length), metadata.classes);
