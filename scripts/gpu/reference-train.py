@@ -80,29 +80,10 @@ def augment(xb):
     return x.contiguous(memory_format=torch.channels_last)
 
 
-class Block(nn.Module):
-    def __init__(s, i, o, st):
-        super().__init__()
-        s.c1 = nn.Conv2d(i, o, 3, st, 1, bias=False); s.b1 = nn.BatchNorm2d(o)
-        s.c2 = nn.Conv2d(o, o, 3, 1, 1, bias=False); s.b2 = nn.BatchNorm2d(o)
-        s.sc = nn.Sequential() if st == 1 and i == o else nn.Sequential(nn.Conv2d(i, o, 1, st, bias=False), nn.BatchNorm2d(o))
-
-    def forward(s, x):
-        y = F.relu(s.b1(s.c1(x))); y = s.b2(s.c2(y)); return F.relu(y + s.sc(x))
-
-
-class R18(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
-        L = []; i = 64
-        for k, o in enumerate([64, 128, 256, 512]):
-            for b in range(2):
-                L.append(Block(i, o, 2 if (k > 0 and b == 0) else 1)); i = o
-        s.layers = nn.Sequential(*L); s.fc = nn.Linear(512, 10)
-
-    def forward(s, x):
-        return s.fc(F.adaptive_avg_pool2d(s.layers(s.stem(x)), 1).flatten(1))
+# The network is reference-pytorch.py's own definition (its classes, before the benchmark that
+# follows them; that file is kept as ../shared/gpu has it), so both scripts measure one model.
+_reference = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference-pytorch.py')).read()
+exec(_reference[:_reference.index("\ndev = 'cuda'")])
 
 
 model = R18().to(dev).to(memory_format=torch.channels_last)
