@@ -1,8 +1,7 @@
 import { CifarError } from '../errors.js';
-import { IMAGE_BYTES, prepareImage } from '../image/preprocess.js';
+import { decodePlain32, IMAGE_BYTES, prepareImage } from '../image/preprocess.js';
 import { RECORD_BYTES, TEST_FILES, TRAIN_FILES, type SplitName } from './cifar-binary.js';
 import type { ArchiveEntries } from './archive.js';
-import { decodePlainJpeg32 } from './jpeg.js';
 import type { ImageFile, ImageFolderLayout } from './layout.js';
 import { seededPermutation } from './shuffle.js';
 
@@ -19,8 +18,8 @@ export interface ImportOptions {
 
 /**
  * Twice the threads of libuv's pool (UV_THREADPOOL_SIZE, 4 unless set), so that every thread has
- * an image queued. Only images that decodePlainJpeg32 leaves to sharp (PNGs, other sizes, unusual
- * JPEGs) take this path; the CIFAR JPEG folders never do.
+ * an image queued. Only images that decodePlain32 leaves to sharp (other sizes and formats,
+ * unusual PNGs and JPEGs) take this path; CIFAR's image folders never do.
  */
 function defaultConcurrency(): number {
   const threads = Number(process.env['UV_THREADPOOL_SIZE']);
@@ -56,9 +55,9 @@ export async function importImageFolder(layout: ImageFolderLayout, entries: Arch
     await forEachConcurrently(images.length, options.concurrency ?? defaultConcurrency(), options.signal, async (i) => {
       const file: ImageFile = images[order[i]!]!;
       const bytes = entries.get(file.path)!;
-      writeRecord(records, i, file.label, decodePlainJpeg32(bytes) ?? (await decodeWithSharp(bytes, file.path)));
+      writeRecord(records, i, file.label, decodePlain32(bytes) ?? (await decodeWithSharp(bytes, file.path)));
       progress();
-      // Plain JPEGs decode synchronously: let progress output and Ctrl-C through now and then.
+      // Plain PNGs and JPEGs decode synchronously: let progress output and Ctrl-C through now and then.
       if (done % 1024 === 0) await new Promise(setImmediate);
     });
     return records;

@@ -5,8 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadSplit, RECORD_BYTES, TRAIN_FILES } from '../../src/data/cifar-binary.js';
 import { downloadDataset } from '../../src/data/download.js';
 import { CLASSES } from '../../src/data/classes.js';
-import { prepareImage } from '../../src/image/preprocess.js';
 import { makeImageFolderArchive, solidPng, standardImages, tempDir, type ImageSpec } from '../helpers/fixtures.js';
+import { sharpPixels } from '../helpers/sharp.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -57,8 +57,8 @@ describe('image-folder import', () => {
       const { images: records, labels, count } = await loadSplit(result.path, split);
       for (let i = 0; i < count; i++) {
         const spec = images.find((img) => img.split === split && img.cls === CLASSES[labels[i]!])!;
-        const expected = (await prepareImage(spec.data)).pixels;
-        expect(Buffer.from(records.subarray(i * 3072, (i + 1) * 3072)).equals(Buffer.from(expected)), `${split} ${labels[i]}`).toBe(true);
+        const expected = await sharpPixels(spec.data);
+        expect(Buffer.from(records.subarray(i * 3072, (i + 1) * 3072)).equals(expected), `${split} ${labels[i]}`).toBe(true);
       }
     }
   });

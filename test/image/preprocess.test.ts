@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { decodePlainPng, pngChunk } from '../../src/image/png.js';
 import { prepareImage } from '../../src/image/preprocess.js';
+import { sharpPixels } from '../helpers/sharp.js';
 
 const create = (width: number, height: number, channels: 1 | 3 | 4, background: sharp.Color) =>
   sharp({ create: { width, height, channels: channels === 1 ? 3 : channels, background } });
@@ -74,8 +75,7 @@ describe('prepareImage', () => {
       }
       return b;
     };
-    const viaSharp = async (png: Buffer): Promise<Buffer> =>
-      sharp(png, { failOn: 'error' }).rotate().flatten({ background: { r: 255, g: 255, b: 255 } }).toColourspace('srgb').removeAlpha().raw().toBuffer();
+    const viaSharp = sharpPixels;
     const cases: Array<{ label: string; channels: 1 | 2 | 3 | 4; options?: sharp.PngOptions; alpha?: number; depth16?: boolean }> = [
       { label: 'grey', channels: 1 },
       { label: 'grey + alpha', channels: 2 },

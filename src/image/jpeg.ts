@@ -3,7 +3,7 @@
  * YCbCr components, 4:2:0 or 4:4:4, nothing else in the file but JFIF, tables and comments.
  * It reproduces libjpeg-turbo's default decode as sharp runs it (accurate integer IDCT, "fancy"
  * triangle upsampling, the YCbCr→RGB tables) step by step in integers, so its pixels are
- * byte-identical to prepareImage's (tested against sharp, and on all 60,000 images of the real
+ * byte-identical to prepareImage's sharp path (tested against sharp, and on all 60,000 images of the real
  * archive). It exists for speed: about 40 µs of CPU an image instead of sharp's 300, most of
  * which is libvips building and locking GObjects for every call (g_mutex_lock, malloc, futex
  * waits under perf), work that contends across threads instead of spreading over cores.
