@@ -15,7 +15,9 @@
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
 #   The 50 epochs of 2026-11-27 took 9 min 23 s of training (10.5 min in all) on the H100 with
 #   scalar loads, in two calls; with vec4 loads (a step 19% shorter) one 600 s call should hold them.
-# CONFIG=configs/resnet18-cutout.json trains another recipe (default configs/resnet18.json).
+# CONFIG=configs/resnet18-cutout.json trains another recipe (default configs/resnet18.json);
+#   TRAIN_FLAGS adds cifar train flags over it (e.g. "--model resnet18-w4"), MODEL_OUT names the
+#   model folder (default models/resnet18; with RESUME=1 give the same one).
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 5700, the H100's step
 #   rate at batch 256 with vec4 loads on 2026-11-27) for the epoch estimate.
 # BENCH=quick: the default kernels with PyTorch's reference in the same call, then scalar loads
@@ -33,6 +35,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 G=$(dirname "$0")
 DEADLINE_S=${DEADLINE_S:-530}
+M=${MODEL_OUT:-models/resnet18}
 t0=$(date +%s)
 log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/run.log"; }
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
@@ -102,12 +105,12 @@ if [[ ${TRAIN:-1} != 0 ]]; then
   (( best < 1 )) && best=1
   if [[ -n ${RESUME:-} ]]; then
     log "train: resuming the checkpointed run ($(left) s left)"
-    run=(train --resume --out models/resnet18 --backend webgpu)
+    run=(train --resume --out "$M" --backend webgpu)
   else
     epochs=${EPOCHS:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
     [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
     log "train: $epochs epochs ($(left) s left)"
-    run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out models/resnet18 $LIMIT)
+    run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out "$M" $LIMIT ${TRAIN_FLAGS:-})
   fi
   # SIGTERM at the deadline: the run saves a checkpoint (exit 143) for RESUME=1.
   timeout -k 30 $(( $(left) - 25 )) node "$G/cli/cifar.mjs" "${run[@]}" >>"$OUT/run.log" 2>&1
@@ -115,9 +118,9 @@ if [[ ${TRAIN:-1} != 0 ]]; then
   grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |saved|error' | tail -n 60
   if (( rc == 0 )); then
     log "eval of the saved (float16) model"
-    timeout 60 node "$G/cli/cifar.mjs" eval --model models/resnet18 --data /tmp/data --backend webgpu $EVAL_LIMIT --plot models/resnet18/confusion.png > models/resnet18/eval.txt 2>&1 || log "eval exited $?"
-    grep -v Warning models/resnet18/eval.txt | head -20
-    w=$(ls models/resnet18/weights-*.bin 2>/dev/null | head -1)
+    timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --plot "$M/confusion.png" > "$M/eval.txt" 2>&1 || log "eval exited $?"
+    grep -v Warning "$M/eval.txt" | head -20
+    w=$(ls "$M"/weights-*.bin 2>/dev/null | head -1)
     [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
   else
     log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
@@ -151,5 +154,5 @@ if [[ -n ${BENCH_AFTER:-} ]] && (( $(left) > 90 )); then
   done
   log "step img/s at $VB after the run:$rates"
 fi
-tar -C models -czf "$OUT/results.tar.gz" --exclude=checkpoint --exclude='weights-*.bin' resnet18 2>/dev/null
+tar -C "$(dirname "$M")" -czf "$OUT/results.tar.gz" --exclude=checkpoint --exclude='weights-*.bin' "$(basename "$M")" 2>/dev/null
 log "done"
