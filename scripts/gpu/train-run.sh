@@ -55,8 +55,7 @@ rate() { node -e "const j=require(process.argv[1]); const r=j.rows.find(x=>x.bat
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>"$OUT/run.log" 2>&1
 TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia,allow_unsafe_apis
 # Variants: name|bench:gpu flags|the environment that trains with it. The first is the default.
-VARIANTS=("default||" "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar" "no-robustness|--dawn-toggles $TOGGLES|CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES")
-[[ ${BENCH:-1} == 1 ]] && VARIANTS+=(
+ALL_VARIANTS=("default||" "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar" "no-robustness|--dawn-toggles $TOGGLES|CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
   "scalar-reads|--no-vec4|CIFAR_WEBGPU_VEC4=0"
   "8-deep|--no-deep-k|CIFAR_WEBGPU_TK=8"
   "no-prefetch|--no-prefetch|CIFAR_WEBGPU_PREFETCH=0"
@@ -64,6 +63,9 @@ VARIANTS=("default||" "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar" "
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
+# BENCH=quick: the first three; BENCH=1: all.
+VARIANTS=("${ALL_VARIANTS[@]:0:3}")
+[[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
 best=${RATE:-5700}; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
   VARIANTS=()
@@ -139,16 +141,23 @@ if [[ -n ${REFERENCE_TRAIN:-} && -f /tmp/data/cifar-10-batches-bin/test_batch.bi
     tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
   done
 fi
-# BENCH_AFTER=1: with a minute and a half left after the run, the default kernels against Dawn's
-# disable_robustness toggle at batch 256 (no reference, no profile): what the next run should
-# train with. (On 2026-11-27 it measured vec4 loads, then off by default: 5,724 against 4,633.)
+# BENCH_AFTER=1: with a minute and a half left after the run, the default kernels (profiled: each
+# convolution's GPU time) against Dawn's disable_robustness toggle at batch 256 (no reference):
+# what the next run should train with. BENCH_AFTER="no-robustness dx-as-forward ..." names the
+# variants of the table above to measure instead, in that order, while time is left. (On
+# 2026-11-27 it measured vec4 loads, then off by default: 5,724 img/s against 4,633.)
 if [[ -n ${BENCH_AFTER:-} ]] && (( $(left) > 90 )); then
   rates=
-  for v in "default|" "no-robustness|--dawn-toggles $TOGGLES"; do
-    IFS='|' read -r name flags <<<"$v"
+  wanted=$([[ $BENCH_AFTER == 1 ]] && echo no-robustness || echo "$BENCH_AFTER")
+  after=("default||")
+  for w in $wanted; do
+    for v in "${ALL_VARIANTS[@]}"; do [[ ${v%%|*} == "$w" ]] && after+=("$v"); done
+  done
+  for v in "${after[@]}"; do
+    IFS='|' read -r name flags venv <<<"$v"
     (( $(left) < 35 )) && break
     log "bench after the run: $name $flags"
-    timeout $(( $(left) - 5 )) node "$G/bench-gpu.cjs" $B --batches $VB --iterations $IT --no-reference --no-profile $flags --out "$BJ/after-$name.json" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"
+    timeout $(( $(left) - 5 )) node "$G/bench-gpu.cjs" $B --batches $VB --iterations $IT --no-reference $([[ $name == default ]] || echo --no-profile) $flags --out "$BJ/after-$name.json" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"
     tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
     rates="$rates $name $(rate "after-$name.json")"
   done
