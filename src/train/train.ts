@@ -33,7 +33,7 @@ export interface StepProgress {
 
 export interface TrainEvents {
   onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
-  /** On webgpu, after the step's GPU programs were compiled in parallel before the first step. */
+  /** On webgpu, after the programs of a step and of the test pass were compiled in parallel, before the first step. */
   onCompile?(info: { programs: number; seconds: number }): void;
   onStep?(progress: StepProgress): void;
   onEpoch?(record: EpochRecord): void;
