@@ -122,6 +122,9 @@ if [[ ${TRAIN:-1} != 0 ]]; then
     log "eval of the saved (float16) model"
     timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --plot "$M/confusion.png" > "$M/eval.txt" 2>&1 || log "eval exited $?"
     grep -v Warning "$M/eval.txt" | head -20
+    # And with flip test-time augmentation (cifar eval --tta), reported beside it.
+    timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --tta > "$M/eval-tta.txt" 2>&1 || log "eval --tta exited $?"
+    log "with flip TTA: $(grep -m1 '^accuracy' "$M/eval-tta.txt")"
     w=$(ls "$M"/weights-*.bin 2>/dev/null | head -1)
     [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
   else
