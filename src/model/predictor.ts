@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { assertNoWebGpuErrors } from '../backend/webgpu.js';
+import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { foldModel } from './fold.js';
 import { createNormalizer, type Normalization } from './normalize.js';
@@ -25,6 +26,11 @@ export interface Predictor {
    * `prepareImage` returns); the result holds `count × classes` floats, image after image.
    */
   predict(pixels: Uint8Array, count: number): Promise<Float32Array>;
+  /**
+   * On webgpu, compiles the programs of `predict` for these image counts in parallel, before
+   * their first use, and returns how many; elsewhere it does nothing and returns 0.
+   */
+  compile?(counts: readonly number[]): Promise<number>;
   dispose(): void;
 }
 
@@ -44,15 +50,19 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
   const normalizer = createNormalizer(norm);
   const folded = foldModel(model);
   const logits = (x: tf.Tensor4D): tf.Tensor2D => (folded ? folded.apply(x) : (model.predict(x) as tf.Tensor2D));
+  const probabilities = (pixels: Uint8Array, count: number) => tf.softmax(logits(normalizer.apply(pixels, count)));
   return {
     info,
+    compile(counts) {
+      return compileInParallel(() => {
+        for (const n of counts) probabilities(new Uint8Array(n * IMAGE_BYTES), n);
+      });
+    },
     async predict(pixels, count) {
       if (pixels.length !== count * IMAGE_BYTES) {
         throw new RangeError(`expected ${count * IMAGE_BYTES} bytes for ${count} images, got ${pixels.length}`);
       }
-      const probs = tf.tidy(() => {
-        return tf.softmax(logits(normalizer.apply(pixels, count)));
-      });
+      const probs = tf.tidy(() => probabilities(pixels, count));
       let values: Float32Array;
       try {
         values = (await probs.data()) as Float32Array;

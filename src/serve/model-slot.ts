@@ -64,8 +64,11 @@ export function createModelSlot(options: SlotOptions): ModelSlot {
   return {
     current: () => active,
     async install(predictor) {
-      // Run the sizes the batcher will use first, so no client pays for kernel set-up.
-      for (const n of new Set([1, options.maxBatch])) await predictor.predict(new Uint8Array(n * IMAGE_BYTES), n);
+      // Run the sizes the batcher will use first, so no client pays for kernel set-up (on webgpu
+      // their programs are compiled all at once first).
+      const sizes = [...new Set([1, options.maxBatch])];
+      await predictor.compile?.(sizes);
+      for (const n of sizes) await predictor.predict(new Uint8Array(n * IMAGE_BYTES), n);
       const previous = active;
       active = load(predictor, options);
       if (previous) await previous.retire();

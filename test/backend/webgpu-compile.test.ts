@@ -8,6 +8,7 @@ import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
 import { compileEvaluation, evaluateModel } from '../../src/eval/evaluate.js';
+import { predictorFromModel } from '../../src/model/predictor.js';
 
 const probe = await probeWebGpu();
 const OPTIONS = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout: 8 };
@@ -71,6 +72,16 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
       const ev = await evaluateModel(a, test, OPTIONS, { batchSize: 6 });
       expect(compiledProgramCount() - atEval).toBeLessThan(evalPrograms / 10);
       expect(ev.predictions).toEqual((await evaluateModel(b, test, OPTIONS, { batchSize: 6 })).predictions);
+
+      // What cifar serve warms up: a predictor's passes of 1 and of 5 images.
+      const predictor = predictorFromModel(a, OPTIONS, { name: 'a', version: 'x', classes: [...'0123456789'], backend: 'webgpu' });
+      const predictPrograms = await predictor.compile!([1, 5]);
+      expect(predictPrograms).toBeGreaterThan(0);
+      const atPredict = compiledProgramCount();
+      const probs = await predictor.predict(test.images.subarray(0, 5 * IMAGE_BYTES), 5);
+      await predictor.predict(test.images.subarray(0, IMAGE_BYTES), 1);
+      expect(compiledProgramCount() - atPredict).toBeLessThanOrEqual(2);
+      expect(probs.length).toBe(50);
     } finally {
       ta.dispose();
       tb.dispose();
