@@ -4,14 +4,15 @@
 #   bash .gpu/run-gpu.sh .gpu bash .gpu/train-run.sh
 # 1. bench:gpu (below); 2. imports the dataset; 3. trains configs/resnet18.json on webgpu with the
 #    fastest variant, float16 weights, until DEADLINE_S (seconds after start); 4. evaluates the
-#    reloaded model. Results go to $OUT (at most 8 files come back): bench.tar.gz (the
+#    reloaded model, also with flip TTA; 5. optionally PyTorch's training of the same recipe
+#    (REFERENCE_TRAIN) and more benchmarks (BENCH_AFTER), both below. Results go to $OUT (at most 8 files come back): bench.tar.gz (the
 #    bench-*.json), run.log, results.tar.gz (model folder without checkpoint, eval output),
 #    weights.part-aa/ab (the weight file split under 16 MiB). The host has no fonts: curves.png
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
 # Epochs: as many as fit before the deadline (the one-cycle schedule fitted to them), or EPOCHS=N
 #   for the recipe's schedule of N epochs (50 in configs/resnet18.json) stopped by SIGTERM at the
 #   deadline with a checkpoint; RESUME=1 in a second call on the same, still warm machine (its
-#   models/resnet18/checkpoint and /tmp/data are still there) continues it: no benchmarks, then
+#   $MODEL_OUT/checkpoint and /tmp/data are still there) continues it: no benchmarks, then
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
 #   The 50 epochs of 2026-11-27 took 9 min 23 s of training (10.5 min in all) on the H100 with
 #   scalar loads, in two calls; with vec4 loads (a step 19% shorter) one 600 s call should hold them.
