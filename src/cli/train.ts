@@ -98,7 +98,7 @@ export function trainCommand(): Command {
           bar?.stop();
           const m = result.metadata;
           process.stdout.write(
-            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} on ${m.backend}\n`,
+            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} of training${m.wallSeconds === undefined ? '' : ` (${formatSeconds(m.wallSeconds)} in all)`} on ${m.backend}\n`,
           );
         } finally {
           bar?.stop();

@@ -21,6 +21,8 @@ export interface ModelMetadata {
   epochs: number;
   batchSize: number;
   trainingSeconds: number;
+  /** The run's wall time (set-up, compilation, test passes, checkpoints included), across resumptions. */
+  wallSeconds?: number;
   backend: string;
   datasetChecksum: string | null;
   createdAt: string;

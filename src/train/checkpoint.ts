@@ -16,6 +16,11 @@ export interface TrainState {
   history: EpochRecord[];
   /** Wall time spent training so far, across resumptions. */
   trainSeconds: number;
+  /**
+   * Wall time of the run so far, across resumptions: set-up, compilation, training, test passes
+   * and checkpoints, up to the last checkpoint (absent in checkpoints written before it existed).
+   */
+  wallSeconds?: number;
 }
 
 const STATE = 'state.json';

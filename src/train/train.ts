@@ -65,6 +65,7 @@ const READ_EVERY = 10;
  */
 export async function trainModel(requested: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   // ---- setup
+  const callStart = performance.now();
   const checkpoint = options.resume ? await loadCheckpoint(requested.out) : undefined;
   // A resumed run keeps its recipe; only where it lives and what runs it may change. Parsing
   // fills options added since the checkpoint was written with their defaults (cutout: off).
@@ -88,6 +89,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
+  // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
+  const wallBefore = state.wallSeconds ?? 0;
+  const wall = () => wallBefore + (performance.now() - callStart) / 1000;
   options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
   const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
 
@@ -97,6 +101,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
 
   let stepsThisCall = 0;
   const interrupted = async () => {
+    state.wallSeconds = wall();
     await saveCheckpoint(config.out, state, trainer.stateTensors());
     throw new CifarError('ABORTED', `training interrupted at epoch ${state.epoch + 1}, step ${state.step}; checkpoint saved in ${join(config.out, 'checkpoint')}`, {
       hint: `resume with: cifar train --resume --out ${config.out}`,
@@ -167,6 +172,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
       await writeHistory(config.out, state.history, `${config.model} on ${backend.name}`);
+      state.wallSeconds = wall();
       await saveCheckpoint(config.out, state, trainer.stateTensors());
       options.onEpoch?.(record);
     }
@@ -194,6 +200,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       epochs: config.epochs,
       batchSize: config.batchSize,
       trainingSeconds: Math.round(state.trainSeconds),
+      wallSeconds: Math.round(wall()),
       backend: backend.name,
       datasetChecksum: await datasetChecksum(folder),
       createdAt: new Date().toISOString(),

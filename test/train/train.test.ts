@@ -1,4 +1,4 @@
-import { cp } from 'node:fs/promises';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,8 @@ describe('training', () => {
     expect(counts[2]).toBe(counts[1]);
     expect(result.metadata).toMatchObject({ architecture: 'resnet10-w8', epochs: 3, batchSize: 16, classes: expect.arrayContaining(['cat']) });
     expect(result.metadata.version).toMatch(/^[0-9a-f]{12}$/);
+    // Wall time counts the test passes, checkpoints and set-up too: never less than training.
+    expect(result.metadata.wallSeconds).toBeGreaterThanOrEqual(result.metadata.trainingSeconds);
     expect(Object.keys(result.metadata.perClassAccuracy!)).toHaveLength(10);
     const { existsSync } = await import('node:fs');
     for (const f of ['history.jsonl', 'curves.svg', 'curves.png', 'model.json', 'metadata.json']) expect(existsSync(join(dir, 'a', f)), f).toBe(true);
@@ -51,10 +53,18 @@ describe('training', () => {
 
     // 4 steps per epoch: stop mid-epoch 2, then again mid-epoch 3.
     await expect(trainModel(config('split'), { resume: true, maxSteps: 5 })).rejects.toMatchObject({ code: 'ABORTED', hint: expect.stringContaining('--resume') });
+    // Pretend that first call took 1000 s: the finished run's wall time must carry it.
+    const statePath = join(dir, 'split', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    expect(saved.wallSeconds).toBeGreaterThan(0);
+    await writeFile(statePath, JSON.stringify({ ...saved, wallSeconds: saved.wallSeconds + 1000 }));
     await expect(trainModel(config('split'), { resume: true, maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
     const resumed = await trainModel(config('split'), { resume: true });
 
     expect(resumed.metadata.version).toBe(uninterrupted.metadata.version);
+    // The resumed run's wall time adds up its calls.
+    expect(resumed.metadata.wallSeconds!).toBeGreaterThanOrEqual(1000);
+    expect(uninterrupted.metadata.wallSeconds!).toBeLessThan(1000);
     const [a, b] = [await weightsOf(join(dir, 'full')), await weightsOf(join(dir, 'split'))];
     a.forEach((w, i) => expect(b[i]).toEqual(w));
     expect(resumed.history.map((r) => r.trainLoss)).toEqual(uninterrupted.history.map((r) => r.trainLoss));
