@@ -3,7 +3,9 @@
 # WebGPU training reaches with it (issue 7's 93% goal).
 #   python3 reference-train.py --data /tmp/data/cifar-10-batches-bin [--epochs 50] [--cutout 0]
 #       [--precision bf16|fp32] [--deadline SECONDS] [--out reference-train.json]
-#   Smoke test on a CPU: --device cpu --limit 512 --epochs 1 --precision fp32
+#   Smoke test on a CPU: --device cpu --limit 512 --test-limit 512 --epochs 1 --precision fp32
+#   On a CPU against cifar train on wasm (README, cifar train): --device cpu --width 16 --limit 10000
+#   --test-limit 2000 --epochs 10 --batch 128 --lr 0.1 --warmup 0.15 --precision fp32 --seed S
 # The recipe, as src/train: the CIFAR ResNet-18 (reference-pytorch.py's), batch 256 (last partial
 # batch dropped), SGD with Nesterov momentum 0.9, weight decay 5e-4 on conv and dense kernels only,
 # one-cycle lr (linear warm-up from lr/25 to 0.2 over 10% of the steps, cosine to lr/2500),
@@ -30,7 +32,9 @@ p.add_argument('--precision', choices=['bf16', 'fp32'], default='bf16')
 p.add_argument('--deadline', type=float, default=0, help='stop after the epoch that ends past this many seconds')
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--device', default='cuda', help='cpu for a smoke test of this script')
-p.add_argument('--limit', type=int, default=0, help='first N training and test images only (a smoke test)')
+p.add_argument('--limit', type=int, default=0, help='first N training images only')
+p.add_argument('--test-limit', type=int, default=0, help='first N test images only')
+p.add_argument('--width', type=int, default=64, help='channels of the first stage (16: resnet18-w4)')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
@@ -45,7 +49,9 @@ torch.manual_seed(a.seed)
 xtr, ytr = read([f'data_batch_{i}.bin' for i in range(1, 6)])
 xte, yte = read(['test_batch.bin'])
 if a.limit:
-    xtr, ytr, xte, yte = xtr[:a.limit], ytr[:a.limit], xte[:a.limit], yte[:a.limit]
+    xtr, ytr = xtr[:a.limit], ytr[:a.limit]
+if a.test_limit:
+    xte, yte = xte[:a.test_limit], yte[:a.test_limit]
 xtr, ytr, xte, yte = xtr.to(dev), ytr.to(dev), xte.to(dev), yte.to(dev)
 f = xtr.float().div_(255)
 mean = f.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
@@ -82,8 +88,16 @@ def augment(xb):
 
 # The network is reference-pytorch.py's own definition (its classes, before the benchmark that
 # follows them; that file is kept as ../shared/gpu has it), so both scripts measure one model.
+# --width 16 makes it resnet18-w4 (each stage's channels scaled from 64, 128, 256, 512).
 _reference = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'reference-pytorch.py')).read()
-exec(_reference[:_reference.index("\ndev = 'cuda'")])
+_classes = _reference[:_reference.index("\ndev = 'cuda'")]
+if a.width != 64:
+    w = [a.width * k for k in (1, 2, 4, 8)]
+    for old, new in [("nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64)", f"nn.Conv2d(3, {w[0]}, 3, 1, 1, bias=False), nn.BatchNorm2d({w[0]})"),
+                     ("L = []; i = 64", f"L = []; i = {w[0]}"), ("[64, 128, 256, 512]", str(w)), ("nn.Linear(512, 10)", f"nn.Linear({w[3]}, 10)")]:
+        assert old in _classes, f'reference-pytorch.py changed: {old!r} not found'
+        _classes = _classes.replace(old, new)
+exec(_classes)
 
 
 model = R18().to(dev).to(memory_format=torch.channels_last)
@@ -131,10 +145,10 @@ for epoch in range(1, a.epochs + 1):
     model.eval()
     test_correct, test_loss = 0, 0.0
     with torch.no_grad(), autocast():
-        for s in range(0, xte.shape[0], 1000):
-            lo = model(normalise(xte[s:s + 1000]).contiguous(memory_format=torch.channels_last)).float()
-            test_loss += F.cross_entropy(lo, yte[s:s + 1000], reduction='sum').item()
-            test_correct += (lo.argmax(1) == yte[s:s + 1000]).sum().item()
+        for s in range(0, xte.shape[0], 500):
+            lo = model(normalise(xte[s:s + 500]).contiguous(memory_format=torch.channels_last)).float()
+            test_loss += F.cross_entropy(lo, yte[s:s + 500], reduction='sum').item()
+            test_correct += (lo.argmax(1) == yte[s:s + 500]).sum().item()
     row = {'epoch': epoch, 'trainLoss': loss_sum.item() / (steps * a.batch), 'trainAccuracy': correct.item() / (steps * a.batch),
            'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'lr': one_cycle(step - 1), 'seconds': train_s}
     history.append(row)
