@@ -13,7 +13,7 @@ import { type KernelVariant, configureWebGpuKernels, describeWebGpuKernels, webG
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
-import { foldModel } from '../model/fold.js';
+import { inferencePass } from '../model/fold.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { smoothedCrossEntropy, createTrainer } from '../train/step.js';
 
@@ -216,9 +216,9 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
       const rounds = options.rounds ?? 3;
       // As cifar serve and eval run inference: batch norms folded into the convolutions, the whole
       // batch in one pass (model.predict would cut it into passes of 32).
-      const folded = foldModel(model);
-      const predict = await rate(batch, options.iterations, () => tf.tidy(() => (folded ? folded.apply(x) : (model.predict(x, { batchSize: batch }) as tf.Tensor))), rounds);
-      folded?.dispose();
+      const pass = inferencePass(model);
+      const predict = await rate(batch, options.iterations, () => tf.tidy(() => pass.apply(x)), rounds);
+      pass.dispose();
       progress(`batch ${batch}: forward (training mode) + loss`);
       const forward = await rate(batch, options.iterations, () =>
         tf.tidy(() => smoothedCrossEntropy(model.apply(x, { training: true }) as tf.Tensor2D, y as tf.Tensor1D, 10, 0.1)),

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { foldModel } from '../model/fold.js';
+import { inferencePass } from '../model/fold.js';
 import { createNormalizer, type Normalization } from '../model/normalize.js';
 
 export interface Evaluation {
@@ -29,18 +29,17 @@ export interface EvaluateOptions {
  */
 function createBatchEvaluator(model: tf.LayersModel, norm: Normalization, tta: boolean) {
   const normalizer = createNormalizer(norm);
-  const folded = foldModel(model);
-  const forward = (input: tf.Tensor4D) => (folded ? folded.apply(input) : (model.predict(input) as tf.Tensor2D));
+  const pass = inferencePass(model);
   return {
     /** Tensors [summed loss, predictions] for `n` images (bytes) and labels, tidied. */
     run(images: Uint8Array, labels: Uint8Array, n: number): [tf.Scalar, tf.Tensor1D] {
       return tf.tidy(() => {
         const x = normalizer.apply(images, n);
         const y = tf.tensor1d(labels.subarray(0, n), 'int32');
-        const logits = forward(x);
+        const logits = pass.apply(x);
         // log of the mean of the two softmaxes = logsumexp of the two log-softmaxes − log 2, stable.
         const logProbs = tta
-          ? tf.sub(tf.logSumExp(tf.stack([tf.logSoftmax(logits), tf.logSoftmax(forward(tf.reverse(x, 2)))]), 0), tf.scalar(Math.log(2)))
+          ? tf.sub(tf.logSumExp(tf.stack([tf.logSoftmax(logits), tf.logSoftmax(pass.apply(tf.reverse(x, 2)))]), 0), tf.scalar(Math.log(2)))
           : tf.logSoftmax(logits);
         const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, logits.shape[1]), logProbs))) as tf.Scalar;
         return [ce, tf.argMax(logProbs, 1) as tf.Tensor1D];
@@ -48,7 +47,7 @@ function createBatchEvaluator(model: tf.LayersModel, norm: Normalization, tta: b
     },
     dispose() {
       normalizer.dispose();
-      folded?.dispose();
+      pass.dispose();
     },
   };
 }

@@ -135,3 +135,12 @@ export function foldModel(model: LayersModel): FoldedModel | null {
     },
   };
 }
+
+/**
+ * The inference pass cifar runs everywhere (serve, predict, eval, the benchmarks): the folded
+ * model where `foldModel` can fold it, else `model.predict` on the whole batch at once.
+ * @example const pass = inferencePass(model); const logits = pass.apply(x); pass.dispose();
+ */
+export function inferencePass(model: LayersModel): FoldedModel {
+  return foldModel(model) ?? { apply: (x) => model.predict(x, { batchSize: x.shape[0] }) as Tensor2D, dispose: () => {} };
+}

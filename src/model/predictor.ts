@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { assertNoWebGpuErrors } from '../backend/webgpu.js';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { foldModel } from './fold.js';
+import { inferencePass } from './fold.js';
 import { createNormalizer, type Normalization } from './normalize.js';
 
 /** What a served or offline model says about itself. */
@@ -48,9 +48,8 @@ export type { Normalization };
  */
 export function predictorFromModel(model: tf.LayersModel, norm: Normalization, info: PredictorInfo): Predictor {
   const normalizer = createNormalizer(norm);
-  const folded = foldModel(model);
-  const logits = (x: tf.Tensor4D): tf.Tensor2D => (folded ? folded.apply(x) : (model.predict(x) as tf.Tensor2D));
-  const probabilities = (pixels: Uint8Array, count: number) => tf.softmax(logits(normalizer.apply(pixels, count)));
+  const pass = inferencePass(model);
+  const probabilities = (pixels: Uint8Array, count: number) => tf.softmax(pass.apply(normalizer.apply(pixels, count)));
   return {
     info,
     compile(counts) {
@@ -75,7 +74,7 @@ export function predictorFromModel(model: tf.LayersModel, norm: Normalization, i
     },
     dispose() {
       normalizer.dispose();
-      folded?.dispose();
+      pass.dispose();
       model.dispose();
     },
   };

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { foldModel } from '../../src/model/fold.js';
+import { foldModel, inferencePass } from '../../src/model/fold.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { expectClose, randomArray } from '../backend/helpers.js';
 
@@ -47,5 +47,32 @@ describe('foldModel', () => {
     const model = tf.model({ inputs: input, outputs: out });
     expect(foldModel(model)).toBeNull();
     model.dispose();
+  });
+
+  it('inferencePass runs the folded model where it folds, else model.predict on the whole batch', async () => {
+    const input = tf.input({ shape: [8, 8, 3] });
+    const pooled = tf.layers.maxPooling2d({ poolSize: 2 }).apply(input) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2 }).apply(tf.layers.flatten().apply(pooled)) as tf.SymbolicTensor;
+    const plain = tf.model({ inputs: input, outputs: out });
+    const x = tf.tensor4d(randomArray(40 * 8 * 8 * 3, 3), [40, 8, 8, 3]);
+    const passes: number[] = [];
+    const predict = plain.predict.bind(plain);
+    plain.predict = (t, config) => (passes.push(config?.batchSize ?? 32), predict(t, config));
+    const pass = inferencePass(plain);
+    expectClose((await pass.apply(x).data()) as Float32Array, (await (predict(x) as tf.Tensor).data()) as Float32Array, 1e-6, 'logits');
+    expect(passes).toEqual([40]);
+    pass.dispose();
+    plain.dispose();
+
+    const resnet = buildModel('resnet10-w8');
+    const folded = inferencePass(resnet);
+    resnet.predict = () => {
+      throw new Error('model.predict called for a model that folds');
+    };
+    const y = tf.tensor4d(randomArray(2 * 32 * 32 * 3, 4), [2, 32, 32, 3]);
+    expect(folded.apply(y).shape).toEqual([2, 10]);
+    folded.dispose();
+    resnet.dispose();
+    tf.dispose([x, y]);
   });
 });
