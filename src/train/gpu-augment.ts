@@ -9,9 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Normalization } from '../model/normalize.js';
 import { mulberry32 } from '../data/shuffle.js';
-import { drawAugmentParams, type AugmentParams } from './augment.js';
-
-export { drawAugmentParams, type AugmentParams } from './augment.js';
+import { cutoutBox, drawAugmentParams, type AugmentParams } from './augment.js';
 
 /**
  * Crops, flips and normalises a batch of NHWC images holding byte values (0-255, int32 or
@@ -47,22 +45,23 @@ export function augmentOnDevice(images: tf.Tensor4D, params: AugmentParams, pad:
 }
 
 /**
- * Cutout (DeVries & Taylor 2017) on a normalised NHWC batch: the square of side `size` centred at
- * (cy[n], cx[n]) of image n, clipped at the edges (see `cutoutBox`), becomes 0 — the dataset
- * mean after normalisation. The mask is built on the backend from the two centre vectors.
+ * Cutout (DeVries & Taylor 2017) on a normalised NHWC batch: image n's square, `cutoutBox` of its
+ * centre (cy[n], cx[n]) and `size`, becomes 0 — the dataset mean after normalisation. The boxes
+ * cross to the backend as four small vectors; the mask is built there.
  */
 export function applyCutout(x: tf.Tensor4D, centres: Pick<AugmentParams, 'cy' | 'cx'>, size: number): tf.Tensor4D {
   const [n, h, w] = x.shape;
+  const [top, bottom, left, right] = [new Int32Array(n), new Int32Array(n), new Int32Array(n), new Int32Array(n)];
+  for (let i = 0; i < n; i++) {
+    const box = cutoutBox(centres.cy[i]!, centres.cx[i]!, size, h);
+    [top[i], bottom[i], left[i], right[i]] = [box.top, box.bottom, box.left, box.right];
+  }
   return tf.tidy(() => {
-    const half = Math.floor(size / 2);
-    const per = (a: Int32Array): tf.Tensor => tf.tensor3d(a.subarray(0, n), [n, 1, 1], 'int32');
+    const per = (a: Int32Array): tf.Tensor => tf.tensor3d(a, [n, 1, 1], 'int32');
     const ys = tf.reshape(tf.range(0, h, 1, 'int32'), [1, h, 1]);
     const xs = tf.reshape(tf.range(0, w, 1, 'int32'), [1, 1, w]);
-    // Inside when 0 <= y - top < size, i.e. top <= y < top + size; likewise for columns.
-    const dy = tf.sub(ys, tf.sub(per(centres.cy), tf.scalar(half, 'int32')));
-    const dx = tf.sub(xs, tf.sub(per(centres.cx), tf.scalar(half, 'int32')));
-    const within = (d: tf.Tensor) => tf.logicalAnd(tf.greaterEqual(d, tf.scalar(0, 'int32')), tf.less(d, tf.scalar(size, 'int32')));
-    const inside = tf.logicalAnd(within(dy), within(dx));
+    const within = (v: tf.Tensor, from: Int32Array, to: Int32Array) => tf.logicalAnd(tf.greaterEqual(v, per(from)), tf.less(v, per(to)));
+    const inside = tf.logicalAnd(within(ys, top, bottom), within(xs, left, right));
     const keep = tf.reshape(tf.sub(tf.scalar(1), tf.cast(inside, 'float32')), [n, h, w, 1]);
     return tf.mul(x, keep) as tf.Tensor4D;
   });

@@ -5,8 +5,8 @@ import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { mulberry32 } from '../../src/data/shuffle.js';
 import { IMAGE_BYTES, IMAGE_SIZE } from '../../src/image/preprocess.js';
 import { createNormalizer } from '../../src/model/normalize.js';
-import { cutoutBox, gatherAugmented } from '../../src/train/augment.js';
-import { applyCutout, augmentOnDevice, drawAugmentParams, gpuAugment } from '../../src/train/gpu-augment.js';
+import { cutoutBox, drawAugmentParams, gatherAugmented } from '../../src/train/augment.js';
+import { applyCutout, augmentOnDevice, gpuAugment } from '../../src/train/gpu-augment.js';
 
 const STATS = { mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26] };
 const COUNT = 16;
