@@ -1,5 +1,5 @@
 import { CifarError } from '../errors.js';
-import { decodePlain32, IMAGE_BYTES, prepareImage } from '../image/preprocess.js';
+import { IMAGE_BYTES, prepareImage } from '../image/preprocess.js';
 import { RECORD_BYTES, TEST_FILES, TRAIN_FILES, type SplitName } from './cifar-binary.js';
 import type { ArchiveEntries } from './archive.js';
 import type { ImageFile, ImageFolderLayout } from './layout.js';
@@ -12,14 +12,14 @@ export interface ImportOptions {
   signal?: AbortSignal;
   /** Called as images are decoded: done so far, total. */
   onImages?: (done: number, total: number) => void;
-  /** Images decoded by sharp at once (on libuv's thread pool); default twice its threads. */
+  /** Images decoded at once (sharp runs them on libuv's thread pool); default twice its threads. */
   concurrency?: number;
 }
 
 /**
  * Twice the threads of libuv's pool (UV_THREADPOOL_SIZE, 4 unless set), so that every thread has
- * an image queued. Only images that decodePlain32 leaves to sharp (other sizes and formats,
- * unusual PNGs and JPEGs) take this path; CIFAR's image folders never do.
+ * an image queued. It matters only for images that prepareImage hands to sharp (other sizes and
+ * formats, unusual PNGs and JPEGs); CIFAR's image folders have none.
  */
 function defaultConcurrency(): number {
   const threads = Number(process.env['UV_THREADPOOL_SIZE']);
@@ -43,21 +43,18 @@ export async function importImageFolder(layout: ImageFolderLayout, entries: Arch
   let done = 0;
   let resized = 0;
   const progress = () => options.onImages?.(++done, total);
-  const decodeWithSharp = async (bytes: Buffer, path: string) => {
-    const prepared = await prepareImage(bytes, path);
-    if (prepared.resized) resized++;
-    return prepared.pixels;
-  };
   const encode = async (split: SplitName) => {
     const images = layout.splits[split];
     const records = new Uint8Array(images.length * RECORD_BYTES);
     const order = seededPermutation(images.length, IMPORT_SEED + (split === 'test' ? 1 : 0));
     await forEachConcurrently(images.length, options.concurrency ?? defaultConcurrency(), options.signal, async (i) => {
       const file: ImageFile = images[order[i]!]!;
-      const bytes = entries.get(file.path)!;
-      writeRecord(records, i, file.label, decodePlain32(bytes) ?? (await decodeWithSharp(bytes, file.path)));
+      const prepared = await prepareImage(entries.get(file.path)!, file.path);
+      if (prepared.resized) resized++;
+      writeRecord(records, i, file.label, prepared.pixels);
       progress();
-      // Plain PNGs and JPEGs decode synchronously: let progress output and Ctrl-C through now and then.
+      // prepareImage decodes plain PNGs and JPEGs without leaving the thread (decodePlain32): let
+      // progress output and Ctrl-C through now and then.
       if (done % 1024 === 0) await new Promise(setImmediate);
     });
     return records;
