@@ -5,7 +5,7 @@ import { CifarError } from '../errors.js';
 import { modelPresetNames } from '../model/resnet.js';
 import { formatSeconds } from '../report/format.js';
 import { epochHeader, formatEpoch } from '../report/train.js';
-import { resolveTrainConfig } from '../train/config.js';
+import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
 import { action, positiveInt } from './run.js';
@@ -18,10 +18,11 @@ function positiveNumber(flag: string): (v: string) => number {
   };
 }
 
+/** The cutout side, checked by the config schema's own rule (0 to 32), so the flag and a config file agree. */
 function pixels(flag: string): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 32) throw new CifarError('USAGE', `${flag} ${v}: expected a whole number of pixels from 0 (off) to 32`);
+    if (!TrainConfigSchema.shape.cutout.safeParse(n).success) throw new CifarError('USAGE', `${flag} ${v}: expected a whole number of pixels from 0 (off) to 32`);
     return n;
   };
 }
