@@ -10,8 +10,9 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
-import { type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
+import { matrixSupport, setMatrixSubgroupSize } from './webgpu-kernels/matrix.js';
+import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
+import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKEND_NAMES)[number];
@@ -103,15 +104,34 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
   registerWebGpuKernels();
   try {
     if (await tf.setBackend('webgpu')) {
-      watchWebGpuErrors((tf.backend() as unknown as { device?: unknown }).device);
+      const device = (tf.backend() as unknown as { device?: { features?: Iterable<string>; limits?: Record<string, number> } }).device;
+      watchWebGpuErrors(device);
+      const fallback = settleMatmul(probe, device);
       // Which of our kernel variants runs (CIFAR_WEBGPU_*), so that a log says what it measured.
       const kernels = webGpuKernelSettings();
-      return { ok: true, detail: `${verdict.detail}; kernels: ${describeWebGpuKernels(kernels)}${kernels.ourForward ? '' : ", tfjs' forward conv"}` };
+      return { ok: true, detail: `${verdict.detail}; kernels: ${describeWebGpuKernels(kernels)}${kernels.ourForward ? '' : ", tfjs' forward conv"}${fallback}` };
     }
   } catch (err) {
     return { ok: false, reason: `WebGPU backend failed to start (${(err as Error).message.split('\n')[0]})` };
   }
   return { ok: false, reason: 'WebGPU backend failed to start' };
+}
+
+/**
+ * Float16 GEMMs (CIFAR_WEBGPU_MATMUL) need what `matrixSupport` lists of the device: without it
+ * the float32 kernels run, and the start line says why.
+ * @returns '' or the reason, as a suffix of the start line.
+ */
+function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): string {
+  const mode = webGpuKernelSettings().matmul;
+  if (mode === 'f32') return '';
+  const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
+  if (support.ok) {
+    setMatrixSubgroupSize(support.subgroupSize!);
+    return '';
+  }
+  configureWebGpuKernels({ matmul: 'f32' });
+  return ` (float16 ${mode} not available: ${support.reason}; float32 kernels)`;
 }
 
 let wasmConfigured = false;

@@ -6,8 +6,14 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { CifarError } from '../errors.js';
+import { withEnables } from './webgpu-kernels/matrix.js';
+import { matmulFromEnv } from './webgpu-kernels/settings.js';
 
 const require = createRequire(import.meta.url);
+/** The Dawn toggles that CIFAR_WEBGPU_MATMUL=tensor-cores adds. */
+export const TENSOR_CORE_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
+/** Features asked of every device when the adapter offers them, for the float16 programs (matrix.ts). */
+const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
 const ADAPTER_TIMEOUT_MS = 10_000;
 
 /** What an adapter reports about itself (GPUAdapterInfo, plus the older adapter-level flag). */
@@ -19,6 +25,8 @@ export interface AdapterInfoLike {
   isFallbackAdapter?: boolean;
   /** Dawn, with `chromium-experimental-subgroup-matrix`: the cooperative-matrix (tensor core) shapes and types offered. */
   subgroupMatrixConfigs?: Iterable<object>;
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
 }
 
 /** What an adapter offers beyond its name: features, the limits our kernels size themselves by, and its tensor-core configurations. */
@@ -28,6 +36,9 @@ export interface AdapterCapabilities {
   limits: Record<string, number>;
   /** Each of `info.subgroupMatrixConfigs` as a plain object (empty without the feature). */
   subgroupMatrixConfigs: Array<Record<string, unknown>>;
+  /** The range of subgroup sizes the adapter may use, when it says. */
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
 }
 
 const REPORTED_LIMITS = ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'] as const;
@@ -50,7 +61,13 @@ export function adapterCapabilities(adapter: { features?: Iterable<string>; limi
     for (const key of ['componentType', 'resultComponentType', 'M', 'N', 'K']) if (fields[key] !== undefined) plain[key] = fields[key];
     return plain;
   });
-  return { features: [...(adapter.features ?? [])].sort(), limits, subgroupMatrixConfigs: configs };
+  const sizes = { subgroupMinSize: adapter.info?.subgroupMinSize, subgroupMaxSize: adapter.info?.subgroupMaxSize };
+  return {
+    features: [...(adapter.features ?? [])].sort(),
+    limits,
+    subgroupMatrixConfigs: configs,
+    ...(Object.fromEntries(Object.entries(sizes).filter(([, v]) => typeof v === 'number')) as Pick<AdapterCapabilities, 'subgroupMinSize' | 'subgroupMaxSize'>),
+  };
 }
 
 /** An adapter's display name and whether it is a CPU implementation rather than a GPU. */
@@ -137,6 +154,10 @@ interface DawnModule {
 export async function probeWebGpu(): Promise<WebGpuProbe> {
   if (!vulkanLoaderPresent()) return { ok: false, reason: 'no WebGPU adapter (Vulkan loader libvulkan.so.1 not found)' };
   const toggles = dawnToggles(process.env);
+  // Subgroup matrices are an experimental (unsafe) feature, and NVIDIA adapters offer shader-f16 only when asked.
+  if (matmulFromEnv(process.env) === 'tensor-cores') {
+    for (const t of TENSOR_CORE_TOGGLES) if (!toggles.includes(t)) toggles.push(t);
+  }
   let dawn: DawnModule;
   try {
     const from = process.env['DAWN_NODE'];
@@ -161,6 +182,7 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
  * the navigator must be installed before the dynamic import.
  */
 export async function installWebGpu(gpu: unknown): Promise<void> {
+  askForOptionalFeatures(gpu);
   const nav = (globalThis as { navigator?: Record<string, unknown> }).navigator;
   if (nav !== undefined && nav['gpu'] === undefined) {
     Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
@@ -168,6 +190,40 @@ export async function installWebGpu(gpu: unknown): Promise<void> {
     Object.defineProperty(globalThis, 'navigator', { value: { gpu, userAgent: 'node' }, configurable: true, writable: true });
   }
   await import('@tensorflow/tfjs-backend-webgpu');
+}
+
+interface FeatureAdapter {
+  features?: Iterable<string>;
+  requestDevice(descriptor?: { requiredFeatures?: Iterable<unknown> }): Promise<ShaderDevice>;
+}
+interface ShaderDevice {
+  createShaderModule(descriptor: { code: string }): unknown;
+}
+
+/**
+ * tfjs asks its device for timestamp queries only. Every adapter `gpu` hands out (tfjs asks for
+ * one itself) gets a `requestDevice` that also asks for the OPTIONAL_FEATURES it offers, and its
+ * devices a `createShaderModule` that puts the `enable` directives a program's marker line names
+ * (matrix.ts' `withEnables`) before tfjs' declarations.
+ */
+function askForOptionalFeatures(gpu: unknown): void {
+  const target = gpu as { requestAdapter?: (options?: unknown) => Promise<FeatureAdapter | null> };
+  if (typeof target.requestAdapter !== 'function') return;
+  const requestAdapter = target.requestAdapter.bind(gpu);
+  target.requestAdapter = async (options?: unknown) => {
+    const adapter = await requestAdapter(options);
+    if (adapter === null) return adapter;
+    const offered = new Set(adapter.features ?? []);
+    const requestDevice = adapter.requestDevice.bind(adapter);
+    adapter.requestDevice = async (descriptor = {}) => {
+      const extra = OPTIONAL_FEATURES.filter((f) => offered.has(f));
+      const device = await requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...extra] });
+      const createShaderModule = device.createShaderModule.bind(device);
+      device.createShaderModule = (d) => createShaderModule({ ...d, code: withEnables(d.code) });
+      return device;
+    };
+    return adapter;
+  };
 }
 
 interface ErrorReportingDevice {

@@ -7,7 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
+import { type OperandScale, absMaxPartials, runAbsMax } from './matrix.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, gemmWorkgroupSize, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
+import { webGpuKernelSettings } from './settings.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -16,21 +18,27 @@ export class FilterGradProgram implements GpuProgram {
   shaderKey: string;
   dispatchLayout: { x: number[]; y: number[] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [16, 16, 1];
+  workgroupSize = gemmWorkgroupSize();
   variableComponents?: number[];
+  /** float16 operands: dy (B) is scaled by its largest magnitude, from the partial maxima in input `dyMax`. */
+  private readonly scale?: OperandScale;
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: FilterGradPlan,
   ) {
-    if (usesWideLoads(conv)) this.variableComponents = [4, 4];
+    if (webGpuKernelSettings().matmul !== 'f32') {
+      this.scale = { operand: 1, input: 'dyMax', partials: absMaxPartials(plan.k * conv.outChannels) };
+      this.variableNames = ['x', 'dy', 'dyMax'];
+    }
+    if (usesWideLoads(conv)) this.variableComponents = this.scale ? [4, 4, 1] : [4, 4];
     // Split: partial sums [splits, M, N]; otherwise straight into the filter's [fh, fw, ci, co].
     this.outputShape = plan.splits > 1 ? [plan.splits, plan.m, plan.n] : [conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels];
     const rank = this.outputShape.length;
     this.dispatchLayout = { x: [rank - 1], y: [...Array(rank - 1).keys()] };
     this.dispatch = plan.dispatch;
     // Only the batch-dependent K stays a uniform; everything else is in the code and the key.
-    this.shaderKey = convShaderKey('cifarConvFilterGrad', conv, plan.tile);
+    this.shaderKey = `${convShaderKey('cifarConvFilterGrad', conv, plan.tile)}${this.scale ? `_s${this.scale.partials}` : ''}`;
   }
 
   uniformData(): ProgramUniform {
@@ -81,6 +89,7 @@ ${im2colSource(wide)}
     aWide: wide,
     bWide: wide,
     store: 'if (row < CG_M && col < CG_N) { result[outBase + row * CG_N + col] = v; }',
+    scale: this.scale,
   })}`;
   }
 }
@@ -89,6 +98,8 @@ ${im2colSource(wide)}
 export function runFilterGrad(backend: WebGpuBackendLike, x: TensorInfo, dy: TensorInfo, conv: ConvGeometry & tf.backend_util.Conv2DInfo): TensorInfo {
   const plan = planFilterGrad(conv, workgroupStorage(backend));
   const program = new FilterGradProgram(conv, plan);
-  const out = backend.runWebGPUProgram(program, [x, dy], 'float32', program.uniformData());
+  const dyMax = webGpuKernelSettings().matmul === 'f32' ? undefined : runAbsMax(backend, dy);
+  const out = backend.runWebGPUProgram(program, dyMax ? [x, dy, dyMax] : [x, dy], 'float32', program.uniformData());
+  if (dyMax) backend.disposeData(dyMax.dataId);
   return plan.splits === 1 ? out : sumSplits(backend, out, plan.splits, conv.filterShape);
 }

@@ -7,7 +7,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, type SplitGemmPlan, pickTile, planSplitGemm } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, gemmWorkgroupSize, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export type ForwardActivation = 'linear' | 'relu';
@@ -34,7 +34,7 @@ export class ForwardProgram implements GpuProgram {
   shaderKey: string;
   dispatchLayout = { x: [3], y: [0, 1, 2] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [16, 16, 1];
+  workgroupSize = gemmWorkgroupSize();
   variableComponents?: number[];
 
   constructor(

@@ -9,7 +9,8 @@
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { runForward } from './conv-forward.js';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, padUniforms, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
+import { type OperandScale, absMaxPartials, runAbsMax } from './matrix.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, gemmWorkgroupSize, padUniforms, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
 export class InputGradProgram implements GpuProgram {
@@ -19,17 +20,23 @@ export class InputGradProgram implements GpuProgram {
   shaderKey: string;
   dispatchLayout = { x: [3], y: [0, 1, 2] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [16, 16, 1];
+  workgroupSize = gemmWorkgroupSize();
   variableComponents?: number[];
+  /** float16 operands: dy (A) is scaled by its largest magnitude, from the partial maxima in input `dyMax`. */
+  private readonly scale?: OperandScale;
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: InputGradPlan,
   ) {
-    if (usesWideLoads(conv)) this.variableComponents = [4, 4];
+    if (webGpuKernelSettings().matmul !== 'f32') {
+      this.scale = { operand: 0, input: 'dyMax', partials: absMaxPartials(conv.batchSize * conv.outHeight * conv.outWidth * conv.outChannels) };
+      this.variableNames = ['dy', 'w', 'dyMax'];
+    }
+    if (usesWideLoads(conv)) this.variableComponents = this.scale ? [4, 4, 1] : [4, 4];
     this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
     this.dispatch = plan.dispatch;
-    this.shaderKey = convShaderKey('cifarConvInputGrad', conv, plan.tile);
+    this.shaderKey = `${convShaderKey('cifarConvInputGrad', conv, plan.tile)}${this.scale ? `_s${this.scale.partials}` : ''}`;
   }
 
   uniformData(): ProgramUniform {
@@ -127,6 +134,7 @@ ${convConstants(conv)}
       let p = pixel(row);
       result[((p.x * CG_H + p.y) * CG_W + p.z) * CG_CIN + col] = v;
     }`,
+    scale: this.scale,
   })}`;
   }
 }
@@ -191,11 +199,14 @@ export function inputGradAsForward(conv: ConvGeometry): ConvGeometry {
 
 /**
  * Runs the input gradient for a supported convolution (see `isSupported`): with the
- * `inputGradForward` setting, a stride-1 one as our forward convolution (the same GEMM shape,
- * with the filter read along its rows); otherwise, and for strided ones, the phase kernel above.
+ * `inputGradForward` setting (float32 only), a stride-1 one as our forward convolution (the same
+ * GEMM shape, with the filter read along its rows); otherwise, and for strided ones, the phase
+ * kernel above.
  */
 export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter: TensorInfo, conv: ConvGeometry): TensorInfo {
-  if (webGpuKernelSettings().inputGradForward && conv.strideHeight === 1 && conv.strideWidth === 1) {
+  const float16 = webGpuKernelSettings().matmul !== 'f32';
+  // With float16 operands dy needs its scale, which only the phase kernel applies.
+  if (webGpuKernelSettings().inputGradForward && !float16 && conv.strideHeight === 1 && conv.strideWidth === 1) {
     const flip = new FlipTransposeProgram([conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels]);
     const flipped = backend.runWebGPUProgram(flip, [filter], 'float32');
     const dx = runForward(backend, dy, flipped, undefined, 'linear', inputGradAsForward(conv));
@@ -203,5 +214,8 @@ export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter:
     return dx;
   }
   const program = new InputGradProgram(conv, planInputGrad(conv, workgroupStorage(backend)));
-  return backend.runWebGPUProgram(program, [dy, filter], 'float32', program.uniformData());
+  const dyMax = float16 ? runAbsMax(backend, dy) : undefined;
+  const dx = backend.runWebGPUProgram(program, dyMax ? [dy, filter, dyMax] : [dy, filter], 'float32', program.uniformData());
+  if (dyMax) backend.disposeData(dyMax.dataId);
+  return dx;
 }

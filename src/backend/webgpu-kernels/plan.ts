@@ -79,6 +79,8 @@ export function tileStorageBytes(t: Tile): number {
 export function pickTile(rows: number, cols: number, storageBytes = DEFAULT_WORKGROUP_STORAGE): Tile {
   const tm = side(rows);
   const tn = side(cols);
+  // float16 tiles (matrix.ts) are 16 deep, a subgroup matrix's K; matrixSupport asks for 32 KiB.
+  if (webGpuKernelSettings().matmul !== 'f32') return { tm, tn, tk: 16 };
   if (tm !== 128 || tn !== 128) return { tm, tn, tk: 16 };
   const deep: Tile = { tm, tn, tk: 16 };
   return webGpuKernelSettings().deepK && tileStorageBytes(deep) <= storageBytes ? deep : { tm, tn, tk: 8 };

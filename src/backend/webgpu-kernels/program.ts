@@ -5,6 +5,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, THREADS_PER_SIDE, type Tile } from './plan.js';
+import { type OperandScale, matrixMainSource } from './matrix.js';
 import { webGpuKernelSettings } from './settings.js';
 
 /** tfjs-backend-webgpu's WebGPUProgram (dist/webgpu_program.d.ts), minus what we never set. */
@@ -104,12 +105,18 @@ export function usesWideLoads(conv: ConvGeometry): boolean {
 
 /** The part of a GEMM program's shader key that names its tile and variant. */
 export function gemmKey(tile: Tile): string {
-  return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}${usesVec4(tile) ? 'v' : ''}`;
+  const matmul = { f32: '', 'tensor-cores': 'm', emulated: 'e' }[webGpuKernelSettings().matmul];
+  return `${tile.tm}x${tile.tn}x${tile.tk}${webGpuKernelSettings().prefetch ? 'p' : ''}${usesVec4(tile) ? 'v' : ''}${matmul}`;
+}
+
+/** A GEMM program's workgroup: 16 x 16 threads, or 256 in a row for subgroup matrices (whose x must be a multiple of the subgroup size). */
+export function gemmWorkgroupSize(): [number, number, number] {
+  return webGpuKernelSettings().matmul === 'f32' ? [THREADS_PER_SIDE, THREADS_PER_SIDE, 1] : [THREADS_PER_SIDE * THREADS_PER_SIDE, 1, 1];
 }
 
 /** Whether a tile's program reads workgroup memory as vec4s: the setting, and 4 or 8 rows and columns per thread. */
 export function usesVec4(tile: Tile): boolean {
-  return webGpuKernelSettings().vec4 && (tile.tm / THREADS_PER_SIDE) % 4 === 0 && (tile.tn / THREADS_PER_SIDE) % 4 === 0;
+  return webGpuKernelSettings().vec4 && webGpuKernelSettings().matmul === 'f32' && (tile.tm / THREADS_PER_SIDE) % 4 === 0 && (tile.tn / THREADS_PER_SIDE) % 4 === 0;
 }
 
 /**
@@ -138,6 +145,8 @@ export interface GemmSource {
   bWide?: boolean;
   /** WGSL statement that stores `v` at (`row`, `col`). */
   store: string;
+  /** With float16 operands (matmul setting other than f32): the operand that is dy, scaled before its conversion. */
+  scale?: OperandScale;
 }
 
 /**
@@ -151,20 +160,84 @@ export interface GemmSource {
  * - vec4 layout (`usesVec4`): runs of 4, rows 64g + 4ty + e and columns 64h + 4tx + f, read as
  *   one vec4 each (2 + 2 loads per K step for an 8 x 8 block instead of 8 + 8; the 16 threads of
  *   a row read 256 consecutive bytes).
+ * With a matmul setting other than f32, the float16 subgroup-matrix body of matrix.ts instead.
  */
 export function gemmMainSource(s: GemmSource): string {
+  if (webGpuKernelSettings().matmul !== 'f32') return matrixMainSource(s);
   const { tm, tn, tk } = s.tile;
   const side = THREADS_PER_SIDE;
-  const threads = side * side;
   const rm = tm / side;
   const rn = tn / side;
   const vec = usesVec4(s.tile);
-  // Padding where threads store along K, so those stores hit distinct banks (a vec4 in the vec4 layout).
-  const pad = (alongK: boolean): number => (alongK ? (vec ? 4 : 1) : 0);
-  const as = tm + pad(s.aAlongK);
-  const bs = tn + pad(s.bAlongK);
-  const range = (n: number): number[] => [...Array(n).keys()];
+  const { declarations, loop, strides } = stagedLoopSource(s, {
+    vec,
+    element: 'f32',
+    // Padding where threads store along K, so those stores hit distinct banks (a vec4 in the vec4 layout).
+    pad: (alongK) => (alongK ? (vec ? 4 : 1) : 0),
+    convert: (_operand, value) => value,
+  });
+  const [as, bs] = strides;
+  const lanes = ['x', 'y', 'z', 'w'];
+  const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
+  // Per K step: this thread's A values a0.. and B values b0.. (vec4s in the vec4 layout), then the outer product.
+  const aOf = (i: number): string => (vec ? `a${i >> 2}.${lanes[i & 3]}` : `a${i}`);
+  const bOf = (j: number): string => (vec ? `b${j >> 2}.${lanes[j & 3]}` : `b${j}`);
+  const reads = vec
+    ? `${range(rm / 4).map((g) => `let a${g} = cgA[kk * ${as / 4} + ty + ${g * side}];`).join(' ')}
+        ${range(rn / 4).map((h) => `let b${h} = cgB[kk * ${bs / 4} + tx + ${h * side}];`).join(' ')}`
+    : `${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
+        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}`;
+  const compute = `for (var kk = 0; kk < ${tk}; kk++) {
+        ${reads}
+        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(${aOf(i)}, ${bOf(j)}, c${i}_${j});`)).join('\n        ')}
+      }`;
+  // Row and column of accumulator (i, j) within the tile.
+  const rowOf = (i: number): string => (vec ? `${(i >> 2) * 4 * side} + ty * 4 + ${i & 3}` : `ty + ${i * side}`);
+  const colOf = (j: number): string => (vec ? `${(j >> 2) * 4 * side} + tx * 4 + ${j & 3}` : `tx + ${j * side}`);
+  return `
+  ${declarations}
+
+  fn main() {
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let lid = i32(localIndex);
+    ${s.prologue}
+    ${acc.map((c) => `var ${c} = 0.0;`).join(' ')}
+    ${loop(compute)}
+    ${range(rm)
+      .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ${rowOf(i)}; let col = col0 + ${colOf(j)}; let v = c${i}_${j}; ${s.store} }`))
+      .join('\n    ')}
+  }`;
+}
+
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/** How a GEMM program keeps its staged tiles in workgroup memory. */
+export interface StagingLayout {
+  /** Cells are vec4s of 4 rows or columns (the f32 programs' vec4 layout, `usesVec4`). */
+  vec: boolean;
+  element: 'f32' | 'f16';
+  /** Elements of padding per K row of an operand, given whether threads store it along K. */
+  pad: (alongK: boolean) => number;
+  /** The WGSL stored in a cell for an f32 value of operand 0 (A) or 1 (B). */
+  convert: (operand: 0 | 1, value: string) => string;
+}
+
+/**
+ * The workgroup arrays `cgA` and `cgB` (A and B tiles, TK rows of TM or TN cells, K-major: cell
+ * (kk, mm) at kk * stride + mm) and the K loop that fills them, TK deep per step, with `compute`
+ * run on each staged tile between two barriers. With the prefetch setting the next tile's global
+ * reads are issued before this tile's arithmetic, so their latency overlaps it (one register per
+ * staged element). Needs `lid`, and `kBegin` and `numTiles` (workgroup-uniform) from the prologue.
+ */
+export function stagedLoopSource(s: GemmSource, layout: StagingLayout): { declarations: string; loop: (compute: string) => string; strides: [number, number] } {
+  const { tm, tn, tk } = s.tile;
+  const threads = THREADS_PER_SIDE * THREADS_PER_SIDE;
+  const { vec } = layout;
+  const as = tm + layout.pad(s.aAlongK);
+  const bs = tn + layout.pad(s.bAlongK);
   interface Operand {
+    index: 0 | 1;
     smem: string;
     reg: string;
     stride: number;
@@ -175,8 +248,8 @@ export function gemmMainSource(s: GemmSource): string {
     origin: string;
   }
   const operands: Operand[] = [
-    { smem: 'cgA', reg: 'pa', stride: as, width: tm, alongK: s.aAlongK, wide: s.aWide === true, read: s.aWide ? 'readA4' : 'readA', origin: 'row0' },
-    { smem: 'cgB', reg: 'pb', stride: bs, width: tn, alongK: s.bAlongK, wide: s.bWide === true, read: s.bWide ? 'readB4' : 'readB', origin: 'col0' },
+    { index: 0, smem: 'cgA', reg: 'pa', stride: as, width: tm, alongK: s.aAlongK, wide: s.aWide === true, read: s.aWide ? 'readA4' : 'readA', origin: 'row0' },
+    { index: 1, smem: 'cgB', reg: 'pb', stride: bs, width: tn, alongK: s.bAlongK, wide: s.bWide === true, read: s.bWide ? 'readB4' : 'readB', origin: 'col0' },
   ];
   // The loads of a tile each thread makes: (kk, mm) of the first element, r = 0, 1, ... A wide
   // load covers kk..kk+3 (along K) or mm..mm+3; when a tile has fewer of them than threads x r,
@@ -198,10 +271,10 @@ export function gemmMainSource(s: GemmSource): string {
   // Stores value `v` of a load at (kk, mm) into workgroup memory: 4 cells for a wide load (one
   // vec4 store when it runs along rows or columns in the vec4 layout).
   const put = (o: Operand, v: string): string => {
-    if (!o.wide) return `${cellAt(o, 'kk', 'mm')} = ${v};`;
-    if (!o.alongK && vec) return `${o.smem}[kk * ${o.stride / 4} + (mm >> 2u)] = ${v};`;
+    if (!o.wide) return `${cellAt(o, 'kk', 'mm')} = ${layout.convert(o.index, v)};`;
+    if (!o.alongK && vec) return `${o.smem}[kk * ${o.stride / 4} + (mm >> 2u)] = ${layout.convert(o.index, v)};`;
     return range(4)
-      .map((e) => `${o.alongK ? cellAt(o, `kk + ${e}`, 'mm') : cellAt(o, 'kk', `mm + ${e}`)} = ${v}.${lanes[e]};`)
+      .map((e) => `${o.alongK ? cellAt(o, `kk + ${e}`, 'mm') : cellAt(o, 'kk', `mm + ${e}`)} = ${layout.convert(o.index, `${v}.${lanes[e]}`)};`)
       .join(' ');
   };
   const guarded = (guard: string, body: string): string => (guard ? `if (${guard}) { ${body} }` : `{ ${body} }`);
@@ -220,26 +293,9 @@ export function gemmMainSource(s: GemmSource): string {
   const stage = operands
     .flatMap((o) => slots(o).map(({ kk, mm, guard }, r) => guarded(guard, `let kk = ${kk}; let mm = ${mm}; ${put(o, `${o.reg}${r}`)}`)))
     .join('\n      ');
-  const acc = range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j}`));
-  // Per K step: this thread's A values a0.. and B values b0.. (vec4s in the vec4 layout), then the outer product.
-  const aOf = (i: number): string => (vec ? `a${i >> 2}.${lanes[i & 3]}` : `a${i}`);
-  const bOf = (j: number): string => (vec ? `b${j >> 2}.${lanes[j & 3]}` : `b${j}`);
-  const reads = vec
-    ? `${range(rm / 4).map((g) => `let a${g} = cgA[kk * ${as / 4} + ty + ${g * side}];`).join(' ')}
-        ${range(rn / 4).map((h) => `let b${h} = cgB[kk * ${bs / 4} + tx + ${h * side}];`).join(' ')}`
-    : `${range(rm).map((i) => `let a${i} = cgA[kk * ${as} + ty + ${i * side}];`).join(' ')}
-        ${range(rn).map((j) => `let b${j} = cgB[kk * ${bs} + tx + ${j * side}];`).join(' ')}`;
-  const compute = `for (var kk = 0; kk < ${tk}; kk++) {
-        ${reads}
-        ${range(rm).flatMap((i) => range(rn).map((j) => `c${i}_${j} = fma(${aOf(i)}, ${bOf(j)}, c${i}_${j});`)).join('\n        ')}
-      }`;
-  // Row and column of accumulator (i, j) within the tile.
-  const rowOf = (i: number): string => (vec ? `${(i >> 2) * 4 * side} + ty * 4 + ${i & 3}` : `ty + ${i * side}`);
-  const colOf = (j: number): string => (vec ? `${(j >> 2) * 4 * side} + tx * 4 + ${j & 3}` : `tx + ${j * side}`);
-  // Prefetch: the next tile's global reads are issued before this tile's arithmetic, so their
-  // latency overlaps it (one register per staged element).
-  const loop = webGpuKernelSettings().prefetch
-    ? `${operands.flatMap((o) => slots(o).map((_, r) => `var ${o.reg}${r} = ${o.wide ? 'vec4<f32>()' : '0.0'};`)).join(' ')}
+  const loop = (compute: string): string =>
+    webGpuKernelSettings().prefetch
+      ? `${operands.flatMap((o) => slots(o).map((_, r) => `var ${o.reg}${r} = ${o.wide ? 'vec4<f32>()' : '0.0'};`)).join(' ')}
     { let kBase = kBegin; ${load('reg')} }
     for (var t = 0; t < numTiles; t++) {
       ${stage}
@@ -251,30 +307,21 @@ export function gemmMainSource(s: GemmSource): string {
       ${compute}
       workgroupBarrier();
     }`
-    : `for (var t = 0; t < numTiles; t++) {
+      : `for (var t = 0; t < numTiles; t++) {
       let kBase = kBegin + t * ${tk};
       ${load('smem')}
       workgroupBarrier();
       ${compute}
       workgroupBarrier();
     }`;
-  const element = vec ? 'vec4<f32>' : 'f32';
+  const element = vec ? `vec4<${layout.element}>` : layout.element;
   const words = vec ? 4 : 1;
-  return `
-  var<workgroup> cgA : array<${element}, ${(tk * as) / words}>;
-  var<workgroup> cgB : array<${element}, ${(tk * bs) / words}>;
-
-  fn main() {
-    let tx = i32(localId.x);
-    let ty = i32(localId.y);
-    let lid = i32(localIndex);
-    ${s.prologue}
-    ${acc.map((c) => `var ${c} = 0.0;`).join(' ')}
-    ${loop}
-    ${range(rm)
-      .flatMap((i) => range(rn).map((j) => `{ let row = row0 + ${rowOf(i)}; let col = col0 + ${colOf(j)}; let v = c${i}_${j}; ${s.store} }`))
-      .join('\n    ')}
-  }`;
+  return {
+    declarations: `var<workgroup> cgA : array<${element}, ${(tk * as) / words}>;
+  var<workgroup> cgB : array<${element}, ${(tk * bs) / words}>;`,
+    loop,
+    strides: [as, bs],
+  };
 }
 
 /** Sums split-K partials [splits, size] into one output. */

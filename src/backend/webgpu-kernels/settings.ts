@@ -19,7 +19,16 @@
  *   CIFAR_WEBGPU_LOADS=scalar load the operands from memory one float at a time, instead of four
  *                             at a time where the channel counts are multiples of 4 (a quarter
  *                             of the loads and of their index arithmetic)
+ *   CIFAR_WEBGPU_MATMUL=tensor-cores  mixed precision: the convolutions' GEMMs multiply float16
+ *                             copies of their operands on the tensor cores (WGSL subgroup
+ *                             matrices, 16 x 16 x 16, float32 accumulators; dy scaled by a power
+ *                             of two first), where the adapter offers them (see matrix.ts)
+ *   CIFAR_WEBGPU_MATMUL=emulated      the same programs with the subgroup-matrix operations
+ *                             written out in plain WGSL: for checking them on a device without
+ *                             subgroup matrices (lavapipe), not for speed
  */
+import { CifarError } from '../../errors.js';
+
 export interface WebGpuKernelSettings {
   /** Largest GEMM tile side. */
   maxTileSide: 64 | 128;
@@ -40,6 +49,27 @@ export interface WebGpuKernelSettings {
   splitForward: boolean;
   /** GEMM programs load their operands from memory as vec4s where both channel counts are multiples of 4. */
   wideLoads: boolean;
+  /** How the convolutions' GEMMs multiply: float32 FMAs, or float16 operands on subgroup matrices (real or emulated). */
+  matmul: MatmulMode;
+}
+
+/** `f32`: float32 fused multiply-adds; `tensor-cores`: float16 subgroup matrices; `emulated`: those written out in plain WGSL. */
+export type MatmulMode = 'f32' | 'tensor-cores' | 'emulated';
+export const MATMUL_MODES: readonly MatmulMode[] = ['f32', 'tensor-cores', 'emulated'];
+
+const parseMatmul = (value: string | undefined): MatmulMode | undefined =>
+  value === undefined || value === '' ? 'f32' : (MATMUL_MODES as readonly string[]).includes(value) ? (value as MatmulMode) : undefined;
+
+/**
+ * CIFAR_WEBGPU_MATMUL as a mode (f32 when unset). The settings are read when this module loads,
+ * where a bad value becomes f32; the WebGPU probe calls this to stop with a clear error instead.
+ * @throws CifarError('USAGE') for a value that is not a mode.
+ */
+export function matmulFromEnv(env: NodeJS.ProcessEnv): MatmulMode {
+  const value = env['CIFAR_WEBGPU_MATMUL'];
+  const mode = parseMatmul(value);
+  if (mode === undefined) throw new CifarError('USAGE', `CIFAR_WEBGPU_MATMUL: "${value}" is not one of ${MATMUL_MODES.join(', ')}`);
+  return mode;
 }
 
 /** 128: 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
@@ -59,6 +89,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     inputGradForward: env['CIFAR_WEBGPU_DX'] === 'forward',
     splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
     wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
+    matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
   };
 }
 
@@ -81,6 +112,8 @@ export function describeWebGpuKernels(s: KernelVariant): string {
     [s.inputGradForward, 'dx as forward'],
     [s.splitForward, 'split forward'],
     [s.wideLoads, 'vec4 loads'],
+    [s.matmul === 'tensor-cores', 'float16 tensor cores'],
+    [s.matmul === 'emulated', 'float16 subgroup matrices emulated'],
   ];
   return [`tiles up to ${s.maxTileSide}`, ...on.filter(([set]) => set).map(([, name]) => name)].join(', ');
 }

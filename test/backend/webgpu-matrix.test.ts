@@ -1,0 +1,265 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { absMaxPartials, matrixGrid, matrixMainSource, matrixSupport, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
+import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
+import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { expectClose, randomArray, read } from './helpers.js';
+
+type Shape4 = [number, number, number, number];
+
+/** Rounds to 11 significant bits, as float16 does in its normal range (which the scaled dy is in). */
+function roundToHalfPrecision(values: Float32Array): Float32Array {
+  const out = new Float32Array(values);
+  const bits = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    // Round to nearest even on the 13 mantissa bits float16 does not keep.
+    const rounded = b + 0x0fff + ((b >>> 13) & 1);
+    bits[i] = rounded & ~0x1fff;
+  }
+  return out;
+}
+
+/** cos(angle) between two gradients. */
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+const matrixSource = { prologue: 'let row0 = 0; let col0 = 0; let kBegin = 0; let numTiles = 1;', aAlongK: true, bAlongK: false, store: 'result[row * 128 + col] = v;' };
+
+describe('float16 subgroup-matrix GEMMs (pure)', () => {
+  afterAll(() => {
+    configureWebGpuKernels(settingsFromEnv({}));
+  });
+
+  it('takes the mode from CIFAR_WEBGPU_MATMUL, f32 by default, and names a bad value in one line', () => {
+    expect(settingsFromEnv({}).matmul).toBe('f32');
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensor-cores' }).matmul).toBe('tensor-cores');
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'emulated' }).matmul).toBe('emulated');
+    // Read when the module loads: a typo there must not crash every command; the probe rejects it.
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' }).matmul).toBe('f32');
+    expect(() => matmulFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' })).toThrow('CIFAR_WEBGPU_MATMUL: "tensorcores" is not one of f32, tensor-cores, emulated');
+    expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensor-cores' }))).toContain('float16 tensor cores');
+  });
+
+  it('shares a tile\'s 16 x 16 blocks among 8 subgroups of 32 with the fewest loads per subgroup', () => {
+    expect(matrixGrid({ tm: 128, tn: 128, tk: 16 }, 8)).toEqual({ rows: 2, cols: 4, rowBlocks: 4, colBlocks: 2 });
+    expect(matrixGrid({ tm: 64, tn: 64, tk: 16 }, 8)).toEqual({ rows: 2, cols: 4, rowBlocks: 2, colBlocks: 1 });
+    expect(matrixGrid({ tm: 128, tn: 16, tk: 16 }, 8)).toEqual({ rows: 8, cols: 1, rowBlocks: 1, colBlocks: 1 });
+    // 4 blocks for 8 subgroups: 4 take one each (the other 4 repeat a share and store nothing).
+    expect(matrixGrid({ tm: 32, tn: 32, tk: 16 }, 8)).toEqual({ rows: 2, cols: 2, rowBlocks: 1, colBlocks: 1 });
+    expect(matrixGrid({ tm: 16, tn: 16, tk: 16 }, 8)).toEqual({ rows: 1, cols: 1, rowBlocks: 1, colBlocks: 1 });
+  });
+
+  it('asks a device for shader-f16, subgroup matrices of f16 x f16 -> f32 16 x 16 x 16, one subgroup size and 32 KiB of workgroup memory', () => {
+    const h100 = {
+      features: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'],
+      subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
+      limits: { maxComputeWorkgroupStorageSize: 49152 },
+      subgroupMinSize: 32,
+      subgroupMaxSize: 32,
+    };
+    expect(matrixSupport('tensor-cores', h100)).toEqual({ ok: true, subgroupSize: 32 });
+    expect(matrixSupport('tensor-cores', { ...h100, features: ['subgroups'] }).reason).toBe('the device has no shader-f16');
+    expect(matrixSupport('tensor-cores', { ...h100, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 }] }).reason).toBe(
+      'no f16 x f16 -> f32 16 x 16 x 16 subgroup-matrix configuration',
+    );
+    expect(matrixSupport('tensor-cores', { ...h100, subgroupMinSize: 16 }).reason).toBe('the subgroup size is not fixed (16-32)');
+    expect(matrixSupport('tensor-cores', { ...h100, limits: { maxComputeWorkgroupStorageSize: 16384 } }).reason).toBe('the device has under 32 KiB of workgroup memory');
+    // lavapipe: float16, no subgroup matrices.
+    const lavapipe = { features: ['shader-f16', 'subgroups'], subgroupMatrixConfigs: [], limits: { maxComputeWorkgroupStorageSize: 32768 }, subgroupMinSize: 8, subgroupMaxSize: 8 };
+    expect(matrixSupport('tensor-cores', lavapipe).ok).toBe(false);
+    expect(matrixSupport('emulated', lavapipe)).toEqual({ ok: true, subgroupSize: 32 });
+  });
+
+  it('puts the enable directives a program\'s marker names before tfjs\' declarations, and leaves other code alone', () => {
+    const code = 'struct Uniforms { x : f32 };\n  // cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix\nfn main() {}';
+    const out = withEnables(code);
+    expect(out.startsWith('enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);\nstruct Uniforms')).toBe(true);
+    expect(withEnables('// cifar-enable: f16\nfn main() {}')).toBe('enable f16;\n// cifar-enable: f16\nfn main() {}');
+    expect(withEnables('fn main() {}')).toBe('fn main() {}');
+  });
+
+  it('one partial maximum per 4,096 values of dy, 1 to 256 (one per thread of the GEMM that reduces them)', () => {
+    expect(absMaxPartials(10)).toBe(1);
+    expect(absMaxPartials(4097)).toBe(2);
+    expect(absMaxPartials(256 * 32 * 32 * 64)).toBe(256);
+  });
+
+  it('tensor cores: 16-deep float16 tiles, 256 invocations in a row, subgroup-matrix loads of the K-major tiles (A column-major, B row-major)', () => {
+    const before = configureWebGpuKernels({ matmul: 'tensor-cores', prefetch: true });
+    try {
+      const tile = pickTile(4608, 512, 16384);
+      expect(tile).toEqual({ tm: 128, tn: 128, tk: 16 });
+      expect(gemmWorkgroupSize()).toEqual([256, 1, 1]);
+      expect(gemmKey(tile)).toBe('128x128x16pm');
+      const src = gemmMainSource({ tile, ...matrixSource });
+      expect(src).toContain('// cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix');
+      // A staged along K is padded by 8 halves: 16 * (128 + 8); B is not.
+      expect(src).toContain('var<workgroup> cgA : array<f16, 2176>;');
+      expect(src).toContain('var<workgroup> cgB : array<f16, 2048>;');
+      // Subgroup 2 x 4 grid, 4 x 2 blocks each: 4 left and 2 right loads and 8 multiply-accumulates per K step.
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>\(&cgA, 0u \+ u32\(\(cgShare \/ 4\) \* 64\) \+ \d+u, true, 136u\)/g)).toHaveLength(4);
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>\(&cgB, 0u \+ u32\(\(cgShare % 4\) \* 32\) \+ \d+u, false, 128u\)/g)).toHaveLength(2);
+      expect(src.match(/= subgroupMatrixMultiplyAccumulate\(a\d, b\d, acc\d_\d\);/g)).toHaveLength(8);
+      expect(src.match(/var acc\d_\d = subgroup_matrix_result<f32, 16, 16>\(\);/g)).toHaveLength(8);
+      expect(src).toContain('subgroupMatrixStore(&cgC, cgGroup * 256u, acc3_1, false, 16u);');
+      // Unscaled operands are clamped into float16's range before the conversion.
+      expect(src).toContain('f16(clamp(pa0, -65504.0, 65504.0))');
+      expect(src).not.toMatch(/\bcgS\b/);
+    } finally {
+      configureWebGpuKernels(before);
+    }
+  });
+
+  it('emulated: the same program with the three operations written out, and dy scaled by a power of two from its partial maxima', () => {
+    const before = configureWebGpuKernels({ matmul: 'emulated', prefetch: false });
+    try {
+      const tile = pickTile(100, 100, 16384);
+      expect(gemmKey(tile)).toBe('128x128x16e');
+      const src = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, input: 'dyMax', partials: 3 } });
+      expect(src).toContain('// cifar-enable: f16\n');
+      expect(src).not.toContain('subgroupMatrix');
+      expect(src).toContain('for (var a = 0u; a < 8u; a++) { emuMma(a, 0u + u32((cgShare / 4) * 64) + (a / 2u) * 16u, 0u + u32((cgShare % 4) * 32) + (a % 2u) * 16u); }');
+      expect(src).toContain('cgC[lid] = select(0.0, dyMax[min(lid, 2)], lid < 3);');
+      expect(src).toContain('exp2(clamp(floor(log2(16384.0 / m)), -64.0, 64.0))');
+      // B (dy) is scaled before its conversion; A is not.
+      expect(src).toMatch(/= f16\(clamp\(\(readB\(kBase \+ kk, col0 \+ mm\)\) \* cgS, -65504.0, 65504.0\)\)/);
+      expect(src).toMatch(/= f16\(clamp\(readA\(kBase \+ kk, row0 \+ mm\), -65504.0, 65504.0\)\)/);
+      expect(() => matrixMainSource({ tile: { tm: 16, tn: 16, tk: 8 }, ...matrixSource })).toThrow('does not divide');
+    } finally {
+      configureWebGpuKernels(before);
+    }
+  });
+});
+
+const probe = await probeWebGpu();
+
+// lavapipe has shader-f16 but no subgroup matrices: the emulation checks everything but the three operations themselves.
+describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GEMMs (emulated subgroup matrices) vs the cpu backend on float16-rounded inputs', () => {
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+
+  afterAll(async () => {
+    configureWebGpuKernels(settingsFromEnv({}));
+    await tf.setBackend('cpu');
+  });
+
+  const cases: Array<{ x: Shape4; f: number; co: number; s: number; pad: 'same' | 'valid'; tile: 64 | 128; wide: boolean }> = [
+    { x: [2, 8, 8, 5], f: 3, co: 7, s: 1, pad: 'same', tile: 64, wide: false },
+    { x: [3, 9, 9, 6], f: 3, co: 70, s: 2, pad: 'same', tile: 128, wide: false },
+    { x: [1, 7, 7, 33], f: 3, co: 5, s: 1, pad: 'valid', tile: 64, wide: false },
+    { x: [4, 6, 6, 68], f: 1, co: 72, s: 1, pad: 'same', tile: 128, wide: true },
+    { x: [4, 8, 8, 64], f: 3, co: 128, s: 2, pad: 'same', tile: 128, wide: true },
+    { x: [8, 16, 16, 4], f: 3, co: 8, s: 1, pad: 'same', tile: 128, wide: true }, // split-K dW
+    { x: [2, 7, 7, 4], f: 1, co: 8, s: 2, pad: 'valid', tile: 64, wide: true },
+  ];
+
+  const convs = (x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, s: number, pad: 'same' | 'valid', b: tf.Tensor1D): tf.Tensor[] => {
+    const attrs = { strides: s, pad, dataFormat: 'NHWC' };
+    return [
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
+      tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+      tf.conv2d(x, w, s, pad),
+      tf.fused.conv2d({ x, filter: w, strides: s, pad, bias: b, activation: 'relu' }),
+    ];
+  };
+
+  for (const { x, f, co, s, pad, tile, wide } of cases) {
+    for (const prefetch of [false, true]) {
+      it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${tile}${wide ? ', vec4 loads' : ''}${prefetch ? ', prefetch' : ''}: dW, dx, conv2d and fused conv2d within 2e-5`, async () => {
+        const filter: Shape4 = [f, f, x[3], co];
+        const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
+        const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
+        const [xv, dyv, wv, bv] = [x, dyShape, filter, [co]].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 41 + i));
+        configureWebGpuKernels({ matmul: 'emulated', maxTileSide: tile, wideLoads: wide, prefetch });
+        await tf.setBackend('webgpu');
+        const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(dyv!, dyShape), tf.tensor4d(wv!, filter), s, pad, tf.tensor1d(bv!)));
+        const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
+        await tf.setBackend('cpu');
+        const [hx, hdy, hw] = [xv!, dyv!, wv!].map(roundToHalfPrecision);
+        const cpu = await read(() => convs(tf.tensor4d(hx!, x), tf.tensor4d(hdy!, dyShape), tf.tensor4d(hw!, filter), s, pad, tf.tensor1d(bv!)));
+        ['dW', 'dx', 'conv2d', 'fused'].forEach((label, i) => expectClose(gpu[i]!, cpu[i]!, 2e-5, label));
+        // The float32 programs would be 1e-4 or more off float16-rounded inputs: the emulated ones ran.
+        expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
+        expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
+        expect(keys).toMatch(/cifarConvForward_\S+e\w*_bias_relu/);
+      });
+    }
+  }
+
+  it('float32 kernels on the same inputs differ from the float16-rounded reference by over 5x the tolerance above (the comparison can fail)', async () => {
+    const x: Shape4 = [2, 8, 8, 16];
+    const filter: Shape4 = [3, 3, 16, 16];
+    const [xv, wv] = [x, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 51 + i));
+    configureWebGpuKernels({ matmul: 'f32' });
+    await tf.setBackend('webgpu');
+    const [gpu] = await read(() => [tf.conv2d(tf.tensor4d(xv!, x), tf.tensor4d(wv!, filter), 1, 'same')]);
+    await tf.setBackend('cpu');
+    const [rounded] = await read(() => [tf.conv2d(tf.tensor4d(roundToHalfPrecision(xv!), x), tf.tensor4d(roundToHalfPrecision(wv!), filter), 1, 'same')]);
+    let err = 0;
+    let scale = 0;
+    for (let i = 0; i < rounded!.length; i++) {
+      err = Math.max(err, Math.abs(gpu![i]! - rounded![i]!));
+      scale = Math.max(scale, Math.abs(rounded![i]!));
+    }
+    expect(err / scale).toBeGreaterThan(1e-4);
+  });
+
+  it('scales dy by a power of two first: gradients of dy around 1e-7 (zero or subnormal in float16) keep float16\'s precision', async () => {
+    const x: Shape4 = [4, 8, 8, 16];
+    const filter: Shape4 = [3, 3, 16, 32];
+    const dyShape: Shape4 = [4, 8, 8, 32];
+    const [xv, dyv, wv] = [x, dyShape, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 61 + i));
+    const tiny = dyv!.map((v) => v * 1e-7);
+    configureWebGpuKernels({ matmul: 'emulated', maxTileSide: 128, wideLoads: true, prefetch: true });
+    await tf.setBackend('webgpu');
+    const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(tiny, dyShape), tf.tensor4d(wv!, filter), 1, 'same', tf.zeros([32])).slice(0, 2));
+    await tf.setBackend('cpu');
+    const cpu = await read(() => convs(tf.tensor4d(roundToHalfPrecision(xv!), x), tf.tensor4d(roundToHalfPrecision(tiny), dyShape), tf.tensor4d(roundToHalfPrecision(wv!), filter), 1, 'same', tf.zeros([32])).slice(0, 2));
+    expectClose(gpu[0]!, cpu[0]!, 2e-5, 'dW');
+    expectClose(gpu[1]!, cpu[1]!, 2e-5, 'dx');
+  });
+
+  it('a whole ResNet with float16 GEMMs: the cpu backend\'s float32 loss within 1e-4, and every gradient within 0.999 of its direction', async () => {
+    configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated' });
+    const batch = 3;
+    const xs = randomArray(batch * 32 * 32 * 3, 21);
+    const results: Record<string, Float32Array[]> = {};
+    let weights: tf.Tensor[] | undefined;
+    for (const backend of ['cpu', 'webgpu']) {
+      await tf.setBackend(backend);
+      const model = buildModel({ baseWidth: 8, blocks: [1, 1, 1, 1] });
+      if (weights) model.setWeights(weights);
+      else weights = model.getWeights().map((w) => tf.keep(w.clone()));
+      results[backend] = await read(() => {
+        const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
+        const y = tf.oneHot(tf.tensor1d([1, 7, 3], 'int32'), 10);
+        const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
+        const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
+        return [value, ...Object.values(grads)];
+      });
+      model.dispose();
+    }
+    tf.dispose(weights);
+    const [cpu, gpu] = [results['cpu']!, results['webgpu']!];
+    expect(gpu.length).toBe(cpu.length);
+    // Batch 3 through batch norm: the float16 roundings of every conv's operands reach the worst
+    // gradient elements as a few % of the largest; each gradient keeps its direction.
+    expectClose(gpu[0]!, cpu[0]!, 1e-4, 'loss');
+    cpu.slice(1).forEach((expected, i) => expect(cosine(gpu[i + 1]!, expected), `gradient ${i}`).toBeGreaterThan(0.999));
+  }, 120_000);
+});
