@@ -18,6 +18,10 @@
 //   [--vec4-loads | --no-vec4-loads] (our GEMM kernels load their operands from memory as vec4s
 //     where channels allow; default on)
 //   The defaults are those of CIFAR_WEBGPU_* in the environment (src/backend/webgpu-kernels/settings.ts).
+//   [--matmul f32|tensor-cores|emulated] (as CIFAR_WEBGPU_MATMUL: the convolutions' GEMMs in float32,
+//     or float16 on subgroup matrices (tensor cores; also asks Dawn for allow_unsafe_apis and
+//     vulkan_enable_f16_on_nvidia), or those emulated in plain WGSL (a correctness check); the
+//     start line says when the device cannot and float32 runs instead)
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
@@ -29,7 +33,6 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } from '../dist/bench/gpu.js';
 
 /** --name: true, --no-name: false, neither: undefined (the environment's setting); both: an error. */
 function onOff(values, name) {
@@ -65,10 +68,14 @@ async function main() {
       'vec4-loads': { type: 'boolean' },
       'no-vec4-loads': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
+      matmul: { type: 'string' },
     },
   });
   // Read when Dawn is created, inside benchmarkGpu.
   if (values['dawn-toggles'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_TOGGLES = values['dawn-toggles'];
+  // Read when the kernel settings load (below) and when Dawn is created.
+  if (values.matmul !== undefined) process.env.CIFAR_WEBGPU_MATMUL = values.matmul;
+  const { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } = await import('../dist/bench/gpu.js');
   const soft = values['allow-software'];
   const result = await benchmarkGpu({
     model: values.model ?? (soft ? 'resnet10-w8' : 'resnet18'),

@@ -33,6 +33,7 @@ const RESULT: GpuBenchResult = {
   inputGradForward: false,
   splitForward: false,
   wideLoads: false,
+  matmul: 'f32',
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
@@ -118,6 +119,10 @@ describe('bench:gpu formatting (pure)', () => {
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
     expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
     expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; the median of 3 rounds of 10 timed runs each');
+    // float16 operands round the check's inputs: 3e-4 is a mismatch for float32 kernels only.
+    const rounded = [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 3e-4, inputError: 3e-4, forwardError: 3e-4 }];
+    expect(formatGpuBench({ ...RESULT, kernelCheck: rounded })).toContain('worst relative error 3.0e-4 over 1 convolutions — MISMATCH (over 1e-4)');
+    expect(formatGpuBench({ ...RESULT, kernelCheck: rounded, matmul: 'tensor-cores' })).not.toContain('MISMATCH');
     const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
     expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });
@@ -151,6 +156,27 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.kernelCheck.length).toBeGreaterThan(3);
       for (const c of json.kernelCheck) expect(Math.max(c.filterError, c.inputError, c.forwardError), c.conv).toBeLessThan(1e-4);
       expect(stdout).toMatch(/^resnet10-w8 .* on /);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('--matmul emulated trains with float16 GEMMs (subgroup matrices written out), checked against tfjs\' float32 kernels within float16\'s rounding', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
+    try {
+      const out = join(dir, 'bench-gpu.json');
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--matmul', 'emulated', '--out', out];
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
+      const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
+      expect(json.matmul).toBe('emulated');
+      expect(json.gpuErrors).toEqual([]);
+      expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
+      const worst = Math.max(...json.kernelCheck.flatMap((c) => [c.filterError, c.inputError, c.forwardError]));
+      // Float16's rounding shows (float32 kernels agree within 1e-5), and stays within it.
+      expect(worst).toBeGreaterThan(1e-5);
+      expect(worst).toBeLessThan(2e-3);
+      expect(stdout).toContain('float16 subgroup matrices emulated');
+      expect(stdout).not.toContain('MISMATCH');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
