@@ -38,7 +38,8 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 G=$(dirname "$0")
 DEADLINE_S=${DEADLINE_S:-530}
-M=${MODEL_OUT:-models/resnet18}
+# The smoke test (SOFT=1) must not overwrite the committed model when run in a checkout.
+M=${MODEL_OUT:-$([[ -n ${SOFT:-} ]] && echo /tmp/cifar-soft-model || echo models/resnet18)}
 t0=$(date +%s)
 log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/run.log"; }
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }

@@ -10,7 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { matrixSupport, setMatrixSubgroupSize } from './webgpu-kernels/matrix.js';
+import { matrixSupport, setMatmulFallback, setMatrixSubgroupSize } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
 
@@ -131,7 +131,9 @@ function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<
     return '';
   }
   configureWebGpuKernels({ matmul: 'f32' });
-  return ` (float16 ${mode} not available: ${support.reason}; float32 kernels)`;
+  const why = `float16 ${mode} not available: ${support.reason}`;
+  setMatmulFallback(why);
+  return ` (${why}; float32 kernels)`;
 }
 
 let wasmConfigured = false;

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { matmulFallback } from '../backend/webgpu-kernels/matrix.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -83,6 +84,8 @@ export interface GpuBenchResult extends KernelVariant {
   subgroupMatrixConfigs: Array<Record<string, unknown>>;
   /** Dawn toggles enabled for this run (CIFAR_WEBGPU_DAWN_TOGGLES). */
   dawnToggles: string[];
+  /** Why the float16 GEMMs asked for (--matmul) did not run, when they did not. */
+  matmulFallback?: string;
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   forwardKernel: 'cifar' | 'stock';
@@ -189,6 +192,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     subgroupMatrixConfigs: probe.ok ? probe.subgroupMatrixConfigs : [],
     dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
+    ...(matmulFallback() === undefined ? {} : { matmulFallback: matmulFallback() }),
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     ...variant,
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',
@@ -383,7 +387,7 @@ export function kernelCheckTolerance(matmul: MatmulMode): number {
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -89,7 +89,7 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
   it('puts the enable directives a program\'s marker names before tfjs\' declarations, and leaves other code alone', () => {
     const code = 'struct Uniforms { x : f32 };\n  // cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix\nfn main() {}';
     const out = withEnables(code);
-    expect(out.startsWith('enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);\nstruct Uniforms')).toBe(true);
+    expect(out.startsWith('enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);\nstruct Uniforms')).toBe(true);
     expect(withEnables('// cifar-enable: f16\nfn main() {}')).toBe('enable f16;\n// cifar-enable: f16\nfn main() {}');
     expect(withEnables('fn main() {}')).toBe('fn main() {}');
   });

@@ -123,6 +123,9 @@ describe('bench:gpu formatting (pure)', () => {
     const rounded = [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 3e-4, inputError: 3e-4, forwardError: 3e-4 }];
     expect(formatGpuBench({ ...RESULT, kernelCheck: rounded })).toContain('worst relative error 3.0e-4 over 1 convolutions — MISMATCH (over 1e-4)');
     expect(formatGpuBench({ ...RESULT, kernelCheck: rounded, matmul: 'tensor-cores' })).not.toContain('MISMATCH');
+    // Asked for and not run: the table says so, beside the float32 kernels it measured.
+    const fellBack = formatGpuBench({ ...RESULT, matmulFallback: 'float16 tensor-cores not available: the device has no shader-f16' });
+    expect(fellBack).toContain('cifar forward conv (float16 tensor-cores not available: the device has no shader-f16); the median');
     const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
     expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });

@@ -49,6 +49,17 @@ export function setMatrixSubgroupSize(size: number): void {
   subgroupSize = size;
 }
 
+let fallback: string | undefined;
+
+/** Why the float16 GEMMs asked for did not start (the float32 ones ran instead), for reports; undefined when they did or were not asked for. */
+export function matmulFallback(): string | undefined {
+  return fallback;
+}
+
+export function setMatmulFallback(why: string): void {
+  fallback = why;
+}
+
 /** What a device needs for a matmul mode: the features to ask for, and why it cannot run it. */
 export interface MatrixSupport {
   ok: boolean;
@@ -101,7 +112,7 @@ export function withEnables(code: string): string {
   const names = marker[1]!.trim().split(/\s+/);
   const enables = names.map((n) => `enable ${n};`);
   // The analysis cannot see that each subgroup's offsets are the same on all its invocations.
-  if (names.includes('chromium_experimental_subgroup_matrix')) enables.push('diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);');
+  if (names.includes('chromium_experimental_subgroup_matrix')) enables.push('diagnostic(off, chromium.subgroup_matrix_uniformity);');
   return `${enables.join('\n')}\n${code}`;
 }
 
