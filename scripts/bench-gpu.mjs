@@ -22,6 +22,7 @@
 //     or float16 on subgroup matrices (tensor cores; also asks Dawn for allow_unsafe_apis and
 //     vulkan_enable_f16_on_nvidia), or those emulated in plain WGSL (a correctness check); the
 //     start line says when the device cannot and float32 runs instead)
+//   [--matrix-tk 16|32] (K depth of those float16 tiles, as CIFAR_WEBGPU_MATRIX_TK; default 16)
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
@@ -69,6 +70,7 @@ async function main() {
       'no-vec4-loads': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
       matmul: { type: 'string' },
+      'matrix-tk': { type: 'string' },
     },
   });
   // Read when Dawn is created, inside benchmarkGpu.
@@ -96,6 +98,7 @@ async function main() {
       inputGradForward: values['dx-forward'],
       splitForward: values['split-forward'],
       wideLoads: onOff(values, 'vec4-loads'),
+      matrixDepth: values['matrix-tk'] === undefined ? undefined : values['matrix-tk'] === '32' ? 32 : 16,
     },
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });

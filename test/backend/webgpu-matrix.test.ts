@@ -141,6 +141,13 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       expect(src).toMatch(/= f16\(clamp\(\(readB\(kBase \+ kk, col0 \+ mm\)\) \* cgS, -65504.0, 65504.0\)\)/);
       expect(src).toMatch(/= f16\(clamp\(readA\(kBase \+ kk, row0 \+ mm\), -65504.0, 65504.0\)\)/);
       expect(() => matrixMainSource({ tile: { tm: 16, tn: 16, tk: 8 }, ...matrixSource })).toThrow('does not divide');
+      // 32 deep: two steps of 16 per staged tile, the second 16 rows of K further on.
+      configureWebGpuKernels({ matrixDepth: 32 });
+      const deep = gemmMainSource({ tile: pickTile(100, 100, 16384), ...matrixSource });
+      expect(deep).toContain('var<workgroup> cgA : array<f16, 4352>;'); // 32 * (128 + 8)
+      expect(deep.match(/for \(var a = 0u; a < 8u; a\+\+\)/g)).toHaveLength(2);
+      expect(deep).toContain('emuMma(a, 2176u + u32((cgShare / 4) * 64)');
+      expect(describeWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated', matrixDepth: 32 })).toContain('float16 tiles 32 deep');
     } finally {
       configureWebGpuKernels(before);
     }
@@ -200,27 +207,31 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     ];
   };
 
-  for (const { x, f, co, s, pad, tile, wide } of cases) {
-    for (const prefetch of [false, true]) {
-      it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${tile}${wide ? ', vec4 loads' : ''}${prefetch ? ', prefetch' : ''}: dW, dx, conv2d and fused conv2d within 2e-5`, async () => {
-        const filter: Shape4 = [f, f, x[3], co];
-        const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
-        const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
-        const [xv, dyv, wv, bv] = [x, dyShape, filter, [co]].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 41 + i));
-        configureWebGpuKernels({ matmul: 'emulated', maxTileSide: tile, wideLoads: wide, prefetch });
-        await tf.setBackend('webgpu');
-        const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(dyv!, dyShape), tf.tensor4d(wv!, filter), s, pad, tf.tensor1d(bv!)));
-        const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
-        await tf.setBackend('cpu');
-        const [hx, hdy, hw] = [xv!, dyv!, wv!].map(roundToHalfPrecision);
-        const cpu = await read(() => convs(tf.tensor4d(hx!, x), tf.tensor4d(hdy!, dyShape), tf.tensor4d(hw!, filter), s, pad, tf.tensor1d(bv!)));
-        ['dW', 'dx', 'conv2d', 'fused'].forEach((label, i) => expectClose(gpu[i]!, cpu[i]!, 2e-5, label));
-        // The float32 programs would be 1e-4 or more off float16-rounded inputs: the emulated ones ran.
-        expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
-        expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
-        expect(keys).toMatch(/cifarConvForward_\S+e\w*_bias_relu/);
-      });
-    }
+  // Each case 16 deep with and without prefetch; three 32 deep (two subgroup-matrix steps per tile).
+  const runs = [
+    ...cases.flatMap((c) => [false, true].map((prefetch) => ({ ...c, prefetch, depth: 16 as const }))),
+    ...[cases[1]!, cases[4]!, cases[5]!].map((c, i) => ({ ...c, prefetch: i !== 1, depth: 32 as const })),
+  ];
+  for (const { x, f, co, s, pad, tile, wide, prefetch, depth } of runs) {
+    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${tile}${wide ? ', vec4 loads' : ''}${prefetch ? ', prefetch' : ''}, ${depth} deep: dW, dx, conv2d and fused conv2d within 2e-5`, async () => {
+      const filter: Shape4 = [f, f, x[3], co];
+      const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
+      const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
+      const [xv, dyv, wv, bv] = [x, dyShape, filter, [co]].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 41 + i));
+      configureWebGpuKernels({ matmul: 'emulated', maxTileSide: tile, wideLoads: wide, prefetch, matrixDepth: depth });
+      await tf.setBackend('webgpu');
+      const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(dyv!, dyShape), tf.tensor4d(wv!, filter), s, pad, tf.tensor1d(bv!)));
+      const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
+      await tf.setBackend('cpu');
+      const [hx, hdy, hw] = [xv!, dyv!, wv!].map(roundToHalfPrecision);
+      const cpu = await read(() => convs(tf.tensor4d(hx!, x), tf.tensor4d(hdy!, dyShape), tf.tensor4d(hw!, filter), s, pad, tf.tensor1d(bv!)));
+      ['dW', 'dx', 'conv2d', 'fused'].forEach((label, i) => expectClose(gpu[i]!, cpu[i]!, 2e-5, label));
+      // The float32 programs would be 1e-4 or more off float16-rounded inputs: the emulated ones ran.
+      expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
+      expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
+      expect(keys).toMatch(/cifarConvForward_\S+e\w*_bias_relu/);
+      expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_\\S+_\\d+x\\d+x${depth}p?e`));
+    });
   }
 
   it('float32 kernels on the same inputs differ from the float16-rounded reference by over 5x the tolerance above (the comparison can fail)', async () => {

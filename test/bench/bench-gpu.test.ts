@@ -34,6 +34,7 @@ const RESULT: GpuBenchResult = {
   splitForward: false,
   wideLoads: false,
   matmul: 'f32',
+  matrixDepth: 16,
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,

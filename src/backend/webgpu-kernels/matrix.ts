@@ -224,8 +224,6 @@ export function matrixMainSource(s: GemmSource): string {
     }
   }`
     : '';
-  const store = (i: number, j: number): string =>
-    emulated ? `emuStore(${i * grid.colBlocks + j}u, cgGroup * 256u);` : `subgroupMatrixStore(&cgC, cgGroup * 256u, acc${i}_${j}, false, ${MATRIX_SIDE}u);`;
   // Scale of the dy operand: 2^e with the largest |dy| * 2^e in [SCALE_TARGET / 2, SCALE_TARGET]; 1 for all zeros (or inf/NaN, which stay visible).
   const scalePrologue = scaled
     ? `
@@ -243,9 +241,9 @@ export function matrixMainSource(s: GemmSource): string {
     let cgUnscale = 1.0 / cgS;`
     : `
     let cgUnscale = 1.0;`;
-  const readBack = accs
-    .map(
-      ([i, j]) => `${store(i, j)}
+  // Accumulator (i, j) out through cgC: each subgroup stores its own, then every invocation stores
+  // one value of each active subgroup's block.
+  const round = (i: number | string, j: number | string, storeAcc: string): string => `${storeAcc}
     workgroupBarrier();
     for (var g = 0; g < ${active}; g++) {
       let row = row0 + ((g / ${grid.cols}) * ${grid.rowBlocks} + ${i}) * 16 + lid / 16;
@@ -253,9 +251,13 @@ export function matrixMainSource(s: GemmSource): string {
       let v = cgC[u32(g) * 256u + u32(lid)] * cgUnscale;
       ${s.store}
     }
-    workgroupBarrier();`,
-    )
-    .join('\n    ');
+    workgroupBarrier();`;
+  // Emulated: a loop over the accumulators (the program's store written out once, which lavapipe compiles in a fraction of the time).
+  const readBack = emulated
+    ? `for (var a = 0; a < ${n}; a++) {
+    ${round(`a / ${grid.colBlocks}`, `a % ${grid.colBlocks}`, 'emuStore(u32(a), cgGroup * 256u);')}
+    }`
+    : accs.map(([i, j]) => round(i, j, `subgroupMatrixStore(&cgC, cgGroup * 256u, acc${i}_${j}, false, ${MATRIX_SIDE}u);`)).join('\n    ');
   return `
   ${enableMarker()}
   ${declarations}

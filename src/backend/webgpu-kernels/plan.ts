@@ -34,7 +34,7 @@ export interface ConvGeometry {
 export interface Tile {
   tm: TileSide;
   tn: TileSide;
-  tk: 8 | 16;
+  tk: 8 | 16 | 32;
 }
 export type TileSide = 16 | 32 | 64 | 128;
 
@@ -79,8 +79,8 @@ export function tileStorageBytes(t: Tile): number {
 export function pickTile(rows: number, cols: number, storageBytes = DEFAULT_WORKGROUP_STORAGE): Tile {
   const tm = side(rows);
   const tn = side(cols);
-  // float16 tiles (matrix.ts) are 16 deep, a subgroup matrix's K; matrixSupport asks for 32 KiB.
-  if (webGpuKernelSettings().matmul !== 'f32') return { tm, tn, tk: 16 };
+  // float16 tiles (matrix.ts) are one or two subgroup matrices' K deep; matrixSupport asks for 32 KiB.
+  if (webGpuKernelSettings().matmul !== 'f32') return { tm, tn, tk: webGpuKernelSettings().matrixDepth };
   if (tm !== 128 || tn !== 128) return { tm, tn, tk: 16 };
   const deep: Tile = { tm, tn, tk: 16 };
   return webGpuKernelSettings().deepK && tileStorageBytes(deep) <= storageBytes ? deep : { tm, tn, tk: 8 };

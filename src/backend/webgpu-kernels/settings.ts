@@ -23,6 +23,8 @@
  *                             copies of their operands on the tensor cores (WGSL subgroup
  *                             matrices, 16 x 16 x 16, float32 accumulators; dy scaled by a power
  *                             of two first), where the adapter offers them (see matrix.ts)
+ *   CIFAR_WEBGPU_MATRIX_TK=32 those float16 tiles 32 deep instead of 16 (half the barriers per
+ *                             multiply-accumulate; 25 instead of 17 KiB of workgroup memory)
  *   CIFAR_WEBGPU_MATMUL=emulated      the same programs with the subgroup-matrix operations
  *                             written out in plain WGSL: for checking them on a device without
  *                             subgroup matrices (lavapipe), not for speed
@@ -51,6 +53,8 @@ export interface WebGpuKernelSettings {
   wideLoads: boolean;
   /** How the convolutions' GEMMs multiply: float32 FMAs, or float16 operands on subgroup matrices (real or emulated). */
   matmul: MatmulMode;
+  /** K depth of the float16 tiles (two subgroup-matrix steps per barrier at 32). */
+  matrixDepth: 16 | 32;
 }
 
 /** `f32`: float32 fused multiply-adds; `tensor-cores`: float16 subgroup matrices; `emulated`: those written out in plain WGSL. */
@@ -90,6 +94,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
     wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
     matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
+    matrixDepth: env['CIFAR_WEBGPU_MATRIX_TK'] === '32' ? 32 : 16,
   };
 }
 
@@ -114,6 +119,7 @@ export function describeWebGpuKernels(s: KernelVariant): string {
     [s.wideLoads, 'vec4 loads'],
     [s.matmul === 'tensor-cores', 'float16 tensor cores'],
     [s.matmul === 'emulated', 'float16 subgroup matrices emulated'],
+    [s.matmul !== 'f32' && s.matrixDepth === 32, 'float16 tiles 32 deep'],
   ];
   return [`tiles up to ${s.maxTileSide}`, ...on.filter(([set]) => set).map(([, name]) => name)].join(', ');
 }
