@@ -22,10 +22,10 @@
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 5700, the H100's step
 #   rate at batch 256 with vec4 loads on 2026-11-27) for the epoch estimate.
 # BENCH=quick: the default kernels with PyTorch's reference in the same call, then float16 GEMMs
-#   on the tensor cores (CIFAR_WEBGPU_MATMUL=tensor-cores, never measured before 2026-11-27's
-#   session; counted only if the device really ran them) and Dawn's disable_robustness toggle
+#   on the tensor cores (CIFAR_WEBGPU_MATMUL=tensor-cores, 16 and 32 deep, never measured before
+#   2026-11-27's session; counted only if the device really ran them) and Dawn's disable_robustness toggle
 #   (no bounds clamping in shaders; 16% faster than without on the scalar kernels of
-#   2026-11-26), at batch 256 (about a minute and a half); trains with the fastest. The
+#   2026-11-26), at batch 256 (about two minutes); trains with the fastest. The
 #   toggle run also asks for vulkan_enable_f16_on_nvidia and allow_unsafe_apis, so its JSON says
 #   whether the adapter offers shader-f16 and tensor-core (subgroup matrix) configurations. A
 #   variant whose kernels disagree with tfjs' on the device (beyond float16's rounding for
@@ -61,7 +61,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>
 TOGGLES=disable_robustness,vulkan_enable_f16_on_nvidia,allow_unsafe_apis
 # Variants: name|bench:gpu flags|the environment that trains with it. The first is the default.
 # tensor-cores: float16 GEMMs on subgroup matrices (matrix.ts); its rate counts only if it really ran them (not the float32 fallback).
-ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMUL=tensor-cores" "no-robustness|--dawn-toggles $TOGGLES|CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
+ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMUL=tensor-cores"
+  "tensor-cores-32|--matmul tensor-cores --matrix-tk 32|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_MATRIX_TK=32"
+  "no-robustness|--dawn-toggles $TOGGLES|CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
   "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar"
   "scalar-reads|--no-vec4|CIFAR_WEBGPU_VEC4=0"
   "8-deep|--no-deep-k|CIFAR_WEBGPU_TK=8"
@@ -70,8 +72,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
-# BENCH=quick: the first three; BENCH=1: all.
-VARIANTS=("${ALL_VARIANTS[@]:0:3}")
+# BENCH=quick: the first four; BENCH=1: all.
+VARIANTS=("${ALL_VARIANTS[@]:0:4}")
 [[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
 best=${RATE:-5700}; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
@@ -86,7 +88,7 @@ for v in "${VARIANTS[@]}"; do
     best=$(rate "bench-$name.json"); rates="default $best"
   else
     bench "bench-$name.json" --batches $VB --iterations $IT --no-reference $([[ $name == no-robustness ]] || echo --no-profile) $flags
-    r=$(rate "bench-$name.json" "$([[ $name == tensor-cores ]] && echo tensor-cores)"); rates="$rates, $name $r"
+    r=$(rate "bench-$name.json" "$([[ $name == tensor-cores* ]] && echo tensor-cores)"); rates="$rates, $name $r"
     if (( r > best )); then best=$r; chosen=$name; env=$venv; fi
   fi
 done
@@ -169,7 +171,7 @@ if [[ -n ${BENCH_AFTER:-} ]] && (( $(left) > 90 )); then
     log "bench after the run: $name $flags"
     timeout $(( $(left) - 5 )) node "$G/bench-gpu.cjs" $B --batches $VB --iterations $IT --no-reference $([[ $name == default ]] || echo --no-profile) $flags --out "$BJ/after-$name.json" 2>>"$OUT/run.log" | tee -a "$OUT/run.log"
     tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
-    rates="$rates $name $(rate "after-$name.json" "$([[ $name == tensor-cores ]] && echo tensor-cores)")"
+    rates="$rates $name $(rate "after-$name.json" "$([[ $name == tensor-cores* ]] && echo tensor-cores)")"
   done
   log "step img/s at $VB after the run:$rates"
 fi
