@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
+import { buildModel } from '../../src/model/resnet.js';
 
 /** Deterministic uniform(-1, 1) values (mulberry32), so failures reproduce. */
 export function randomArray(size: number, seed: number): Float32Array {
@@ -43,4 +44,30 @@ export function expectClose(actual: Float32Array, expected: Float32Array, tol = 
   }
   expect(Number.isFinite(maxErr), `${label} finite`).toBe(true);
   expect(maxErr, `${label} max error ${maxErr} vs scale ${scale}`).toBeLessThanOrEqual(tol * Math.max(scale, 1e-12));
+}
+
+/**
+ * A small ResNet's training-mode loss and gradients on the cpu backend and on webgpu, from the
+ * same initial weights and images: [loss, ...gradients] for each.
+ */
+export async function resnetGradsOnBoth(baseWidth: number, batch: number, labels: number[]): Promise<{ cpu: Float32Array[]; gpu: Float32Array[] }> {
+  const xs = randomArray(batch * 32 * 32 * 3, 21);
+  const results: Record<string, Float32Array[]> = {};
+  let weights: tf.Tensor[] | undefined;
+  for (const backend of ['cpu', 'webgpu']) {
+    await tf.setBackend(backend);
+    const model = buildModel({ baseWidth, blocks: [1, 1, 1, 1] });
+    if (weights) model.setWeights(weights);
+    else weights = model.getWeights().map((w) => tf.keep(w.clone()));
+    results[backend] = await read(() => {
+      const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
+      const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
+      const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
+      const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
+      return [value, ...Object.values(grads)];
+    });
+    model.dispose();
+  }
+  tf.dispose(weights);
+  return { cpu: results['cpu']!, gpu: results['webgpu']! };
 }

@@ -1,14 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { buildModel } from '../../src/model/resnet.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, planInputGrad, tileStorageBytes } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
 import { planForward } from '../../src/backend/webgpu-kernels/conv-forward.js';
 import { inputGradAsForward } from '../../src/backend/webgpu-kernels/conv-input-grad.js';
 import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, type KernelVariant, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
-import { expectClose, randomArray, read } from './helpers.js';
+import { expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -435,26 +434,7 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   });
 
   it('a whole ResNet (6-channel stages, stride-2 projections) gets the cpu backend\'s loss and gradients', async () => {
-    const batch = 3;
-    const xs = randomArray(batch * 32 * 32 * 3, 21);
-    const results: Record<string, Float32Array[]> = {};
-    let weights: tf.Tensor[] | undefined;
-    for (const backend of ['cpu', 'webgpu']) {
-      await tf.setBackend(backend);
-      const model = buildModel({ baseWidth: 6, blocks: [1, 1, 1, 1] });
-      if (weights) model.setWeights(weights);
-      else weights = model.getWeights().map((w) => tf.keep(w.clone()));
-      results[backend] = await read(() => {
-        const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
-        const y = tf.oneHot(tf.tensor1d([1, 7, 3], 'int32'), 10);
-        const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
-        const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
-        return [value, ...Object.values(grads)];
-      });
-      model.dispose();
-    }
-    tf.dispose(weights);
-    const [cpu, gpu] = [results['cpu']!, results['webgpu']!];
+    const { cpu, gpu } = await resnetGradsOnBoth(6, 3, [1, 7, 3]);
     expect(gpu.length).toBe(cpu.length);
     cpu.forEach((expected, i) => expectClose(gpu[i]!, expected, 1e-3, `gradient ${i}`));
   }, 60_000);

@@ -8,8 +8,7 @@ import { absMaxPartials, matrixGrid, matrixMainSource, matrixSupport, withEnable
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
-import { buildModel } from '../../src/model/resnet.js';
-import { expectClose, randomArray, read } from './helpers.js';
+import { expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -269,26 +268,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
 
   it('a whole ResNet with float16 GEMMs: the cpu backend\'s float32 loss within 1e-3, and its gradients\' directions', async () => {
     configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated' });
-    const batch = 3;
-    const xs = randomArray(batch * 32 * 32 * 3, 21);
-    const results: Record<string, Float32Array[]> = {};
-    let weights: tf.Tensor[] | undefined;
-    for (const backend of ['cpu', 'webgpu']) {
-      await tf.setBackend(backend);
-      const model = buildModel({ baseWidth: 8, blocks: [1, 1, 1, 1] });
-      if (weights) model.setWeights(weights);
-      else weights = model.getWeights().map((w) => tf.keep(w.clone()));
-      results[backend] = await read(() => {
-        const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
-        const y = tf.oneHot(tf.tensor1d([...Array(batch).keys()].map((i) => (i * 7) % 10), 'int32'), 10);
-        const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
-        const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
-        return [value, ...Object.values(grads)];
-      });
-      model.dispose();
-    }
-    tf.dispose(weights);
-    const [cpu, gpu] = [results['cpu']!, results['webgpu']!];
+    const { cpu, gpu } = await resnetGradsOnBoth(8, 3, [1, 7, 3]);
     expect(gpu.length).toBe(cpu.length);
     // Every conv's operands are rounded to float16. Through batch norm on 3 images that leaves the
     // loss within 3e-4 and the conv and dense gradients within 0.996 to 0.999 of their direction;
