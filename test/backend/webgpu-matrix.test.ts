@@ -120,6 +120,12 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       // Unscaled operands are clamped into float16's range before the conversion.
       expect(src).toContain('f16(clamp(pa0, -65504.0, 65504.0))');
       expect(src).not.toMatch(/\bcgS\b/);
+      // 32 deep: two steps, each in its own scope (a0.. and b0.. are declared again).
+      configureWebGpuKernels({ matrixDepth: 32 });
+      const deep = gemmMainSource({ tile: pickTile(4608, 512, 16384), ...matrixSource });
+      expect(deep.match(/\{\s+let a0 = subgroupMatrixLoad/g)).toHaveLength(2);
+      expect(deep).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&cgA, 2176u + u32((cgShare / 4) * 64) + 0u, true, 136u)');
+      expect(deep.match(/= subgroupMatrixMultiplyAccumulate\(/g)).toHaveLength(16);
     } finally {
       configureWebGpuKernels(before);
     }
@@ -278,5 +284,5 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     // random initialisations. A wrong index or scale gives cosines near 0.
     expectClose(gpu[0]!, cpu[0]!, 1e-3, 'loss');
     cpu.slice(1).forEach((expected, i) => expect(cosine(gpu[i + 1]!, expected), `gradient ${i}`).toBeGreaterThan(expected.length > 100 ? 0.99 : 0.95));
-  }, 120_000);
+  }, 240_000);
 });

@@ -187,13 +187,14 @@ export function matrixMainSource(s: GemmSource): string {
     .map((step) => {
       const aOff = (i: number | string): string => `${step * MATRIX_SIDE * as}u + ${aBase} + ${typeof i === 'number' ? `${i * MATRIX_SIDE}u` : `(${i}) * ${MATRIX_SIDE}u`}`;
       const bOff = (j: number | string): string => `${step * MATRIX_SIDE * bs}u + ${bBase} + ${typeof j === 'number' ? `${j * MATRIX_SIDE}u` : `(${j}) * ${MATRIX_SIDE}u`}`;
-      // One loop over the accumulators: written out per accumulator, lavapipe's compiler takes minutes over it.
+      // One loop over the accumulators: written out per accumulator, lavapipe's compiler took up to half a minute over it.
       if (emulated) return `for (var a = 0u; a < ${n}u; a++) { emuMma(a, ${aOff(`a / ${grid.colBlocks}u`)}, ${bOff(`a % ${grid.colBlocks}u`)}); }`;
-      return [
+      // A scope per step: each declares its own a0.., b0...
+      return `{\n      ${[
         ...range(grid.rowBlocks).map((i) => `let a${i} = subgroupMatrixLoad<${left}>(&cgA, ${aOff(i)}, ${A_COLUMN_MAJOR}, ${as}u);`),
         ...range(grid.colBlocks).map((j) => `let b${j} = subgroupMatrixLoad<${right}>(&cgB, ${bOff(j)}, ${B_COLUMN_MAJOR}, ${bs}u);`),
         ...accs.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`),
-      ].join('\n      ');
+      ].join('\n      ')}\n      }`;
     })
     .join('\n      ');
   // Element (r, c) of a 16 x 16 matrix at `off` with `stride`, column- or row-major, as the specification maps them.
