@@ -114,5 +114,5 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     expect(gpu.decayed).toBeGreaterThan(5);
     expect(ops.counts!.uploads - gpu.counts!.uploads).toBe(3 * gpu.params + gpu.decayed);
     expect(ops.counts!.dispatches - gpu.counts!.dispatches).toBe(5 * gpu.params + 2 * gpu.decayed);
-  }, 60_000);
+  }, 180_000); // with a cold shader cache on 2 busy cores, lavapipe took 52 s
 });
