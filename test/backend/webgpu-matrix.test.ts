@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
 import { absMaxPartials, matrixGrid, matrixMainSource, matrixSupport, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
@@ -36,6 +36,39 @@ function cosine(a: Float32Array, b: Float32Array): number {
     nb += b[i]! * b[i]!;
   }
   return dot / Math.sqrt(na * nb);
+}
+
+/** The argument list of the call whose '(' is at `open`, and the index after its ')'. */
+function callArgs(code: string, open: number): { args: string; end: number } {
+  let depth = 0;
+  for (let i = open; i < code.length; i++) {
+    if (code[i] === '(') depth++;
+    else if (code[i] === ')' && --depth === 0) return { args: code.slice(open + 1, i), end: i + 1 };
+  }
+  throw new Error('unbalanced call');
+}
+
+/**
+ * A tensor-core program with the three subgroup-matrix operations replaced by plain functions of
+ * the same argument types (u32 offsets and strides, bool majorness): the rest of its WGSL (scopes,
+ * names, types, the store) then compiles on lavapipe, which has no subgroup matrices.
+ */
+function stubMatrixOps(code: string): string {
+  const stubs = `// cifar-enable: f16 subgroups
+  struct SM { v : f32 }
+  fn smLoad(off : u32, columnMajor : bool, stride : u32) -> SM { return SM(f32(off + stride) + select(0.0, 1.0, columnMajor)); }
+  fn smMma(a : SM, b : SM, c : SM) -> SM { return SM(a.v * b.v + c.v); }
+  fn smStore(off : u32, v : SM, columnMajor : bool, stride : u32) { cgC[off] = select(v.v, 0.0, columnMajor) + f32(stride); }`;
+  let out = code.replace('// cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix', stubs);
+  out = out.replaceAll('subgroup_matrix_result<f32, 16, 16>()', 'SM(0.0)').replaceAll('subgroupMatrixMultiplyAccumulate(', 'smMma(');
+  for (const [name, stub] of [['subgroupMatrixLoad<', 'smLoad'], ['subgroupMatrixStore(', 'smStore']] as const) {
+    for (let at = out.indexOf(name); at >= 0; at = out.indexOf(name)) {
+      const { args, end } = callArgs(out, out.indexOf('(&', at));
+      // The pointer (&cgA, &cgB, &cgC) goes: the stubs know their arrays.
+      out = `${out.slice(0, at)}${stub}(${args.slice(args.indexOf(',') + 1).trim()})${out.slice(end)}`;
+    }
+  }
+  return out;
 }
 
 const matrixSource = { prologue: 'let row0 = 0; let col0 = 0; let kBegin = 0; let numTiles = 1;', aAlongK: true, bAlongK: false, store: 'result[row * 128 + col] = v;' };
@@ -240,6 +273,35 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_\\S+_\\d+x\\d+x${depth}p?e`));
     });
   }
+
+  it('tensor-core programs (forward, dW, dx; 16 and 32 deep) compile on lavapipe with the three subgroup-matrix operations stubbed', async () => {
+    await tf.setBackend('webgpu');
+    const device = (tf.backend() as unknown as { device: { createShaderModule: (d: { code: string }) => unknown } }).device;
+    const create = device.createShaderModule;
+    device.createShaderModule = (d) => create.call(device, { ...d, code: stubMatrixOps(d.code) });
+    takeWebGpuErrors();
+    try {
+      for (const matrixDepth of [16, 32] as const) {
+        configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'tensor-cores', matrixDepth });
+        for (const [x, co, s] of [[[2, 8, 8, 64], 128, 2], [[2, 9, 9, 6], 20, 1]] as const) {
+          const filter: Shape4 = [3, 3, x[3], co];
+          const info = tf.backend_util.computeConv2DInfo([...x], filter, s, 1, 'same');
+          await read(() => {
+            const [xt, w, dy] = [tf.ones([...x]) as tf.Tensor4D, tf.ones(filter) as tf.Tensor4D, tf.ones([x[0], info.outHeight, info.outWidth, co]) as tf.Tensor4D];
+            return convs(xt, dy, w, s, 'same', tf.ones([co]));
+          });
+        }
+      }
+      const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
+      expect(keys).toMatch(/cifarConvFilterGrad_\S+x32pm\S*_s\d+/);
+      expect(keys).toMatch(/cifarConvInputGrad_\S+x16pm\S*_s\d+/);
+      expect(keys).toMatch(/cifarConvForward_\S+x32pm\S*_bias_relu/);
+      expect(takeWebGpuErrors()).toEqual([]);
+    } finally {
+      device.createShaderModule = create;
+      configureWebGpuKernels(settingsFromEnv({}));
+    }
+  }, 120_000);
 
   it('float32 kernels on the same inputs differ from the float16-rounded reference by over 5x the tolerance above (the comparison can fail)', async () => {
     const x: Shape4 = [2, 8, 8, 16];
