@@ -169,7 +169,7 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
     try {
       const tile = pickTile(100, 100, 16384);
       expect(gemmKey(tile)).toBe('128x128x16e');
-      const src = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, input: 'dyMax', partials: 3 } });
+      const src = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, partials: 3 } });
       expect(src).toContain('// cifar-enable: f16\n');
       expect(src).not.toContain('subgroupMatrix');
       expect(src).toContain('for (var a = 0u; a < 8u; a++) { emuMma(a, 0u + u32((cgShare / 4) * 64) + (a / 2u) * 16u, 0u + u32((cgShare % 4) * 32) + (a % 2u) * 16u); }');

@@ -7,9 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, type FilterGradPlan, planFilterGrad } from './plan.js';
-import { type OperandScale, absMaxPartials, runAbsMax } from './matrix.js';
+import { type OperandScale, dyScale, runScaled, scaledInterface } from './matrix.js';
 import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, gemmWorkgroupSize, im2colSource, padUniforms, sumSplits, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
-import { webGpuKernelSettings } from './settings.js';
 
 export class FilterGradProgram implements GpuProgram {
   variableNames = ['x', 'dy'];
@@ -21,24 +20,23 @@ export class FilterGradProgram implements GpuProgram {
   workgroupSize = gemmWorkgroupSize();
   variableComponents?: number[];
   /** float16 operands: dy (B) is scaled by its largest magnitude, from the partial maxima in input `dyMax`. */
-  private readonly scale?: OperandScale;
+  readonly scale?: OperandScale;
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: FilterGradPlan,
   ) {
-    if (webGpuKernelSettings().matmul !== 'f32') {
-      this.scale = { operand: 1, input: 'dyMax', partials: absMaxPartials(plan.k * conv.outChannels) };
-      this.variableNames = ['x', 'dy', 'dyMax'];
-    }
-    if (usesWideLoads(conv)) this.variableComponents = this.scale ? [4, 4, 1] : [4, 4];
+    this.scale = dyScale(1, plan.k * conv.outChannels);
+    const scaled = scaledInterface(this.scale, this.variableNames, usesWideLoads(conv) ? [4, 4] : undefined);
+    this.variableNames = scaled.variableNames;
+    this.variableComponents = scaled.variableComponents;
     // Split: partial sums [splits, M, N]; otherwise straight into the filter's [fh, fw, ci, co].
     this.outputShape = plan.splits > 1 ? [plan.splits, plan.m, plan.n] : [conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels];
     const rank = this.outputShape.length;
     this.dispatchLayout = { x: [rank - 1], y: [...Array(rank - 1).keys()] };
     this.dispatch = plan.dispatch;
     // Only the batch-dependent K stays a uniform; everything else is in the code and the key.
-    this.shaderKey = `${convShaderKey('cifarConvFilterGrad', conv, plan.tile)}${this.scale ? `_s${this.scale.partials}` : ''}`;
+    this.shaderKey = `${convShaderKey('cifarConvFilterGrad', conv, plan.tile)}${scaled.keySuffix}`;
   }
 
   uniformData(): ProgramUniform {
@@ -98,8 +96,6 @@ ${im2colSource(wide)}
 export function runFilterGrad(backend: WebGpuBackendLike, x: TensorInfo, dy: TensorInfo, conv: ConvGeometry & tf.backend_util.Conv2DInfo): TensorInfo {
   const plan = planFilterGrad(conv, workgroupStorage(backend));
   const program = new FilterGradProgram(conv, plan);
-  const dyMax = webGpuKernelSettings().matmul === 'f32' ? undefined : runAbsMax(backend, dy);
-  const out = backend.runWebGPUProgram(program, dyMax ? [x, dy, dyMax] : [x, dy], 'float32', program.uniformData());
-  if (dyMax) backend.disposeData(dyMax.dataId);
+  const out = runScaled(backend, program, [x, dy], dy, program.scale);
   return plan.splits === 1 ? out : sumSplits(backend, out, plan.splits, conv.filterShape);
 }

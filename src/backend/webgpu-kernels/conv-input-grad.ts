@@ -9,7 +9,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { runForward } from './conv-forward.js';
 import { type ConvGeometry, type InputGradPlan, planInputGrad } from './plan.js';
-import { type OperandScale, absMaxPartials, runAbsMax } from './matrix.js';
+import { type OperandScale, dyScale, runScaled, scaledInterface } from './matrix.js';
 import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, convConstants, convShaderKey, gemmMainSource, gemmWorkgroupSize, padUniforms, usesWideLoads, wgslReads, workgroupStorage } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
@@ -23,20 +23,19 @@ export class InputGradProgram implements GpuProgram {
   workgroupSize = gemmWorkgroupSize();
   variableComponents?: number[];
   /** float16 operands: dy (A) is scaled by its largest magnitude, from the partial maxima in input `dyMax`. */
-  private readonly scale?: OperandScale;
+  readonly scale?: OperandScale;
 
   constructor(
     private readonly conv: ConvGeometry,
     private readonly plan: InputGradPlan,
   ) {
-    if (webGpuKernelSettings().matmul !== 'f32') {
-      this.scale = { operand: 0, input: 'dyMax', partials: absMaxPartials(conv.batchSize * conv.outHeight * conv.outWidth * conv.outChannels) };
-      this.variableNames = ['dy', 'w', 'dyMax'];
-    }
-    if (usesWideLoads(conv)) this.variableComponents = this.scale ? [4, 4, 1] : [4, 4];
+    this.scale = dyScale(0, conv.batchSize * conv.outHeight * conv.outWidth * conv.outChannels);
+    const scaled = scaledInterface(this.scale, this.variableNames, usesWideLoads(conv) ? [4, 4] : undefined);
+    this.variableNames = scaled.variableNames;
+    this.variableComponents = scaled.variableComponents;
     this.outputShape = [conv.batchSize, conv.inHeight, conv.inWidth, conv.inChannels];
     this.dispatch = plan.dispatch;
-    this.shaderKey = `${convShaderKey('cifarConvInputGrad', conv, plan.tile)}${this.scale ? `_s${this.scale.partials}` : ''}`;
+    this.shaderKey = `${convShaderKey('cifarConvInputGrad', conv, plan.tile)}${scaled.keySuffix}`;
   }
 
   uniformData(): ProgramUniform {
@@ -204,9 +203,8 @@ export function inputGradAsForward(conv: ConvGeometry): ConvGeometry {
  * kernel above.
  */
 export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter: TensorInfo, conv: ConvGeometry): TensorInfo {
-  const float16 = webGpuKernelSettings().matmul !== 'f32';
   // With float16 operands dy needs its scale, which only the phase kernel applies.
-  if (webGpuKernelSettings().inputGradForward && !float16 && conv.strideHeight === 1 && conv.strideWidth === 1) {
+  if (webGpuKernelSettings().inputGradForward && webGpuKernelSettings().matmul === 'f32' && conv.strideHeight === 1 && conv.strideWidth === 1) {
     const flip = new FlipTransposeProgram([conv.filterHeight, conv.filterWidth, conv.inChannels, conv.outChannels]);
     const flipped = backend.runWebGPUProgram(flip, [filter], 'float32');
     const dx = runForward(backend, dy, flipped, undefined, 'linear', inputGradAsForward(conv));
@@ -214,8 +212,5 @@ export function runInputGrad(backend: WebGpuBackendLike, dy: TensorInfo, filter:
     return dx;
   }
   const program = new InputGradProgram(conv, planInputGrad(conv, workgroupStorage(backend)));
-  const dyMax = float16 ? runAbsMax(backend, dy) : undefined;
-  const dx = backend.runWebGPUProgram(program, dyMax ? [dy, filter, dyMax] : [dy, filter], 'float32', program.uniformData());
-  if (dyMax) backend.disposeData(dyMax.dataId);
-  return dx;
+  return runScaled(backend, program, [dy, filter], dy, program.scale);
 }

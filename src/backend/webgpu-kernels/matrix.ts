@@ -21,7 +21,7 @@
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { THREADS_PER_SIDE, type Tile } from './plan.js';
-import type { GemmSource, GpuProgram, WebGpuBackendLike } from './program.js';
+import type { GemmSource, GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
 import { stagedLoopSource } from './program.js';
 import { webGpuKernelSettings } from './settings.js';
 
@@ -137,13 +137,43 @@ export function matrixGrid(tile: Tile, subgroups: number): { rows: number; cols:
   return best;
 }
 
-/** Where a GEMM's operand is dy: the input with its max-abs partials, and how many there are. */
+/** The program input that holds `AbsMaxProgram`'s partial maxima of dy. */
+const DY_MAX_INPUT = 'dyMax';
+
+/** Where a GEMM's operand is dy, and how many partial maxima of it its last input (`dyMax`) holds. */
 export interface OperandScale {
   /** 0: A, 1: B. */
   operand: 0 | 1;
-  /** The program input holding `AbsMaxProgram`'s partial maxima. */
-  input: string;
   partials: number;
+}
+
+/**
+ * The scale of a gradient GEMM's dy operand with float16 operands (a matmul setting other than
+ * f32); undefined for float32, which needs none.
+ */
+export function dyScale(operand: 0 | 1, dyElements: number): OperandScale | undefined {
+  return webGpuKernelSettings().matmul === 'f32' ? undefined : { operand, partials: absMaxPartials(dyElements) };
+}
+
+/**
+ * What a gradient program with a scaled dy adds to its interface: the partial maxima as a last
+ * input (one float per element), and a shader-key suffix (the partials' count is in its code).
+ */
+export function scaledInterface(scale: OperandScale | undefined, variableNames: string[], components: number[] | undefined): { variableNames: string[]; variableComponents?: number[]; keySuffix: string } {
+  if (scale === undefined) return { variableNames, ...(components ? { variableComponents: components } : {}), keySuffix: '' };
+  return { variableNames: [...variableNames, DY_MAX_INPUT], ...(components ? { variableComponents: [...components, 1] } : {}), keySuffix: `_s${scale.partials}` };
+}
+
+/**
+ * Runs a gradient program: with a scale, first the max-abs pass over dy, whose partial maxima go
+ * in as the program's last input and are disposed of after.
+ */
+export function runScaled(backend: WebGpuBackendLike, program: GpuProgram & { uniformData(): ProgramUniform }, inputs: TensorInfo[], dy: TensorInfo, scale: OperandScale | undefined): TensorInfo {
+  if (scale === undefined) return backend.runWebGPUProgram(program, inputs, 'float32', program.uniformData());
+  const dyMax = runAbsMax(backend, dy);
+  const out = backend.runWebGPUProgram(program, [...inputs, dyMax], 'float32', program.uniformData());
+  backend.disposeData(dyMax.dataId);
+  return out;
 }
 
 // The left matrix (rows of A x 16 of K) is read column-major from the K-major staged tile, the
@@ -228,7 +258,7 @@ export function matrixMainSource(s: GemmSource): string {
   // Scale of the dy operand: 2^e with the largest |dy| * 2^e in [SCALE_TARGET / 2, SCALE_TARGET]; 1 for all zeros (or inf/NaN, which stay visible).
   const scalePrologue = scaled
     ? `
-    cgC[lid] = select(0.0, ${scaled.input}[min(lid, ${scaled.partials - 1})], lid < ${scaled.partials});
+    cgC[lid] = select(0.0, ${DY_MAX_INPUT}[min(lid, ${scaled.partials - 1})], lid < ${scaled.partials});
     workgroupBarrier();
     for (var half = ${THREADS / 2}; half > 0; half = half / 2) {
       if (lid < half) { cgC[lid] = max(cgC[lid], cgC[lid + half]); }
@@ -338,7 +368,7 @@ export function absMaxPartials(size: number): number {
 }
 
 /** The partial maxima of |t| (see `AbsMaxProgram`); the caller disposes of them. */
-export function runAbsMax(backend: WebGpuBackendLike, t: TensorInfo): TensorInfo {
+function runAbsMax(backend: WebGpuBackendLike, t: TensorInfo): TensorInfo {
   const size = t.shape.reduce((a, b) => a * b, 1);
   const loads = size % 4 === 0 ? size / 4 : size;
   return backend.runWebGPUProgram(new AbsMaxProgram(size), [t], 'float32', [{ type: 'int32', data: [loads] }]);
