@@ -128,14 +128,17 @@ if [[ ${TRAIN:-1} != 0 ]]; then
   rc=$?; (( rc == 124 )) && rc=143 # timeout reports its own 124 when it had to stop the run
   grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |saved|error' | tail -n 60
   if (( rc == 0 )); then
+    # The weights and the model folder come back first: a call that runs out of time during the
+    # evaluations below still returns the trained model.
+    w=$(ls "$M"/weights-*.bin 2>/dev/null | head -1)
+    [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
+    tar -C "$(dirname "$M")" -czf "$OUT/results.tar.gz" --exclude=checkpoint --exclude='weights-*.bin' "$(basename "$M")" 2>/dev/null
     log "eval of the saved (float16) model"
     timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --plot "$M/confusion.png" > "$M/eval.txt" 2>&1 || log "eval exited $?"
     grep -v Warning "$M/eval.txt" | head -20
     # And with flip test-time augmentation (cifar eval --tta), reported beside it.
     timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --tta > "$M/eval-tta.txt" 2>&1 || log "eval --tta exited $?"
     log "with flip TTA: $(grep -m1 '^accuracy' "$M/eval-tta.txt")"
-    w=$(ls "$M"/weights-*.bin 2>/dev/null | head -1)
-    [[ -n $w ]] && split -b 15000000 "$w" "$OUT/$(basename "$w").part-"
   else
     log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
   fi
