@@ -10,6 +10,8 @@ import * as tf from '@tensorflow/tfjs';
 export interface BackendCounts {
   dispatches: number;
   uploads: number;
+  /** Bytes of those uploads (the CPU-side values copied to staging buffers). */
+  uploadBytes: number;
   buffersCreated: number;
   submits: number;
 }
@@ -32,7 +34,7 @@ export async function countBackendCalls(work: () => Promise<void>): Promise<Back
     return null;
   }
   const b = tf.backend() as unknown as Countable;
-  const counts: BackendCounts = { dispatches: 0, uploads: 0, buffersCreated: 0, submits: 0 };
+  const counts: BackendCounts = { dispatches: 0, uploads: 0, uploadBytes: 0, buffersCreated: 0, submits: 0 };
   const { device, queue } = b;
   const originals = { bindGroup: device.createBindGroup, buffer: device.createBuffer, submit: queue.submit, upload: b.uploadToGPU };
   device.createBindGroup = (...a) => (counts.dispatches++, originals.bindGroup.apply(device, a));
@@ -40,7 +42,10 @@ export async function countBackendCalls(work: () => Promise<void>): Promise<Back
   queue.submit = (...a) => (counts.submits++, originals.submit.apply(queue, a));
   b.uploadToGPU = (dataId) => {
     const d = b.tensorMap.get(dataId);
-    if (d && d.resource == null && d.values != null) counts.uploads++;
+    if (d && d.resource == null && d.values != null) {
+      counts.uploads++;
+      counts.uploadBytes += ArrayBuffer.isView(d.values) ? d.values.byteLength : 0;
+    }
     originals.upload.call(b, dataId);
   };
   try {

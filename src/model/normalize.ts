@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE } from '../image/preprocess.js';
+import { NORMALIZE_BYTES, type NormalizeBytesAttrs } from '../backend/webgpu-kernels/input.js';
+import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
 
 /** Per-channel statistics of the training set, on a 0–1 scale (stats.json, metadata.json). */
 export interface Normalization {
@@ -8,21 +9,62 @@ export interface Normalization {
 }
 
 export interface Normalizer {
-  /** `count` HWC byte images → the network's input: (x/255 − mean) / std, on the backend. */
-  apply(images: Uint8Array, count: number): tf.Tensor4D;
+  /**
+   * `count` HWC byte images → the network's input: (x/255 − mean) / std, on the backend. With
+   * `boxes` (int32, four per image: top, bottom, left, right), each image's rows [top, bottom)
+   * × columns [left, right) become 0 — the dataset mean (cutout).
+   */
+  apply(images: Uint8Array, count: number, boxes?: Int32Array): tf.Tensor4D;
   dispose(): void;
 }
 
-/** The one input transform of training, evaluation and serving. */
+/**
+ * The one input transform of training, evaluation and serving. On a backend with our
+ * `CifarNormalizeBytes` kernel (webgpu), one dispatch from the bytes as uploaded; elsewhere tfjs ops.
+ */
 export function createNormalizer(norm: Normalization): Normalizer {
   // Folding the 1/255 into the statistics saves a full-size multiply per batch.
-  const mean = tf.tensor1d(norm.mean.map((m) => m * 255));
-  const invStd = tf.tensor1d(norm.std.map((s) => 1 / (s * 255)));
+  const attrs: NormalizeBytesAttrs = { mean: norm.mean.map((m) => m * 255), invStd: norm.std.map((s) => 1 / (s * 255)) };
+  const mean = tf.tensor1d(attrs.mean);
+  const invStd = tf.tensor1d(attrs.invStd);
   return {
-    apply: (images, count) => tf.tidy(() => tf.tensor4d(images, [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd)),
+    apply: (images, count, boxes) =>
+      tf.tidy(() => {
+        if (tf.getKernel(NORMALIZE_BYTES, tf.getBackend()) !== undefined) {
+          const inputs: tf.NamedTensorMap = { packed: tf.tensor1d(packBytes(images, count), 'int32') };
+          if (boxes) inputs.boxes = tf.tensor1d(boxes.subarray(0, count * 4), 'int32');
+          return tf.engine().runKernel(NORMALIZE_BYTES, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+        }
+        const x = tf.tensor4d(images.subarray(0, count * IMAGE_BYTES), [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd) as tf.Tensor4D;
+        return boxes ? zeroBoxes(x, boxes) : x;
+      }),
     dispose() {
       mean.dispose();
       invStd.dispose();
     },
   };
+}
+
+/** The first `count` images' bytes as 32-bit words (a view where aligned, else a copy). */
+function packBytes(images: Uint8Array, count: number): Int32Array {
+  const bytes = count * IMAGE_BYTES;
+  const aligned = images.byteOffset % 4 === 0 ? images : images.slice(0, bytes);
+  return new Int32Array(aligned.buffer, aligned.byteOffset, bytes / 4);
+}
+
+/**
+ * Sets image n's rows [top, bottom) × columns [left, right) of an NHWC batch to 0, with
+ * `boxes` holding (top, bottom, left, right) per image; the mask is built on the backend.
+ */
+export function zeroBoxes(x: tf.Tensor4D, boxes: Int32Array): tf.Tensor4D {
+  const [n, h, w] = x.shape;
+  const side = (k: number): tf.Tensor => tf.tensor3d(Int32Array.from({ length: n }, (_, i) => boxes[i * 4 + k]!), [n, 1, 1], 'int32');
+  return tf.tidy(() => {
+    const ys = tf.reshape(tf.range(0, h, 1, 'int32'), [1, h, 1]);
+    const xs = tf.reshape(tf.range(0, w, 1, 'int32'), [1, 1, w]);
+    const within = (v: tf.Tensor, from: tf.Tensor, to: tf.Tensor) => tf.logicalAnd(tf.greaterEqual(v, from), tf.less(v, to));
+    const inside = tf.logicalAnd(within(ys, side(0), side(1)), within(xs, side(2), side(3)));
+    const keep = tf.reshape(tf.sub(tf.scalar(1), tf.cast(inside, 'float32')), [n, h, w, 1]);
+    return tf.mul(x, keep) as tf.Tensor4D;
+  });
 }

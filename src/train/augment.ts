@@ -53,13 +53,27 @@ export function cutoutBox(cy: number, cx: number, size: number, imageSize = IMAG
 }
 
 /**
+ * The cutout boxes of `count` centres as one int32 array, four per image (top, bottom, left,
+ * right): what `Normalizer.apply` takes.
+ * @example cutoutBoxes({ cy: Int32Array.of(0), cx: Int32Array.of(31) }, 1, 8); // Int32Array [0, 4, 27, 32]
+ */
+export function cutoutBoxes(centres: Pick<AugmentParams, 'cy' | 'cx'>, count: number, size: number, imageSize = IMAGE_SIZE): Int32Array {
+  const boxes = new Int32Array(count * 4);
+  for (let i = 0; i < count; i++) {
+    const box = cutoutBox(centres.cy[i]!, centres.cx[i]!, size, imageSize);
+    boxes.set([box.top, box.bottom, box.left, box.right], i * 4);
+  }
+  return boxes;
+}
+
+/**
  * Copy images `indices` of `source` (HWC bytes) into `out`, each shifted by a random crop of a
  * zero-padded copy (padding `pad`) and flipped left-right with probability 1/2 — torchvision's
  * RandomCrop(32, padding) + RandomHorizontalFlip, done on bytes without building the padded image.
  *
  * Returns the draws. With `cutout > 0` the bytes are not blanked here: the square must be the
  * dataset mean, 0 after normalisation, which no byte holds exactly, so the caller cuts the
- * normalised batch with the returned centres (`applyCutout` in gpu-augment.ts, as the trainer does).
+ * normalised batch with the returned centres (`cutoutBoxes` to `Normalizer.apply`, as the trainer does).
  */
 export function gatherAugmented(
   source: Uint8Array,

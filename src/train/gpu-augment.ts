@@ -7,9 +7,9 @@
  * then cut with `applyCutout`, as the trainer does).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Normalization } from '../model/normalize.js';
+import { type Normalization, zeroBoxes } from '../model/normalize.js';
 import { mulberry32 } from '../data/shuffle.js';
-import { cutoutBox, drawAugmentParams, type AugmentParams } from './augment.js';
+import { cutoutBoxes, drawAugmentParams, type AugmentParams } from './augment.js';
 
 /**
  * Crops, flips and normalises a batch of NHWC images holding byte values (0-255, int32 or
@@ -46,25 +46,10 @@ export function augmentOnDevice(images: tf.Tensor4D, params: AugmentParams, pad:
 
 /**
  * Cutout (DeVries & Taylor 2017) on a normalised NHWC batch: image n's square, `cutoutBox` of its
- * centre (cy[n], cx[n]) and `size`, becomes 0 — the dataset mean after normalisation. The boxes
- * cross to the backend as four small vectors; the mask is built there.
+ * centre (cy[n], cx[n]) and `size`, becomes 0 — the dataset mean after normalisation (`zeroBoxes`).
  */
 export function applyCutout(x: tf.Tensor4D, centres: Pick<AugmentParams, 'cy' | 'cx'>, size: number): tf.Tensor4D {
-  const [n, h, w] = x.shape;
-  const [top, bottom, left, right] = [new Int32Array(n), new Int32Array(n), new Int32Array(n), new Int32Array(n)];
-  for (let i = 0; i < n; i++) {
-    const box = cutoutBox(centres.cy[i]!, centres.cx[i]!, size, h);
-    [top[i], bottom[i], left[i], right[i]] = [box.top, box.bottom, box.left, box.right];
-  }
-  return tf.tidy(() => {
-    const per = (a: Int32Array): tf.Tensor => tf.tensor3d(a, [n, 1, 1], 'int32');
-    const ys = tf.reshape(tf.range(0, h, 1, 'int32'), [1, h, 1]);
-    const xs = tf.reshape(tf.range(0, w, 1, 'int32'), [1, 1, w]);
-    const within = (v: tf.Tensor, from: Int32Array, to: Int32Array) => tf.logicalAnd(tf.greaterEqual(v, per(from)), tf.less(v, per(to)));
-    const inside = tf.logicalAnd(within(ys, top, bottom), within(xs, left, right));
-    const keep = tf.reshape(tf.sub(tf.scalar(1), tf.cast(inside, 'float32')), [n, h, w, 1]);
-    return tf.mul(x, keep) as tf.Tensor4D;
-  });
+  return zeroBoxes(x, cutoutBoxes(centres, x.shape[0], size, x.shape[1]));
 }
 
 export interface GpuAugmentOptions extends Normalization {

@@ -3,7 +3,7 @@ import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { createNormalizer } from '../model/normalize.js';
-import { applyCutout } from './gpu-augment.js';
+import { cutoutBoxes } from './augment.js';
 
 /** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
 export interface Trainer {
@@ -56,8 +56,8 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
   const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }) => {
-    const normalised = normalizer.apply(images, size);
-    const x = cutout && (options.cutout ?? 0) > 0 ? applyCutout(normalised, cutout, options.cutout!) : normalised;
+    const side = options.cutout ?? 0;
+    const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined);
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
     let correct: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {

@@ -7,6 +7,7 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { type ForwardActivation, runForward } from './conv-forward.js';
 import { runFilterGrad } from './conv-filter-grad.js';
 import { runInputGrad } from './conv-input-grad.js';
+import { NORMALIZE_BYTES, type NormalizeBytesAttrs, runNormalizeBytes } from './input.js';
 import { isSupported } from './plan.js';
 import { webGpuKernelSettings } from './settings.js';
 import type { WebGpuBackendLike } from './program.js';
@@ -76,6 +77,12 @@ const OURS: Array<{ kernelName: string; make: (stock: KernelFunc) => KernelFunc 
   { kernelName: 'FusedConv2D', make: forward },
 ];
 
+/** The input transform from byte images (input.ts): a kernel of our own, with no stock one under it. */
+const normalizeBytes: KernelFunc = ((args: KernelArgs) => {
+  const { packed, boxes } = args.inputs as { packed: TensorInfo; boxes?: TensorInfo };
+  return runNormalizeBytes(args.backend as WebGpuBackendLike, packed, boxes, args.attrs as unknown as NormalizeBytesAttrs);
+}) as unknown as KernelFunc;
+
 // The stock kernels, captured once: registering twice must not wrap our own kernel.
 const stockKernels = new Map<string, KernelConfig>();
 
@@ -94,6 +101,9 @@ export function registerWebGpuKernels(): void {
     if (current !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
     tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: make(stock.kernelFunc) });
   }
+  if (stockKernels.size > 0 && tf.getKernel(NORMALIZE_BYTES, 'webgpu') === undefined) {
+    tf.registerKernel({ kernelName: NORMALIZE_BYTES, backendName: 'webgpu', kernelFunc: normalizeBytes });
+  }
 }
 
 /** Puts the stock tfjs kernels back (for comparisons in tests and benchmarks). */
@@ -102,6 +112,8 @@ export function unregisterWebGpuKernels(): void {
     if (tf.getKernel(kernelName, 'webgpu') !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
     tf.registerKernel(config);
   }
+  // Without ours, the input goes through tfjs' ops again (createNormalizer's fallback).
+  if (tf.getKernel(NORMALIZE_BYTES, 'webgpu') !== undefined) tf.unregisterKernel(NORMALIZE_BYTES, 'webgpu');
 }
 
 /** Names of the kernels this module replaces. */

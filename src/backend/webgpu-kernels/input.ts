@@ -1,0 +1,98 @@
+/**
+ * The network's input from a batch of byte images in one WebGPU dispatch: (v − mean) · invStd
+ * per channel, and each image's cutout square, if any, set to 0.
+ *
+ * Written with tfjs ops, the trainer uploaded each batch as int32 (4 bytes a value, converted
+ * in JS: CPU work that grows with the batch), then cast, subtracted and multiplied (three
+ * dispatches); cutout added four small uploads and about a dozen dispatches (ranges,
+ * comparisons, the mask). Here the bytes go up as they are, four to a 32-bit word (a quarter of
+ * the upload, no conversion), with the cutout boxes as one small int32 tensor.
+ *
+ * Registered as the tfjs kernel `CifarNormalizeBytes` for the webgpu backend
+ * (`registerWebGpuKernels`); `createNormalizer` (model/normalize.ts) runs it when the active
+ * backend has it and falls back to the ops otherwise.
+ */
+import type { TensorInfo } from '@tensorflow/tfjs';
+import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
+
+export const NORMALIZE_BYTES = 'CifarNormalizeBytes';
+
+/** The kernel's attributes: per-channel mean and 1/std on the 0–255 scale. */
+export interface NormalizeBytesAttrs {
+  mean: number[];
+  invStd: number[];
+}
+
+const THREADS = 256;
+const MAX_GROUPS_X = 65535;
+const IMAGE_VALUES = 32 * 32 * 3;
+
+/** Workgroup grid for `words` 32-bit words, one per invocation: x up to 65,535 groups, then rows of y. */
+export function normalizeBytesDispatch(words: number): [number, number, number] {
+  const groups = Math.ceil(words / THREADS);
+  return [Math.min(groups, MAX_GROUPS_X), Math.max(1, Math.ceil(groups / MAX_GROUPS_X)), 1];
+}
+
+/**
+ * Inputs: `packed`, int32 [n·768] holding the n·3,072 bytes of n 32×32×3 HWC images (four to a
+ * word, little-endian); with cutout, `boxes`, int32 [n·4] (top, bottom, left, right: rows
+ * [top, bottom) and columns [left, right) become 0). Output: float32 [n, 32, 32, 3].
+ */
+export class NormalizeBytesProgram implements GpuProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0, 1, 2, 3] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [THREADS, 1, 1];
+  uniforms = 'm0 : f32, m1 : f32, m2 : f32, s0 : f32, s1 : f32, s2 : f32, words : i32,';
+
+  constructor(
+    readonly count: number,
+    private readonly cutout: boolean,
+  ) {
+    this.variableNames = cutout ? ['packed', 'boxes'] : ['packed'];
+    this.outputShape = [count, 32, 32, 3];
+    this.dispatch = normalizeBytesDispatch((count * IMAGE_VALUES) / 4);
+    this.shaderKey = `cifarNormalizeBytes_${cutout ? 'cut' : 'plain'}`;
+  }
+
+  uniformData(attrs: NormalizeBytesAttrs): ProgramUniform {
+    const f = (v: number) => ({ type: 'float32' as const, data: [v] });
+    return [...attrs.mean.map(f), ...attrs.invStd.map(f), { type: 'int32', data: [(this.count * IMAGE_VALUES) / 4] }];
+  }
+
+  getUserCode(): string {
+    const cut = this.cutout
+      ? `let b = image * 4;
+        if (y >= boxes[b] && y < boxes[b + 1] && x >= boxes[b + 2] && x < boxes[b + 3]) { v = 0.0; }`
+      : '';
+    return `
+  fn pick(c : i32, a : f32, b : f32, d : f32) -> f32 { return select(select(d, b, c == 1), a, c == 0); }
+
+  // tfjs passes a flat global index, unused: the word is taken from the 2-D grid.
+  fn main(index : i32) {
+    let word = (i32(workgroupId.y) * ${MAX_GROUPS_X} + i32(workgroupId.x)) * ${THREADS} + i32(localIndex);
+    if (word >= uniforms.words) { return; }
+    let bytes = bitcast<u32>(packed[word]);
+    for (var k = 0; k < 4; k = k + 1) {
+      let e = word * 4 + k;
+      let c = e % 3;
+      let pixel = e / 3;
+      let image = pixel / 1024;
+      let y = (pixel / 32) % 32;
+      let x = pixel % 32;
+      var v = (f32((bytes >> (8u * u32(k))) & 255u) - pick(c, uniforms.m0, uniforms.m1, uniforms.m2)) * pick(c, uniforms.s0, uniforms.s1, uniforms.s2);
+      ${cut}
+      result[e] = v;
+    }
+  }`;
+  }
+}
+
+/** Runs the program: `packed` int32 [n·768], `boxes` int32 [n·4] or undefined. */
+export function runNormalizeBytes(backend: WebGpuBackendLike, packed: TensorInfo, boxes: TensorInfo | undefined, attrs: NormalizeBytesAttrs): TensorInfo {
+  const count = (packed.shape[0]! * 4) / IMAGE_VALUES;
+  const program = new NormalizeBytesProgram(count, boxes !== undefined);
+  return backend.runWebGPUProgram(program, boxes ? [packed, boxes] : [packed], 'float32', program.uniformData(attrs));
+}

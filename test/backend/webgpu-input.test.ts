@@ -1,0 +1,116 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { normalizeBytesDispatch } from '../../src/backend/webgpu-kernels/input.js';
+import { registerWebGpuKernels, unregisterWebGpuKernels } from '../../src/backend/webgpu-kernels/register.js';
+import { countBackendCalls } from '../../src/bench/gpu-counts.js';
+import { createNormalizer } from '../../src/model/normalize.js';
+import { cutoutBoxes } from '../../src/train/augment.js';
+import { expectClose } from './helpers.js';
+
+const STATS = { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] };
+
+/** `count` images of pseudo-random bytes, placed `offset` bytes into their buffer. */
+function bytes(count: number, seed: number, offset = 0): Uint8Array {
+  const buffer = new Uint8Array(offset + count * 3072);
+  let a = seed;
+  for (let i = offset; i < buffer.length; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    buffer[i] = a >>> 24;
+  }
+  return buffer.subarray(offset);
+}
+
+/** (v/255 − mean)/std per channel in plain JS, with each image's box zeroed. */
+function reference(images: Uint8Array, count: number, boxes?: Int32Array): Float32Array {
+  const out = new Float32Array(count * 3072);
+  for (let e = 0; e < out.length; e++) {
+    const c = e % 3;
+    const pixel = Math.floor(e / 3);
+    const [n, y, x] = [Math.floor(pixel / 1024), Math.floor(pixel / 32) % 32, pixel % 32];
+    const inBox = boxes !== undefined && y >= boxes[n * 4]! && y < boxes[n * 4 + 1]! && x >= boxes[n * 4 + 2]! && x < boxes[n * 4 + 3]!;
+    out[e] = inBox ? 0 : (images[e]! / 255 - STATS.mean[c]!) / STATS.std[c]!;
+  }
+  return out;
+}
+
+describe('byte-input dispatch grid (pure)', () => {
+  it('gives one invocation per 32-bit word, wrapping past 65,535 groups in x', () => {
+    expect(normalizeBytesDispatch(768)).toEqual([3, 1, 1]); // one image: 3,072 bytes
+    expect(normalizeBytesDispatch(768 * 256)).toEqual([768, 1, 1]);
+    expect(normalizeBytesDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
+  });
+});
+
+const probe = await probeWebGpu();
+
+describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNormalizeBytes)', () => {
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+  afterAll(async () => {
+    registerWebGpuKernels();
+    await tf.setBackend('cpu');
+  });
+
+  const centres = { cy: Int32Array.of(0, 31, 16, 5, 20), cx: Int32Array.of(31, 0, 16, 9, 2) };
+  const cases = [
+    { name: 'without cutout', count: 3, offset: 0, boxes: undefined },
+    { name: 'with cutout boxes clipped at every edge', count: 5, offset: 0, boxes: cutoutBoxes(centres, 5, 16) },
+    { name: 'from a buffer not aligned to 4 bytes, with cutout 8', count: 2, offset: 3, boxes: cutoutBoxes(centres, 2, 8) },
+  ];
+  for (const c of cases) {
+    it(`matches the per-channel formula ${c.name}`, async () => {
+      const images = bytes(c.count, 7 + c.count, c.offset);
+      const normalizer = createNormalizer(STATS);
+      const t = normalizer.apply(images, c.count, c.boxes);
+      expect(t.shape).toEqual([c.count, 32, 32, 3]);
+      const got = (await t.data()) as Float32Array;
+      t.dispose();
+      normalizer.dispose();
+      expectClose(got, reference(images, c.count, c.boxes), 1e-6, c.name);
+    });
+  }
+
+  it('uses only the first `count` images of a longer buffer', async () => {
+    const images = bytes(4, 3);
+    const normalizer = createNormalizer(STATS);
+    const t = normalizer.apply(images, 2);
+    const got = (await t.data()) as Float32Array;
+    tf.dispose(t);
+    normalizer.dispose();
+    expectClose(got, reference(images, 2), 1e-6);
+  });
+
+  it('agrees with the tfjs-ops path that other backends run (cutout included)', async () => {
+    const images = bytes(5, 11);
+    const boxes = cutoutBoxes(centres, 5, 16);
+    const normalizer = createNormalizer(STATS);
+    const ours = normalizer.apply(images, 5, boxes);
+    const oursData = (await ours.data()) as Float32Array;
+    unregisterWebGpuKernels();
+    try {
+      const ops = normalizer.apply(images, 5, boxes);
+      expectClose(oursData, (await ops.data()) as Float32Array, 1e-6);
+      ops.dispose();
+    } finally {
+      registerWebGpuKernels();
+      ours.dispose();
+      normalizer.dispose();
+    }
+  });
+
+  it('is one dispatch uploading the bytes as they are (a quarter of int32), plus 16 bytes an image of cutout boxes', async () => {
+    const normalizer = createNormalizer(STATS);
+    const images = bytes(8, 5);
+    const boxes = cutoutBoxes({ cy: new Int32Array(8).fill(10), cx: new Int32Array(8).fill(10) }, 8, 16);
+    const counts = await countBackendCalls(async () => {
+      const t = normalizer.apply(images, 8, boxes);
+      await t.data();
+      t.dispose();
+    });
+    normalizer.dispose();
+    expect(counts).toMatchObject({ dispatches: 1, uploads: 2, uploadBytes: 8 * 3072 + 8 * 16 });
+  });
+});
