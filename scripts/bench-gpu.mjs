@@ -25,6 +25,8 @@
 //   [--matrix-tk 16|32] (K depth of those float16 tiles, as CIFAR_WEBGPU_MATRIX_TK; default 16)
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
+//   [--cutout N] (the training step cuts a square of side N from each image, as cifar train
+//     --cutout does; default 0)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
@@ -71,12 +73,15 @@ async function main() {
       'dawn-toggles': { type: 'string' },
       matmul: { type: 'string' },
       'matrix-tk': { type: 'string' },
+      cutout: { type: 'string' },
     },
   });
   // Read when Dawn is created, inside benchmarkGpu.
   if (values['dawn-toggles'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_TOGGLES = values['dawn-toggles'];
   // Read when the kernel settings load (below) and when Dawn is created.
   if (values.matmul !== undefined) process.env.CIFAR_WEBGPU_MATMUL = values.matmul;
+  const cutout = values.cutout === undefined ? 0 : Number(values.cutout);
+  if (!Number.isInteger(cutout) || cutout < 0 || cutout > 32) throw new Error(`--cutout: "${values.cutout}" is not a whole number of pixels from 0 to 32`);
   const { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } = await import('../dist/bench/gpu.js');
   const soft = values['allow-software'];
   const result = await benchmarkGpu({
@@ -90,6 +95,7 @@ async function main() {
     checkBatch: Number(values['check-batch'] ?? (soft ? 2 : 8)),
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     stockForward: values['stock-forward'],
+    cutout,
     kernels: {
       maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
       prefetch: onOff(values, 'prefetch'),

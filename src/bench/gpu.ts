@@ -43,6 +43,8 @@ export interface GpuBenchOptions {
   kernels?: Partial<KernelVariant>;
   /** tfjs' Conv2DMMProgram instead of our forward convolution, with our gradient kernels (default: the environment's, else ours). */
   stockForward?: boolean;
+  /** Side of the training step's cutout squares, as `cifar train --cutout` (default 0: none). */
+  cutout?: number;
   onProgress?: (message: string) => void;
 }
 
@@ -91,6 +93,8 @@ export interface GpuBenchResult extends KernelVariant {
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
+  /** Side of the training step's cutout squares (0: none). */
+  cutout: number;
   iterations: number;
   /** Rounds of `iterations` per rate; each rate is the median round's. */
   rounds: number;
@@ -137,13 +141,17 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array } {
+function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array; centres: { cy: Int32Array; cx: Int32Array } } {
   let a = seed >>> 0;
   const next = (): number => {
     a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
     return a >>> 24;
   };
-  return { images: Uint8Array.from({ length: batch * 32 * 32 * 3 }, next), labels: Uint8Array.from({ length: batch }, () => next() % 10) };
+  return {
+    images: Uint8Array.from({ length: batch * 32 * 32 * 3 }, next),
+    labels: Uint8Array.from({ length: batch }, () => next() % 10),
+    centres: { cy: Int32Array.from({ length: batch }, () => next() % 32), cx: Int32Array.from({ length: batch }, () => next() % 32) },
+  };
 }
 
 /**
@@ -180,7 +188,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
   const model = buildModel(options.model);
-  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10 });
+  const cutout = options.cutout ?? 0;
+  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout });
   const result: GpuBenchResult = {
     startedAt: new Date().toISOString(),
     node: process.version,
@@ -198,6 +207,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
+    cutout,
     iterations: options.iterations,
     rounds: options.rounds ?? 3,
     rows: [],
@@ -208,11 +218,11 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   };
   try {
     for (const batch of options.batches) {
-      const { images, labels } = randomBatch(batch, batch);
+      const { images, labels, centres } = randomBatch(batch, batch);
       const x = tf.randomNormal([batch, 32, 32, 3]) as tf.Tensor4D;
       const y = tf.tensor1d(labels, 'int32');
       const step = (): tf.Tensor => {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01);
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01, cutout > 0 ? centres : undefined);
         correct.dispose();
         return lossSum;
       };
@@ -259,10 +269,10 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     }
     if (options.profile !== false && options.batches.length > 0) {
       const batch = Math.max(...options.batches);
-      const { images, labels } = randomBatch(batch, 1);
+      const { images, labels, centres } = randomBatch(batch, 1);
       progress(`batch ${batch}: per-kernel GPU time of one step`);
       const info = await tf.profile(async () => {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01);
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01, cutout > 0 ? centres : undefined);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       });
@@ -387,12 +397,12 @@ export function kernelCheckTolerance(matmul: MatmulMode): number {
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
-    `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'submits'.padStart(8)}`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.cutout > 0 ? `cutout ${r.cutout}; ` : ''}${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'upload KiB'.padStart(11)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {
     lines.push(
-      `${String(x.batch).padStart(6)} ${fmt(x.predict.imagesPerSecond).padStart(14)} ${fmt(x.forward.imagesPerSecond).padStart(15)} ${fmt(x.step.imagesPerSecond).padStart(11)} ${fmt(x.step.msPerBatch, 1).padStart(9)} ${fmt(x.stepKernelMs, 1).padStart(12)} ${fmt(x.stepWallMs, 1).padStart(13)} ${fmt(x.gpuBytesAllocated === null ? null : x.gpuBytesAllocated / 2 ** 20).padStart(9)} ${fmt(x.stepCounts?.dispatches ?? null).padStart(11)} ${fmt(x.stepCounts?.uploads ?? null).padStart(8)} ${fmt(x.stepCounts?.submits ?? null).padStart(8)}`,
+      `${String(x.batch).padStart(6)} ${fmt(x.predict.imagesPerSecond).padStart(14)} ${fmt(x.forward.imagesPerSecond).padStart(15)} ${fmt(x.step.imagesPerSecond).padStart(11)} ${fmt(x.step.msPerBatch, 1).padStart(9)} ${fmt(x.stepKernelMs, 1).padStart(12)} ${fmt(x.stepWallMs, 1).padStart(13)} ${fmt(x.gpuBytesAllocated === null ? null : x.gpuBytesAllocated / 2 ** 20).padStart(9)} ${fmt(x.stepCounts?.dispatches ?? null).padStart(11)} ${fmt(x.stepCounts?.uploads ?? null).padStart(8)} ${fmt(x.stepCounts ? x.stepCounts.uploadBytes / 1024 : null).padStart(11)} ${fmt(x.stepCounts?.submits ?? null).padStart(8)}`,
     );
   }
   for (const q of ratiosToReference(r, refs)) {

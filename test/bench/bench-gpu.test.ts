@@ -38,9 +38,10 @@ const RESULT: GpuBenchResult = {
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,
+  cutout: 0,
   iterations: 10,
   rounds: 3,
-  rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, buffersCreated: 2, submits: 28 } }],
+  rows: [{ batch: 256, predict: rate(6000, 256), forward: rate(4000, 256), step: rate(5000, 256), stepKernelMs: 40, stepWallMs: 51.2, gpuBytesAllocated: 3 * 2 ** 30, tensorBytes: 2 ** 28, stepCounts: { dispatches: 412, uploads: 2, uploadBytes: 196_608 + 1024, buffersCreated: 2, submits: 28 } }],
   topKernels: [{ kernel: 'Conv2DBackpropFilter', calls: 20, ms: 12.5 }],
   convKernels: [{ kernel: 'Conv2DBackpropFilter', shapes: '256x32x32x64, 256x32x32x64 -> 3x3x64x64', calls: 4, ms: 4.83, tflops: 10 }],
   kernelCheck: [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 2e-7, inputError: 3e-7, forwardError: 1e-7 }],
@@ -112,13 +113,14 @@ describe('bench:gpu formatting (pure)', () => {
   it('prints one row per batch, the ratio and the top kernels', () => {
     const lines = formatGpuBench(RESULT, parseTorchReference(TORCH_OUTPUT)).split('\n');
     expect(lines[0]).toContain('resnet18 (11,173,962 params) on NVIDIA H100 80GB HBM3');
-    expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072\s+412\s+2\s+28$/);
+    expect(lines[2]).toMatch(/^\s+256\s+6,000\s+4,000\s+5,000\s+51\.2\s+40\.0\s+51\.2\s+3,072\s+412\s+2\s+193\s+28$/);
     expect(lines[0]).toContain('cifar conv-gradient kernels (tiles up to 64), cifar forward conv; the median of 3 rounds of 10 timed runs each; a queue submission every 15 dispatches');
     expect(lines.some((l) => l.includes('PyTorch fp32 batch 256: 18,261 img/s training; ours/PyTorch = 0.274'))).toBe(true);
     expect(lines.some((l) => /Conv2DBackpropFilter\s+20 calls\s+12\.50 ms/.test(l))).toBe(true);
     expect(lines.some((l) => /^ {2}Conv2DBackpropFilter\s+256x32x32x64, 256x32x32x64 -> 3x3x64x64\s+4\.83 ms\s+10\.0 TFLOP\/s$/.test(l))).toBe(true);
     expect(lines).toContain("conv kernels (forward, both gradients) vs tfjs' on this device: worst relative error 3.0e-7 over 1 convolutions");
     expect(lines.some((l) => l.includes('ERROR'))).toBe(false);
+    expect(formatGpuBench({ ...RESULT, cutout: 16 })).toContain('on NVIDIA H100 80GB HBM3; cutout 16; cifar conv-gradient kernels');
     expect(formatGpuBench({ ...RESULT, dawnToggles: ['disable_robustness'] })).toContain('cifar forward conv; Dawn toggles disable_robustness; the median of 3 rounds of 10 timed runs each');
     // float16 operands round the check's inputs: 3e-4 is a mismatch for float32 kernels only.
     const rounded = [{ conv: '3x3 s1 32x32x64 -> 64', filterError: 3e-4, inputError: 3e-4, forwardError: 3e-4 }];
@@ -139,7 +141,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8', '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 300_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -147,6 +149,11 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // The counters saw the step: one bind group per dispatch, the batch's images and labels uploaded.
       expect(json.rows[0]!.stepCounts!.dispatches).toBeGreaterThan(100);
       expect(json.rows[0]!.stepCounts!.uploads).toBeGreaterThanOrEqual(2);
+      // The step with cutout 8: the images go up as bytes (3,072 an image, not 4 times that as
+      // int32), the boxes as 16 bytes an image.
+      expect(json.cutout).toBe(8);
+      expect(json.rows[0]!.stepCounts!.uploadBytes).toBeGreaterThanOrEqual(2 * 3072 + 2 * 16);
+      expect(json.rows[0]!.stepCounts!.uploadBytes).toBeLessThan(2 * 3072 * 2);
       expect(json.backend.name).toBe('webgpu');
       expect(json.gpuErrors).toEqual([]);
       // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
@@ -164,6 +171,11 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       await rm(dir, { recursive: true, force: true });
     }
   }, 300_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
+
+  it('refuses a --cutout that is not a side in pixels with one line', async () => {
+    const run = promisify(execFile)(process.execPath, ['scripts/bench-gpu.mjs', '--allow-software', '--cutout', 'big']);
+    await expect(run).rejects.toMatchObject({ code: 1, stderr: 'bench-gpu: --cutout: "big" is not a whole number of pixels from 0 to 32\n' });
+  });
 
   it('--matmul emulated trains with float16 GEMMs (subgroup matrices written out), checked against tfjs\' float32 kernels within float16\'s rounding', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
