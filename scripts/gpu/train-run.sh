@@ -40,6 +40,14 @@ G=$(dirname "$0")
 DEADLINE_S=${DEADLINE_S:-530}
 # The smoke test (SOFT=1) must not overwrite the committed model when run in a checkout.
 M=${MODEL_OUT:-$([[ -n ${SOFT:-} ]] && echo /tmp/cifar-soft-model || echo models/resnet18)}
+# RESUME=auto, for the second call of a session whose first may or may not have finished its run
+# (a warm machine is given back after 30 s idle: no time to look at the first call's output and
+# choose): resumes when $M has a checkpoint but no model.json, else trains nothing (TRAIN=0) and
+# runs the benchmarks asked for. Give MODEL_OUT a folder outside the repository: the checkout's
+# models/resnet18 always has a model.json.
+if [[ ${RESUME:-} == auto ]]; then
+  if [[ -d $M/checkpoint && ! -f $M/model.json ]]; then RESUME=1; else RESUME=; TRAIN=0; fi
+fi
 t0=$(date +%s)
 log() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/run.log"; }
 left() { echo $(( DEADLINE_S - ($(date +%s) - t0) )); }
@@ -161,7 +169,9 @@ fi
 # what the next run should train with. BENCH_AFTER="no-robustness dx-as-forward ..." names the
 # variants of the table above to measure instead, in that order, while time is left. (On
 # 2026-11-27 it measured vec4 loads, then off by default: 5,724 img/s against 4,633.)
-if [[ -n ${BENCH_AFTER:-} ]] && (( $(left) > 90 )); then
+# Not right after the benchmarks of the start with no run in between (TRAIN=0, e.g. RESUME=auto
+# that found the run finished, with BENCH=quick): they measured the same.
+if [[ -n ${BENCH_AFTER:-} ]] && ! [[ -n $rates && ${TRAIN:-1} == 0 ]] && (( $(left) > 90 )); then
   rates=
   wanted=$([[ $BENCH_AFTER == 1 ]] && echo no-robustness || echo "$BENCH_AFTER")
   after=("default||")
