@@ -11,24 +11,25 @@ import * as tf from '@tensorflow/tfjs';
 import type { GradConfig, NamedAttrMap, Tensor } from '@tensorflow/tfjs';
 
 /**
- * Broadcasts `small` (`shape` without `axes`, or with them set to 1) to `shape`.
+ * Broadcasts `small` (`shape` without `axes`, or with them set to 1) to `shape`, times `scale`
+ * (a fill value, so no scalar is uploaded for it).
  * @example broadcastAxes(tf.ones([2, 1, 1, 3]), [2, 4, 4, 3], [1, 2]) // shape [2, 4, 4, 3]
  */
-export function broadcastAxes(small: Tensor, shape: number[], axes: number[]): Tensor {
+export function broadcastAxes(small: Tensor, shape: number[], axes: number[], scale = 1): Tensor {
   const sorted = [...axes].sort((a, b) => a - b);
   const first = sorted[0];
   const last = sorted[sorted.length - 1];
-  if (first === undefined || last === undefined) return tf.reshape(small, shape);
+  if (first === undefined || last === undefined) return scale === 1 ? tf.reshape(small, shape) : tf.mul(tf.reshape(small, shape), tf.fill(shape, scale, 'float32'));
   const contiguous = last - first + 1 === sorted.length;
   if (!contiguous) {
     const kept = shape.map((d, i) => (axes.includes(i) ? 1 : d));
-    return tf.mul(tf.reshape(small, kept), tf.fill(shape, 1, 'float32'));
+    return tf.mul(tf.reshape(small, kept), tf.fill(shape, scale, 'float32'));
   }
   const size = (from: number, to: number): number => shape.slice(from, to).reduce((n, d) => n * d, 1);
   const outer = size(0, first);
   const reduced = size(first, last + 1);
   const inner = size(last + 1, shape.length);
-  const ones = tf.fill([outer, reduced, 1], 1, 'float32');
+  const ones = tf.fill([outer, reduced, 1], scale, 'float32');
   return tf.reshape(tf.matMul(ones, tf.reshape(small, [outer, 1, inner])), shape);
 }
 
@@ -44,8 +45,8 @@ function reductionGrad(kernelName: 'Mean' | 'Sum'): GradConfig {
       return {
         x: () => {
           const g = tf.cast(dy, 'float32');
-          // Scale the small tensor before broadcasting, not the full-size result.
-          return broadcastAxes(kernelName === 'Mean' ? tf.div(g, count) : g, x.shape, axes);
+          // Mean's 1/count rides in the broadcast's fill value: no scalar upload, no extra pass.
+          return broadcastAxes(g, x.shape, axes, kernelName === 'Mean' ? 1 / count : 1);
         },
       };
     },

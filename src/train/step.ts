@@ -39,10 +39,18 @@ export interface TrainerOptions {
   fusedUpdate?: boolean;
 }
 
-/** Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. */
+/**
+ * Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. The smoothing's
+ * numbers are fill values and the mean is a Mean kernel, so that no scalar goes up
+ * to a GPU per step (each upload makes a staging buffer there). (oneHot's own on/off values would
+ * do it in one op, but tfjs-backend-wasm's OneHot writes int32 whatever the dtype asked.)
+ */
 export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
-  const target = tf.oneHot(labels, classes).mul(1 - smoothing).add(smoothing / classes);
-  return tf.neg(tf.sum(tf.mul(target, tf.logSoftmax(logits)))).div(logits.shape[0]);
+  const off = smoothing / classes;
+  const shape: [number, number] = [labels.shape[0], classes];
+  // hot · (1 − s) + s/k with both numbers as fill values (a cast to bool would upload a scalar).
+  const target = tf.add(tf.mul(tf.cast(tf.oneHot(labels, classes), 'float32'), tf.fill(shape, 1 - smoothing)), tf.fill(shape, off));
+  return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 
 /**
@@ -54,6 +62,13 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const normalizer = createNormalizer(options);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  // The batch size as a tensor, made once per size (not uploaded again every step).
+  const sizes = new Map<number, tf.Scalar>();
+  const batchSize = (size: number): tf.Scalar => {
+    let t = sizes.get(size);
+    if (!t) sizes.set(size, (t = tf.keep(tf.scalar(size))));
+    return t;
+  };
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
   const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }) => {
     const side = options.cutout ?? 0;
@@ -87,7 +102,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
           v.assign(vNext);
           p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
         });
-        return { lossSum: value.mul(size) as tf.Scalar, correct };
+        return { lossSum: tf.mul(value, batchSize(size)) as tf.Scalar, correct };
       });
     },
     async precompile(size) {
@@ -119,6 +134,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     dispose() {
       normalizer.dispose();
       velocities.forEach((v) => v.dispose());
+      sizes.forEach((t) => t.dispose());
     },
   };
 }

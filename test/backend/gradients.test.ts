@@ -32,5 +32,9 @@ describe('Mean and Sum gradients without JS-side ones()', () => {
     const small = tf.tensor([1, 2, 3], [1, 1, 3]);
     expect(broadcastAxes(small, [2, 2, 3], [0, 1]).arraySync()).toEqual([[[1, 2, 3], [1, 2, 3]], [[1, 2, 3], [1, 2, 3]]]);
     expect(broadcastAxes(tf.tensor([1, 2], [2, 1]), [2, 3], [1]).arraySync()).toEqual([[1, 1, 1], [2, 2, 2]]);
+    // With a scale (Mean's 1/count), on the contiguous, non-contiguous and no-axis paths.
+    expect(broadcastAxes(small, [2, 2, 3], [0, 1], 0.5).arraySync()).toEqual([[[0.5, 1, 1.5], [0.5, 1, 1.5]], [[0.5, 1, 1.5], [0.5, 1, 1.5]]]);
+    expect(broadcastAxes(tf.tensor([1, 2], [1, 2, 1]), [2, 2, 2], [0, 2], 0.25).arraySync()).toEqual([[[0.25, 0.25], [0.5, 0.5]], [[0.25, 0.25], [0.5, 0.5]]]);
+    expect(broadcastAxes(tf.tensor([4, 8], [2]), [2], [], 0.25).arraySync()).toEqual([1, 2]);
   });
 });

@@ -6,6 +6,8 @@ import { normalizeBytesDispatch } from '../../src/backend/webgpu-kernels/input.j
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../../src/backend/webgpu-kernels/register.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { createNormalizer } from '../../src/model/normalize.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { createTrainer } from '../../src/train/step.js';
 import { cutoutBoxes } from '../../src/train/augment.js';
 import { expectClose } from './helpers.js';
 
@@ -113,4 +115,26 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     normalizer.dispose();
     expect(counts).toMatchObject({ dispatches: 1, uploads: 2, uploadBytes: 8 * 3072 + 8 * 16 });
   });
+
+  it('leaves a training step with 3 uploads (bytes, labels, the gradient seed), 4 with cutout: no scalars', async () => {
+    const model = buildModel('resnet10-w8');
+    const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, ...STATS, classes: 10, cutout: 16 });
+    const [images, labels] = [bytes(4, 9), Uint8Array.of(1, 2, 3, 4)];
+    const uploads = async (cut: boolean): Promise<number> => {
+      const step = async () => {
+        const { lossSum, correct } = trainer.step(images, labels, 4, 0.01, cut ? centres : undefined);
+        await lossSum.data();
+        tf.dispose([lossSum, correct]);
+      };
+      await step(); // the first step of a kind creates its constants
+      return (await countBackendCalls(step))!.uploads;
+    };
+    try {
+      expect(await uploads(false)).toBe(3);
+      expect(await uploads(true)).toBe(4);
+    } finally {
+      trainer.dispose();
+      model.dispose();
+    }
+  }, 120_000);
 });
