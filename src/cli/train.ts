@@ -41,6 +41,7 @@ export function trainCommand(): Command {
     .option('--resume', 'continue the run checkpointed in --out')
     .option('--limit <n>', 'train on the first N images only', positiveInt('--limit'))
     .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt('--test-limit'))
+    .option('--test-every <n>', 'test pass after every Nth epoch and the last (default 1: every epoch)', positiveInt('--test-every'))
     .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
     .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', pixels('--cutout'))
     .option('--seed <n>', 'seed of data order and augmentation (default 0)', (v) => Number(v))

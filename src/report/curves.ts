@@ -3,8 +3,9 @@ export interface EpochRecord {
   epoch: number;
   trainLoss: number;
   trainAccuracy: number;
-  testLoss: number;
-  testAccuracy: number;
+  /** null: no test pass after this epoch (`--test-every`). */
+  testLoss: number | null;
+  testAccuracy: number | null;
   lr: number;
   imagesPerSecond: number;
   seconds: number;
@@ -17,7 +18,8 @@ const PAD = { left: 56, right: 16, top: 36, bottom: 40 };
 interface Series {
   label: string;
   colour: string;
-  values: number[];
+  /** One value per epoch; null where there is none (the line joins the points that exist). */
+  values: Array<number | null>;
 }
 
 function panel(x0: number, title: string, series: Series[], epochs: number[], yMax: number, yFormat: (v: number) => string, legendAtBottom: boolean): string {
@@ -41,7 +43,9 @@ function panel(x0: number, title: string, series: Series[], epochs: number[], yM
   parts.push(`<text x="${x0 + PAD.left + w / 2}" y="${H - 6}" font-size="12" text-anchor="middle">epoch</text>`);
   parts.push(`<rect x="${x0 + PAD.left}" y="${PAD.top}" width="${w}" height="${h}" fill="none" stroke="#888"/>`);
   series.forEach((s, k) => {
-    const points = s.values.map((v, i) => `${sx(epochs[i]!).toFixed(1)},${sy(v).toFixed(1)}`).join(' ');
+    const points = s.values
+      .flatMap((v, i) => (v === null ? [] : [`${sx(epochs[i]!).toFixed(1)},${sy(v).toFixed(1)}`]))
+      .join(' ');
     parts.push(`<polyline points="${points}" fill="none" stroke="${s.colour}" stroke-width="2"/>`);
     for (const p of points.split(' ')) {
       const [cx, cy] = p.split(',');
@@ -60,9 +64,9 @@ function panel(x0: number, title: string, series: Series[], epochs: number[], yM
  */
 export function curvesSvg(history: readonly EpochRecord[], title = 'training'): string {
   const epochs = history.map((r) => r.epoch);
-  const maxLoss = Math.max(0.5, ...history.flatMap((r) => [r.trainLoss, r.testLoss]).filter(Number.isFinite));
+  const maxLoss = Math.max(0.5, ...history.flatMap((r) => [r.trainLoss, r.testLoss ?? NaN]).filter(Number.isFinite));
   const lossMax = Math.ceil(maxLoss * 2) / 2;
-  const best = history.reduce((b, r) => Math.max(b, r.testAccuracy), 0);
+  const best = history.reduce((b, r) => Math.max(b, r.testAccuracy ?? 0), 0);
   const loss = panel(0, 'loss', [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainLoss) },
     { label: 'test', colour: '#d62728', values: history.map((r) => r.testLoss) },

@@ -44,6 +44,11 @@ export const TrainConfigSchema = z
     limit: z.number().int().positive().optional(),
     /** Use only the first N test images for the per-epoch evaluation. */
     testLimit: z.number().int().positive().optional(),
+    /**
+     * Run the test pass after every Nth epoch and after the last (1: every epoch). Epochs without
+     * one have no test figures in the history; the saved model is always tested.
+     */
+    testEvery: z.number().int().positive().default(1),
     /** Precision of the saved weights: float16 halves the file (the final test accuracy is measured with the rounded weights). */
     weights: z.enum(['float32', 'float16']).default('float32'),
     /** Seed of the data order, augmentation and initialisation. */

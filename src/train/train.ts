@@ -154,15 +154,15 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       seconds += (performance.now() - since) / 1000;
       state.trainSeconds += (performance.now() - since) / 1000;
 
-      // ---- evaluation
-      since = performance.now();
-      const ev = await evaluateModel(model, test, stats);
+      // ---- evaluation (every config.testEvery epochs and after the last)
+      const tested = (epoch + 1) % config.testEvery === 0 || epoch + 1 === config.epochs;
+      const ev = tested ? await evaluateModel(model, test, stats) : undefined;
       const record: EpochRecord = {
         epoch: epoch + 1,
         trainLoss,
         trainAccuracy,
-        testLoss: ev.loss,
-        testAccuracy: ev.accuracy,
+        testLoss: ev ? ev.loss : null,
+        testAccuracy: ev ? ev.accuracy : null,
         lr: oneCycleLr((epoch + 1) * steps - 1, totalSteps, config.lr, config.warmup),
         imagesPerSecond: seen / seconds,
         seconds,

@@ -80,6 +80,19 @@ describe('cifar train (CLI)', () => {
     }
   });
 
+  it('passes --test-every: epochs without a test pass print dashes and the config records it; 0 is a usage error', async () => {
+    const out = join(dir, 'm-every');
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '2', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--test-every', '2']);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/^ {2}1\/2 .*—.*—/m);
+    expect(res.stderr).toMatch(/^ {2}2\/2 .*%.*%/m);
+    const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    expect(meta.config).toMatchObject({ testEvery: 2 });
+    const bad = await runCli(['train', '--test-every', '0', '--data', join(dir, 'none')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--test-every 0');
+  });
+
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
     const bad = await runCli(['train', '--model', 'vgg16']);
     expect(bad.code).toBe(2);

@@ -43,7 +43,7 @@ describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', 
     const cpu = await evalOn('wasm');
     // The saved weights are the ones the last epoch was tested with (reads between epochs, for
     // the checkpoint, once left the in-place optimizer's tensors stale on the CPU side).
-    expect(Math.abs(gpu.loss - last.testLoss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(last.testLoss)));
+    expect(Math.abs(gpu.loss - last.testLoss!)).toBeLessThan(1e-4 * Math.max(1, Math.abs(last.testLoss!)));
     expect(gpu.backend).toBe('webgpu');
     expect(gpu.accuracy).toBe(cpu.accuracy);
     expect(Math.abs(gpu.loss - cpu.loss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(cpu.loss)));

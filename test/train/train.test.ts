@@ -70,6 +70,15 @@ describe('training', () => {
     expect(resumed.history.map((r) => r.trainLoss)).toEqual(uninterrupted.history.map((r) => r.trainLoss));
   });
 
+  it('tests every Nth epoch and the last with testEvery, and still tests the saved model', async () => {
+    const result = await trainModel(config('every', { testEvery: 2 }));
+    expect(result.history.map((r) => r.testAccuracy === null)).toEqual([true, false, false]);
+    expect(result.history.map((r) => r.testLoss === null)).toEqual([true, false, false]);
+    expect(result.metadata.testAccuracy).toEqual(expect.any(Number));
+    const lines = (await readFile(join(dir, 'every', 'history.jsonl'), 'utf8')).trim().split('\n');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ epoch: 1, testLoss: null, testAccuracy: null });
+  });
+
   it('tells the user to download the dataset when it is missing', async () => {
     await expect(trainModel(config('x', { data: join(dir, 'nothing') }))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
   });
