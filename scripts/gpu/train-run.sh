@@ -16,7 +16,8 @@
 #   train --resume until this call's deadline, and the evaluation once the run is complete.
 #   The 50 epochs of 2026-11-27 took 9 min 23 s of training (10.5 min in all) on the H100 with
 #   scalar loads, in two calls; with vec4 loads (a step 19% shorter) one 600 s call should hold them.
-# CONFIG=configs/resnet18-cutout.json trains another recipe (default configs/resnet18.json);
+# CONFIG=configs/NAME.json trains another recipe (default configs/resnet18.json, cutout 16 since
+#   2026-11-27; TRAIN_FLAGS="--cutout 0" for the recipe of the 91.0% run);
 #   TRAIN_FLAGS adds cifar train flags over it (e.g. "--model resnet18-w4"), MODEL_OUT names the
 #   model folder (default models/resnet18; with RESUME=1 give the same one).
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 5700, the H100's step
