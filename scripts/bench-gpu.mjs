@@ -80,8 +80,10 @@ async function main() {
   if (values['dawn-toggles'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_TOGGLES = values['dawn-toggles'];
   // Read when the kernel settings load (below) and when Dawn is created.
   if (values.matmul !== undefined) process.env.CIFAR_WEBGPU_MATMUL = values.matmul;
+  // The same rule as cifar train --cutout and config files: the config schema's.
+  const { TrainConfigSchema } = await import('../dist/train/config.js');
   const cutout = values.cutout === undefined ? 0 : Number(values.cutout);
-  if (!Number.isInteger(cutout) || cutout < 0 || cutout > 32) throw new Error(`--cutout: "${values.cutout}" is not a whole number of pixels from 0 to 32`);
+  if (!TrainConfigSchema.shape.cutout.safeParse(cutout).success) throw new Error(`--cutout: "${values.cutout}" is not a whole number of pixels from 0 to 32`);
   const { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } = await import('../dist/bench/gpu.js');
   const soft = values['allow-software'];
   const result = await benchmarkGpu({

@@ -190,6 +190,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   const model = buildModel(options.model);
   const cutout = options.cutout ?? 0;
   const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout });
+  /** One training step on a batch of randomBatch, with its cutout centres when cutout is on. */
+  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step(b.images, b.labels, batch, 0.01, cutout > 0 ? b.centres : undefined);
   const result: GpuBenchResult = {
     startedAt: new Date().toISOString(),
     node: process.version,
@@ -218,11 +220,11 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   };
   try {
     for (const batch of options.batches) {
-      const { images, labels, centres } = randomBatch(batch, batch);
+      const data = randomBatch(batch, batch);
       const x = tf.randomNormal([batch, 32, 32, 3]) as tf.Tensor4D;
-      const y = tf.tensor1d(labels, 'int32');
+      const y = tf.tensor1d(data.labels, 'int32');
       const step = (): tf.Tensor => {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01, cutout > 0 ? centres : undefined);
+        const { lossSum, correct } = trainOn(data, batch);
         correct.dispose();
         return lossSum;
       };
@@ -269,10 +271,10 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     }
     if (options.profile !== false && options.batches.length > 0) {
       const batch = Math.max(...options.batches);
-      const { images, labels, centres } = randomBatch(batch, 1);
+      const data = randomBatch(batch, 1);
       progress(`batch ${batch}: per-kernel GPU time of one step`);
       const info = await tf.profile(async () => {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.01, cutout > 0 ? centres : undefined);
+        const { lossSum, correct } = trainOn(data, batch);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       });

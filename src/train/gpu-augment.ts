@@ -3,8 +3,8 @@
  * a batch that is already a tensor on the device: only small per-image vectors cross to it.
  *
  * The random draws are those of `gatherAugmented` (augment.ts), in the same order from the same
- * generator, so a batch augmented here equals the CPU batch made from the same seed (normalised,
- * then cut with `applyCutout`, as the trainer does).
+ * generator, so a batch augmented here equals the CPU batch made from the same seed (normalised
+ * with its cutout boxes, as the trainer does).
  */
 import * as tf from '@tensorflow/tfjs';
 import { type Normalization, zeroBoxes } from '../model/normalize.js';
