@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LayersModel, SymbolicTensor } from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
+import { mulberry32 } from '../data/shuffle.js';
 import { BatchNorm } from './batchnorm.js';
 
 /** Architecture of one ResNet of this family. */
@@ -81,20 +82,30 @@ function validate(config: ModelConfig): void {
   }
 }
 
+export interface BuildOptions {
+  /**
+   * Seed of the initial weights: the same seed gives the same weights (each layer draws from its
+   * own seed, taken in layer order from this one). Absent: unseeded.
+   */
+  seed?: number;
+}
+
 /**
  * Builds a fresh, randomly initialised ResNet of this family.
  * @param config a preset name (`'resnet18'`) or an explicit architecture.
  * @example
- * const model = buildModel('resnet18-w4');
+ * const model = buildModel('resnet18-w4', { seed: 0 });
  * const probs = tf.softmax(model.predict(x) as tf.Tensor); // the model returns logits
  */
-export function buildModel(config: ModelConfig | string): LayersModel {
+export function buildModel(config: ModelConfig | string, options: BuildOptions = {}): LayersModel {
   const cfg = typeof config === 'string' ? resolvePreset(config).config : config;
   validate(cfg);
   const momentum = cfg.bnMomentum ?? 0.9;
+  const draw = options.seed === undefined ? undefined : mulberry32(options.seed);
+  const layerSeed = (): { seed?: number } => (draw ? { seed: Math.floor(draw() * 2 ** 32) } : {});
   const conv = (x: SymbolicTensor, filters: number, kernelSize: number, strides: number, name: string): SymbolicTensor =>
     tf.layers
-      .conv2d({ filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: 'heNormal', name })
+      .conv2d({ filters, kernelSize, strides, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal(layerSeed()), name })
       .apply(x) as SymbolicTensor;
   const bn = (x: SymbolicTensor, name: string): SymbolicTensor => new BatchNorm({ momentum, name }).apply(x) as SymbolicTensor;
   const relu = (x: SymbolicTensor, name: string): SymbolicTensor => tf.layers.reLU({ name }).apply(x) as SymbolicTensor;
@@ -115,7 +126,7 @@ export function buildModel(config: ModelConfig | string): LayersModel {
     }
   });
   const pooled = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(x) as SymbolicTensor;
-  const logits = tf.layers.dense({ units: cfg.numClasses ?? 10, name: 'logits' }).apply(pooled) as SymbolicTensor;
+  const logits = tf.layers.dense({ units: cfg.numClasses ?? 10, kernelInitializer: tf.initializers.glorotUniform(layerSeed()), name: 'logits' }).apply(pooled) as SymbolicTensor;
   return tf.model({ inputs: input, outputs: logits, name: typeof config === 'string' ? config : 'resnet' });
 }
 

@@ -84,7 +84,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const totalSteps = steps * config.epochs;
 
   // ---- model
-  const model = buildModel(config.model);
+  const model = buildModel(config.model, { seed: config.seed });
   const parameters = countParams(model).trainable;
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };

@@ -37,6 +37,22 @@ describe('ResNet presets', () => {
     expect(() => buildModel({ baseWidth: 0, blocks: [1, 1, 1, 1] })).toThrow(/invalid model config/);
   });
 
+  it('draws the same initial weights from the same seed, others from another, and a fresh draw per layer', () => {
+    const weights = (seed: number) => {
+      const model = buildModel('resnet10-w8', { seed });
+      const named = new Map(model.weights.map((w) => [w.originalName, w.read().dataSync() as Float32Array]));
+      model.dispose();
+      return named;
+    };
+    const [a, again, other] = [weights(7), weights(7), weights(8)];
+    expect([...again]).toEqual([...a]);
+    expect(other.get('s1b1_conv1/kernel')).not.toEqual(a.get('s1b1_conv1/kernel'));
+    expect(other.get('logits/kernel')).not.toEqual(a.get('logits/kernel'));
+    // Two layers of one shape: not the same draw.
+    expect(a.get('s1b1_conv1/kernel')!.length).toBe(a.get('s1b1_conv2/kernel')!.length);
+    expect(a.get('s1b1_conv2/kernel')).not.toEqual(a.get('s1b1_conv1/kernel'));
+  });
+
   it('maps NHWC [n, 32, 32, 3] images to 10 logits (not probabilities)', () => {
     const model = buildModel({ baseWidth: 4, blocks: [1, 1, 1, 1] });
     const logits = model.predict(tf.randomNormal([2, 32, 32, 3])) as tf.Tensor;

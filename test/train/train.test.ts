@@ -70,6 +70,15 @@ describe('training', () => {
     expect(resumed.history.map((r) => r.trainLoss)).toEqual(uninterrupted.history.map((r) => r.trainLoss));
   });
 
+  it('is reproducible: the same seed trains to the same weights, another seed to others', async () => {
+    await trainModel(config('seed-a', { epochs: 1 }));
+    await trainModel(config('seed-b', { epochs: 1 }));
+    await trainModel(config('seed-c', { epochs: 1, seed: 1 }));
+    const [a, b, c] = (await Promise.all(['seed-a', 'seed-b', 'seed-c'].map((o) => weightsOf(join(dir, o))))) as [Float32Array[], Float32Array[], Float32Array[]];
+    b.forEach((w, i) => expect(w).toEqual(a[i]));
+    expect(c[0]).not.toEqual(a[0]);
+  });
+
   it('tests every Nth epoch and the last with testEvery, and still tests the saved model', async () => {
     const result = await trainModel(config('every', { testEvery: 2 }));
     expect(result.history.map((r) => r.testAccuracy === null)).toEqual([true, false, false]);
