@@ -70,20 +70,25 @@ export async function evaluateModel(
   const predictions = new Uint8Array(data.count);
   let lossSum = 0;
   let correct = 0;
+  // Every batch is queued before the first is read: a read waits for the device, which would
+  // then sit idle while the next batch is encoded.
+  const queued: { at: number; n: number; loss: tf.Scalar; pred: tf.Tensor1D }[] = [];
   try {
     for (let at = 0; at < data.count; at += batchSize) {
       const n = Math.min(batchSize, data.count - at);
       const [loss, pred] = evaluator.run(data.images.subarray(at * IMAGE_BYTES, (at + n) * IMAGE_BYTES), data.labels.subarray(at, at + n), n);
+      queued.push({ at, n, loss, pred });
+    }
+    for (const { at, n, loss, pred } of queued) {
       lossSum += (await loss.data())[0]!;
       const p = await pred.data();
-      loss.dispose();
-      pred.dispose();
       for (let i = 0; i < n; i++) {
         predictions[at + i] = p[i]!;
         if (p[i] === data.labels[at + i]) correct++;
       }
     }
   } finally {
+    for (const q of queued) tf.dispose([q.loss, q.pred]);
     evaluator.dispose();
   }
   return { loss: lossSum / Math.max(1, data.count), accuracy: correct / Math.max(1, data.count), predictions, tta };
