@@ -83,14 +83,14 @@ export function trainCommand(): Command {
               epochs = info.epochs;
               log(`model ${info.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
             },
-            onStep: (p) => {
+            // Only for the bar: each report is a read from the device (not awaited, but not free).
+            onStep: bar && ((p) => {
               epochs = p.epochs;
               header();
-              if (!bar) return;
               const payload = { epoch: `${p.epoch}/${p.epochs}`, loss: p.loss.toFixed(3), acc: `${(p.accuracy * 100).toFixed(1)}%`, ips: p.imagesPerSecond.toFixed(0) };
               if (p.step <= 10 || !bar.isActive) bar.start(p.steps, p.step, payload);
               bar.update(p.step, payload);
-            },
+            }),
             onCompile: (c) => log(`compiled ${c.programs} GPU programs in parallel in ${c.seconds.toFixed(1)} s`),
             onEpoch: (r) => {
               header();

@@ -9,6 +9,11 @@ export interface EpochRecord {
   lr: number;
   imagesPerSecond: number;
   seconds: number;
+  /**
+   * Of `seconds`, the time the training loop waited for the batch loader (absent in histories
+   * from before it was measured; after a resume, the resumed part only).
+   */
+  loaderWaitSeconds?: number;
 }
 
 const W = 900;

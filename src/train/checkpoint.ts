@@ -30,29 +30,43 @@ interface TensorIndex {
   shapes: number[][];
 }
 
+/** What a checkpoint holds, taken at one moment: the state as text and the tensors back to back. */
+export interface CheckpointSnapshot {
+  stateJson: string;
+  tensors: Float32Array;
+}
+
 /**
- * Save the model's weights (trainable and batch-norm statistics, in model order), the optimizer's
- * velocities and the run state into `<out>/checkpoint`, atomically: a new folder is written
- * beside the old one and swapped in.
+ * Take a checkpoint's contents now: the run state is serialised and the tensors are read from the
+ * device (awaiting that read is the only wait for it), so training may go on while
+ * `writeCheckpoint` puts them on disk.
  */
-export async function saveCheckpoint(out: string, state: TrainState, tensors: tf.Tensor[]): Promise<void> {
+export async function snapshotCheckpoint(state: TrainState, tensors: tf.Tensor[]): Promise<CheckpointSnapshot> {
+  const index: TensorIndex = { shapes: tensors.map((t) => t.shape) };
+  const stateJson = JSON.stringify({ ...state, tensors: index }, null, 1);
+  const arrays = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+  const blob = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) {
+    blob.set(a, at);
+    at += a.length;
+  }
+  return { stateJson, tensors: blob };
+}
+
+/**
+ * Write a snapshot into `<out>/checkpoint`, atomically: a new folder is written beside the old
+ * one and swapped in. One write at a time per folder (the temporary names are per process).
+ */
+export async function writeCheckpoint(out: string, snapshot: CheckpointSnapshot): Promise<void> {
   const dir = join(out, 'checkpoint');
   const tmp = `${dir}.tmp-${process.pid}`;
   const old = `${dir}.old-${process.pid}`;
   try {
-    const arrays = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
-    const total = arrays.reduce((n, a) => n + a.length, 0);
-    const blob = new Float32Array(total);
-    let at = 0;
-    for (const a of arrays) {
-      blob.set(a, at);
-      at += a.length;
-    }
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
-    await writeFile(join(tmp, TENSORS), new Uint8Array(blob.buffer));
-    const index: TensorIndex = { shapes: tensors.map((t) => t.shape) };
-    await writeFile(join(tmp, STATE), JSON.stringify({ ...state, tensors: index }, null, 1));
+    await writeFile(join(tmp, TENSORS), new Uint8Array(snapshot.tensors.buffer, snapshot.tensors.byteOffset, snapshot.tensors.byteLength));
+    await writeFile(join(tmp, STATE), snapshot.stateJson);
     await rename(dir, old).catch(() => {});
     await rename(tmp, dir);
     await rm(old, { recursive: true, force: true });
@@ -60,6 +74,14 @@ export async function saveCheckpoint(out: string, state: TrainState, tensors: tf
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
     throw fromSystemError(err, `saving checkpoint in ${dir}`);
   }
+}
+
+/**
+ * Save the model's weights (trainable and batch-norm statistics, in model order), the optimizer's
+ * velocities and the run state into `<out>/checkpoint`: `snapshotCheckpoint` then `writeCheckpoint`.
+ */
+export async function saveCheckpoint(out: string, state: TrainState, tensors: tf.Tensor[]): Promise<void> {
+  await writeCheckpoint(out, await snapshotCheckpoint(state, tensors));
 }
 
 /** Read a checkpoint: the state and the saved arrays with their shapes. */

@@ -10,6 +10,8 @@ export interface BatchLoader {
    * consumer.
    */
   epoch(epoch: number, fromStep: number, steps: number): AsyncGenerator<Batch>;
+  /** Seconds the consumer has spent waiting for a batch that was not ready yet, since the start. */
+  waitedSeconds(): number;
   close(): Promise<void>;
 }
 
@@ -31,6 +33,7 @@ export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
   const pending = new Map<number, { resolve: (b: Batch) => void; reject: (e: Error) => void }>();
   let nextId = 0;
   let failure: Error | undefined;
+  let waited = 0;
   worker.on('message', (msg: { id: number; batch: Batch }) => {
     pending.get(msg.id)?.resolve(msg.batch);
     pending.delete(msg.id);
@@ -53,11 +56,14 @@ export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
       let asked = fromStep;
       while (asked < steps && queue.length < prefetch) queue.push(request(epoch, asked++));
       while (queue.length > 0) {
+        const start = performance.now();
         const batch = await queue.shift()!;
+        waited += (performance.now() - start) / 1000;
         if (asked < steps) queue.push(request(epoch, asked++));
         yield batch;
       }
     },
+    waitedSeconds: () => waited,
     async close() {
       await worker.terminate();
     },

@@ -13,7 +13,7 @@ import { roundToFloat16 } from '../model/float16.js';
 import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { stepsPerEpoch } from './batches.js';
-import { loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainState } from './checkpoint.js';
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
@@ -100,7 +100,11 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   if (programs > 0) options.onCompile?.({ programs, seconds: (performance.now() - compileStart) / 1000 });
 
   let stepsThisCall = 0;
+  // The files of the last finished epoch (history, curves, checkpoint), written to disk while the
+  // next epoch trains; each write waits for the one before.
+  let saving: Promise<unknown> = Promise.resolve();
   const interrupted = async () => {
+    await saving;
     state.wallSeconds = wall();
     await saveCheckpoint(config.out, state, trainer.stateTensors());
     throw new CifarError('ABORTED', `training interrupted at epoch ${state.epoch + 1}, step ${state.step}; checkpoint saved in ${join(config.out, 'checkpoint')}`, {
@@ -117,13 +121,18 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       let seen = state.partial.seen;
       let seconds = state.partial.seconds;
       let since = performance.now();
+      const waitedBefore = loader.waitedSeconds();
+      // The progress read in flight: it is not awaited, so the device's queue never drains for it.
+      let reading: Promise<void> = Promise.resolve();
       for await (const batch of loader.epoch(epoch, state.step, steps)) {
         // Prefetched batches resolve at once, so awaiting them never reaches the event loop;
         // yield to it so that Ctrl-C (a signal handler) is seen between steps.
         await new Promise((resolve) => setImmediate(resolve));
         if (options.signal?.aborted || (options.maxSteps !== undefined && stepsThisCall >= options.maxSteps)) {
+          await reading;
           seconds += (performance.now() - since) / 1000;
-          state.partial = { lossSum: (await lossSum.data())[0]!, correct: (await correct.data())[0]!, seen, seconds };
+          const [lossNow, correctNow] = await readPair(lossSum, correct);
+          state.partial = { lossSum: lossNow, correct: correctNow, seen, seconds };
           state.trainSeconds += (performance.now() - since) / 1000;
           lossSum.dispose();
           correct.dispose();
@@ -139,13 +148,23 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         seen += batch.size;
         state.step++;
         stepsThisCall++;
-        if (options.onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
-          const elapsed = seconds + (performance.now() - since) / 1000;
-          options.onStep({ epoch: epoch + 1, epochs: config.epochs, step: state.step, steps, loss: (await lossSum.data())[0]! / seen, accuracy: (await correct.data())[0]! / seen, lr, imagesPerSecond: seen / elapsed });
+        const onStep = options.onStep;
+        if (onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
+          // Reported when the device gets there (reads land in queue order), with the rate up to then.
+          const at = { epoch: epoch + 1, epochs: config.epochs, step: state.step, steps, lr, seen };
+          const before = reading;
+          const read = readPair(lossSum, correct);
+          reading = Promise.all([before, read]).then(([, [l, c]]) => {
+            onStep({ ...at, loss: l / at.seen, accuracy: c / at.seen, imagesPerSecond: at.seen / (seconds + (performance.now() - since) / 1000) });
+          });
+          // A failure is thrown where the read is awaited; until then it is not an unhandled rejection.
+          reading.catch(() => undefined);
         }
       }
-      const trainLoss = (await lossSum.data())[0]! / Math.max(1, seen);
-      const trainAccuracy = (await correct.data())[0]! / Math.max(1, seen);
+      await reading;
+      const [lossTotal, correctTotal] = await readPair(lossSum, correct);
+      const trainLoss = lossTotal / Math.max(1, seen);
+      const trainAccuracy = correctTotal / Math.max(1, seen);
       lossSum.dispose();
       correct.dispose();
       // A GPU error (a shader that did not compile, a failed validation) leaves wrong numbers
@@ -166,16 +185,21 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         lr: oneCycleLr((epoch + 1) * steps - 1, totalSteps, config.lr, config.warmup),
         imagesPerSecond: seen / seconds,
         seconds,
+        loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
       };
       state.history.push(record);
       state.epoch++;
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
-      await writeHistory(config.out, state.history, `${config.model} on ${backend.name}`);
+      await saving;
       state.wallSeconds = wall();
-      await saveCheckpoint(config.out, state, trainer.stateTensors());
+      const snapshot = await snapshotCheckpoint(state, trainer.stateTensors());
+      saving = Promise.all([writeHistory(config.out, [...state.history], `${config.model} on ${backend.name}`), writeCheckpoint(config.out, snapshot)]);
+      // A failed write is thrown where `saving` is awaited (next epoch, interruption or the end).
+      saving.catch(() => undefined);
       options.onEpoch?.(record);
     }
+    await saving;
 
     // ---- final model
     // Stored as float16: measure the weights the file will hold.
@@ -209,10 +233,24 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     }, { weights: config.weights });
     return { out: config.out, metadata, history: state.history };
   } finally {
+    // Nothing is left writing behind an error.
+    await saving.catch(() => undefined);
     await loader.close();
     trainer.dispose();
     model.dispose();
   }
+}
+
+/**
+ * Both running sums in one read (one wait for the device instead of two). The values are those
+ * of the moment of the call, whatever runs after it.
+ */
+function readPair(a: tf.Scalar, b: tf.Scalar): Promise<[number, number]> {
+  const both = tf.stack([a, b]);
+  return both.data().then((v) => {
+    both.dispose();
+    return [v[0]!, v[1]!];
+  });
 }
 
 /** Rounds every weight of the model to the nearest float16 value, in place. */
@@ -243,8 +281,12 @@ async function writeHistory(out: string, history: EpochRecord[], title: string):
   ];
   for (const [name, data] of files) {
     const path = join(out, name);
-    await writeFile(`${path}.tmp`, data);
-    await rename(`${path}.tmp`, path);
+    try {
+      await writeFile(`${path}.tmp`, data);
+      await rename(`${path}.tmp`, path);
+    } catch (err) {
+      throw fromSystemError(err, `writing ${path}`);
+    }
   }
 }
 

@@ -88,6 +88,35 @@ describe('training', () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ epoch: 1, testLoss: null, testAccuracy: null });
   });
 
+  it('reports progress every 10 steps in order, before its epoch, with the running figures of that step', async () => {
+    const events: string[] = [];
+    const lastLoss = new Map<number, number>();
+    let steps = 0;
+    const result = await trainModel(config('progress', { batchSize: 4, epochs: 2 }), {
+      onStep: (p) => {
+        steps = p.steps;
+        events.push(`${p.epoch}.${p.step}`);
+        if (p.step === p.steps) lastLoss.set(p.epoch, p.loss);
+      },
+      onEpoch: (r) => events.push(`epoch ${r.epoch}`),
+    });
+    expect(steps).toBeGreaterThan(10);
+    const reported = (e: number) => [...Array.from({ length: Math.floor((steps - 1) / 10) }, (_, i) => `${e}.${(i + 1) * 10}`), `${e}.${steps}`, `epoch ${e}`];
+    expect(events).toEqual([...reported(1), ...reported(2)]);
+    // The read at the last step is of the sums that make the epoch's figures.
+    expect(result.history.map((r) => lastLoss.get(r.epoch))).toEqual(result.history.map((r) => r.trainLoss));
+    for (const r of result.history) expect(r.loaderWaitSeconds).toBeGreaterThanOrEqual(0), expect(r.loaderWaitSeconds).toBeLessThanOrEqual(r.seconds);
+  });
+
+  it('fails with one line naming the file when an epoch\'s files cannot be written behind the training', async () => {
+    // A folder where history.jsonl's temporary file goes: the first epoch's write fails.
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(dir, 'unwritable', 'history.jsonl.tmp'), { recursive: true });
+    const run = trainModel(config('unwritable'));
+    await expect(run).rejects.toMatchObject({ code: 'IO', message: expect.stringContaining('history.jsonl') });
+    await expect(run).rejects.toMatchObject({ message: expect.not.stringContaining('\n') });
+  });
+
   it('tells the user to download the dataset when it is missing', async () => {
     await expect(trainModel(config('x', { data: join(dir, 'nothing') }))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
   });
