@@ -142,7 +142,7 @@ describe('training config', () => {
     const names = (await readdir('configs')).filter((f) => f.endsWith('.json'));
     expect(names).toEqual(expect.arrayContaining(['resnet18.json', 'resnet18-w4.json']));
     const configs = Object.fromEntries(await Promise.all(names.map(async (f) => [f, await resolveTrainConfig(join('configs', f), {})] as const)));
-    expect(configs['resnet18.json']).toMatchObject({ model: 'resnet18', epochs: 50, batchSize: 256, lr: 0.2, cutout: 16, weights: 'float32' });
+    expect(configs['resnet18.json']).toMatchObject({ model: 'resnet18', epochs: 50, batchSize: 256, lr: 0.2, cutout: 16, testEvery: 5, weights: 'float32' });
     expect(configs['resnet18-w4.json']).toMatchObject({ model: 'resnet18-w4', cutout: 0 });
   });
 
