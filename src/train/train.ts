@@ -194,7 +194,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       await saving;
       state.wallSeconds = wall();
       const snapshot = await snapshotCheckpoint(state, trainer.stateTensors());
-      saving = Promise.all([writeHistory(config.out, [...state.history], `${config.model} on ${backend.name}`), writeCheckpoint(config.out, snapshot)]);
+      // Both writes run to their end before a failure of either is thrown: none is left behind.
+      saving = Promise.allSettled([writeHistory(config.out, [...state.history], `${config.model} on ${backend.name}`), writeCheckpoint(config.out, snapshot)]).then((results) => {
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
+      });
       // A failed write is thrown where `saving` is awaited (next epoch, interruption or the end).
       saving.catch(() => undefined);
       options.onEpoch?.(record);
