@@ -28,6 +28,11 @@
 //   [--cutout N] (the training step cuts a square of side N from each image, as cifar train
 //     --cutout does; default 0)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
+//   [--fresh-bind-groups] (as CIFAR_WEBGPU_BIND_GROUPS=fresh: a new bind group for every dispatch,
+//     as tfjs does, instead of reusing the one made before for the same buffers)
+//   [--dawn-backend null|vulkan|...] (as CIFAR_WEBGPU_DAWN_BACKEND: `null` is Dawn's null backend,
+//     which runs no shader: the step figures are then the CPU side of a step alone, measurable
+//     on any machine; no kernel check, profile or PyTorch reference)
 // Runs reference-pytorch.py (next to this script, scripts/gpu/, or --reference) when present, and
 // reports the training step's ratio to PyTorch's.
 import { spawnSync } from 'node:child_process';
@@ -71,6 +76,8 @@ async function main() {
       'vec4-loads': { type: 'boolean' },
       'no-vec4-loads': { type: 'boolean' },
       'dawn-toggles': { type: 'string' },
+      'dawn-backend': { type: 'string' },
+      'fresh-bind-groups': { type: 'boolean', default: false },
       matmul: { type: 'string' },
       'matrix-tk': { type: 'string' },
       cutout: { type: 'string' },
@@ -78,6 +85,8 @@ async function main() {
   });
   // Read when Dawn is created, inside benchmarkGpu.
   if (values['dawn-toggles'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_TOGGLES = values['dawn-toggles'];
+  if (values['dawn-backend'] !== undefined) process.env.CIFAR_WEBGPU_DAWN_BACKEND = values['dawn-backend'];
+  if (values['fresh-bind-groups']) process.env.CIFAR_WEBGPU_BIND_GROUPS = 'fresh';
   // Read when the kernel settings load (below) and when Dawn is created.
   if (values.matmul !== undefined) process.env.CIFAR_WEBGPU_MATMUL = values.matmul;
   // The same rule as cifar train --cutout and config files: the config schema's.
@@ -115,7 +124,7 @@ async function main() {
   const here = dirname(fileURLToPath(import.meta.url));
   // Next to the bundle in .gpu/, in scripts/gpu/ in the repository.
   const script = values.reference ?? [join(here, 'reference-pytorch.py'), join(here, 'gpu', 'reference-pytorch.py')].find((p) => existsSync(p));
-  if (!values['no-reference'] && !result.software && script && existsSync(script)) {
+  if (!values['no-reference'] && !result.software && !result.runsNothing && script && existsSync(script)) {
     process.stderr.write(`running python3 ${script}\n`);
     const run = spawnSync('python3', [script], { encoding: 'utf8', timeout: 300_000 });
     references = parseTorchReference(run.stdout ?? '');

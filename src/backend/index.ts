@@ -12,7 +12,8 @@ import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
 import { matrixSupport, setMatmulFallback, setMatrixSubgroupSize } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
-import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
+import { installStepReuse } from './webgpu-bind-groups.js';
+import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, nullBackendIsAllowed, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKEND_NAMES)[number];
@@ -60,11 +61,14 @@ let webGpuProbe: Promise<WebGpuProbe> | undefined;
  * @example webGpuVerdict({ name: 'llvmpipe: Mesa 25.0.7', shortName: 'llvmpipe', software: true }, 'auto')
  * // { use: false, reason: 'WebGPU adapter is a software rasteriser (llvmpipe), not a GPU' }
  */
-export function webGpuVerdict(adapter: AdapterClass, mode: StartMode): { use: true; detail: string } | { use: false; reason: string } {
+export function webGpuVerdict(adapter: AdapterClass, mode: StartMode, nullAllowed = nullBackendIsAllowed()): { use: true; detail: string } | { use: false; reason: string } {
+  if (adapter.runsNothing && !nullAllowed) {
+    return { use: false, reason: "Dawn's null backend (CIFAR_WEBGPU_DAWN_BACKEND=null) runs no shader; only bench:gpu measures with it" };
+  }
   if (adapter.software && mode === 'auto') {
     return { use: false, reason: `WebGPU adapter is a software rasteriser (${adapter.shortName}), not a GPU` };
   }
-  return { use: true, detail: `Dawn, ${adapter.name}${adapter.software ? ', software adapter' : ''}` };
+  return { use: true, detail: `Dawn, ${adapter.name}${adapter.software ? ', software adapter' : ''}${adapter.runsNothing ? ': runs no shader, the CPU side only' : ''}` };
 }
 
 /**
@@ -106,6 +110,8 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
     if (await tf.setBackend('webgpu')) {
       const device = (tf.backend() as unknown as { device?: { features?: Iterable<string>; limits?: Record<string, number> } }).device;
       watchWebGpuErrors(device);
+      // CIFAR_WEBGPU_BIND_GROUPS=fresh: a new bind group for every dispatch, as tfjs does (for A/B runs).
+      if (process.env['CIFAR_WEBGPU_BIND_GROUPS'] !== 'fresh') installStepReuse();
       const fallback = settleMatmul(probe, device);
       // Which of our kernel variants runs (CIFAR_WEBGPU_*), so that a log says what it measured.
       const kernels = webGpuKernelSettings();

@@ -78,6 +78,11 @@ export interface AdapterClass {
   shortName: string;
   /** A software rasteriser (lavapipe/llvmpipe, SwiftShader, WARP): correct but slower than wasm. */
   software: boolean;
+  /**
+   * Dawn's null backend (`CIFAR_WEBGPU_DAWN_BACKEND=null`): it validates and records every
+   * command but runs no shader, so only the CPU side of the work is real.
+   */
+  runsNothing: boolean;
 }
 
 // Matched against the description and device strings: drivers that run shaders on the CPU.
@@ -96,7 +101,37 @@ export function classifyAdapter(info: AdapterInfoLike, adapterIsFallback = false
   const name = (info.description || info.device || info.vendor || 'unknown adapter').replace(/\s+/g, ' ').trim();
   const named = SOFTWARE_NAMES.exec(text)?.[0].toLowerCase();
   const shortName = named ?? name.split(/[:(,]/)[0]!.trim();
-  return { name, shortName: shortName || name, software };
+  return { name, shortName: shortName || name, software, runsNothing: /^null-backend$/i.test(info.device ?? '') };
+}
+
+/** The Dawn backends `CIFAR_WEBGPU_DAWN_BACKEND` may name (Dawn's `backend=` flag). */
+export const DAWN_BACKENDS = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles', 'null'] as const;
+
+/**
+ * The Dawn backend asked for in `CIFAR_WEBGPU_DAWN_BACKEND`, or undefined for Dawn's choice.
+ * `null` is Dawn's null backend, which runs no shader: `bench:gpu --dawn-backend null` uses it
+ * to measure the CPU side of a step alone.
+ * @throws CifarError('USAGE') for another value.
+ * @example dawnBackend({ CIFAR_WEBGPU_DAWN_BACKEND: 'null' }) // 'null'
+ */
+export function dawnBackend(env: NodeJS.ProcessEnv): (typeof DAWN_BACKENDS)[number] | undefined {
+  const value = env['CIFAR_WEBGPU_DAWN_BACKEND'];
+  if (value === undefined || value === '') return undefined;
+  const known = DAWN_BACKENDS.find((b) => b === value);
+  if (known === undefined) throw new CifarError('USAGE', `CIFAR_WEBGPU_DAWN_BACKEND: "${value}" is not one of ${DAWN_BACKENDS.join(', ')}`);
+  return known;
+}
+
+let nullBackendAllowed = false;
+
+/** Lets the webgpu backend start on Dawn's null backend in this process (the benchmark's CPU-side measurement). */
+export function allowNullBackend(): void {
+  nullBackendAllowed = true;
+}
+
+/** Whether `allowNullBackend` was called. */
+export function nullBackendIsAllowed(): boolean {
+  return nullBackendAllowed;
 }
 
 /** Result of probing for a WebGPU adapter: the `gpu` object to install, or why there is none. */
@@ -154,6 +189,7 @@ interface DawnModule {
 export async function probeWebGpu(): Promise<WebGpuProbe> {
   if (!vulkanLoaderPresent()) return { ok: false, reason: 'no WebGPU adapter (Vulkan loader libvulkan.so.1 not found)' };
   const toggles = dawnToggles(process.env);
+  const backend = dawnBackend(process.env);
   // Subgroup matrices are an experimental (unsafe) feature, and NVIDIA adapters offer shader-f16 only when asked.
   if (matmulFromEnv(process.env) === 'tensor-cores') {
     for (const t of TENSOR_CORE_TOGGLES) if (!toggles.includes(t)) toggles.push(t);
@@ -167,7 +203,7 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
   }
   try {
     Object.assign(globalThis, dawn.globals);
-    const gpu = dawn.create(toggles.length > 0 ? [`enable-dawn-features=${toggles.join(',')}`] : []);
+    const gpu = dawn.create([...(toggles.length > 0 ? [`enable-dawn-features=${toggles.join(',')}`] : []), ...(backend ? [`backend=${backend}`] : [])]);
     const adapter = await withTimeout(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
     if (adapter === 'timeout') return { ok: false, reason: 'no WebGPU adapter (request timed out)' };
     if (adapter === null) return { ok: false, reason: 'no WebGPU adapter found' };

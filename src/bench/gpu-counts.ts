@@ -48,14 +48,20 @@ export async function countBackendCalls(work: () => Promise<void>): Promise<Back
     }
     originals.upload.call(b, dataId);
   };
+  // What was an own property (the bind-group cache's createBindGroup) is put back; what came
+  // from the prototype is restored by deleting the shadowing own property.
+  const own = { bindGroup: Object.hasOwn(device, 'createBindGroup'), buffer: Object.hasOwn(device, 'createBuffer'), submit: Object.hasOwn(queue, 'submit'), upload: Object.hasOwn(b, 'uploadToGPU') };
   try {
     await work();
   } finally {
-    // Own properties shadowed the prototype's methods: deleting them restores the originals.
-    delete (device as Partial<Countable['device']>).createBindGroup;
-    delete (device as Partial<Countable['device']>).createBuffer;
-    delete (queue as Partial<Countable['queue']>).submit;
-    delete (b as Partial<Countable>).uploadToGPU;
+    if (own.bindGroup) device.createBindGroup = originals.bindGroup;
+    else delete (device as Partial<Countable['device']>).createBindGroup;
+    if (own.buffer) device.createBuffer = originals.buffer;
+    else delete (device as Partial<Countable['device']>).createBuffer;
+    if (own.submit) queue.submit = originals.submit;
+    else delete (queue as Partial<Countable['queue']>).submit;
+    if (own.upload) b.uploadToGPU = originals.upload;
+    else delete (b as Partial<Countable>).uploadToGPU;
   }
   return counts;
 }

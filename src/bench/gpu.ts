@@ -7,7 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
-import { probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
+import { allowNullBackend, probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
+import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu-bind-groups.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { matmulFallback } from '../backend/webgpu-kernels/matrix.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
@@ -78,6 +79,11 @@ export interface GpuBenchResult extends KernelVariant {
   backend: BackendInfo;
   adapter: string;
   software: boolean;
+  /**
+   * Dawn's null backend (`--dawn-backend null`): no shader ran, so the step figures are the CPU
+   * side of a step alone (encoding, validation, uploads); there is no kernel check or profile.
+   */
+  runsNothing: boolean;
   /** The adapter's WebGPU features (e.g. whether it offers shader-f16). */
   adapterFeatures: string[];
   /** The adapter's workgroup limits (e.g. maxComputeWorkgroupStorageSize, which decides 16-deep tiles). */
@@ -107,6 +113,11 @@ export interface GpuBenchResult extends KernelVariant {
   kernelCheck: ConvCheck[];
   /** Errors the device reported during the run (a failed shader would make every figure meaningless). */
   gpuErrors: string[];
+  /**
+   * Reuse of bind groups over the whole run (src/backend/webgpu-bind-groups.ts); null when off
+   * (`--fresh-bind-groups`, CIFAR_WEBGPU_BIND_GROUPS=fresh). Absent in results from before it.
+   */
+  bindGroups?: BindGroupCacheStats | null;
 }
 
 /**
@@ -163,7 +174,10 @@ function randomBatch(batch: number, seed: number): { images: Uint8Array; labels:
  */
 export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchResult> {
   const progress = options.onProgress ?? ((): void => undefined);
+  // The benchmark may run on Dawn's null backend (CIFAR_WEBGPU_DAWN_BACKEND=null) to measure the CPU side.
+  allowNullBackend();
   const probe = await probeWebGpu();
+  const runsNothing = probe.ok && probe.adapter.runsNothing;
   if (probe.ok && probe.adapter.software && !options.allowSoftware) {
     throw new CifarError('BACKEND_UNAVAILABLE', `the WebGPU adapter is a software rasteriser (${probe.adapter.name}); its figures would mean nothing`, {
       hint: 'run on a GPU, or pass --allow-software for a smoke test',
@@ -171,7 +185,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   }
   const backend = await initBackend('webgpu');
   if (options.submitBatch !== undefined) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', options.submitBatch);
-  const checkBatch = options.checkBatch ?? 8;
+  // Nothing to check when no shader runs.
+  const checkBatch = runsNothing ? 0 : (options.checkBatch ?? 8);
   // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*). Set
   // before the check, so that it checks the variant measured.
   const asked = Object.entries(options.kernels ?? {}).filter(([, value]) => value !== undefined);
@@ -198,6 +213,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     backend,
     adapter: probe.ok ? probe.adapter.name : 'unknown',
     software: probe.ok && probe.adapter.software,
+    runsNothing,
     adapterFeatures: probe.ok ? probe.features : [],
     adapterLimits: probe.ok ? probe.limits : {},
     subgroupMatrixConfigs: probe.ok ? probe.subgroupMatrixConfigs : [],
@@ -269,7 +285,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
       });
       tf.dispose([x, y]);
     }
-    if (options.profile !== false && options.batches.length > 0) {
+    if (options.profile !== false && !runsNothing && options.batches.length > 0) {
       const batch = Math.max(...options.batches);
       const data = randomBatch(batch, 1);
       progress(`batch ${batch}: per-kernel GPU time of one step`);
@@ -293,6 +309,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     model.dispose();
   }
   result.gpuErrors = takeWebGpuErrors();
+  result.bindGroups = bindGroupCacheStats((tf.backend() as unknown as { device?: unknown }).device);
   return result;
 }
 
@@ -399,7 +416,7 @@ export function kernelCheckTolerance(matmul: MatmulMode): number {
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}; ${r.cutout > 0 ? `cutout ${r.cutout}; ` : ''}${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}${r.runsNothing ? " — DAWN'S NULL BACKEND: no shader ran, the figures are the CPU side of the work alone" : ''}; ${r.cutout > 0 ? `cutout ${r.cutout}; ` : ''}${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; ${r.bindGroups === null ? 'a new bind group per dispatch' : r.bindGroups === undefined ? '' : `bind groups reused (${fmt((100 * r.bindGroups.hits) / Math.max(1, r.bindGroups.hits + r.bindGroups.misses), 1)}% of ${fmt(r.bindGroups.hits + r.bindGroups.misses)})`}; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'upload KiB'.padStart(11)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
+import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { createNormalizer } from '../model/normalize.js';
 import { cutoutBoxes } from './augment.js';
@@ -84,6 +85,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   };
   return {
     step(images, labels, size, lr, cutout) {
+      beginStep();
       return tf.tidy(() => {
         const { value, grads, correct } = lossAndGrads(images, labels, size, cutout);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();

@@ -1,14 +1,16 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { initBackend, webGpuVerdict } from '../../src/backend/index.js';
-import { adapterCapabilities, classifyAdapter, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
+import { adapterCapabilities, classifyAdapter, dawnBackend, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
 
 const LAVAPIPE = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true };
 const H100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false };
 
 describe('classifyAdapter', () => {
   it('recognises lavapipe by its fallback flag, architecture or name', () => {
-    expect(classifyAdapter(LAVAPIPE)).toEqual({ name: LAVAPIPE.description, shortName: 'llvmpipe', software: true });
+    expect(classifyAdapter(LAVAPIPE)).toEqual({ name: LAVAPIPE.description, shortName: 'llvmpipe', software: true, runsNothing: false });
     expect(classifyAdapter({ isFallbackAdapter: true, description: 'Some Adapter' }).software).toBe(true);
     expect(classifyAdapter({ architecture: 'software', description: 'x' }).software).toBe(true);
     expect(classifyAdapter({ description: 'llvmpipe (LLVM 15.0.6, 256 bits)' }).software).toBe(true);
@@ -17,7 +19,7 @@ describe('classifyAdapter', () => {
   });
 
   it('treats a named hardware adapter as a GPU and keeps its name', () => {
-    expect(classifyAdapter(H100)).toEqual({ name: 'NVIDIA H100 80GB HBM3', shortName: 'NVIDIA H100 80GB HBM3', software: false });
+    expect(classifyAdapter(H100)).toEqual({ name: 'NVIDIA H100 80GB HBM3', shortName: 'NVIDIA H100 80GB HBM3', software: false, runsNothing: false });
     expect(classifyAdapter({}).name).toBe('unknown adapter');
   });
 });
@@ -28,6 +30,18 @@ describe('dawnToggles', () => {
     expect(dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: ' disable_robustness, vulkan_enable_f16_on_nvidia ,' })).toEqual(['disable_robustness', 'vulkan_enable_f16_on_nvidia']);
     expect(() => dawnToggles({ CIFAR_WEBGPU_DAWN_TOGGLES: 'disable_robustness,--evil=1' })).toThrow(
       expect.objectContaining({ code: 'USAGE', message: 'CIFAR_WEBGPU_DAWN_TOGGLES: "--evil=1" is not a Dawn toggle name (lower case, digits, underscores)' }),
+    );
+  });
+});
+
+describe('dawnBackend', () => {
+  it('reads CIFAR_WEBGPU_DAWN_BACKEND, absent or empty meaning Dawn\'s choice, and refuses another value in one line', () => {
+    expect(dawnBackend({})).toBeUndefined();
+    expect(dawnBackend({ CIFAR_WEBGPU_DAWN_BACKEND: '' })).toBeUndefined();
+    expect(dawnBackend({ CIFAR_WEBGPU_DAWN_BACKEND: 'null' })).toBe('null');
+    expect(dawnBackend({ CIFAR_WEBGPU_DAWN_BACKEND: 'vulkan' })).toBe('vulkan');
+    expect(() => dawnBackend({ CIFAR_WEBGPU_DAWN_BACKEND: 'cuda' })).toThrow(
+      expect.objectContaining({ code: 'USAGE', message: 'CIFAR_WEBGPU_DAWN_BACKEND: "cuda" is not one of vulkan, metal, d3d12, d3d11, opengl, opengles, null' }),
     );
   });
 });
@@ -65,6 +79,15 @@ describe('webGpuVerdict', () => {
     expect(webGpuVerdict(classifyAdapter(LAVAPIPE), 'requested')).toEqual({ use: true, detail: `Dawn, ${LAVAPIPE.description}, software adapter` });
   });
 
+  it('Dawn\'s null backend runs no shader: refused unless the benchmark allowed it, and named so when used', () => {
+    const none = classifyAdapter({ vendor: '', architecture: '', device: 'null-backend', description: '' });
+    expect(none.runsNothing).toBe(true);
+    for (const mode of ['auto', 'requested'] as const) {
+      expect(webGpuVerdict(none, mode, false)).toEqual({ use: false, reason: "Dawn's null backend (CIFAR_WEBGPU_DAWN_BACKEND=null) runs no shader; only bench:gpu measures with it" });
+    }
+    expect(webGpuVerdict(none, 'requested', true)).toEqual({ use: true, detail: 'Dawn, null-backend: runs no shader, the CPU side only' });
+  });
+
   it('a hardware GPU is used either way, named in the detail', () => {
     expect(webGpuVerdict(classifyAdapter(H100), 'auto')).toEqual({ use: true, detail: 'Dawn, NVIDIA H100 80GB HBM3' });
     expect(webGpuVerdict(classifyAdapter(H100), 'requested')).toEqual({ use: true, detail: 'Dawn, NVIDIA H100 80GB HBM3' });
@@ -90,5 +113,13 @@ describe.skipIf(!software)('on a software adapter (lavapipe)', () => {
     expect(tf.getBackend()).toBe('webgpu');
     // With the kernel variant in force (the defaults here).
     expect(info.reason).toMatch(/^webgpu \(Dawn, .+, software adapter; kernels: tiles up to 128, prefetch, vec4, 16 deep, vec4 loads\): requested$/);
+  });
+});
+
+describe.skipIf(!probe.ok)('CIFAR_WEBGPU_DAWN_BACKEND=null outside the benchmark', () => {
+  it('cifar\'s commands refuse it in one line: their numbers would be made of nothing', async () => {
+    const script = "import('./dist/backend/index.js').then((m) => m.initBackend('webgpu')).then(() => console.log('started'), (e) => { console.log(e.message); process.exit(1); })";
+    const run = promisify(execFile)(process.execPath, ['-e', script], { env: { ...process.env, CIFAR_WEBGPU_DAWN_BACKEND: 'null' }, timeout: 60_000 });
+    await expect(run).rejects.toMatchObject({ code: 1, stdout: "backend webgpu unavailable: Dawn's null backend (CIFAR_WEBGPU_DAWN_BACKEND=null) runs no shader; only bench:gpu measures with it\n" });
   });
 });

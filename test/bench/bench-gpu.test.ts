@@ -20,6 +20,7 @@ const RESULT: GpuBenchResult = {
   backend: { name: 'webgpu', reason: 'webgpu (Dawn, NVIDIA H100): requested' },
   adapter: 'NVIDIA H100 80GB HBM3',
   software: false,
+  runsNothing: false,
   adapterFeatures: ['subgroups', 'timestamp-query'],
   adapterLimits: { maxComputeWorkgroupStorageSize: 49152 },
   subgroupMatrixConfigs: [],
@@ -137,13 +138,18 @@ describe('bench:gpu formatting (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
+  const SMOKE_ARGS = ['--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8'];
+  /** The smoke test's JSON, for the null backend's comparison below. */
+  let smoke: GpuBenchResult | undefined;
+
   it('runs with --allow-software and tiny sizes, writing the JSON and printing the table (with a Dawn toggle and kernel variants)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
     try {
       const out = join(dir, 'bench-gpu.json');
-      const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8', '--out', out];
+      const args = ['scripts/bench-gpu.mjs', ...SMOKE_ARGS, '--out', out];
       const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 300_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
+      smoke = json;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
       expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
       // The counters saw the step: one bind group per dispatch, the batch's images and labels uploaded.
@@ -171,6 +177,28 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       await rm(dir, { recursive: true, force: true });
     }
   }, 300_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
+
+  it('--dawn-backend null measures the CPU side alone: the dispatches and uploads of the smoke run above, no check or profile, and says so', async () => {
+    expect(smoke, 'the smoke test above ran').toBeDefined();
+    const dir = await mkdtemp(join(tmpdir(), 'bench-gpu-'));
+    try {
+      const out = join(dir, 'null.json');
+      const args = ['scripts/bench-gpu.mjs', ...SMOKE_ARGS, '--dawn-backend', 'null', '--out', out];
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
+      const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
+      expect([json.runsNothing, smoke!.runsNothing]).toEqual([true, false]);
+      expect(json.adapter).toBe('null-backend');
+      expect(json.backend.reason).toContain('runs no shader');
+      // The work recorded is the real step's, so its CPU side is that of a real run.
+      expect(json.rows[0]!.stepCounts).toEqual(smoke!.rows[0]!.stepCounts);
+      expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
+      // Asked for a kernel check (--check-batch 2), it runs none: without shaders there is nothing to compare.
+      expect(json.kernelCheck).toEqual([]);
+      expect(stdout).toContain("DAWN'S NULL BACKEND: no shader ran");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('refuses a --cutout that is not a side in pixels with one line', async () => {
     const run = promisify(execFile)(process.execPath, ['scripts/bench-gpu.mjs', '--allow-software', '--cutout', 'big']);
