@@ -32,7 +32,10 @@
 #   variant whose kernels disagree with tfjs' on the device (beyond float16's rounding for
 #   tensor-cores) is never picked. The default and the toggle run profile a step. Fifth, the
 #   default's step with cutout 16 (bench:gpu --cutout 16), never picked: the 2026-11-27 cutout
-#   run's epochs were 10.2-17.3 s where the run without cutout's were 10.8-11.2.
+#   run's epochs were 10.2-17.3 s where the run without cutout's were 10.8-11.2. Sixth, the
+#   default with a new bind group per dispatch (--fresh-bind-groups, tfjs' way, before
+#   2026-11-27's fourth session); seventh, the CPU side of a step alone on this host (Dawn's null
+#   backend, batch 16, no shader runs: its 256 row is absent, so it is never picked).
 # BENCH=1 (the default) runs the full table (128/256/512) with PyTorch's reference, those two,
 #   and the variants that are off by default (scalar loads, scalar reads, 8 deep, no prefetch,
 #   64-wide tiles, input gradient as forward, split forward, tfjs' forward convolution) at 256.
@@ -76,6 +79,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "tensor-cores-32|--matmul tensor-cores --matrix-tk 32|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_MATRIX_TK=32"
   "no-robustness|--dawn-toggles $TOGGLES|CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
   "cutout-16|--cutout 16|"
+  "fresh-bind-groups|--fresh-bind-groups|CIFAR_WEBGPU_BIND_GROUPS=fresh"
+  "cpu-side|--dawn-backend null --batches 16|"
   "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar"
   "scalar-reads|--no-vec4|CIFAR_WEBGPU_VEC4=0"
   "8-deep|--no-deep-k|CIFAR_WEBGPU_TK=8"
@@ -84,8 +89,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
-# BENCH=quick: the first five; BENCH=1: all.
-VARIANTS=("${ALL_VARIANTS[@]:0:5}")
+# BENCH=quick: the first seven; BENCH=1: all.
+VARIANTS=("${ALL_VARIANTS[@]:0:7}")
 [[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
 best=${RATE:-5700}; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
