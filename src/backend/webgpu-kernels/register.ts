@@ -8,6 +8,7 @@ import { type ForwardActivation, runForward } from './conv-forward.js';
 import { runFilterGrad } from './conv-filter-grad.js';
 import { runInputGrad } from './conv-input-grad.js';
 import { NORMALIZE_BYTES, type NormalizeBytesAttrs, runNormalizeBytes } from './input.js';
+import { RELU_GRAD, runReluGrad } from './relu-grad.js';
 import { isSupported } from './plan.js';
 import { webGpuKernelSettings } from './settings.js';
 import type { WebGpuBackendLike } from './program.js';
@@ -83,6 +84,12 @@ const normalizeBytes: KernelFunc = ((args: KernelArgs) => {
   return runNormalizeBytes(args.backend as WebGpuBackendLike, packed, boxes, args.attrs as unknown as NormalizeBytesAttrs);
 }) as unknown as KernelFunc;
 
+/** ReLU's gradient in one dispatch (relu-grad.ts): a kernel of our own, run by the Relu gradient (gradients.ts). */
+const reluGrad: KernelFunc = ((args: KernelArgs) => {
+  const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+  return runReluGrad(args.backend as WebGpuBackendLike, dy, x);
+}) as unknown as KernelFunc;
+
 // The stock kernels, captured once: registering twice must not wrap our own kernel.
 const stockKernels = new Map<string, KernelConfig>();
 
@@ -104,6 +111,9 @@ export function registerWebGpuKernels(): void {
   if (stockKernels.size > 0 && tf.getKernel(NORMALIZE_BYTES, 'webgpu') === undefined) {
     tf.registerKernel({ kernelName: NORMALIZE_BYTES, backendName: 'webgpu', kernelFunc: normalizeBytes });
   }
+  if (stockKernels.size > 0 && tf.getKernel(RELU_GRAD, 'webgpu') === undefined) {
+    tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'webgpu', kernelFunc: reluGrad });
+  }
 }
 
 /** Puts the stock tfjs kernels back (for comparisons in tests and benchmarks). */
@@ -114,6 +124,8 @@ export function unregisterWebGpuKernels(): void {
   }
   // Without ours, the input goes through tfjs' ops again (createNormalizer's fallback).
   if (tf.getKernel(NORMALIZE_BYTES, 'webgpu') !== undefined) tf.unregisterKernel(NORMALIZE_BYTES, 'webgpu');
+  // And ReLU's gradient through tfjs' Step and Multiply.
+  if (tf.getKernel(RELU_GRAD, 'webgpu') !== undefined) tf.unregisterKernel(RELU_GRAD, 'webgpu');
 }
 
 /** Names of the kernels this module replaces. */
