@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
-import { canUpdateInPlace, ensureOwnStorage, sgdUpdateInPlace } from '../backend/webgpu-kernels/sgd.js';
+import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { createNormalizer } from '../model/normalize.js';
@@ -89,21 +89,25 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       return tf.tidy(() => {
         const { value, grads, correct } = lossAndGrads(images, labels, size, cutout);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
-        params.forEach((p, i) => {
-          let g = grads[p.variable.name]!;
-          const v = velocities[i]!;
-          if (inPlace) {
-            // WebGPU: one dispatch per tensor, no scalar uploads (see sgd.ts).
+        if (inPlace) {
+          // WebGPU: two tensors a dispatch (with 8 storage buffers a stage), no scalar uploads (see sgd.ts).
+          const items = params.map((p, i) => {
+            const v = velocities[i]!;
             ensureOwnStorage(p.variable);
             ensureOwnStorage(v);
-            sgdUpdateInPlace(p.variable, v, g, { lr, momentum: options.momentum, weightDecay: p.decay ? options.weightDecay : 0 });
-            return;
-          }
-          if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
-          const vNext = v.mul(options.momentum).add(g);
-          v.assign(vNext);
-          p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
-        });
+            return { weights: p.variable, velocity: v, grad: grads[p.variable.name]!, weightDecay: p.decay ? options.weightDecay : 0 };
+          });
+          sgdUpdateAllInPlace(items, { lr, momentum: options.momentum });
+        } else {
+          params.forEach((p, i) => {
+            let g = grads[p.variable.name]!;
+            const v = velocities[i]!;
+            if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
+            const vNext = v.mul(options.momentum).add(g);
+            v.assign(vNext);
+            p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
+          });
+        }
         return { lossSum: tf.mul(value, batchSize(size)) as tf.Scalar, correct };
       });
     },

@@ -53,25 +53,38 @@ interface Internals {
 const WORKGROUP = 256;
 const MAX_GROUPS_X = 65535;
 
-const SHADER = `
-struct Hyper { lr : f32, momentum : f32, decay : f32, size : u32 };
-@group(0) @binding(0) var<storage, read_write> w : array<f32>;
-@group(0) @binding(1) var<storage, read_write> v : array<f32>;
-@group(0) @binding(2) var<storage, read> g : array<f32>;
-@group(0) @binding(3) var<uniform> h : Hyper;
+/**
+ * The update of `k` tensors in one dispatch: tensor j's bindings are 3j (w), 3j + 1 (v), 3j + 2
+ * (g); the uniforms hold lr, momentum, then each tensor's decay and size. The invocations run
+ * over the tensors' elements back to back.
+ */
+export function sgdShader(k: number): string {
+  const fields = ['lr : f32', 'momentum : f32', ...Array.from({ length: k }, (_, j) => `decay${j} : f32`), ...Array.from({ length: k }, (_, j) => `size${j} : u32`)];
+  const bindings = Array.from({ length: k }, (_, j) => `@group(0) @binding(${3 * j}) var<storage, read_write> w${j} : array<f32>;
+@group(0) @binding(${3 * j + 1}) var<storage, read_write> v${j} : array<f32>;
+@group(0) @binding(${3 * j + 2}) var<storage, read> g${j} : array<f32>;`).join('\n');
+  const updates = Array.from({ length: k }, (_, j) => `  if (i < h.size${j}) {
+    let wi = w${j}[i];
+    let gi = g${j}[i] + h.decay${j} * wi;
+    let vi = h.momentum * v${j}[i] + gi;
+    v${j}[i] = vi;
+    w${j}[i] = wi - h.lr * (gi + h.momentum * vi);
+    return;
+  }
+  i = i - h.size${j};`).join('\n');
+  return `
+struct Hyper { ${fields.join(', ')} };
+${bindings}
+@group(0) @binding(${3 * k}) var<uniform> h : Hyper;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = gid.x + gid.y * ${MAX_GROUPS_X * WORKGROUP}u;
-  if (i >= h.size) { return; }
-  let wi = w[i];
-  let gi = g[i] + h.decay * wi;
-  let vi = h.momentum * v[i] + gi;
-  v[i] = vi;
-  w[i] = wi - h.lr * (gi + h.momentum * vi);
+  var i = gid.x + gid.y * ${MAX_GROUPS_X * WORKGROUP}u;
+${updates}
 }`;
+}
 
-const pipelines = new WeakMap<object, ReturnType<Internals['device']['createComputePipeline']>>();
+const pipelines = new WeakMap<object, Map<number, ReturnType<Internals['device']['createComputePipeline']>>>();
 
 /** Whether the active backend is webgpu with the internals this update relies on. */
 export function canUpdateInPlace(): boolean {
@@ -102,36 +115,73 @@ export function sgdDispatch(n: number): [number, number, number] {
   return [Math.min(groups, MAX_GROUPS_X), Math.ceil(groups / MAX_GROUPS_X), 1];
 }
 
+/** One tensor's update: its weights, velocity and gradient, and its weight decay (0 for batch-norm scales and biases). */
+export interface SgdItem {
+  weights: Tensor;
+  velocity: Tensor;
+  grad: Tensor;
+  weightDecay: number;
+}
+
+/** Tensors updated per dispatch: three storage buffers each, within the device's limit, at most 4. */
+export function sgdGroupSize(maxStorageBuffersPerShaderStage = 8): number {
+  return Math.max(1, Math.min(4, Math.floor(maxStorageBuffersPerShaderStage / 3)));
+}
+
 /**
  * v ← μ·v + (g + λ·w); w ← w − lr·(g + λ·w + μ·v), in place on the webgpu backend: `weights`
  * and `velocity` keep their data ids, so they must not share storage with other tensors
  * (tf.variable's own storage, as the trainer's are). Check `canUpdateInPlace()` first.
  */
 export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor, hyper: SgdHyper): void {
+  sgdUpdateGroupInPlace([{ weights, velocity, grad, weightDecay: hyper.weightDecay }], hyper);
+}
+
+/**
+ * The same update for many tensors, `sgdGroupSize()` of them per dispatch (2 with WebGPU's
+ * default of 8 storage buffers per stage: ResNet-18's 62 tensors in 31 dispatches), each with
+ * its own weight decay.
+ */
+export function sgdUpdateAllInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
   const b = tf.backend() as unknown as Internals;
-  const n = weights.size;
-  if (velocity.size !== n || grad.size !== n) throw new Error(`sgd update: sizes differ (${n}, ${velocity.size}, ${grad.size})`);
-  if (n === 0) return;
-  let pipeline = pipelines.get(b.device);
-  if (!pipeline) {
-    pipeline = b.device.createComputePipeline({ layout: 'auto', compute: { module: b.device.createShaderModule({ code: SHADER }), entryPoint: 'main' } });
-    pipelines.set(b.device, pipeline);
+  const limit = (b.device as unknown as { limits?: { maxStorageBuffersPerShaderStage?: number } }).limits?.maxStorageBuffersPerShaderStage;
+  const k = sgdGroupSize(limit);
+  const nonEmpty = items.filter((item) => item.weights.size > 0);
+  for (let at = 0; at < nonEmpty.length; at += k) sgdUpdateGroupInPlace(nonEmpty.slice(at, at + k), hyper);
+}
+
+function sgdUpdateGroupInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
+  const b = tf.backend() as unknown as Internals;
+  for (const { weights, velocity, grad } of items) {
+    const n = weights.size;
+    if (velocity.size !== n || grad.size !== n) throw new Error(`sgd update: sizes differ (${n}, ${velocity.size}, ${grad.size})`);
   }
-  const tensors = [weights, velocity, grad];
+  const live = items.filter((item) => item.weights.size > 0);
+  if (live.length === 0) return;
+  const k = live.length;
+  let byCount = pipelines.get(b.device);
+  if (!byCount) pipelines.set(b.device, (byCount = new Map()));
+  let pipeline = byCount.get(k);
+  if (!pipeline) {
+    pipeline = b.device.createComputePipeline({ layout: 'auto', compute: { module: b.device.createShaderModule({ code: sgdShader(k) }), entryPoint: 'main' } });
+    byCount.set(k, pipeline);
+  }
+  const tensors = live.flatMap((item) => [item.weights, item.velocity, item.grad]);
   for (const t of tensors) b.uploadToGPU(t.dataId);
   // A read (t.data()) leaves a copy of the values on the CPU, which later reads return without
   // looking at the GPU: drop it for the tensors written here, or they would read as they were
   // (a checkpoint taken at the end of epoch 1 would make every later one, and the saved model,
   // hold the epoch-1 weights).
-  for (const t of [weights, velocity]) b.tensorMap.get(t.dataId)!.values = null;
+  for (const item of live) for (const t of [item.weights, item.velocity]) b.tensorMap.get(t.dataId)!.values = null;
   const uniforms = b.makeUniforms([
     { type: 'float32', data: [hyper.lr] },
     { type: 'float32', data: [hyper.momentum] },
-    { type: 'float32', data: [hyper.weightDecay] },
-    { type: 'uint32', data: [n] },
+    ...live.map((item) => ({ type: 'float32' as const, data: [item.weightDecay] })),
+    ...live.map((item) => ({ type: 'uint32' as const, data: [item.weights.size] })),
   ]);
-  const entries = tensors.map((t, i) => ({ binding: i, resource: { buffer: b.tensorMap.get(t.dataId)!.resource } }));
-  entries.push({ binding: 3, resource: uniforms });
+  const n = live.reduce((total, item) => total + item.weights.size, 0);
+  const entries = tensors.map((t, i) => ({ binding: i, resource: { buffer: b.tensorMap.get(t.dataId)!.resource } as unknown }));
+  entries.push({ binding: 3 * k, resource: uniforms });
   const bindGroup = b.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
   // Disposing any of these before the queue is submitted must wait for the submission.
   for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
