@@ -36,7 +36,7 @@ export interface TrainerOptions {
   classes: number;
   /** Side of the cutout square (0 or absent = off); the centres come with each batch. */
   cutout?: number;
-  /** On webgpu, update each tensor with one in-place dispatch (default) rather than tfjs ops. */
+  /** On webgpu, update the tensors in place, two a dispatch (default), rather than with tfjs ops. */
   fusedUpdate?: boolean;
 }
 

@@ -1,6 +1,7 @@
 /**
- * The SGD update (Nesterov momentum, coupled weight decay) as one WebGPU dispatch per parameter
- * tensor, writing the weights and the velocity in place.
+ * The SGD update (Nesterov momentum, coupled weight decay) in WebGPU dispatches that write the
+ * weights and the velocity in place, several tensors a dispatch (`sgdGroupSize`: two with
+ * WebGPU's default limit of 8 storage buffers a stage).
  *
  * Written with tfjs ops, the update is seven dispatches and four scalar uploads per tensor
  * (62 tensors in ResNet-18: ~430 dispatches and ~250 uploads a step, each upload making a
