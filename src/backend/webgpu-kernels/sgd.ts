@@ -6,49 +6,19 @@
  * Written with tfjs ops, the update is seven dispatches and four scalar uploads per tensor
  * (62 tensors in ResNet-18: ~430 dispatches and ~250 uploads a step, each upload making a
  * staging buffer and ending the compute pass). On a GPU the step is bound by that CPU-side
- * traffic, not by kernel time. tfjs programs have a single, freshly allocated output, so this
- * records its own dispatch into the backend's open compute pass, with the same bookkeeping
- * tfjs does for its programs (uniform buffer from its pool, deferred disposal, batched
- * submission, timestamp queries under `tf.time`/`tf.profile`).
+ * traffic, not by kernel time. The dispatches are recorded by `dispatchInPlace` (in-place.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Tensor } from '@tensorflow/tfjs';
+import { dispatchInPlace } from './in-place.js';
+
+export { canUpdateInPlace, ensureOwnStorage } from './in-place.js';
 
 export interface SgdHyper {
   lr: number;
   momentum: number;
   /** Weight decay added to the gradient (0 for batch-norm scales and biases). */
   weightDecay: number;
-}
-
-// The subset of the WebGPU API and of tfjs-backend-webgpu's internals used here.
-interface Pass {
-  setPipeline(p: unknown): void;
-  setBindGroup(i: number, g: unknown): void;
-  dispatchWorkgroups(x: number, y?: number, z?: number): void;
-}
-interface Internals {
-  device: {
-    createShaderModule(d: { code: string }): unknown;
-    createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string } }): { getBindGroupLayout(i: number): unknown };
-    createBindGroup(d: { layout: unknown; entries: Array<{ binding: number; resource: unknown }> }): unknown;
-  };
-  tensorMap: { get(id: object): { resource?: unknown; values?: unknown } | undefined };
-  commandEncoder: { beginComputePass(d: object): Pass } | null;
-  computePassEncoder: Pass | null;
-  commandQueueOwnedIds: WeakSet<object>;
-  dispatchCountInPass: number;
-  activeTimers: Array<{ name: string; query: Promise<number> }> | null;
-  supportTimestampQuery: boolean;
-  querySet: unknown;
-  querySetCount: number;
-  uploadToGPU(dataId: object): void;
-  makeUniforms(u: Array<{ type: 'float32' | 'uint32'; data: number[] }>): { offset: number; size: number; buffer: unknown };
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  getQueryTime(): Promise<number>;
-  refCount(dataId: object): number;
 }
 
 const WORKGROUP = 256;
@@ -85,31 +55,6 @@ ${updates}
 }`;
 }
 
-const pipelines = new WeakMap<object, Map<number, ReturnType<Internals['device']['createComputePipeline']>>>();
-
-/** Whether the active backend is webgpu with the internals this update relies on. */
-export function canUpdateInPlace(): boolean {
-  if (tf.getBackend() !== 'webgpu') return false;
-  const b = tf.backend() as unknown as Partial<Internals>;
-  return (
-    typeof b.makeUniforms === 'function' &&
-    typeof b.ensureCommandEncoderReady === 'function' &&
-    typeof b.submitQueue === 'function' &&
-    typeof b.uploadToGPU === 'function' &&
-    b.tensorMap !== undefined &&
-    b.commandQueueOwnedIds !== undefined
-  );
-}
-
-/**
- * Gives a variable storage of its own if it shares it with another tensor (tf.variable(t) and
- * assign(t) keep t's data id), so that updating it in place changes nothing else.
- */
-export function ensureOwnStorage(variable: tf.Variable): void {
-  const b = tf.backend() as unknown as Internals;
-  if (b.refCount(variable.dataId) > 1) variable.assign(tf.tidy(() => tf.mul(variable, tf.scalar(1))));
-}
-
 /** Workgroup grid for n elements: x up to 65,535 groups, then rows of y. */
 export function sgdDispatch(n: number): [number, number, number] {
   const groups = Math.ceil(n / WORKGROUP);
@@ -144,15 +89,13 @@ export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor
  * its own weight decay.
  */
 export function sgdUpdateAllInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
-  const b = tf.backend() as unknown as Internals;
-  const limit = (b.device as unknown as { limits?: { maxStorageBuffersPerShaderStage?: number } }).limits?.maxStorageBuffersPerShaderStage;
+  const limit = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device?.limits?.maxStorageBuffersPerShaderStage;
   const k = sgdGroupSize(limit);
   const nonEmpty = items.filter((item) => item.weights.size > 0);
   for (let at = 0; at < nonEmpty.length; at += k) sgdUpdateGroupInPlace(nonEmpty.slice(at, at + k), hyper);
 }
 
 function sgdUpdateGroupInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
-  const b = tf.backend() as unknown as Internals;
   for (const { weights, velocity, grad } of items) {
     const n = weights.size;
     if (velocity.size !== n || grad.size !== n) throw new Error(`sgd update: sizes differ (${n}, ${velocity.size}, ${grad.size})`);
@@ -160,51 +103,18 @@ function sgdUpdateGroupInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 
   const live = items.filter((item) => item.weights.size > 0);
   if (live.length === 0) return;
   const k = live.length;
-  let byCount = pipelines.get(b.device);
-  if (!byCount) pipelines.set(b.device, (byCount = new Map()));
-  let pipeline = byCount.get(k);
-  if (!pipeline) {
-    pipeline = b.device.createComputePipeline({ layout: 'auto', compute: { module: b.device.createShaderModule({ code: sgdShader(k) }), entryPoint: 'main' } });
-    byCount.set(k, pipeline);
-  }
-  const tensors = live.flatMap((item) => [item.weights, item.velocity, item.grad]);
-  for (const t of tensors) b.uploadToGPU(t.dataId);
-  // A read (t.data()) leaves a copy of the values on the CPU, which later reads return without
-  // looking at the GPU: drop it for the tensors written here, or they would read as they were
-  // (a checkpoint taken at the end of epoch 1 would make every later one, and the saved model,
-  // hold the epoch-1 weights).
-  for (const item of live) for (const t of [item.weights, item.velocity]) b.tensorMap.get(t.dataId)!.values = null;
-  const uniforms = b.makeUniforms([
-    { type: 'float32', data: [hyper.lr] },
-    { type: 'float32', data: [hyper.momentum] },
-    ...live.map((item) => ({ type: 'float32' as const, data: [item.weightDecay] })),
-    ...live.map((item) => ({ type: 'uint32' as const, data: [item.weights.size] })),
-  ]);
-  const n = live.reduce((total, item) => total + item.weights.size, 0);
-  const entries = tensors.map((t, i) => ({ binding: i, resource: { buffer: b.tensorMap.get(t.dataId)!.resource } as unknown }));
-  entries.push({ binding: 3 * k, resource: uniforms });
-  const bindGroup = b.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-  // Disposing any of these before the queue is submitted must wait for the submission.
-  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
-
-  b.ensureCommandEncoderReady();
-  const timed = b.activeTimers != null;
-  if (timed && b.supportTimestampQuery) {
-    // As tfjs does for its own programs under tf.time/tf.profile: a pass of its own, timed.
-    b.endComputePassEncoder();
-    if (b.querySet == null) b.querySet = (b.device as unknown as { createQuerySet(d: object): unknown }).createQuerySet({ type: 'timestamp', count: b.querySetCount });
-    b.computePassEncoder = b.commandEncoder!.beginComputePass({ timestampWrites: { querySet: b.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-  } else if (!b.computePassEncoder) {
-    b.computePassEncoder = b.commandEncoder!.beginComputePass({});
-  }
-  const pass = b.computePassEncoder!;
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(...sgdDispatch(n));
-  b.dispatchCountInPass++;
-  if (timed || tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') <= b.dispatchCountInPass) {
-    b.endComputePassEncoder();
-    if (timed) b.activeTimers!.push({ name: 'SgdUpdate', query: b.getQueryTime() });
-    else b.submitQueue();
-  }
+  dispatchInPlace({
+    key: `sgd${k}`,
+    code: () => sgdShader(k),
+    tensors: live.flatMap((item) => [item.weights, item.velocity, item.grad]),
+    written: live.flatMap((item) => [item.weights, item.velocity]),
+    uniforms: [
+      { type: 'float32', data: [hyper.lr] },
+      { type: 'float32', data: [hyper.momentum] },
+      ...live.map((item) => ({ type: 'float32' as const, data: [item.weightDecay] })),
+      ...live.map((item) => ({ type: 'uint32' as const, data: [item.weights.size] })),
+    ],
+    grid: sgdDispatch(live.reduce((total, item) => total + item.weights.size, 0)),
+    name: 'SgdUpdate',
+  });
 }

@@ -1,0 +1,123 @@
+/**
+ * Dispatches of our own that write tensors in place on the webgpu backend (the SGD update, the
+ * batch-norm moving averages). tfjs programs have a single, freshly allocated output, so these
+ * record their dispatch into the backend's open compute pass themselves, with the bookkeeping
+ * tfjs does for its programs: uniform buffer from its pool, deferred disposal, batched
+ * submission, timestamp queries under `tf.time`/`tf.profile`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Tensor } from '@tensorflow/tfjs';
+
+// The subset of the WebGPU API and of tfjs-backend-webgpu's internals used here.
+interface Pass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+}
+interface Internals {
+  device: {
+    createShaderModule(d: { code: string }): unknown;
+    createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string } }): { getBindGroupLayout(i: number): unknown };
+    createBindGroup(d: { layout: unknown; entries: Array<{ binding: number; resource: unknown }> }): unknown;
+  };
+  tensorMap: { get(id: object): { resource?: unknown; values?: unknown } | undefined };
+  commandEncoder: { beginComputePass(d: object): Pass } | null;
+  computePassEncoder: Pass | null;
+  commandQueueOwnedIds: WeakSet<object>;
+  dispatchCountInPass: number;
+  activeTimers: Array<{ name: string; query: Promise<number> }> | null;
+  supportTimestampQuery: boolean;
+  querySet: unknown;
+  querySetCount: number;
+  uploadToGPU(dataId: object): void;
+  makeUniforms(u: Array<{ type: 'float32' | 'uint32'; data: number[] }>): { offset: number; size: number; buffer: unknown };
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  getQueryTime(): Promise<number>;
+  refCount(dataId: object): number;
+}
+
+/** Whether the active backend is webgpu with the internals this update relies on. */
+export function canUpdateInPlace(): boolean {
+  if (tf.getBackend() !== 'webgpu') return false;
+  const b = tf.backend() as unknown as Partial<Internals>;
+  return (
+    typeof b.makeUniforms === 'function' &&
+    typeof b.ensureCommandEncoderReady === 'function' &&
+    typeof b.submitQueue === 'function' &&
+    typeof b.uploadToGPU === 'function' &&
+    b.tensorMap !== undefined &&
+    b.commandQueueOwnedIds !== undefined
+  );
+}
+
+/**
+ * Gives a variable storage of its own if it shares it with another tensor (tf.variable(t) and
+ * assign(t) keep t's data id), so that updating it in place changes nothing else.
+ */
+export function ensureOwnStorage(variable: tf.Variable): void {
+  const b = tf.backend() as unknown as Internals;
+  if (b.refCount(variable.dataId) > 1) variable.assign(tf.tidy(() => tf.mul(variable, tf.scalar(1))));
+}
+
+const pipelines = new WeakMap<object, Map<string, ReturnType<Internals['device']['createComputePipeline']>>>();
+
+export interface InPlaceDispatch {
+  /** Names the program among this device's in-place programs (its WGSL is made once per key). */
+  key: string;
+  code: () => string;
+  /** Bound in this order, then the uniforms. */
+  tensors: readonly Tensor[];
+  /** Those of `tensors` the program writes: their CPU-side copies are dropped. */
+  written: readonly Tensor[];
+  uniforms: Array<{ type: 'float32' | 'uint32'; data: number[] }>;
+  grid: [number, number, number];
+  /** The name `tf.profile` reports. */
+  name: string;
+}
+
+/** Records one dispatch of an in-place program (check `canUpdateInPlace()` first). */
+export function dispatchInPlace(d: InPlaceDispatch): void {
+  const b = tf.backend() as unknown as Internals;
+  let byKey = pipelines.get(b.device);
+  if (!byKey) pipelines.set(b.device, (byKey = new Map()));
+  let pipeline = byKey.get(d.key);
+  if (!pipeline) {
+    pipeline = b.device.createComputePipeline({ layout: 'auto', compute: { module: b.device.createShaderModule({ code: d.code() }), entryPoint: 'main' } });
+    byKey.set(d.key, pipeline);
+  }
+  for (const t of d.tensors) b.uploadToGPU(t.dataId);
+  // A read (t.data()) leaves a copy of the values on the CPU, which later reads return without
+  // looking at the GPU: drop it for the tensors written here, or they would read as they were
+  // (a checkpoint taken at the end of epoch 1 would make every later one, and the saved model,
+  // hold the epoch-1 weights).
+  for (const t of d.written) b.tensorMap.get(t.dataId)!.values = null;
+  const uniforms = b.makeUniforms(d.uniforms);
+  const entries = d.tensors.map((t, i) => ({ binding: i, resource: { buffer: b.tensorMap.get(t.dataId)!.resource } as unknown }));
+  entries.push({ binding: d.tensors.length, resource: uniforms });
+  const bindGroup = b.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  // Disposing any of these before the queue is submitted must wait for the submission.
+  for (const t of d.tensors) b.commandQueueOwnedIds.add(t.dataId);
+
+  b.ensureCommandEncoderReady();
+  const timed = b.activeTimers != null;
+  if (timed && b.supportTimestampQuery) {
+    // As tfjs does for its own programs under tf.time/tf.profile: a pass of its own, timed.
+    b.endComputePassEncoder();
+    if (b.querySet == null) b.querySet = (b.device as unknown as { createQuerySet(d: object): unknown }).createQuerySet({ type: 'timestamp', count: b.querySetCount });
+    b.computePassEncoder = b.commandEncoder!.beginComputePass({ timestampWrites: { querySet: b.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  } else if (!b.computePassEncoder) {
+    b.computePassEncoder = b.commandEncoder!.beginComputePass({});
+  }
+  const pass = b.computePassEncoder!;
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(...d.grid);
+  b.dispatchCountInPass++;
+  if (timed || tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') <= b.dispatchCountInPass) {
+    b.endComputePassEncoder();
+    if (timed) b.activeTimers!.push({ name: d.name, query: b.getQueryTime() });
+    else b.submitQueue();
+  }
+}
