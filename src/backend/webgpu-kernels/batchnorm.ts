@@ -12,12 +12,14 @@
  *   [2, C] stats tensor: mean; biased variance) -> `NormalizeProgram` (y). 3 dispatches.
  * - backward: `GradPartialProgram` (per-workgroup sums of dy and dy * (x - mean)) ->
  *   `PartialSumProgram` twice (dbeta, dgamma) -> `NormalizeGradProgram` (dx). 4 dispatches.
- * - moving statistics: `StatsRowProgram`, one per variable. 2 dispatches.
+ * - moving statistics: both variables in place from the stats (`updateMovingStatsInPlace`),
+ *   1 dispatch; `StatsRowProgram`, one per variable, where that cannot run (2 dispatches).
  *
  * Every constant is baked into the WGSL source (and the shader key) or passed as a program
  * uniform, so nothing is uploaded per call.
  */
-import type { TensorInfo } from '@tensorflow/tfjs';
+import type { Tensor, TensorInfo } from '@tensorflow/tfjs';
+import { dispatchInPlace } from './in-place.js';
 import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
 
 /** Threads per workgroup of the row-block reductions. */
@@ -504,4 +506,41 @@ export function runStatsRow(backend: WebGpuBackendLike, stats: TensorInfo, row: 
     { type: 'float32', data: [1 - momentum] },
   ];
   return backend.runWebGPUProgram(program, old ? [old, stats] : [stats], 'float32', uniforms);
+}
+
+/**
+ * The moving averages of a batch norm, both updated in place from the [2, C] statistics in one
+ * dispatch: mean ← keep·mean + take·stats[0], variance ← keep·variance + take·stats[1] (keep =
+ * momentum, take = 1 − momentum), as `runStatsRow` computes them. The variables must own their
+ * storage (`ensureOwnStorage`); check `canUpdateInPlace()` first.
+ */
+export function updateMovingStatsInPlace(mean: Tensor, variance: Tensor, stats: Tensor, momentum: number): void {
+  const c = mean.size;
+  if (variance.size !== c || stats.size !== 2 * c) throw new Error(`moving statistics: sizes differ (${c}, ${variance.size}, ${stats.size})`);
+  dispatchInPlace({
+    key: 'bnMoving',
+    code: () => `
+struct Hyper { keep : f32, take : f32, c : u32 };
+@group(0) @binding(0) var<storage, read_write> mean : array<f32>;
+@group(0) @binding(1) var<storage, read_write> variance : array<f32>;
+@group(0) @binding(2) var<storage, read> stats : array<f32>;
+@group(0) @binding(3) var<uniform> h : Hyper;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x;
+  if (i >= h.c) { return; }
+  mean[i] = fma(h.keep, mean[i], h.take * stats[i]);
+  variance[i] = fma(h.keep, variance[i], h.take * stats[h.c + i]);
+}`,
+    tensors: [mean, variance, stats],
+    written: [mean, variance],
+    uniforms: [
+      { type: 'float32', data: [momentum] },
+      { type: 'float32', data: [1 - momentum] },
+      { type: 'uint32', data: [c] },
+    ],
+    grid: [Math.ceil(c / 64), 1, 1],
+    name: 'BatchNormMovingStats',
+  });
 }
