@@ -88,8 +88,9 @@ export function trainCommand(): Command {
               epochs = p.epochs;
               header();
               const payload = { epoch: `${p.epoch}/${p.epochs}`, loss: p.loss.toFixed(3), acc: `${(p.accuracy * 100).toFixed(1)}%`, ips: p.imagesPerSecond.toFixed(0) };
+              // An update right after start has no elapsed time and shows the ETA as "NFs".
               if (p.step <= 10 || !bar.isActive) bar.start(p.steps, p.step, payload);
-              bar.update(p.step, payload);
+              else bar.update(p.step, payload);
             }),
             onCompile: (c) => log(`compiled ${c.programs} GPU programs in parallel in ${c.seconds.toFixed(1)} s`),
             onEpoch: (r) => {
