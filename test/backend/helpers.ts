@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
 import { buildModel } from '../../src/model/resnet.js';
 
 /** Deterministic uniform(-1, 1) values (mulberry32), so failures reproduce. */
@@ -70,4 +71,14 @@ export async function resnetGradsOnBoth(baseWidth: number, batch: number, labels
   }
   tf.dispose(weights);
   return { cpu: results['cpu']!, gpu: results['webgpu']! };
+}
+
+/** In a describe block: its tests run on the webgpu backend, and cpu is active again after them. */
+export function useWebGpuInSuite(): void {
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
 }

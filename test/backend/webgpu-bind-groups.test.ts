@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { bindGroupCacheStats, bindGroupKey } from '../../src/backend/webgpu-bind-groups.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
+import { useWebGpuInSuite } from './helpers.js';
 
 describe('bind-group cache key (pure)', () => {
   const layout = {};
@@ -29,12 +29,7 @@ describe('bind-group cache key (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('bind groups reused across training steps on webgpu', () => {
-  beforeAll(async () => {
-    expect((await initBackend('webgpu')).name).toBe('webgpu');
-  });
-  afterAll(async () => {
-    await tf.setBackend('cpu');
-  });
+  useWebGpuInSuite();
 
   it('hands back the bind group made before for the same buffers', () => {
     const device = (tf.backend() as unknown as { device: GPUDevice }).device;

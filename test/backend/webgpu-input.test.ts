@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { normalizeBytesDispatch } from '../../src/backend/webgpu-kernels/input.js';
+import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../../src/backend/webgpu-kernels/register.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { createNormalizer } from '../../src/model/normalize.js';
@@ -39,9 +39,9 @@ function reference(images: Uint8Array, count: number, boxes?: Int32Array): Float
 
 describe('byte-input dispatch grid (pure)', () => {
   it('gives one invocation per 32-bit word, wrapping past 65,535 groups in x', () => {
-    expect(normalizeBytesDispatch(768)).toEqual([3, 1, 1]); // one image: 3,072 bytes
-    expect(normalizeBytesDispatch(768 * 256)).toEqual([768, 1, 1]);
-    expect(normalizeBytesDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
+    expect(flatDispatch(768)).toEqual([3, 1, 1]); // one image: 3,072 bytes
+    expect(flatDispatch(768 * 256)).toEqual([768, 1, 1]);
+    expect(flatDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
   });
 });
 

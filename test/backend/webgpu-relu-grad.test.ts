@@ -1,19 +1,18 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { reluGradDispatch } from '../../src/backend/webgpu-kernels/relu-grad.js';
+import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
 import { unregisterWebGpuKernels, registerWebGpuKernels } from '../../src/backend/webgpu-kernels/register.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
-import { randomArray } from './helpers.js';
+import { randomArray, useWebGpuInSuite } from './helpers.js';
 
 describe('ReLU gradient dispatch grid (pure)', () => {
   it('covers every group of four elements with 256-wide workgroups, wrapping past 65,535 groups in x', () => {
-    expect(reluGradDispatch(1)).toEqual([1, 1, 1]);
-    expect(reluGradDispatch(257)).toEqual([2, 1, 1]);
+    expect(flatDispatch(1)).toEqual([1, 1, 1]);
+    expect(flatDispatch(257)).toEqual([2, 1, 1]);
     // ResNet-18's largest activation at batch 256: 256 x 32 x 32 x 64 elements, four an invocation.
-    expect(reluGradDispatch((256 * 32 * 32 * 64) / 4)).toEqual([16384, 1, 1]);
-    expect(reluGradDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
+    expect(flatDispatch((256 * 32 * 32 * 64) / 4)).toEqual([16384, 1, 1]);
+    expect(flatDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
   });
 });
 
@@ -28,12 +27,7 @@ async function reluGradOf(x: Float32Array, dy: Float32Array, shape: number[]): P
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('ReLU gradient on webgpu (CifarReluGrad)', () => {
-  beforeAll(async () => {
-    expect((await initBackend('webgpu')).name).toBe('webgpu');
-  });
-  afterAll(async () => {
-    await tf.setBackend('cpu');
-  });
+  useWebGpuInSuite();
 
   for (const shape of [[2, 8, 8, 16], [3, 5, 7], [1]]) {
     it(`gives exactly the cpu backend's dy · step(x) for shape ${shape.join('x')}: 0 at x = 0, NaN at NaN`, async () => {

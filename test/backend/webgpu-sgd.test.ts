@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { canUpdateInPlace, sgdDispatch, sgdGroupSize, sgdUpdateAllInPlace, sgdUpdateInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
+import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
+import { canUpdateInPlace, sgdGroupSize, sgdUpdateAllInPlace, sgdUpdateInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
-import { expectClose, randomArray } from './helpers.js';
+import { expectClose, randomArray, useWebGpuInSuite } from './helpers.js';
 
 describe('in-place SGD grouping (pure)', () => {
   it('updates as many tensors a dispatch as the storage-buffer limit allows at three buffers each, at most 4', () => {
@@ -21,10 +21,10 @@ describe('in-place SGD grouping (pure)', () => {
 
 describe('in-place SGD dispatch grid (pure)', () => {
   it('covers every element with 256-wide workgroups, wrapping past 65,535 groups in x', () => {
-    expect(sgdDispatch(1)).toEqual([1, 1, 1]);
-    expect(sgdDispatch(257)).toEqual([2, 1, 1]);
-    expect(sgdDispatch(512 * 512 * 9)).toEqual([9216, 1, 1]);
-    expect(sgdDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
+    expect(flatDispatch(1)).toEqual([1, 1, 1]);
+    expect(flatDispatch(257)).toEqual([2, 1, 1]);
+    expect(flatDispatch(512 * 512 * 9)).toEqual([9216, 1, 1]);
+    expect(flatDispatch(65535 * 256 + 1)).toEqual([65535, 2, 1]);
   });
 });
 
@@ -43,12 +43,7 @@ function reference(w: Float32Array, v: Float32Array, g: Float32Array, lr: number
 }
 
 describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
-  beforeAll(async () => {
-    expect((await initBackend('webgpu')).name).toBe('webgpu');
-  });
-  afterAll(async () => {
-    await tf.setBackend('cpu');
-  });
+  useWebGpuInSuite();
 
   it('is available on webgpu only', async () => {
     expect(canUpdateInPlace()).toBe(true);

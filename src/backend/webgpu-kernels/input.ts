@@ -13,7 +13,7 @@
  * backend has it and falls back to the ops otherwise.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
+import { FLAT_INDEX_WGSL, FLAT_THREADS, flatDispatch, type GpuProgram, type ProgramUniform, type WebGpuBackendLike } from './program.js';
 
 export const NORMALIZE_BYTES = 'CifarNormalizeBytes';
 
@@ -23,15 +23,7 @@ export interface NormalizeBytesAttrs {
   invStd: number[];
 }
 
-const THREADS = 256;
-const MAX_GROUPS_X = 65535;
 const IMAGE_VALUES = 32 * 32 * 3;
-
-/** Workgroup grid for `words` 32-bit words, one per invocation: x up to 65,535 groups, then rows of y. */
-export function normalizeBytesDispatch(words: number): [number, number, number] {
-  const groups = Math.ceil(words / THREADS);
-  return [Math.min(groups, MAX_GROUPS_X), Math.max(1, Math.ceil(groups / MAX_GROUPS_X)), 1];
-}
 
 /**
  * Inputs: `packed`, int32 [n·768] holding the n·3,072 bytes of n 32×32×3 HWC images (four to a
@@ -44,7 +36,7 @@ export class NormalizeBytesProgram implements GpuProgram {
   shaderKey: string;
   dispatchLayout = { x: [0, 1, 2, 3] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [THREADS, 1, 1];
+  workgroupSize: [number, number, number] = [FLAT_THREADS, 1, 1];
   uniforms = 'm0 : f32, m1 : f32, m2 : f32, s0 : f32, s1 : f32, s2 : f32, words : i32,';
 
   constructor(
@@ -53,7 +45,8 @@ export class NormalizeBytesProgram implements GpuProgram {
   ) {
     this.variableNames = cutout ? ['packed', 'boxes'] : ['packed'];
     this.outputShape = [count, 32, 32, 3];
-    this.dispatch = normalizeBytesDispatch((count * IMAGE_VALUES) / 4);
+    // One invocation a 32-bit word.
+    this.dispatch = flatDispatch((count * IMAGE_VALUES) / 4);
     this.shaderKey = `cifarNormalizeBytes_${cutout ? 'cut' : 'plain'}`;
   }
 
@@ -70,9 +63,8 @@ export class NormalizeBytesProgram implements GpuProgram {
     return `
   fn pick(c : i32, a : f32, b : f32, d : f32) -> f32 { return select(select(d, b, c == 1), a, c == 0); }
 
-  // tfjs passes a flat global index, unused: the word is taken from the 2-D grid.
   fn main(index : i32) {
-    let word = (i32(workgroupId.y) * ${MAX_GROUPS_X} + i32(workgroupId.x)) * ${THREADS} + i32(localIndex);
+    let word = ${FLAT_INDEX_WGSL};
     if (word >= uniforms.words) { return; }
     let bytes = bitcast<u32>(packed[word]);
     for (var k = 0; k < 4; k = k + 1) {

@@ -32,6 +32,20 @@ export interface WebGpuBackendLike {
   device?: { limits?: { maxComputeWorkgroupStorageSize?: number } };
 }
 
+/** Threads per workgroup of the flat element-wise programs (the input, ReLU's gradient, SGD). */
+export const FLAT_THREADS = 256;
+/** Workgroups per grid dimension that WebGPU guarantees. */
+export const MAX_GROUPS_X = 65535;
+
+/** Workgroup grid for `invocations`, FLAT_THREADS a workgroup: x up to 65,535 groups, then rows of y. */
+export function flatDispatch(invocations: number): [number, number, number] {
+  const groups = Math.ceil(invocations / FLAT_THREADS);
+  return [Math.max(1, Math.min(groups, MAX_GROUPS_X)), Math.max(1, Math.ceil(groups / MAX_GROUPS_X)), 1];
+}
+
+/** WGSL of a tfjs program's main: the invocation's index in a `flatDispatch` grid (tfjs' own flat index is unused). */
+export const FLAT_INDEX_WGSL = `((i32(workgroupId.y) * ${MAX_GROUPS_X} + i32(workgroupId.x)) * ${FLAT_THREADS} + i32(localIndex))`;
+
 /** Bytes of workgroup memory a program may use on this backend's device. */
 export function workgroupStorage(backend: WebGpuBackendLike): number {
   return backend.device?.limits?.maxComputeWorkgroupStorageSize ?? DEFAULT_WORKGROUP_STORAGE;

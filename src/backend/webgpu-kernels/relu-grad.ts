@@ -9,18 +9,9 @@
  * Like tfjs' Step, a NaN in x gives NaN (dy · NaN), and x = 0 gives 0.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
-import type { GpuProgram, WebGpuBackendLike } from './program.js';
+import { FLAT_INDEX_WGSL, FLAT_THREADS, flatDispatch, type GpuProgram, type WebGpuBackendLike } from './program.js';
 
 export const RELU_GRAD = 'CifarReluGrad';
-
-const THREADS = 256;
-const MAX_GROUPS_X = 65535;
-
-/** Workgroup grid for `count` invocations: x up to 65,535 groups, then rows of y. */
-export function reluGradDispatch(count: number): [number, number, number] {
-  const groups = Math.ceil(count / THREADS);
-  return [Math.max(1, Math.min(groups, MAX_GROUPS_X)), Math.max(1, Math.ceil(groups / MAX_GROUPS_X)), 1];
-}
 
 /** Inputs `dy` and `x` of one shape (float32); output dy · step(x), four elements an invocation. */
 export class ReluGradProgram implements GpuProgram {
@@ -29,21 +20,20 @@ export class ReluGradProgram implements GpuProgram {
   shaderKey = 'cifarReluGrad';
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [THREADS, 1, 1];
+  workgroupSize: [number, number, number] = [FLAT_THREADS, 1, 1];
   uniforms = 'count : i32,';
 
   constructor(shape: number[]) {
     this.outputShape = shape;
     this.dispatchLayout = { x: shape.map((_, i) => i) };
     const size = shape.reduce((n, d) => n * d, 1);
-    this.dispatch = reluGradDispatch(Math.ceil(size / 4));
+    this.dispatch = flatDispatch(Math.ceil(size / 4));
   }
 
   getUserCode(): string {
     return `
-  // tfjs passes a flat global index, unused: the element is taken from the 2-D grid.
   fn main(index : i32) {
-    let first = ((i32(workgroupId.y) * ${MAX_GROUPS_X} + i32(workgroupId.x)) * ${THREADS} + i32(localIndex)) * 4;
+    let first = ${FLAT_INDEX_WGSL} * 4;
     for (var k = 0; k < 4; k = k + 1) {
       let e = first + k;
       if (e < uniforms.count) {

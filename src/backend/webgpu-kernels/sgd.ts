@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Tensor } from '@tensorflow/tfjs';
 import { dispatchInPlace } from './in-place.js';
+import { FLAT_THREADS, MAX_GROUPS_X, flatDispatch } from './program.js';
 
 export { canUpdateInPlace, ensureOwnStorage } from './in-place.js';
 
@@ -20,9 +21,6 @@ export interface SgdHyper {
   /** Weight decay added to the gradient (0 for batch-norm scales and biases). */
   weightDecay: number;
 }
-
-const WORKGROUP = 256;
-const MAX_GROUPS_X = 65535;
 
 /**
  * The update of `k` tensors in one dispatch: tensor j's bindings are 3j (w), 3j + 1 (v), 3j + 2
@@ -48,17 +46,11 @@ struct Hyper { ${fields.join(', ')} };
 ${bindings}
 @group(0) @binding(${3 * k}) var<uniform> h : Hyper;
 
-@compute @workgroup_size(${WORKGROUP})
+@compute @workgroup_size(${FLAT_THREADS})
 fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  var i = gid.x + gid.y * ${MAX_GROUPS_X * WORKGROUP}u;
+  var i = gid.x + gid.y * ${MAX_GROUPS_X * FLAT_THREADS}u;
 ${updates}
 }`;
-}
-
-/** Workgroup grid for n elements: x up to 65,535 groups, then rows of y. */
-export function sgdDispatch(n: number): [number, number, number] {
-  const groups = Math.ceil(n / WORKGROUP);
-  return [Math.min(groups, MAX_GROUPS_X), Math.ceil(groups / MAX_GROUPS_X), 1];
 }
 
 /** One tensor's update: its weights, velocity and gradient, and its weight decay (0 for batch-norm scales and biases). */
@@ -80,7 +72,7 @@ export function sgdGroupSize(maxStorageBuffersPerShaderStage = 8): number {
  * (tf.variable's own storage, as the trainer's are). Check `canUpdateInPlace()` first.
  */
 export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor, hyper: SgdHyper): void {
-  sgdUpdateGroupInPlace([{ weights, velocity, grad, weightDecay: hyper.weightDecay }], hyper);
+  sgdUpdateAllInPlace([{ weights, velocity, grad, weightDecay: hyper.weightDecay }], hyper);
 }
 
 /**
@@ -89,19 +81,18 @@ export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor
  * its own weight decay.
  */
 export function sgdUpdateAllInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
-  const limit = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device?.limits?.maxStorageBuffersPerShaderStage;
-  const k = sgdGroupSize(limit);
-  const nonEmpty = items.filter((item) => item.weights.size > 0);
-  for (let at = 0; at < nonEmpty.length; at += k) sgdUpdateGroupInPlace(nonEmpty.slice(at, at + k), hyper);
-}
-
-function sgdUpdateGroupInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
   for (const { weights, velocity, grad } of items) {
     const n = weights.size;
     if (velocity.size !== n || grad.size !== n) throw new Error(`sgd update: sizes differ (${n}, ${velocity.size}, ${grad.size})`);
   }
-  const live = items.filter((item) => item.weights.size > 0);
-  if (live.length === 0) return;
+  const limit = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device?.limits?.maxStorageBuffersPerShaderStage;
+  const k = sgdGroupSize(limit);
+  const nonEmpty = items.filter((item) => item.weights.size > 0);
+  for (let at = 0; at < nonEmpty.length; at += k) dispatchGroup(nonEmpty.slice(at, at + k), hyper);
+}
+
+/** One dispatch updating `live` (non-empty, of checked sizes). */
+function dispatchGroup(live: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
   const k = live.length;
   dispatchInPlace({
     key: `sgd${k}`,
@@ -114,7 +105,7 @@ function sgdUpdateGroupInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 
       ...live.map((item) => ({ type: 'float32' as const, data: [item.weightDecay] })),
       ...live.map((item) => ({ type: 'uint32' as const, data: [item.weights.size] })),
     ],
-    grid: sgdDispatch(live.reduce((total, item) => total + item.weights.size, 0)),
+    grid: flatDispatch(live.reduce((total, item) => total + item.weights.size, 0)),
     name: 'SgdUpdate',
   });
 }
