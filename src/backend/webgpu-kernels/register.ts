@@ -90,6 +90,12 @@ const reluGrad: KernelFunc = ((args: KernelArgs) => {
   return runReluGrad(args.backend as WebGpuBackendLike, dy, x);
 }) as unknown as KernelFunc;
 
+/** Kernels of our own, with no stock one under them: their callers fall back to tfjs' ops without them. */
+const OWN: ReadonlyArray<[string, KernelFunc]> = [
+  [NORMALIZE_BYTES, normalizeBytes],
+  [RELU_GRAD, reluGrad],
+];
+
 // The stock kernels, captured once: registering twice must not wrap our own kernel.
 const stockKernels = new Map<string, KernelConfig>();
 
@@ -108,11 +114,8 @@ export function registerWebGpuKernels(): void {
     if (current !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
     tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: make(stock.kernelFunc) });
   }
-  if (stockKernels.size > 0 && tf.getKernel(NORMALIZE_BYTES, 'webgpu') === undefined) {
-    tf.registerKernel({ kernelName: NORMALIZE_BYTES, backendName: 'webgpu', kernelFunc: normalizeBytes });
-  }
-  if (stockKernels.size > 0 && tf.getKernel(RELU_GRAD, 'webgpu') === undefined) {
-    tf.registerKernel({ kernelName: RELU_GRAD, backendName: 'webgpu', kernelFunc: reluGrad });
+  for (const [kernelName, kernelFunc] of OWN) {
+    if (stockKernels.size > 0 && tf.getKernel(kernelName, 'webgpu') === undefined) tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc });
   }
 }
 
@@ -122,10 +125,8 @@ export function unregisterWebGpuKernels(): void {
     if (tf.getKernel(kernelName, 'webgpu') !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
     tf.registerKernel(config);
   }
-  // Without ours, the input goes through tfjs' ops again (createNormalizer's fallback).
-  if (tf.getKernel(NORMALIZE_BYTES, 'webgpu') !== undefined) tf.unregisterKernel(NORMALIZE_BYTES, 'webgpu');
-  // And ReLU's gradient through tfjs' Step and Multiply.
-  if (tf.getKernel(RELU_GRAD, 'webgpu') !== undefined) tf.unregisterKernel(RELU_GRAD, 'webgpu');
+  // Without ours, the input and ReLU's gradient go through tfjs' ops again (their callers' fallbacks).
+  for (const [kernelName] of OWN) if (tf.getKernel(kernelName, 'webgpu') !== undefined) tf.unregisterKernel(kernelName, 'webgpu');
 }
 
 /** Names of the kernels this module replaces. */
