@@ -171,12 +171,10 @@ export class BatchNorm extends tf.layers.Layer {
     }
     const backend = webGpuBackendFor(x);
     if (backend) {
-      // The moving averages straight from the [2, C] statistics, momentum as a uniform: one
-      // dispatch per variable and no scalar tensors.
+      // The moving averages straight from the [2, C] statistics, momentum as a uniform, no scalar
+      // tensors: both in place in one dispatch, else (e.g. while tfjs only compiles) one program each.
       const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon);
-      // Both in place in one dispatch; while tfjs only compiles (the trainer's precompile), the
-      // programs that it would run, since an in-place dispatch is not a tfjs program and would run.
-      if (canUpdateInPlace() && !tf.env().getBool('WEBGPU_ENGINE_COMPILE_ONLY')) {
+      if (canUpdateInPlace()) {
         const [mean, variance] = [movingMean.read() as tf.Variable, movingVariance.read() as tf.Variable];
         ensureOwnStorage(mean);
         ensureOwnStorage(variance);

@@ -38,9 +38,13 @@ interface Internals {
   refCount(dataId: object): number;
 }
 
-/** Whether the active backend is webgpu with the internals this update relies on. */
+/**
+ * Whether the active backend is webgpu with the internals these dispatches rely on, and is not
+ * only compiling (tfjs' compile-only mode, the trainer's precompile: an in-place dispatch is not
+ * a tfjs program, so it would really run, on values that were never computed).
+ */
 export function canUpdateInPlace(): boolean {
-  if (tf.getBackend() !== 'webgpu') return false;
+  if (tf.getBackend() !== 'webgpu' || tf.env().getBool('WEBGPU_ENGINE_COMPILE_ONLY')) return false;
   const b = tf.backend() as unknown as Partial<Internals>;
   return (
     typeof b.makeUniforms === 'function' &&
