@@ -42,15 +42,13 @@ const idOf = (o: object): number => {
   return id;
 };
 
-const installed = new WeakSet<object>();
-
 export interface BindGroupCacheStats {
   hits: number;
   misses: number;
   entries: number;
 }
 
-const stats = new WeakMap<object, BindGroupCacheStats>();
+const caches = new WeakMap<object, { hits: number; misses: number; groups: Map<string, unknown> }>();
 
 /**
  * The cache key of a bind group made of buffer bindings only, or undefined (a texture or
@@ -73,13 +71,12 @@ export function bindGroupKey(descriptor: BindGroupDescriptor): string | undefine
  * @example installBindGroupCache((tf.backend() as unknown as { device: GPUDevice }).device);
  */
 export function installBindGroupCache(device: unknown): void {
-  if (device === null || typeof device !== 'object' || installed.has(device)) return;
+  if (device === null || typeof device !== 'object' || caches.has(device)) return;
   const d = device as CachingDevice;
   if (typeof d.createBindGroup !== 'function' || typeof d.createComputePipeline !== 'function') return;
-  installed.add(device);
-  const counts: BindGroupCacheStats = { hits: 0, misses: 0, entries: 0 };
-  stats.set(device, counts);
-  const cache = new Map<string, unknown>();
+  const counts = { hits: 0, misses: 0, groups: new Map<string, unknown>() };
+  caches.set(device, counts);
+  const cache = counts.groups;
   const create = d.createBindGroup.bind(d);
   d.createBindGroup = (descriptor) => {
     const key = bindGroupKey(descriptor);
@@ -93,7 +90,6 @@ export function installBindGroupCache(device: unknown): void {
     if (cache.size >= MAX_ENTRIES) cache.clear();
     group = create(descriptor);
     cache.set(key, group);
-    counts.entries = cache.size;
     return group;
   };
   const stableLayouts = <P extends { getBindGroupLayout(index: number): object }>(pipeline: P): P => {
@@ -116,8 +112,8 @@ export function installBindGroupCache(device: unknown): void {
 
 /** Hits and misses of the cache on `device` so far, or null when none is installed. */
 export function bindGroupCacheStats(device: unknown): BindGroupCacheStats | null {
-  const s = device !== null && typeof device === 'object' ? stats.get(device) : undefined;
-  return s ? { ...s } : null;
+  const c = device !== null && typeof device === 'object' ? caches.get(device) : undefined;
+  return c ? { hits: c.hits, misses: c.misses, entries: c.groups.size } : null;
 }
 
 interface Submitting {

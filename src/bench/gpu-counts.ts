@@ -24,6 +24,16 @@ interface Countable {
 }
 
 /**
+ * Puts `original` back as `target[key]`: deleting the counting own property where the original
+ * is the prototype's method, assigning it where it was an own property itself (the bind-group
+ * cache's createBindGroup).
+ */
+function restore<T extends object>(target: T, key: keyof T & string, original: unknown): void {
+  delete (target as Record<string, unknown>)[key];
+  if ((target as Record<string, unknown>)[key] !== original) (target as Record<string, unknown>)[key] = original;
+}
+
+/**
  * Runs `work` with counters on the active webgpu backend's device, queue and uploads, then
  * puts the originals back. On another backend it runs `work` and returns null.
  * @example const counts = await countBackendCalls(async () => { const t = step(); await t.data(); });
@@ -48,20 +58,13 @@ export async function countBackendCalls(work: () => Promise<void>): Promise<Back
     }
     originals.upload.call(b, dataId);
   };
-  // What was an own property (the bind-group cache's createBindGroup) is put back; what came
-  // from the prototype is restored by deleting the shadowing own property.
-  const own = { bindGroup: Object.hasOwn(device, 'createBindGroup'), buffer: Object.hasOwn(device, 'createBuffer'), submit: Object.hasOwn(queue, 'submit'), upload: Object.hasOwn(b, 'uploadToGPU') };
   try {
     await work();
   } finally {
-    if (own.bindGroup) device.createBindGroup = originals.bindGroup;
-    else delete (device as Partial<Countable['device']>).createBindGroup;
-    if (own.buffer) device.createBuffer = originals.buffer;
-    else delete (device as Partial<Countable['device']>).createBuffer;
-    if (own.submit) queue.submit = originals.submit;
-    else delete (queue as Partial<Countable['queue']>).submit;
-    if (own.upload) b.uploadToGPU = originals.upload;
-    else delete (b as Partial<Countable>).uploadToGPU;
+    restore(device, 'createBindGroup', originals.bindGroup);
+    restore(device, 'createBuffer', originals.buffer);
+    restore(queue, 'submit', originals.submit);
+    restore(b, 'uploadToGPU', originals.upload);
   }
   return counts;
 }
