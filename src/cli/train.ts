@@ -44,7 +44,7 @@ export function trainCommand(): Command {
     .option('--test-every <n>', 'test pass after every Nth epoch and the last (default 1: every epoch)', positiveInt('--test-every'))
     .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
     .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', pixels('--cutout'))
-    .option('--seed <n>', 'seed of data order and augmentation (default 0)', (v) => Number(v))
+    .option('--seed <n>', 'seed of the initial weights, data order and augmentation (default 0)', (v) => Number(v))
     .option('--quiet', 'no progress, only the final summary')
     .action(
       action(async ({ signal }, opts: Record<string, unknown>) => {
