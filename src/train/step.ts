@@ -3,6 +3,7 @@ import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
+import { useUnfusedConvolutions } from '../model/conv-gradients.js';
 import { createNormalizer } from '../model/normalize.js';
 import { cutoutBoxes } from './augment.js';
 
@@ -61,6 +62,8 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
  */
 export function createTrainer(model: tf.LayersModel, options: TrainerOptions): Trainer {
   const normalizer = createNormalizer(options);
+  // Lazy convolution gradients: the stem's unused input gradient is never computed (until dispose).
+  const restoreConvolutions = useUnfusedConvolutions(model);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   // The batch size as a tensor, made once per size (not uploaded again every step).
@@ -138,6 +141,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       });
     },
     dispose() {
+      restoreConvolutions();
       normalizer.dispose();
       velocities.forEach((v) => v.dispose());
       sizes.forEach((t) => t.dispose());
