@@ -14,6 +14,12 @@ const require = createRequire(import.meta.url);
 export const TENSOR_CORE_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 /** Features asked of every device when the adapter offers them, for the float16 programs (matrix.ts). */
 const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
+/**
+ * Storage buffers per shader stage asked of every device, up to what the adapter offers (WebGPU's
+ * default is 8, which tfjs keeps): the in-place SGD binds three a tensor, so 24 lets it update 8
+ * tensors a dispatch instead of 2 (sgd.ts' `sgdGroupSize`).
+ */
+export const STORAGE_BUFFERS_WANTED = 24;
 const ADAPTER_TIMEOUT_MS = 10_000;
 
 /** What an adapter reports about itself (GPUAdapterInfo, plus the older adapter-level flag). */
@@ -32,7 +38,7 @@ export interface AdapterInfoLike {
 /** What an adapter offers beyond its name: features, the limits our kernels size themselves by, and its tensor-core configurations. */
 export interface AdapterCapabilities {
   features: string[];
-  /** maxComputeWorkgroupStorageSize and maxComputeInvocationsPerWorkgroup, when reported. */
+  /** maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup and maxStorageBuffersPerShaderStage, when reported. */
   limits: Record<string, number>;
   /** Each of `info.subgroupMatrixConfigs` as a plain object (empty without the feature). */
   subgroupMatrixConfigs: Array<Record<string, unknown>>;
@@ -41,7 +47,7 @@ export interface AdapterCapabilities {
   subgroupMaxSize?: number;
 }
 
-const REPORTED_LIMITS = ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup'] as const;
+const REPORTED_LIMITS = ['maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup', 'maxStorageBuffersPerShaderStage'] as const;
 
 /**
  * The capabilities of an adapter as plain data, for benchmark reports.
@@ -230,7 +236,8 @@ export async function installWebGpu(gpu: unknown): Promise<void> {
 
 interface FeatureAdapter {
   features?: Iterable<string>;
-  requestDevice(descriptor?: { requiredFeatures?: Iterable<unknown> }): Promise<ShaderDevice>;
+  limits?: { maxStorageBuffersPerShaderStage?: number };
+  requestDevice(descriptor?: { requiredFeatures?: Iterable<unknown>; requiredLimits?: Record<string, number> }): Promise<ShaderDevice>;
 }
 interface ShaderDevice {
   createShaderModule(descriptor: { code: string }): unknown;
@@ -238,8 +245,8 @@ interface ShaderDevice {
 
 /**
  * tfjs asks its device for timestamp queries only. Every adapter `gpu` hands out (tfjs asks for
- * one itself) gets a `requestDevice` that also asks for the OPTIONAL_FEATURES it offers, and its
- * devices a `createShaderModule` that puts the `enable` directives a program's marker line names
+ * one itself) gets a `requestDevice` that also asks for the OPTIONAL_FEATURES it offers and for
+ * up to STORAGE_BUFFERS_WANTED storage buffers a stage, and its devices a `createShaderModule` that puts the `enable` directives a program's marker line names
  * (matrix.ts' `withEnables`) before tfjs' declarations.
  */
 function askForOptionalFeatures(gpu: unknown): void {
@@ -253,7 +260,9 @@ function askForOptionalFeatures(gpu: unknown): void {
     const requestDevice = adapter.requestDevice.bind(adapter);
     adapter.requestDevice = async (descriptor = {}) => {
       const extra = OPTIONAL_FEATURES.filter((f) => offered.has(f));
-      const device = await requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...extra] });
+      const storage = Math.min(adapter.limits?.maxStorageBuffersPerShaderStage ?? 0, STORAGE_BUFFERS_WANTED);
+      const requiredLimits = { ...descriptor.requiredLimits, ...(storage > 8 ? { maxStorageBuffersPerShaderStage: storage } : {}) };
+      const device = await requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...extra], requiredLimits });
       const createShaderModule = device.createShaderModule.bind(device);
       device.createShaderModule = (d) => createShaderModule({ ...d, code: withEnables(d.code) });
       return device;

@@ -10,6 +10,7 @@ import { initBackend, type BackendInfo } from '../backend/index.js';
 import { allowNullBackend, probeWebGpu, takeWebGpuErrors } from '../backend/webgpu.js';
 import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu-bind-groups.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
+import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
 import { matmulFallback } from '../backend/webgpu-kernels/matrix.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
@@ -99,6 +100,13 @@ export interface GpuBenchResult extends KernelVariant {
   forwardKernel: 'cifar' | 'stock';
   model: string;
   parameters: number;
+  /** Trainable tensors (weights, batch-norm scales and biases), each updated by the SGD. */
+  parameterTensors?: number;
+  /**
+   * Parameter tensors the in-place SGD updates per dispatch on this device: its storage-buffer
+   * limit / 3 (2 at WebGPU's default of 8, 5 on lavapipe's 16). Absent in results from before it.
+   */
+  sgdGroup?: number;
   /** Side of the training step's cutout squares (0: none). */
   cutout: number;
   iterations: number;
@@ -225,6 +233,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',
     model: options.model,
     parameters: countParams(model).trainable,
+    parameterTensors: model.trainableWeights.length,
+    sgdGroup: deviceSgdGroupSize(),
     cutout,
     iterations: options.iterations,
     rounds: options.rounds ?? 3,

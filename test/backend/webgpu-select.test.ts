@@ -47,7 +47,7 @@ describe('dawnBackend', () => {
 });
 
 describe('adapterCapabilities', () => {
-  it('reports sorted features, the workgroup limits and the subgroup-matrix configurations as plain data', () => {
+  it('reports sorted features, the workgroup and storage-buffer limits and the subgroup-matrix configurations as plain data', () => {
     // Dawn's objects keep their fields as getters on the prototype, which JSON.stringify skips.
     class Config {
       get componentType() { return 'f16'; }
@@ -58,12 +58,12 @@ describe('adapterCapabilities', () => {
     }
     const caps = adapterCapabilities({
       features: ['subgroups', 'chromium-experimental-subgroup-matrix'],
-      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxBufferSize: 2 ** 31 },
+      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxStorageBuffersPerShaderStage: 16, maxBufferSize: 2 ** 31 },
       info: { description: 'NVIDIA H100', subgroupMatrixConfigs: [new Config()] },
     });
     expect(JSON.parse(JSON.stringify(caps))).toEqual({
       features: ['chromium-experimental-subgroup-matrix', 'subgroups'],
-      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 },
+      limits: { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxStorageBuffersPerShaderStage: 16 },
       subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
     });
     expect(adapterCapabilities({})).toEqual({ features: [], limits: {}, subgroupMatrixConfigs: [] });

@@ -1,7 +1,8 @@
 /**
  * The SGD update (Nesterov momentum, coupled weight decay) in WebGPU dispatches that write the
  * weights and the velocity in place, several tensors a dispatch (`sgdGroupSize`: two with
- * WebGPU's default limit of 8 storage buffers a stage).
+ * WebGPU's default limit of 8 storage buffers a stage, up to 8 with the 24 our devices ask for
+ * where the adapter offers them).
  *
  * Written with tfjs ops, the update is seven dispatches and four scalar uploads per tensor
  * (62 tensors in ResNet-18: ~430 dispatches and ~250 uploads a step, each upload making a
@@ -61,9 +62,15 @@ export interface SgdItem {
   weightDecay: number;
 }
 
-/** Tensors updated per dispatch: three storage buffers each, within the device's limit, at most 4. */
+/** Tensors updated per dispatch: three storage buffers each, within the device's limit, at most 8. */
 export function sgdGroupSize(maxStorageBuffersPerShaderStage = 8): number {
-  return Math.max(1, Math.min(4, Math.floor(maxStorageBuffersPerShaderStage / 3)));
+  return Math.max(1, Math.min(8, Math.floor(maxStorageBuffersPerShaderStage / 3)));
+}
+
+/** `sgdGroupSize` for the storage-buffer limit of the active backend's device (8 without one). */
+export function deviceSgdGroupSize(): number {
+  const device = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device;
+  return sgdGroupSize(device?.limits?.maxStorageBuffersPerShaderStage);
 }
 
 /**
@@ -76,17 +83,16 @@ export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor
 }
 
 /**
- * The same update for many tensors, `sgdGroupSize()` of them per dispatch (2 with WebGPU's
- * default of 8 storage buffers per stage: ResNet-18's 62 tensors in 31 dispatches), each with
- * its own weight decay.
+ * The same update for many tensors, `sgdGroupSize()` of them per dispatch for the device's
+ * storage-buffer limit (8 a stage, WebGPU's default: ResNet-18's 62 tensors in 31 dispatches;
+ * 16, lavapipe's: 5 a dispatch, 13 dispatches), each with its own weight decay.
  */
 export function sgdUpdateAllInPlace(items: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'momentum'>): void {
   for (const { weights, velocity, grad } of items) {
     const n = weights.size;
     if (velocity.size !== n || grad.size !== n) throw new Error(`sgd update: sizes differ (${n}, ${velocity.size}, ${grad.size})`);
   }
-  const limit = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device?.limits?.maxStorageBuffersPerShaderStage;
-  const k = sgdGroupSize(limit);
+  const k = deviceSgdGroupSize();
   const nonEmpty = items.filter((item) => item.weights.size > 0);
   for (let at = 0; at < nonEmpty.length; at += k) dispatchGroup(nonEmpty.slice(at, at + k), hyper);
 }
