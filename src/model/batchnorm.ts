@@ -14,12 +14,13 @@
  * (src/backend/webgpu-kernels/batchnorm.ts): there the step is bound by the CPU cost of each
  * dispatch and of each scalar upload. The op-by-op version takes 38 dispatches and 9 scalar
  * uploads per layer and step, the programs 9 and none (test/backend/webgpu-batchnorm.test.ts);
- * on an H100 that took the ResNet-18 step at batch 256 from 265-306 ms to 80 ms. With both
- * moving averages updated in place in one dispatch, 8.
+ * on an H100 that took the ResNet-18 step at batch 256 from 265-306 ms to 80 ms. With the moving
+ * averages and the two parameter gradients each written in place in the dispatch of their
+ * reduction, 6.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayerVariable, Tensor, Tensor4D, TensorInfo } from '@tensorflow/tfjs';
-import { runBatchNormApply, runBatchNormGrad, runBatchNormStats, runStatsRow, updateMovingStatsInPlace } from '../backend/webgpu-kernels/batchnorm.js';
+import { runBatchNormApply, runBatchNormGrad, runBatchNormStats, runStatsRow, type MovingStats } from '../backend/webgpu-kernels/batchnorm.js';
 import { canUpdateInPlace, ensureOwnStorage } from '../backend/webgpu-kernels/in-place.js';
 import type { WebGpuBackendLike } from '../backend/webgpu-kernels/program.js';
 
@@ -59,13 +60,15 @@ const track = (info: TensorInfo): Tensor => tf.engine().makeTensorFromTensorInfo
 
 /**
  * `trainingBatchNorm` on WebGPU, returning the statistics as one [2, C] tensor (mean; biased
- * variance) that the programs read directly: 3 dispatches forward, 4 backward.
+ * variance) that the programs read directly: 3 dispatches forward (with `moving`, the moving
+ * averages updated in place in the same dispatches: see `runBatchNormStats`), 3 backward where
+ * in-place dispatches run, else 4.
  */
-function webGpuTrainingBatchNorm(backend: WebGpuBackendLike, x: Tensor4D, gamma: Tensor, beta: Tensor, epsilon: number): { y: Tensor4D; stats: Tensor } {
+function webGpuTrainingBatchNorm(backend: WebGpuBackendLike, x: Tensor4D, gamma: Tensor, beta: Tensor, epsilon: number, moving?: MovingStats): { y: Tensor4D; stats: Tensor } {
   let stats: Tensor | undefined;
   const f = tf.customGrad((...args: unknown[]) => {
     const [xi, g, b, save] = args as [Tensor4D, Tensor, Tensor, tf.GradSaveFunc];
-    const s = track(runBatchNormStats(backend, xi));
+    const s = track(runBatchNormStats(backend, xi, moving));
     // The forward runs inside a tidy: keep the statistics for the caller, who disposes them.
     stats = tf.keep(s);
     save([xi, s, g]);
@@ -172,14 +175,17 @@ export class BatchNorm extends tf.layers.Layer {
     const backend = webGpuBackendFor(x);
     if (backend) {
       // The moving averages straight from the [2, C] statistics, momentum as a uniform, no scalar
-      // tensors: both in place in one dispatch, else (e.g. while tfjs only compiles) one program each.
-      const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon);
+      // tensors: in place, in the dispatch that finishes the statistics, else (e.g. while tfjs
+      // only compiles) one program each.
+      let moving: MovingStats | undefined;
       if (canUpdateInPlace()) {
         const [mean, variance] = [movingMean.read() as tf.Variable, movingVariance.read() as tf.Variable];
         ensureOwnStorage(mean);
         ensureOwnStorage(variance);
-        updateMovingStatsInPlace(mean, variance, stats, this.momentum);
-      } else {
+        moving = { mean, variance, momentum: this.momentum };
+      }
+      const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon, moving);
+      if (!moving) {
         tf.tidy(() => {
           movingMean.write(track(runStatsRow(backend, stats, 0, movingMean.read(), this.momentum)));
           movingVariance.write(track(runStatsRow(backend, stats, 1, movingVariance.read(), this.momentum)));

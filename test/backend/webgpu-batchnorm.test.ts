@@ -3,7 +3,9 @@ import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
-import { MAX_ROW_BLOCKS, REDUCE_THREADS, planReduce } from '../../src/backend/webgpu-kernels/batchnorm.js';
+import { MAX_ROW_BLOCKS, REDUCE_THREADS, planReduce, runBatchNormGrad, runBatchNormStats, runStatsRow } from '../../src/backend/webgpu-kernels/batchnorm.js';
+import { ensureOwnStorage } from '../../src/backend/webgpu-kernels/in-place.js';
+import type { WebGpuBackendLike } from '../../src/backend/webgpu-kernels/program.js';
 import { BatchNorm, trainingBatchNorm, useWebGpuBatchNorm } from '../../src/model/batchnorm.js';
 import { expectClose, randomArray, read } from './helpers.js';
 
@@ -141,31 +143,6 @@ async function compareWithCpu(v: Inputs, tol = 1e-4): Promise<void> {
   OUTPUTS.forEach((label, i) => expectClose(gpu[i]!, cpu[i]!, tol, label));
 }
 
-/** Counts dispatches and uploads of CPU-held values (scalar tensors among them) on the webgpu backend. */
-function instrument(): { counts: { dispatches: number; uploads: number }; restore: () => void } {
-  const backend = tf.backend() as unknown as {
-    runWebGPUProgram: (...a: unknown[]) => unknown;
-    uploadToGPU: (dataId: object) => void;
-    tensorMap: { get: (id: object) => { values?: unknown; resource?: unknown } | undefined };
-  };
-  const counts = { dispatches: 0, uploads: 0 };
-  const { runWebGPUProgram, uploadToGPU } = backend;
-  backend.runWebGPUProgram = function (this: unknown, ...a: unknown[]) {
-    counts.dispatches++;
-    return runWebGPUProgram.apply(this, a);
-  };
-  backend.uploadToGPU = function (this: unknown, dataId: object) {
-    const data = backend.tensorMap.get(dataId);
-    if (data && data.resource == null && data.values != null) counts.uploads++;
-    uploadToGPU.call(this, dataId);
-  };
-  const restore = (): void => {
-    backend.runWebGPUProgram = runWebGPUProgram;
-    backend.uploadToGPU = uploadToGPU;
-  };
-  return { counts, restore };
-}
-
 // lavapipe: this checks the shaders' arithmetic and the engine bookkeeping, not their speed.
 describe.skipIf(!probe.ok)('webgpu batch norm vs the cpu backend', () => {
   beforeAll(async () => {
@@ -233,18 +210,18 @@ describe.skipIf(!probe.ok)('webgpu batch norm vs the cpu backend', () => {
     return { dispatches: counts!.dispatches, uploads: counts!.uploads };
   }
 
-  it('takes 8 dispatches per layer and training step (3 forward, 1 for both moving averages in place, 4 backward) and uploads nothing', async () => {
+  it('takes 6 dispatches per layer and training step (3 forward with the moving averages in place, 3 backward) and uploads nothing', async () => {
     await tf.setBackend('webgpu');
     useWebGpuBatchNorm(false);
     const before = await countLayerStep();
     useWebGpuBatchNorm(true);
     const after = await countLayerStep();
     console.log(`batch norm layer, forward + backward + moving update: ${before.dispatches} dispatches and ${before.uploads} uploads op by op, ${after.dispatches} and ${after.uploads} with the programs`);
-    expect(after).toEqual({ dispatches: 8, uploads: 0 });
+    expect(after).toEqual({ dispatches: 6, uploads: 0 });
     expect(before.dispatches).toBeGreaterThan(after.dispatches);
   });
 
-  it('trainingBatchNorm alone: 5 forward (2 for mean and variance as [C] tensors), 4 backward', async () => {
+  it('trainingBatchNorm alone: 5 forward (2 for mean and variance as [C] tensors), 3 backward', async () => {
     await tf.setBackend('webgpu');
     const shape: Shape4 = [2, 6, 6, 16];
     const v = makeInputs(shape, 6);
@@ -256,13 +233,49 @@ describe.skipIf(!probe.ok)('webgpu batch norm vs the cpu backend', () => {
     };
     const step = (): tf.Tensor[] => tf.grads(f as (...a: tf.Tensor[]) => tf.Tensor)([x, g, b], dy);
     await read(step);
-    const { counts, restore } = instrument();
-    try {
-      await read(step);
-    } finally {
-      restore();
-    }
+    // Every dispatch, tfjs programs and our in-place ones alike (one bind group each).
+    const counts = await countBackendCalls(() => read(step).then(() => undefined));
     tf.dispose([x, g, b, dy]);
-    expect(counts).toEqual({ dispatches: 9, uploads: 0 });
+    expect({ dispatches: counts!.dispatches, uploads: counts!.uploads }).toEqual({ dispatches: 8, uploads: 0 });
+  });
+
+  it('the in-place dispatches give the same numbers as the programs they replace: statistics, moving averages, dbeta and dgamma', async () => {
+    await tf.setBackend('webgpu');
+    const backend = tf.backend() as unknown as WebGpuBackendLike;
+    // 75 row blocks: more partials than the final reduction's threads.
+    const shape: Shape4 = [6, 10, 10, 130];
+    const v = makeInputs(shape, 8);
+    const [x, g, dy] = [tf.tensor4d(v.x, shape), tf.tensor1d(v.gamma), tf.tensor4d(v.r, shape)];
+    const track = (info: tf.TensorInfo): tf.Tensor => tf.engine().makeTensorFromTensorInfo(info);
+    // Programs: the statistics, then each moving average blended by a program of its own.
+    const [mean0, variance0] = [tf.variable(tf.tensor1d(v.movingMean)), tf.variable(tf.tensor1d(v.movingVariance))];
+    const stats0 = track(runBatchNormStats(backend, x));
+    const blended = [track(runStatsRow(backend, stats0, 0, mean0, MOMENTUM)), track(runStatsRow(backend, stats0, 1, variance0, MOMENTUM))];
+    const grads0 = runBatchNormGrad(backend, dy, x, stats0, g, EPS, false);
+    // In place: the moving averages in the statistics' dispatch, both parameter gradients in one.
+    const [mean1, variance1] = [tf.variable(tf.tensor1d(v.movingMean)), tf.variable(tf.tensor1d(v.movingVariance))];
+    ensureOwnStorage(mean1);
+    ensureOwnStorage(variance1);
+    const stats1 = track(runBatchNormStats(backend, x, { mean: mean1, variance: variance1, momentum: MOMENTUM }));
+    const grads1 = runBatchNormGrad(backend, dy, x, stats1, g, EPS, true);
+    const pairs: Array<[string, tf.Tensor, tf.Tensor]> = [
+      ['stats', stats0, stats1],
+      ['moving mean', blended[0]!, mean1],
+      ['moving variance', blended[1]!, variance1],
+      ['dbeta', track(grads0.dBeta), track(grads1.dBeta)],
+      ['dgamma', track(grads0.dGamma), track(grads1.dGamma)],
+      ['dx', track(grads0.dx), track(grads1.dx)],
+    ];
+    for (const [label, want, got] of pairs) expect(Array.from(await got.data()), label).toEqual(Array.from(await want.data()));
+    // And both against float64: the in-place path is not merely equal to a wrong program.
+    const [, rMean, rVariance, , rDgamma, rDbeta] = reference(v);
+    const stats = (await stats1.data()) as Float32Array;
+    expectClose(stats.subarray(0, 130), rMean!, 1e-4, 'mean');
+    expectClose(stats.subarray(130), rVariance!, 1e-4, 'variance');
+    expectClose((await pairs[4]![2].data()) as Float32Array, rDgamma!, 1e-4, 'dgamma');
+    expectClose((await pairs[3]![2].data()) as Float32Array, rDbeta!, 1e-4, 'dbeta');
+    const movingWant = v.movingMean.map((m0, i) => MOMENTUM * m0 + (1 - MOMENTUM) * rMean![i]!);
+    expectClose((await mean1.data()) as Float32Array, movingWant, 1e-4, 'moving mean vs float64');
+    tf.dispose([x, g, dy, mean0, variance0, mean1, variance1, ...blended, ...pairs.flatMap(([, a, b]) => [a, b])]);
   });
 });

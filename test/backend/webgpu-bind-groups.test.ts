@@ -64,11 +64,12 @@ describe.skipIf(!probe.ok)('bind groups reused across training steps on webgpu',
       const after = bindGroupCacheStats(device)!;
       [lastHits, lastMisses] = [after.hits - before.hits, after.misses - before.misses];
     }
-    // On lavapipe, with a read after each step, the gradients of a batch norm's scale and shift
-    // can trade buffers from one step to the next (1-2 new bind groups a step; none on Dawn's
-    // null backend); without the reuse, all of them are new (about 255 here).
+    // None new here (185 reused) since a batch norm's two parameter gradients come from one
+    // in-place dispatch; before, with a read after each step, they could trade buffers from one
+    // step to the next on lavapipe (1-2 new bind groups a step), hence the 2% allowed. Without
+    // the reuse, all of them are new.
     expect(lastMisses).toBeLessThanOrEqual(Math.ceil(0.02 * (lastHits + lastMisses)));
-    expect(lastHits).toBeGreaterThan(200);
+    expect(lastHits).toBeGreaterThan(150);
     // Reused bind groups bind the right buffers: every step computes the same loss.
     for (const l of losses) expect(l).toBe(losses[0]);
     trainer.dispose();

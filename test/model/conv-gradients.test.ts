@@ -5,7 +5,7 @@ import { useUnfusedConvolutions } from '../../src/model/conv-gradients.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
 
-const CONFIG = { baseWidth: 4, blocks: [1, 1, 1, 1] };
+const CONFIG = { baseWidth: 4, blocks: [1, 1, 1, 1] as const };
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

@@ -12,14 +12,19 @@
  *   [2, C] stats tensor: mean; biased variance) -> `NormalizeProgram` (y). 3 dispatches.
  * - backward: `GradPartialProgram` (per-workgroup sums of dy and dy * (x - mean)) ->
  *   `PartialSumProgram` twice (dbeta, dgamma) -> `NormalizeGradProgram` (dx). 4 dispatches.
- * - moving statistics: both variables in place from the stats (`updateMovingStatsInPlace`),
- *   1 dispatch; `StatsRowProgram`, one per variable, where that cannot run (2 dispatches).
+ * - moving statistics: `StatsRowProgram`, one per variable (2 dispatches).
+ *
+ * Where in-place dispatches can run (`canUpdateInPlace`: not while tfjs only compiles), two
+ * pairs become one dispatch each, as tfjs programs have a single output and these write
+ * several tensors: the statistics' final reduction with both moving averages
+ * (`runBatchNormStats` with `moving`), and dbeta with dgamma (`runBatchNormGrad`). A layer's
+ * training step is then 6 dispatches instead of 9.
  *
  * Every constant is baked into the WGSL source (and the shader key) or passed as a program
  * uniform, so nothing is uploaded per call.
  */
 import type { Tensor, TensorInfo } from '@tensorflow/tfjs';
-import { dispatchInPlace } from './in-place.js';
+import { canUpdateInPlace, dispatchInPlace } from './in-place.js';
 import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
 
 /** Threads per workgroup of the row-block reductions. */
@@ -224,6 +229,16 @@ ${planConstants(this.plan)}
   }
 }
 
+/** The tree in workgroup memory that merges bnFin[0..FINAL_THREADS) into bnFin[0] with `merge` ($A, $B). */
+function treeMerge(merge: string): string {
+  const levels: string[] = [];
+  for (let half = FINAL_THREADS / 2; half >= 1; half /= 2) {
+    levels.push(`if (t < ${half}) { bnFin[t] = ${merge.replace('$A', 'bnFin[t]').replace('$B', `bnFin[t + ${half}]`)}; }
+    workgroupBarrier();`);
+  }
+  return levels.join('\n    ');
+}
+
 /**
  * The WGSL of a per-channel reduction over the row blocks' partials: one workgroup per channel,
  * FINAL_THREADS threads each folding every FINAL_THREADS-th block with `fold`, then a tree in
@@ -231,11 +246,6 @@ ${planConstants(this.plan)}
  * stores the total `acc` for channel `ch`.
  */
 function partialsReduceSource(plan: ReducePlan, s: { type: string; init: string; fold: string; merge: string; write: string; helpers?: string }): string {
-  const levels: string[] = [];
-  for (let half = FINAL_THREADS / 2; half >= 1; half /= 2) {
-    levels.push(`if (t < ${half}) { bnFin[t] = ${s.merge.replace('$A', 'bnFin[t]').replace('$B', `bnFin[t + ${half}]`)}; }
-    workgroupBarrier();`);
-  }
   return `
 ${planConstants(plan)}
 ${s.helpers ?? ''}
@@ -251,12 +261,44 @@ ${s.helpers ?? ''}
     }
     bnFin[t] = acc;
     workgroupBarrier();
-    ${levels.join('\n    ')}
+    ${treeMerge(s.merge)}
     if (t == 0) {
       acc = bnFin[0];
       ${s.write}
     }
   }`;
+}
+
+/**
+ * The same reduction as a stand-alone in-place program (for `dispatchInPlace`, which writes
+ * several tensors in one dispatch): the geometry comes from the uniforms `h` (blocks, c, and
+ * whatever `hyper` adds), so one pipeline serves every shape. Folds the partials in the same
+ * order as `partialsReduceSource`, so both give the same numbers.
+ */
+function inPlaceReduceSource(s: { hyper: string; bindings: string; type: string; init: string; fold: string; merge: string; write: string; helpers?: string }): string {
+  return `
+struct Hyper { blocks : u32, c : u32, ${s.hyper} };
+${s.bindings}
+${s.helpers ?? ''}
+var<workgroup> bnFin : array<${s.type}, ${FINAL_THREADS}>;
+
+@compute @workgroup_size(${FINAL_THREADS})
+fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+  let t = i32(localIndex);
+  let ch = i32(workgroupId.x);
+  let BN_C = i32(h.c);
+  var acc = ${s.init};
+  for (var block = t; block < i32(h.blocks); block += ${FINAL_THREADS}) {
+    ${s.fold}
+  }
+  bnFin[t] = acc;
+  workgroupBarrier();
+  ${treeMerge(s.merge)}
+  if (t == 0) {
+    acc = bnFin[0];
+    ${s.write}
+  }
+}`;
 }
 
 abstract class PartialsReduction implements GpuProgram {
@@ -454,14 +496,77 @@ export function asMatrix(shape: readonly number[]): [number, number] {
 /** The same data viewed with another shape (for binding only: the backend reads shapes as uniforms). */
 const view = (t: TensorInfo, shape: number[]): TensorInfo => ({ dataId: t.dataId, shape, dtype: t.dtype });
 
-/** Batch mean and biased variance of NHWC x as a [2, C] tensor (2 dispatches). */
-export function runBatchNormStats(backend: WebGpuBackendLike, x: TensorInfo): TensorInfo {
+/** The moving averages a training forward updates from its batch statistics (see `runBatchNormStats`). */
+export interface MovingStats {
+  mean: Tensor;
+  variance: Tensor;
+  /** Weight of the old value (Keras convention). */
+  momentum: number;
+}
+
+/**
+ * Batch mean and biased variance of NHWC x as a [2, C] tensor (2 dispatches). With `moving`, the
+ * same dispatch that finishes the statistics also updates the moving averages in place
+ * (mean ← momentum·mean + (1 − momentum)·batch mean, the same for the variance; `runStatsRow`
+ * does it as programs). The variables must own their storage (`ensureOwnStorage`); check
+ * `canUpdateInPlace()` first.
+ */
+export function runBatchNormStats(backend: WebGpuBackendLike, x: TensorInfo, moving?: MovingStats): TensorInfo {
   const [m, c] = asMatrix(x.shape);
   const plan = planReduce(m, c);
   const partials = backend.runWebGPUProgram(new StatsPartialProgram(plan), [view(x, [m, c])], 'float32');
-  const stats = backend.runWebGPUProgram(new StatsFinalProgram(plan), [partials], 'float32');
+  let stats: TensorInfo;
+  if (moving) {
+    stats = backend.makeTensorInfo([2, c], 'float32');
+    finishStatsInPlace(plan, partials, stats, moving);
+  } else {
+    stats = backend.runWebGPUProgram(new StatsFinalProgram(plan), [partials], 'float32');
+  }
   backend.disposeData(partials.dataId);
   return stats;
+}
+
+/**
+ * `StatsFinalProgram` and the moving-average update in one in-place dispatch: writes the [2, C]
+ * `stats` (made without values) and blends mean and variance into the moving averages.
+ */
+function finishStatsInPlace(plan: ReducePlan, partials: TensorInfo, stats: TensorInfo, moving: MovingStats): void {
+  if (moving.mean.size !== plan.c || moving.variance.size !== plan.c) throw new Error(`moving statistics: sizes differ (${plan.c}, ${moving.mean.size}, ${moving.variance.size})`);
+  dispatchInPlace({
+    key: 'bnStatsMoving',
+    code: () =>
+      inPlaceReduceSource({
+        hyper: 'm : u32, rowsPerBlock : u32, keep : f32, take : f32',
+        bindings: `@group(0) @binding(0) var<storage, read> partials : array<f32>;
+@group(0) @binding(1) var<storage, read_write> stats : array<f32>;
+@group(0) @binding(2) var<storage, read_write> movingMean : array<f32>;
+@group(0) @binding(3) var<storage, read_write> movingVariance : array<f32>;
+@group(0) @binding(4) var<uniform> h : Hyper;`,
+        helpers: CHAN_COMBINE,
+        type: 'vec3<f32>',
+        init: 'vec3<f32>(0.0, 0.0, 0.0)',
+        fold: `let n = f32(min(i32(h.rowsPerBlock), i32(h.m) - block * i32(h.rowsPerBlock)));
+    acc = chanCombine(acc, vec3<f32>(n, partials[block * 2 * BN_C + ch], partials[(block * 2 + 1) * BN_C + ch]));`,
+        merge: 'chanCombine($A, $B)',
+        write: `let variance = acc.z / f32(h.m);
+    stats[ch] = acc.y;
+    stats[BN_C + ch] = variance;
+    movingMean[ch] = fma(h.keep, movingMean[ch], h.take * acc.y);
+    movingVariance[ch] = fma(h.keep, movingVariance[ch], h.take * variance);`,
+      }),
+    tensors: [partials, stats, moving.mean, moving.variance],
+    written: [stats, moving.mean, moving.variance],
+    uniforms: [
+      { type: 'uint32', data: [plan.blocks] },
+      { type: 'uint32', data: [plan.c] },
+      { type: 'uint32', data: [plan.m] },
+      { type: 'uint32', data: [plan.rowsPerBlock] },
+      { type: 'float32', data: [moving.momentum] },
+      { type: 'float32', data: [1 - moving.momentum] },
+    ],
+    grid: [plan.c, 1, 1],
+    name: 'BatchNormStatsMoving',
+  });
 }
 
 /** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, with x's shape (1 dispatch). */
@@ -471,7 +576,10 @@ export function runBatchNormApply(backend: WebGpuBackendLike, x: TensorInfo, sta
   return view(y, [...x.shape]);
 }
 
-/** Gradients of batch norm w.r.t. x, gamma and beta (4 dispatches). */
+/**
+ * Gradients of batch norm w.r.t. x, gamma and beta: 3 dispatches when `inPlace` (the default
+ * where `canUpdateInPlace()`: both parameter gradients in one), else 4.
+ */
 export function runBatchNormGrad(
   backend: WebGpuBackendLike,
   dy: TensorInfo,
@@ -479,19 +587,58 @@ export function runBatchNormGrad(
   stats: TensorInfo,
   gamma: TensorInfo,
   epsilon: number,
+  inPlace = canUpdateInPlace(),
 ): { dx: TensorInfo; dGamma: TensorInfo; dBeta: TensorInfo } {
   const [m, c] = asMatrix(x.shape);
   const plan = planReduce(m, c);
   const [dy2, x2] = [view(dy, [m, c]), view(x, [m, c])];
   const partials = backend.runWebGPUProgram(new GradPartialProgram(plan), [dy2, x2, stats], 'float32');
-  const dBeta = backend.runWebGPUProgram(new PartialSumProgram(plan, 0, false), [partials], 'float32');
-  const dGamma = backend.runWebGPUProgram(new PartialSumProgram(plan, 1, true), [partials, stats], 'float32', epsilonUniform(epsilon));
+  let dBeta: TensorInfo;
+  let dGamma: TensorInfo;
+  if (inPlace) {
+    [dBeta, dGamma] = [backend.makeTensorInfo([c], 'float32'), backend.makeTensorInfo([c], 'float32')];
+    sumGradPartialsInPlace(plan, partials, stats, dBeta, dGamma, epsilon);
+  } else {
+    dBeta = backend.runWebGPUProgram(new PartialSumProgram(plan, 0, false), [partials], 'float32');
+    dGamma = backend.runWebGPUProgram(new PartialSumProgram(plan, 1, true), [partials, stats], 'float32', epsilonUniform(epsilon));
+  }
   backend.disposeData(partials.dataId);
   const dx = backend.runWebGPUProgram(new NormalizeGradProgram(m, c), [dy2, x2, stats, gamma, dGamma, dBeta], 'float32', [
     ...epsilonUniform(epsilon),
     { type: 'float32', data: [1 / m] },
   ]);
   return { dx: view(dx, [...x.shape]), dGamma, dBeta };
+}
+
+/** Both `PartialSumProgram`s in one in-place dispatch, into `dBeta` and `dGamma` (made without values). */
+function sumGradPartialsInPlace(plan: ReducePlan, partials: TensorInfo, stats: TensorInfo, dBeta: TensorInfo, dGamma: TensorInfo, epsilon: number): void {
+  dispatchInPlace({
+    key: 'bnGradSums',
+    code: () =>
+      inPlaceReduceSource({
+        hyper: 'epsilon : f32',
+        bindings: `@group(0) @binding(0) var<storage, read> partials : array<f32>;
+@group(0) @binding(1) var<storage, read> stats : array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbeta : array<f32>;
+@group(0) @binding(3) var<storage, read_write> dgamma : array<f32>;
+@group(0) @binding(4) var<uniform> h : Hyper;`,
+        type: 'vec2<f32>',
+        init: 'vec2<f32>(0.0, 0.0)',
+        fold: 'acc = acc + vec2<f32>(partials[block * 2 * BN_C + ch], partials[(block * 2 + 1) * BN_C + ch]);',
+        merge: '$A + $B',
+        write: `dbeta[ch] = acc.x;
+    dgamma[ch] = acc.y * inverseSqrt(stats[BN_C + ch] + h.epsilon);`,
+      }),
+    tensors: [partials, stats, dBeta, dGamma],
+    written: [dBeta, dGamma],
+    uniforms: [
+      { type: 'uint32', data: [plan.blocks] },
+      { type: 'uint32', data: [plan.c] },
+      { type: 'float32', data: [epsilon] },
+    ],
+    grid: [plan.c, 1, 1],
+    name: 'BatchNormGradSums',
+  });
 }
 
 /**
@@ -506,41 +653,4 @@ export function runStatsRow(backend: WebGpuBackendLike, stats: TensorInfo, row: 
     { type: 'float32', data: [1 - momentum] },
   ];
   return backend.runWebGPUProgram(program, old ? [old, stats] : [stats], 'float32', uniforms);
-}
-
-/**
- * The moving averages of a batch norm, both updated in place from the [2, C] statistics in one
- * dispatch: mean ← keep·mean + take·stats[0], variance ← keep·variance + take·stats[1] (keep =
- * momentum, take = 1 − momentum), as `runStatsRow` computes them. The variables must own their
- * storage (`ensureOwnStorage`); check `canUpdateInPlace()` first.
- */
-export function updateMovingStatsInPlace(mean: Tensor, variance: Tensor, stats: Tensor, momentum: number): void {
-  const c = mean.size;
-  if (variance.size !== c || stats.size !== 2 * c) throw new Error(`moving statistics: sizes differ (${c}, ${variance.size}, ${stats.size})`);
-  dispatchInPlace({
-    key: 'bnMoving',
-    code: () => `
-struct Hyper { keep : f32, take : f32, c : u32 };
-@group(0) @binding(0) var<storage, read_write> mean : array<f32>;
-@group(0) @binding(1) var<storage, read_write> variance : array<f32>;
-@group(0) @binding(2) var<storage, read> stats : array<f32>;
-@group(0) @binding(3) var<uniform> h : Hyper;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = gid.x;
-  if (i >= h.c) { return; }
-  mean[i] = fma(h.keep, mean[i], h.take * stats[i]);
-  variance[i] = fma(h.keep, variance[i], h.take * stats[h.c + i]);
-}`,
-    tensors: [mean, variance, stats],
-    written: [mean, variance],
-    uniforms: [
-      { type: 'float32', data: [momentum] },
-      { type: 'float32', data: [1 - momentum] },
-      { type: 'uint32', data: [c] },
-    ],
-    grid: [Math.ceil(c / 64), 1, 1],
-    name: 'BatchNormMovingStats',
-  });
 }

@@ -71,10 +71,10 @@ export interface InPlaceDispatch {
   /** Names the program among this device's in-place programs (its WGSL is made once per key). */
   key: string;
   code: () => string;
-  /** Bound in this order, then the uniforms. */
-  tensors: readonly Tensor[];
+  /** Bound in this order, then the uniforms (tensors, or a backend's TensorInfos: only the data ids are used). */
+  tensors: ReadonlyArray<Pick<Tensor, 'dataId'>>;
   /** Those of `tensors` the program writes: their CPU-side copies are dropped. */
-  written: readonly Tensor[];
+  written: ReadonlyArray<Pick<Tensor, 'dataId'>>;
   uniforms: Array<{ type: 'float32' | 'uint32'; data: number[] }>;
   grid: [number, number, number];
   /** The name `tf.profile` reports. */
