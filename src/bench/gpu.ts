@@ -16,7 +16,9 @@ import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWe
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
+import type { CropParams } from '../image/crop.js';
 import { inferencePass } from '../model/fold.js';
+import { normalizesOnDevice } from '../model/normalize.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { smoothedCrossEntropy, createTrainer } from '../train/step.js';
 
@@ -160,7 +162,7 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array; centres: { cy: Int32Array; cx: Int32Array } } {
+function randomBatch(batch: number, seed: number): { images: Uint8Array; labels: Uint8Array; centres: { cy: Int32Array; cx: Int32Array }; crops: CropParams } {
   let a = seed >>> 0;
   const next = (): number => {
     a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
@@ -170,6 +172,8 @@ function randomBatch(batch: number, seed: number): { images: Uint8Array; labels:
     images: Uint8Array.from({ length: batch * 32 * 32 * 3 }, next),
     labels: Uint8Array.from({ length: batch }, () => next() % 10),
     centres: { cy: Int32Array.from({ length: batch }, () => next() % 32), cx: Int32Array.from({ length: batch }, () => next() % 32) },
+    // Crops of up to 4 pixels and flips, as configs/resnet18.json draws them.
+    crops: { dy: Int32Array.from({ length: batch }, () => (next() % 9) - 4), dx: Int32Array.from({ length: batch }, () => (next() % 9) - 4), mirror: Int32Array.from({ length: batch }, () => next() % 2) },
   };
 }
 
@@ -212,9 +216,11 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   else registerWebGpuKernels();
   const model = buildModel(options.model);
   const cutout = options.cutout ?? 0;
-  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout });
-  /** One training step on a batch of randomBatch, with its cutout centres when cutout is on. */
-  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step(b.images, b.labels, batch, 0.01, cutout > 0 ? b.centres : undefined);
+  // As cifar train does: where the input kernel runs, it crops and flips the batch too.
+  const crops = normalizesOnDevice();
+  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout, crops });
+  /** One training step on a batch of randomBatch, with its cutout centres when cutout is on and its crops where cifar train would pass them. */
+  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step(b.images, b.labels, batch, 0.01, cutout > 0 ? b.centres : undefined, crops ? b.crops : undefined);
   const result: GpuBenchResult = {
     startedAt: new Date().toISOString(),
     node: process.version,

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { NORMALIZE_BYTES, type NormalizeBytesAttrs } from '../backend/webgpu-kernels/input.js';
+import { AUGMENT_RECORD, NORMALIZE_BYTES, type NormalizeBytesAttrs } from '../backend/webgpu-kernels/input.js';
+import { type CropParams, cropAndFlip } from '../image/crop.js';
 import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
 
 /** Per-channel statistics of the training set, on a 0–1 scale (stats.json, metadata.json). */
@@ -11,11 +12,34 @@ export interface Normalization {
 export interface Normalizer {
   /**
    * `count` HWC byte images → the network's input: (x/255 − mean) / std, on the backend. With
-   * `boxes` (int32, four per image: top, bottom, left, right), each image's rows [top, bottom)
-   * × columns [left, right) become 0 — the dataset mean (cutout).
+   * `crops`, each image first cropped and flipped by its draws (`cropInto`, image/crop.ts): on the
+   * device where the backend normalises there (`normalizesOnDevice`), else in JS. With `boxes`
+   * (int32, four per image: top, bottom, left, right), each image's rows [top, bottom) ×
+   * columns [left, right) of the result become 0 — the dataset mean (cutout).
    */
-  apply(images: Uint8Array, count: number, boxes?: Int32Array): tf.Tensor4D;
+  apply(images: Uint8Array, count: number, boxes?: Int32Array, crops?: CropParams): tf.Tensor4D;
   dispose(): void;
+}
+
+/**
+ * Whether the active backend turns bytes into the network's input in one kernel of ours (webgpu
+ * with our kernels), cropping and flipping there too: the trainer then leaves the crop to it.
+ */
+export function normalizesOnDevice(): boolean {
+  return tf.getKernel(NORMALIZE_BYTES, tf.getBackend()) !== undefined;
+}
+
+/** The kernel's `augment` input: per image the cutout box (or an empty one), then dy, dx, mirror, 0. */
+export function augmentRecords(count: number, crops: CropParams, boxes?: Int32Array): Int32Array {
+  const out = new Int32Array(count * AUGMENT_RECORD);
+  for (let n = 0; n < count; n++) {
+    const r = n * AUGMENT_RECORD;
+    if (boxes) out.set(boxes.subarray(n * 4, n * 4 + 4), r);
+    out[r + 4] = crops.dy[n]!;
+    out[r + 5] = crops.dx[n]!;
+    out[r + 6] = crops.mirror[n]!;
+  }
+  return out;
 }
 
 /**
@@ -28,14 +52,17 @@ export function createNormalizer(norm: Normalization): Normalizer {
   const mean = tf.tensor1d(attrs.mean);
   const invStd = tf.tensor1d(attrs.invStd);
   return {
-    apply: (images, count, boxes) =>
+    apply: (images, count, boxes, crops) =>
       tf.tidy(() => {
-        if (tf.getKernel(NORMALIZE_BYTES, tf.getBackend()) !== undefined) {
+        if (normalizesOnDevice()) {
           const inputs: tf.NamedTensorMap = { packed: tf.tensor1d(packBytes(images, count), 'int32') };
-          if (boxes) inputs.boxes = tf.tensor1d(boxes.subarray(0, count * 4), 'int32');
+          // One small upload either way: the boxes, or the boxes with the crops.
+          if (crops) inputs.augment = tf.tensor1d(augmentRecords(count, crops, boxes), 'int32');
+          else if (boxes) inputs.boxes = tf.tensor1d(boxes.subarray(0, count * 4), 'int32');
           return tf.engine().runKernel(NORMALIZE_BYTES, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
         }
-        const x = tf.tensor4d(images.subarray(0, count * IMAGE_BYTES), [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd) as tf.Tensor4D;
+        const bytes = crops ? cropAndFlip(images, count, crops) : images;
+        const x = tf.tensor4d(bytes.subarray(0, count * IMAGE_BYTES), [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd) as tf.Tensor4D;
         return boxes ? zeroBoxes(x, boxes) : x;
       }),
     dispose() {

@@ -1,11 +1,8 @@
+import { type CropParams, cropInto } from '../image/crop.js';
 import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
 
 /** Per-image crop offsets (source = output + offset), flips and cutout centres. */
-export interface AugmentParams {
-  dy: Int32Array;
-  dx: Int32Array;
-  /** 1 where the image is mirrored left-right. */
-  mirror: Int32Array;
+export interface AugmentParams extends CropParams {
   /** Row and column of each image's cutout square's centre (0 when cutout is off). */
   cy: Int32Array;
   cx: Int32Array;
@@ -84,34 +81,9 @@ export function gatherAugmented(
   flip: boolean,
   cutout = 0,
 ): AugmentParams {
-  const S = IMAGE_SIZE;
   const params = drawAugmentParams(indices.length, random, pad, flip, cutout);
   for (let n = 0; n < indices.length; n++) {
-    const src = indices[n]! * IMAGE_BYTES;
-    const dst = n * IMAGE_BYTES;
-    const dy = params.dy[n]!;
-    const dx = params.dx[n]!;
-    const mirror = params.mirror[n] === 1;
-    for (let y = 0; y < S; y++) {
-      const sy = y + dy;
-      const row = dst + y * S * 3;
-      if (sy < 0 || sy >= S) {
-        out.fill(0, row, row + S * 3);
-        continue;
-      }
-      for (let x = 0; x < S; x++) {
-        const sx = (mirror ? S - 1 - x : x) + dx;
-        const o = row + x * 3;
-        if (sx < 0 || sx >= S) {
-          out[o] = out[o + 1] = out[o + 2] = 0;
-        } else {
-          const i = src + (sy * S + sx) * 3;
-          out[o] = source[i]!;
-          out[o + 1] = source[i + 1]!;
-          out[o + 2] = source[i + 2]!;
-        }
-      }
-    }
+    cropInto(source, indices[n]! * IMAGE_BYTES, out, n * IMAGE_BYTES, params.dy[n]!, params.dx[n]!, params.mirror[n] === 1);
   }
   return params;
 }

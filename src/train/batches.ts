@@ -1,6 +1,7 @@
+import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { mulberry32, seededPermutation } from '../data/shuffle.js';
-import { gatherAugmented } from './augment.js';
+import { drawAugmentParams, gatherAugmented } from './augment.js';
 
 export interface BatchPlan {
   /** Training images back to back (HWC bytes) and their labels. */
@@ -13,6 +14,11 @@ export interface BatchPlan {
   flip: boolean;
   /** Side of the cutout square (0 = off); absent in plans from before cutout, meaning off. */
   cutout?: number;
+  /**
+   * Leave the crop and flip to the device (the webgpu input kernel): batches hold the images as
+   * they are, with the same draws as `crops`. Absent: cropped and flipped here.
+   */
+  cropOnDevice?: boolean;
 }
 
 export interface Batch {
@@ -21,6 +27,8 @@ export interface Batch {
   size: number;
   /** Centres of the cutout squares, cut from the normalised batch by the trainer (only when the plan's cutout > 0). */
   cutout?: { cy: Int32Array; cx: Int32Array };
+  /** The crop and flip draws, for the normalizer to apply (only with the plan's `cropOnDevice`, and a crop or flip to do). */
+  crops?: CropParams;
 }
 
 /** Steps in one epoch: full batches only (a ragged last batch would skew batch-norm statistics). */
@@ -42,6 +50,7 @@ function mix(...parts: number[]): number {
 /**
  * The augmented batch number `step` of epoch `epoch`: a seeded shuffle of the training set per
  * epoch, then random crop + flip (+ the cutout centres) per image. Deterministic in (seed, epoch, step).
+ * With `cropOnDevice`, the same draws come with the batch (`crops`) instead of being applied here.
  */
 export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = epochOrder(plan, epoch)): Batch {
   const size = Math.min(plan.batchSize, plan.count);
@@ -50,8 +59,18 @@ export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = 
   const labels = new Uint8Array(size);
   for (let i = 0; i < size; i++) labels[i] = plan.labels[indices[i]!]!;
   const cutout = plan.cutout ?? 0;
-  const drawn = gatherAugmented(plan.images, indices, images, mulberry32(mix(plan.seed, epoch, step, 1)), plan.cropPadding, plan.flip, cutout);
-  return cutout > 0 ? { images, labels, size, cutout: { cy: drawn.cy, cx: drawn.cx } } : { images, labels, size };
+  const random = mulberry32(mix(plan.seed, epoch, step, 1));
+  let crops: CropParams | undefined;
+  let drawn;
+  if (plan.cropOnDevice) {
+    // The draws of gatherAugmented, in its order from the same generator: the same batches.
+    drawn = drawAugmentParams(size, random, plan.cropPadding, plan.flip, cutout);
+    for (let i = 0; i < size; i++) images.set(plan.images.subarray(indices[i]! * IMAGE_BYTES, (indices[i]! + 1) * IMAGE_BYTES), i * IMAGE_BYTES);
+    if (plan.cropPadding > 0 || plan.flip) crops = { dy: drawn.dy, dx: drawn.dx, mirror: drawn.mirror };
+  } else {
+    drawn = gatherAugmented(plan.images, indices, images, random, plan.cropPadding, plan.flip, cutout);
+  }
+  return { images, labels, size, ...(cutout > 0 ? { cutout: { cy: drawn.cy, cx: drawn.cx } } : {}), ...(crops ? { crops } : {}) };
 }
 
 /** The shuffled order of the training set in an epoch. */

@@ -9,6 +9,8 @@ let cached: { epoch: number; order: Uint32Array } | undefined;
 parentPort!.on('message', (msg: { id: number; epoch: number; step: number }) => {
   if (cached?.epoch !== msg.epoch) cached = { epoch: msg.epoch, order: epochOrder(plan, msg.epoch) };
   const batch = makeBatch(plan, msg.epoch, msg.step, cached.order);
-  const buffers = [batch.images, batch.labels, ...(batch.cutout ? [batch.cutout.cy, batch.cutout.cx] : [])].map((a) => a.buffer as ArrayBuffer);
+  const extra = [...(batch.cutout ? [batch.cutout.cy, batch.cutout.cx] : []), ...(batch.crops ? [batch.crops.dy, batch.crops.dx, batch.crops.mirror] : [])];
+  // Transferred, not copied; each array has a buffer of its own.
+  const buffers = [...new Set([batch.images, batch.labels, ...extra].map((a) => a.buffer as ArrayBuffer))];
   parentPort!.postMessage({ id: msg.id, batch }, buffers);
 });

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
+import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { useUnfusedConvolutions } from '../model/conv-gradients.js';
 import { createNormalizer } from '../model/normalize.js';
@@ -12,9 +13,10 @@ export interface Trainer {
   /**
    * One step on a batch; returns the summed loss and the number of correct answers (on device).
    * `cutout`: the batch's cutout centres (Batch.cutout), cut from the normalised images when the
-   * trainer's `cutout` side is above 0.
+   * trainer's `cutout` side is above 0. `crops`: the batch's crop and flip draws (Batch.crops),
+   * when the loader left them to the normalizer.
    */
-  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number, cutout?: { cy: Int32Array; cx: Int32Array }): { lossSum: tf.Scalar; correct: tf.Scalar };
+  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams): { lossSum: tf.Scalar; correct: tf.Scalar };
   /**
    * On webgpu, compiles the programs of a step on `size` images (forward and backward) in
    * parallel before the first step needs them, and returns how many; changes no weight or
@@ -37,8 +39,13 @@ export interface TrainerOptions {
   classes: number;
   /** Side of the cutout square (0 or absent = off); the centres come with each batch. */
   cutout?: number;
-  /** On webgpu, update the tensors in place, two a dispatch (default), rather than with tfjs ops. */
+  /** On webgpu, update the tensors in place, several a dispatch (default), rather than with tfjs ops. */
   fusedUpdate?: boolean;
+  /**
+   * Batches come with crop draws (`crops`; the loader leaves the crop and flip to the normalizer):
+   * `step` refuses a batch without them, and `precompile` compiles the input program that applies them.
+   */
+  crops?: boolean;
 }
 
 /**
@@ -74,9 +81,9 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     return t;
   };
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
-  const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }) => {
+  const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams) => {
     const side = options.cutout ?? 0;
-    const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined);
+    const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined, crops);
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
     let correct: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
@@ -87,10 +94,12 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     return { value, grads, correct: correct! };
   };
   return {
-    step(images, labels, size, lr, cutout) {
+    step(images, labels, size, lr, cutout, crops) {
+      // A batch the loader did not crop must not reach the model uncropped.
+      if (options.crops && !crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
       beginStep();
       return tf.tidy(() => {
-        const { value, grads, correct } = lossAndGrads(images, labels, size, cutout);
+        const { value, grads, correct } = lossAndGrads(images, labels, size, cutout, crops);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
           // WebGPU: two tensors a dispatch (with 8 storage buffers a stage), no scalar uploads (see sgd.ts).
@@ -120,8 +129,9 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       try {
         const side = options.cutout ?? 0;
         const centres = { cy: new Int32Array(size), cx: new Int32Array(size) };
+        const crops = { dy: new Int32Array(size), dx: new Int32Array(size), mirror: new Int32Array(size) };
         return await compileInParallel(() => {
-          lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined).correct.dispose();
+          lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined, options.crops ? crops : undefined).correct.dispose();
         });
       } finally {
         model.nonTrainableWeights.forEach((w, i) => w.write(kept[i]!));

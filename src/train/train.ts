@@ -10,6 +10,7 @@ import { CLASSES } from '../data/classes.js';
 import { CifarError, fromSystemError } from '../errors.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { roundToFloat16 } from '../model/float16.js';
+import { normalizesOnDevice } from '../model/normalize.js';
 import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { stepsPerEpoch } from './batches.js';
@@ -86,14 +87,16 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // ---- model
   const model = buildModel(config.model, { seed: config.seed });
   const parameters = countParams(model).trainable;
-  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length });
+  // Where the input kernel runs (webgpu), it crops and flips too: the loader only shuffles and copies.
+  const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
+  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
   // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
   const wallBefore = state.wallSeconds ?? 0;
   const wall = () => wallBefore + (performance.now() - callStart) / 1000;
   options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
-  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout });
+  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout, cropOnDevice });
 
   const compileStart = performance.now();
   const programs = (await trainer.precompile(config.batchSize)) + (await compileEvaluation(model, stats, test.count));
@@ -139,7 +142,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           return await interrupted();
         }
         const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
-        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr, batch.cutout), config, backend.name);
+        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr, batch.cutout, batch.crops), config, backend.name);
         const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
         [lossSum, correct].forEach((t) => t.dispose());
         out.lossSum.dispose();

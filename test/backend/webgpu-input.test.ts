@@ -9,6 +9,7 @@ import { createNormalizer } from '../../src/model/normalize.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
 import { cutoutBoxes } from '../../src/train/augment.js';
+import { cropAndFlip } from '../../src/image/crop.js';
 import { expectClose } from './helpers.js';
 
 const STATS = { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] };
@@ -103,6 +104,44 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     }
   });
 
+  // Crops at both extremes and in between, mirrored and not (with the boxes' centres above).
+  const crops = { dy: Int32Array.of(-4, 4, 0, 3, -1), dx: Int32Array.of(4, -4, 0, -2, 1), mirror: Int32Array.of(1, 0, 1, 0, 1) };
+  for (const cut of [false, true]) {
+    it(`crops and flips on the device as the loader does in JS${cut ? ', then cuts' : ''}: the formula on cropAndFlip's bytes, and the ops path`, async () => {
+      const images = bytes(5, 13);
+      const boxes = cut ? cutoutBoxes(centres, 5, 16) : undefined;
+      const normalizer = createNormalizer(STATS);
+      const ours = normalizer.apply(images, 5, boxes, crops);
+      const oursData = (await ours.data()) as Float32Array;
+      expectClose(oursData, reference(cropAndFlip(images, 5, crops), 5, boxes), 1e-6);
+      // The same bytes' values through the normalisation the ops path runs, exactly.
+      const plain = normalizer.apply(cropAndFlip(images, 5, crops), 5, boxes);
+      expect(Array.from(oursData)).toEqual(Array.from((await plain.data()) as Float32Array));
+      unregisterWebGpuKernels();
+      try {
+        const ops = normalizer.apply(images, 5, boxes, crops);
+        expectClose(oursData, (await ops.data()) as Float32Array, 1e-6);
+        ops.dispose();
+      } finally {
+        registerWebGpuKernels();
+        tf.dispose([ours, plain]);
+        normalizer.dispose();
+      }
+    });
+  }
+
+  it('crops in the same dispatch: one dispatch, the bytes and 32 bytes an image of boxes and crops', async () => {
+    const normalizer = createNormalizer(STATS);
+    const images = bytes(5, 5);
+    const counts = await countBackendCalls(async () => {
+      const t = normalizer.apply(images, 5, cutoutBoxes(centres, 5, 16), crops);
+      await t.data();
+      t.dispose();
+    });
+    normalizer.dispose();
+    expect(counts).toMatchObject({ dispatches: 1, uploads: 2, uploadBytes: 5 * 3072 + 5 * 32 });
+  });
+
   it('is one dispatch uploading the bytes as they are (a quarter of int32), plus 16 bytes an image of cutout boxes', async () => {
     const normalizer = createNormalizer(STATS);
     const images = bytes(8, 5);
@@ -116,13 +155,13 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     expect(counts).toMatchObject({ dispatches: 1, uploads: 2, uploadBytes: 8 * 3072 + 8 * 16 });
   });
 
-  it('leaves a training step with 3 uploads (bytes, labels, the gradient seed), 4 with cutout: no scalars', async () => {
+  it('leaves a training step with 3 uploads (bytes, labels, the gradient seed), 4 with cutout or crops or both: no scalars', async () => {
     const model = buildModel('resnet10-w8');
     const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, ...STATS, classes: 10, cutout: 16 });
     const [images, labels] = [bytes(4, 9), Uint8Array.of(1, 2, 3, 4)];
-    const uploads = async (cut: boolean): Promise<number> => {
+    const uploads = async (cut: boolean, crop = false): Promise<number> => {
       const step = async () => {
-        const { lossSum, correct } = trainer.step(images, labels, 4, 0.01, cut ? centres : undefined);
+        const { lossSum, correct } = trainer.step(images, labels, 4, 0.01, cut ? centres : undefined, crop ? crops : undefined);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       };
@@ -132,6 +171,8 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     try {
       expect(await uploads(false)).toBe(3);
       expect(await uploads(true)).toBe(4);
+      expect(await uploads(false, true)).toBe(4);
+      expect(await uploads(true, true)).toBe(4);
     } finally {
       trainer.dispose();
       model.dispose();

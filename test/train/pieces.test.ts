@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { cropAndFlip } from '../../src/image/crop.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { cutoutBox, gatherAugmented } from '../../src/train/augment.js';
 import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
@@ -101,6 +102,23 @@ describe('batches', () => {
     expect(makeBatch({ ...plan(3), cutout: 16 }, 1, 0)).toEqual(batch);
     expect(new Set(batch.cutout!.cy).size).toBeGreaterThan(1);
     for (const v of [...batch.cutout!.cy, ...batch.cutout!.cx]) expect(v >= 0 && v < 32).toBe(true);
+  });
+
+  it('with cropOnDevice carries the same crop draws instead of applying them: the same batch once they are applied', () => {
+    for (const cutout of [0, 16]) {
+      const here = makeBatch({ ...plan(5), cutout }, 2, 1);
+      const there = makeBatch({ ...plan(5), cutout, cropOnDevice: true }, 2, 1);
+      expect(here.crops).toBeUndefined();
+      expect(there.labels).toEqual(here.labels);
+      expect(there.cutout).toEqual(here.cutout);
+      // The images as stored, in the batch's order; cropped and flipped by the draws, the loader's batch.
+      expect(there.images).not.toEqual(here.images);
+      expect(cropAndFlip(there.images, 16, there.crops!)).toEqual(here.images);
+      expect(new Set(there.crops!.mirror)).toEqual(new Set([0, 1]));
+      expect(Math.max(...there.crops!.dy.map(Math.abs), ...there.crops!.dx.map(Math.abs))).toBe(4);
+    }
+    // Nothing to crop or flip: no draws to carry.
+    expect(makeBatch({ ...plan(5), cropPadding: 0, flip: false, cropOnDevice: true }, 0, 0).crops).toBeUndefined();
   });
 
   it('visits each image at most once per epoch', () => {

@@ -1,6 +1,8 @@
 /**
  * The network's input from a batch of byte images in one WebGPU dispatch: (v − mean) · invStd
- * per channel, and each image's cutout square, if any, set to 0.
+ * per channel, and each image's cutout square, if any, set to 0; in training, each image also
+ * randomly cropped (zero padding) and flipped there, from the loader's draws (`augment`), so the
+ * loader only shuffles and copies whole images.
  *
  * Written with tfjs ops, the trainer uploaded each batch as int32 (4 bytes a value, converted
  * in JS: CPU work that grows with the batch), then cast, subtracted and multiplied (three
@@ -25,10 +27,19 @@ export interface NormalizeBytesAttrs {
 
 const IMAGE_VALUES = 32 * 32 * 3;
 
+/** Int32s per image of the `augment` input: the cutout box (top, bottom, left, right), then dy, dx, mirror, 0. */
+export const AUGMENT_RECORD = 8;
+
+/** How the program treats each image: as it is, with a cutout box, or cropped and flipped (and boxed). */
+export type InputVariant = 'plain' | 'cut' | 'augment';
+
 /**
  * Inputs: `packed`, int32 [n·768] holding the n·3,072 bytes of n 32×32×3 HWC images (four to a
  * word, little-endian); with cutout, `boxes`, int32 [n·4] (top, bottom, left, right: rows
- * [top, bottom) and columns [left, right) become 0). Output: float32 [n, 32, 32, 3].
+ * [top, bottom) and columns [left, right) become 0); or, to crop and flip too, `augment`, int32
+ * [n·AUGMENT_RECORD]: the box (empty: all 0), then out(y, x) = in(y + dy, x' + dx) with
+ * x' = 31 − x where mirror is 1, a zero byte outside the image (as `cropInto` in image/crop.ts).
+ * Output: float32 [n, 32, 32, 3].
  */
 export class NormalizeBytesProgram implements GpuProgram {
   variableNames: string[];
@@ -41,13 +52,13 @@ export class NormalizeBytesProgram implements GpuProgram {
 
   constructor(
     readonly count: number,
-    private readonly cutout: boolean,
+    private readonly variant: InputVariant,
   ) {
-    this.variableNames = cutout ? ['packed', 'boxes'] : ['packed'];
+    this.variableNames = variant === 'plain' ? ['packed'] : ['packed', variant === 'cut' ? 'boxes' : 'augment'];
     this.outputShape = [count, 32, 32, 3];
-    // One invocation a 32-bit word.
+    // One invocation a 32-bit word of the output's values (four values).
     this.dispatch = flatDispatch((count * IMAGE_VALUES) / 4);
-    this.shaderKey = `cifarNormalizeBytes_${cutout ? 'cut' : 'plain'}`;
+    this.shaderKey = `cifarNormalizeBytes_${variant}`;
   }
 
   uniformData(attrs: NormalizeBytesAttrs): ProgramUniform {
@@ -56,10 +67,24 @@ export class NormalizeBytesProgram implements GpuProgram {
   }
 
   getUserCode(): string {
-    const cut = this.cutout
-      ? `let b = image * 4;
-        if (y >= boxes[b] && y < boxes[b + 1] && x >= boxes[b + 2] && x < boxes[b + 3]) { v = 0.0; }`
+    const box = { plain: '', cut: 'boxes', augment: 'augment' }[this.variant];
+    const stride = this.variant === 'augment' ? AUGMENT_RECORD : 4;
+    const cut = box
+      ? `let b = image * ${stride};
+        if (y >= ${box}[b] && y < ${box}[b + 1] && x >= ${box}[b + 2] && x < ${box}[b + 3]) { v = 0.0; }`
       : '';
+    // The byte: this word's k-th as uploaded, or, cropped, the source pixel's (0 outside the image).
+    const raw =
+      this.variant === 'augment'
+        ? `let a = image * ${AUGMENT_RECORD};
+      let sy = y + augment[a + 4];
+      let sx = select(x, 31 - x, augment[a + 6] == 1) + augment[a + 5];
+      var raw = 0u;
+      if (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) {
+        let s = ((image * 32 + sy) * 32 + sx) * 3 + c;
+        raw = (bitcast<u32>(packed[s / 4]) >> (8u * u32(s % 4))) & 255u;
+      }`
+        : 'let raw = (bytes >> (8u * u32(k))) & 255u;';
     return `
   fn pick(c : i32, a : f32, b : f32, d : f32) -> f32 { return select(select(d, b, c == 1), a, c == 0); }
 
@@ -74,7 +99,8 @@ export class NormalizeBytesProgram implements GpuProgram {
       let image = pixel / 1024;
       let y = (pixel / 32) % 32;
       let x = pixel % 32;
-      var v = (f32((bytes >> (8u * u32(k))) & 255u) - pick(c, uniforms.m0, uniforms.m1, uniforms.m2)) * pick(c, uniforms.s0, uniforms.s1, uniforms.s2);
+      ${raw}
+      var v = (f32(raw) - pick(c, uniforms.m0, uniforms.m1, uniforms.m2)) * pick(c, uniforms.s0, uniforms.s1, uniforms.s2);
       ${cut}
       result[e] = v;
     }
@@ -82,9 +108,11 @@ export class NormalizeBytesProgram implements GpuProgram {
   }
 }
 
-/** Runs the program: `packed` int32 [n·768], `boxes` int32 [n·4] or undefined. */
-export function runNormalizeBytes(backend: WebGpuBackendLike, packed: TensorInfo, boxes: TensorInfo | undefined, attrs: NormalizeBytesAttrs): TensorInfo {
+/** Runs the program: `packed` int32 [n·768]; `boxes` int32 [n·4], or `augment` int32 [n·AUGMENT_RECORD], or neither. */
+export function runNormalizeBytes(backend: WebGpuBackendLike, packed: TensorInfo, extra: { boxes?: TensorInfo; augment?: TensorInfo }, attrs: NormalizeBytesAttrs): TensorInfo {
   const count = (packed.shape[0]! * 4) / IMAGE_VALUES;
-  const program = new NormalizeBytesProgram(count, boxes !== undefined);
-  return backend.runWebGPUProgram(program, boxes ? [packed, boxes] : [packed], 'float32', program.uniformData(attrs));
+  const variant: InputVariant = extra.augment ? 'augment' : extra.boxes ? 'cut' : 'plain';
+  const program = new NormalizeBytesProgram(count, variant);
+  const second = extra.augment ?? extra.boxes;
+  return backend.runWebGPUProgram(program, second ? [packed, second] : [packed], 'float32', program.uniformData(attrs));
 }

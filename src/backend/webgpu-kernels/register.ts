@@ -80,8 +80,8 @@ const OURS: Array<{ kernelName: string; make: (stock: KernelFunc) => KernelFunc 
 
 /** The input transform from byte images (input.ts): a kernel of our own, with no stock one under it. */
 const normalizeBytes: KernelFunc = ((args: KernelArgs) => {
-  const { packed, boxes } = args.inputs as { packed: TensorInfo; boxes?: TensorInfo };
-  return runNormalizeBytes(args.backend as WebGpuBackendLike, packed, boxes, args.attrs as unknown as NormalizeBytesAttrs);
+  const { packed, boxes, augment } = args.inputs as { packed: TensorInfo; boxes?: TensorInfo; augment?: TensorInfo };
+  return runNormalizeBytes(args.backend as WebGpuBackendLike, packed, { boxes, augment }, args.attrs as unknown as NormalizeBytesAttrs);
 }) as unknown as KernelFunc;
 
 /** ReLU's gradient in one dispatch (relu-grad.ts): a kernel of our own, run by the Relu gradient (gradients.ts). */
