@@ -10,7 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { matrixSupport, setMatmulFallback, setMatrixSubgroupSize } from './webgpu-kernels/matrix.js';
+import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
 import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, nullBackendIsAllowed, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
@@ -112,7 +112,7 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
       watchWebGpuErrors(device);
       // CIFAR_WEBGPU_BIND_GROUPS=fresh: a new bind group for every dispatch, as tfjs does (for A/B runs).
       if (process.env['CIFAR_WEBGPU_BIND_GROUPS'] !== 'fresh') installStepReuse();
-      const fallback = settleMatmul(probe, device);
+      const fallback = await settleMatmul(probe, device);
       // Which of our kernel variants runs (CIFAR_WEBGPU_*), so that a log says what it measured.
       const kernels = webGpuKernelSettings();
       return { ok: true, detail: `${verdict.detail}; kernels: ${describeWebGpuKernels(kernels)}${kernels.ourForward ? '' : ", tfjs' forward conv"}${fallback}` };
@@ -124,20 +124,28 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
 }
 
 /**
- * Float16 GEMMs (CIFAR_WEBGPU_MATMUL) need what `matrixSupport` lists of the device: without it
- * the float32 kernels run, and the start line says why.
+ * Float16 GEMMs (CIFAR_WEBGPU_MATMUL) need what `matrixSupport` lists of the device, and for the
+ * tensor cores a WGSL compiler that takes one of the subgroup-matrix syntaxes (`pickMatrixSyntax`:
+ * Dawn changed how the layout is written): without them the float32 kernels run, and the start
+ * line says why.
  * @returns '' or the reason, as a suffix of the start line.
  */
-function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): string {
+async function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
   const mode = webGpuKernelSettings().matmul;
   if (mode === 'f32') return '';
   const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
-  if (support.ok) {
+  let reason = support.reason;
+  if (support.ok && mode === 'tensor-cores') {
+    const picked = await pickMatrixSyntax(device as unknown as Parameters<typeof pickMatrixSyntax>[0]);
+    if ('syntax' in picked) setMatrixSyntax(picked.syntax);
+    else reason = `the WGSL compiler takes neither subgroup-matrix syntax (${picked.error})`;
+  }
+  if (reason === undefined) {
     setMatrixSubgroupSize(support.subgroupSize!);
     return '';
   }
   configureWebGpuKernels({ matmul: 'f32' });
-  const why = `float16 ${mode} not available: ${support.reason}`;
+  const why = `float16 ${mode} not available: ${reason}`;
   setMatmulFallback(why);
   return ` (${why}; float32 kernels)`;
 }

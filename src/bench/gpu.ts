@@ -11,7 +11,7 @@ import { allowNullBackend, probeWebGpu, takeWebGpuErrors } from '../backend/webg
 import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu-bind-groups.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
-import { matmulFallback } from '../backend/webgpu-kernels/matrix.js';
+import { type MatrixSyntax, matmulFallback, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -97,6 +97,8 @@ export interface GpuBenchResult extends KernelVariant {
   dawnToggles: string[];
   /** Why the float16 GEMMs asked for (--matmul) did not run, when they did not. */
   matmulFallback?: string;
+  /** With tensor cores: how the device's WGSL compiler took the subgroup matrices' layout (`pickMatrixSyntax`). */
+  matrixSyntax?: MatrixSyntax;
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   forwardKernel: 'cifar' | 'stock';
@@ -234,6 +236,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
     ...(matmulFallback() === undefined ? {} : { matmulFallback: matmulFallback() }),
+    ...(variant.matmul === 'tensor-cores' ? { matrixSyntax: matrixSyntax() } : {}),
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     ...variant,
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',

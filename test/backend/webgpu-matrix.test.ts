@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
-import { absMaxPartials, matrixGrid, matrixMainSource, matrixSupport, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { absMaxPartials, matrixGrid, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
@@ -50,8 +50,9 @@ function callArgs(code: string, open: number): { args: string; end: number } {
 
 /**
  * A tensor-core program with the three subgroup-matrix operations replaced by plain functions of
- * the same argument types (u32 offsets and strides, bool majorness): the rest of its WGSL (scopes,
- * names, types, the store) then compiles on lavapipe, which has no subgroup matrices.
+ * the same argument types (u32 offsets and strides, the layout as a bool): the rest of its WGSL
+ * (scopes, names, types, the store) then compiles on lavapipe, which has no subgroup matrices.
+ * Takes both syntaxes (`MatrixSyntax`): a layout template argument becomes the bool argument.
  */
 function stubMatrixOps(code: string): string {
   const stubs = `// cifar-enable: f16 subgroups
@@ -61,17 +62,53 @@ function stubMatrixOps(code: string): string {
   fn smStore(off : u32, v : SM, columnMajor : bool, stride : u32) { cgC[off] = select(v.v, 0.0, columnMajor) + f32(stride); }`;
   let out = code.replace('// cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix', stubs);
   out = out.replaceAll('subgroup_matrix_result<f32, 16, 16>()', 'SM(0.0)').replaceAll('subgroupMatrixMultiplyAccumulate(', 'smMma(');
-  for (const [name, stub] of [['subgroupMatrixLoad<', 'smLoad'], ['subgroupMatrixStore(', 'smStore']] as const) {
+  for (const [name, stub] of [['subgroupMatrixLoad', 'smLoad'], ['subgroupMatrixStore', 'smStore']] as const) {
     for (let at = out.indexOf(name); at >= 0; at = out.indexOf(name)) {
-      const { args, end } = callArgs(out, out.indexOf('(&', at));
+      const open = out.indexOf('(&', at);
+      const layout = /(row_major|col_major)>$/.exec(out.slice(at, open))?.[1];
+      const { args, end } = callArgs(out, open);
       // The pointer (&cgA, &cgB, &cgC) goes: the stubs know their arrays.
-      out = `${out.slice(0, at)}${stub}(${args.slice(args.indexOf(',') + 1).trim()})${out.slice(end)}`;
+      const rest = args.slice(args.indexOf(',') + 1).split(',').map((a) => a.trim());
+      // With the layout as a template argument, it goes in as the bool before the stride.
+      if (layout) rest.splice(rest.length - 1, 0, String(layout === 'col_major'));
+      out = `${out.slice(0, at)}${stub}(${rest.join(', ')})${out.slice(end)}`;
     }
   }
   return out;
 }
 
 const matrixSource = { prologue: 'let row0 = 0; let col0 = 0; let kBegin = 0; let numTiles = 1;', aAlongK: true, bAlongK: false, store: 'result[row * 128 + col] = v;' };
+
+describe('which subgroup-matrix syntax the device takes (pickMatrixSyntax)', () => {
+  /** A device whose compiler rejects shaders containing any of `rejected`, with `message`. */
+  const device = (rejected: string[], message = 'error: no matching call') => ({
+    compiled: [] as string[],
+    createShaderModule(d: { code: string }) {
+      this.compiled.push(d.code);
+      const bad = rejected.some((r) => d.code.includes(r));
+      return { getCompilationInfo: async () => ({ messages: bad ? [{ type: 'error', message: `${message}\nmore` }] : [{ type: 'warning', message: 'fine' }] }) };
+    },
+  });
+
+  it('writes the probe in each syntax: the layout as a template argument, or as a bool before the stride', () => {
+    const layout = matrixProbeSource('layout');
+    expect(layout).toMatch(/^enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;/);
+    expect(layout).not.toContain('cifar-enable');
+    expect(layout).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>(&probeA, 0u, 16u)');
+    expect(layout).toContain('subgroupMatrixStore<row_major>(&probeC, 0u, acc, 16u)');
+    const bool = matrixProbeSource('bool');
+    expect(bool).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&probeA, 0u, true, 16u)');
+    expect(bool).toContain('subgroupMatrixStore(&probeC, 0u, acc, false, 16u)');
+  });
+
+  it('takes the layout syntax where it compiles (a warning is no error), else the bool one, else gives the first error line', async () => {
+    const both = device([]);
+    expect(await pickMatrixSyntax(both)).toEqual({ syntax: 'layout' });
+    expect(both.compiled).toHaveLength(1);
+    expect(await pickMatrixSyntax(device(['col_major>']))).toEqual({ syntax: 'bool' });
+    expect(await pickMatrixSyntax(device(['subgroupMatrix'], 'error: no subgroup matrices here'))).toEqual({ error: 'error: no subgroup matrices here' });
+  });
+});
 
 describe('float16 subgroup-matrix GEMMs (pure)', () => {
   afterAll(() => {
@@ -145,11 +182,18 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       expect(src).toContain('var<workgroup> cgA : array<f16, 2176>;');
       expect(src).toContain('var<workgroup> cgB : array<f16, 2048>;');
       // Subgroup 2 x 4 grid, 4 x 2 blocks each: 4 left and 2 right loads and 8 multiply-accumulates per K step.
-      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>\(&cgA, 0u \+ u32\(\(cgShare \/ 4\) \* 64\) \+ \d+u, true, 136u\)/g)).toHaveLength(4);
-      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>\(&cgB, 0u \+ u32\(\(cgShare % 4\) \* 32\) \+ \d+u, false, 128u\)/g)).toHaveLength(2);
+      // The layout as a template argument (the syntax of the Dawn this project installs).
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>\(&cgA, 0u \+ u32\(\(cgShare \/ 4\) \* 64\) \+ \d+u, 136u\)/g)).toHaveLength(4);
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>\(&cgB, 0u \+ u32\(\(cgShare % 4\) \* 32\) \+ \d+u, 128u\)/g)).toHaveLength(2);
       expect(src.match(/= subgroupMatrixMultiplyAccumulate\(a\d, b\d, acc\d_\d\);/g)).toHaveLength(8);
       expect(src.match(/var acc\d_\d = subgroup_matrix_result<f32, 16, 16>\(\);/g)).toHaveLength(8);
-      expect(src).toContain('subgroupMatrixStore(&cgC, cgGroup * 256u, acc3_1, false, 16u);');
+      expect(src).toContain('subgroupMatrixStore<row_major>(&cgC, cgGroup * 256u, acc3_1, 16u);');
+      // Older Dawns: the layout as a bool argument before the stride.
+      setMatrixSyntax('bool');
+      const old = gemmMainSource({ tile, ...matrixSource });
+      setMatrixSyntax('layout');
+      expect(old.match(/subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>\(&cgA, 0u \+ u32\(\(cgShare \/ 4\) \* 64\) \+ \d+u, true, 136u\)/g)).toHaveLength(4);
+      expect(old).toContain('subgroupMatrixStore(&cgC, cgGroup * 256u, acc3_1, false, 16u);');
       // Unscaled operands are clamped into float16's range before the conversion.
       expect(src).toContain('f16(clamp(pa0, -65504.0, 65504.0))');
       expect(src).not.toMatch(/\bcgS\b/);
@@ -157,7 +201,7 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       configureWebGpuKernels({ matrixDepth: 32 });
       const deep = gemmMainSource({ tile: pickTile(4608, 512, 16384), ...matrixSource });
       expect(deep.match(/\{\s+let a0 = subgroupMatrixLoad/g)).toHaveLength(2);
-      expect(deep).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&cgA, 2176u + u32((cgShare / 4) * 64) + 0u, true, 136u)');
+      expect(deep).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>(&cgA, 2176u + u32((cgShare / 4) * 64) + 0u, 136u)');
       expect(deep.match(/= subgroupMatrixMultiplyAccumulate\(/g)).toHaveLength(16);
     } finally {
       configureWebGpuKernels(before);
@@ -273,6 +317,16 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_\\S+_\\d+x\\d+x${depth}p?e`));
     });
   }
+
+  it('asks the real WGSL compiler: on lavapipe, without subgroup matrices, neither syntax compiles and the reason is Tint\'s', async () => {
+    await tf.setBackend('webgpu');
+    const device = (tf.backend() as unknown as { device: Parameters<typeof pickMatrixSyntax>[0] }).device;
+    takeWebGpuErrors();
+    const picked = await pickMatrixSyntax(device);
+    expect(picked).toEqual({ error: expect.stringContaining("extension 'chromium_experimental_subgroup_matrix' is not allowed") });
+    // The rejected probes stayed inside their error scopes: nothing reported as the device's error.
+    expect(takeWebGpuErrors()).toEqual([]);
+  });
 
   it('tensor-core programs (forward, dW, dx; 16 and 32 deep) compile on lavapipe with the three subgroup-matrix operations stubbed', async () => {
     await tf.setBackend('webgpu');

@@ -60,6 +60,88 @@ export function setMatmulFallback(why: string): void {
   fallback = why;
 }
 
+/**
+ * How the device's WGSL compiler writes a subgroup matrix's memory layout: as a template argument
+ * (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`, `subgroupMatrixStore<row_major>(p,
+ * offset, value, stride)`: the Dawn in the `webgpu` package this project installs, whose Tint
+ * keeps the layout as a template parameter), or as a bool argument before the stride (the
+ * experimental feature's first form, in older Dawns). `pickMatrixSyntax` asks the device.
+ */
+export type MatrixSyntax = 'layout' | 'bool';
+
+let syntax: MatrixSyntax = 'layout';
+
+export function matrixSyntax(): MatrixSyntax {
+  return syntax;
+}
+
+export function setMatrixSyntax(s: MatrixSyntax): void {
+  syntax = s;
+}
+
+/** WGSL loading a subgroup matrix of type `type` from `&ptr` at `offset`, rows or columns `stride` apart. */
+export function matrixLoad(s: MatrixSyntax, type: string, ptr: string, offset: string, columnMajor: boolean, stride: string): string {
+  return s === 'layout'
+    ? `subgroupMatrixLoad<${type}, ${columnMajor ? 'col_major' : 'row_major'}>(&${ptr}, ${offset}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(&${ptr}, ${offset}, ${columnMajor}, ${stride})`;
+}
+
+/** WGSL storing subgroup matrix `value` to `&ptr` at `offset`, rows or columns `stride` apart. */
+export function matrixStore(s: MatrixSyntax, ptr: string, offset: string, value: string, columnMajor: boolean, stride: string): string {
+  return s === 'layout'
+    ? `subgroupMatrixStore<${columnMajor ? 'col_major' : 'row_major'}>(&${ptr}, ${offset}, ${value}, ${stride})`
+    : `subgroupMatrixStore(&${ptr}, ${offset}, ${value}, ${columnMajor}, ${stride})`;
+}
+
+/** A compute shader using the three operations as the GEMMs do (f16 operands from workgroup memory, f32 results), written in `s`. */
+export function matrixProbeSource(s: MatrixSyntax): string {
+  const side = MATRIX_SIDE;
+  const marker = '// cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix';
+  // The directives written out, without the marker (a device's createShaderModule would add them again).
+  return `${withEnables(marker).replace(marker, '').trim()}
+var<workgroup> probeA : array<f16, ${side * side}>;
+var<workgroup> probeC : array<f32, ${side * side}>;
+@group(0) @binding(0) var<storage, read_write> probeOut : array<f32>;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(local_invocation_index) lid : u32) {
+  probeA[lid % ${side * side}u] = f16(lid);
+  workgroupBarrier();
+  let a = ${matrixLoad(s, `subgroup_matrix_left<f16, ${side}, ${side}>`, 'probeA', '0u', true, `${side}u`)};
+  let b = ${matrixLoad(s, `subgroup_matrix_right<f16, ${side}, ${side}>`, 'probeA', '0u', false, `${side}u`)};
+  var acc = subgroup_matrix_result<f32, ${side}, ${side}>();
+  acc = subgroupMatrixMultiplyAccumulate(a, b, acc);
+  ${matrixStore(s, 'probeC', '0u', 'acc', false, `${side}u`)};
+  workgroupBarrier();
+  probeOut[lid] = probeC[lid % ${side * side}u];
+}`;
+}
+
+interface ProbeDevice {
+  createShaderModule(d: { code: string }): { getCompilationInfo(): Promise<{ messages: ReadonlyArray<{ type: string; message: string }> }> };
+  pushErrorScope?(filter: 'validation'): void;
+  popErrorScope?(): Promise<unknown>;
+}
+
+/**
+ * Which subgroup-matrix syntax the device's WGSL compiler takes: the probe shader compiled in
+ * each, `layout` first; the first without an error, or else the first line of `layout`'s error.
+ * Each compile runs in a validation error scope, so that a rejected probe is not reported as the
+ * device's error (which would fail a training run).
+ */
+export async function pickMatrixSyntax(device: ProbeDevice): Promise<{ syntax: MatrixSyntax } | { error: string }> {
+  let first: string | undefined;
+  for (const s of ['layout', 'bool'] as const) {
+    device.pushErrorScope?.('validation');
+    const module = device.createShaderModule({ code: matrixProbeSource(s) });
+    await device.popErrorScope?.();
+    const info = await module.getCompilationInfo();
+    const error = info.messages.find((m) => m.type === 'error');
+    if (error === undefined) return { syntax: s };
+    first ??= error.message.split('\n')[0];
+  }
+  return { error: first ?? 'no message' };
+}
+
 /** What a device needs for a matmul mode: the features to ask for, and why it cannot run it. */
 export interface MatrixSupport {
   ok: boolean;
@@ -221,8 +303,8 @@ export function matrixMainSource(s: GemmSource): string {
       if (emulated) return `for (var a = 0u; a < ${n}u; a++) { emuMma(a, ${aOff(`a / ${grid.colBlocks}u`)}, ${bOff(`a % ${grid.colBlocks}u`)}); }`;
       // A scope per step: each declares its own a0.., b0...
       return `{\n      ${[
-        ...range(grid.rowBlocks).map((i) => `let a${i} = subgroupMatrixLoad<${left}>(&cgA, ${aOff(i)}, ${A_COLUMN_MAJOR}, ${as}u);`),
-        ...range(grid.colBlocks).map((j) => `let b${j} = subgroupMatrixLoad<${right}>(&cgB, ${bOff(j)}, ${B_COLUMN_MAJOR}, ${bs}u);`),
+        ...range(grid.rowBlocks).map((i) => `let a${i} = ${matrixLoad(syntax, left, 'cgA', aOff(i), A_COLUMN_MAJOR, `${as}u`)};`),
+        ...range(grid.colBlocks).map((j) => `let b${j} = ${matrixLoad(syntax, right, 'cgB', bOff(j), B_COLUMN_MAJOR, `${bs}u`)};`),
         ...accs.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`),
       ].join('\n      ')}\n      }`;
     })
@@ -288,7 +370,7 @@ export function matrixMainSource(s: GemmSource): string {
     ? `for (var a = 0; a < ${n}; a++) {
     ${round(`a / ${grid.colBlocks}`, `a % ${grid.colBlocks}`, 'emuStore(u32(a), cgGroup * 256u);')}
     }`
-    : accs.map(([i, j]) => round(i, j, `subgroupMatrixStore(&cgC, cgGroup * 256u, acc${i}_${j}, false, ${MATRIX_SIDE}u);`)).join('\n    ');
+    : accs.map(([i, j]) => round(i, j, `${matrixStore(syntax, 'cgC', 'cgGroup * 256u', `acc${i}_${j}`, false, `${MATRIX_SIDE}u`)};`)).join('\n    ');
   return `
   ${enableMarker()}
   ${declarations}
