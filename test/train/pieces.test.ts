@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { cropAndFlip } from '../../src/image/crop.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
-import { cutoutBox, gatherAugmented } from '../../src/train/augment.js';
+import { mulberry32 } from '../../src/data/shuffle.js';
+import { cutoutBox, drawAugmentParams, gatherAugmented } from '../../src/train/augment.js';
 import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
 import { parseTrainConfig, resolveTrainConfig } from '../../src/train/config.js';
 import { oneCycleLr } from '../../src/train/schedule.js';
@@ -50,6 +51,38 @@ describe('augmentation', () => {
     const drawn = gatherAugmented(src, [0], out, () => draws.shift()!, 4, true, 16);
     expect([drawn.cy[0], drawn.cx[0]]).toEqual([8, 24]);
     expect(out).toEqual(src);
+  });
+});
+
+describe('drawAugmentParams', () => {
+  it('draws offsets within the padding and both flips, deterministically', () => {
+    const p = drawAugmentParams(200, mulberry32(7), 4, true);
+    expect(Math.min(...p.dy, ...p.dx)).toBe(-4);
+    expect(Math.max(...p.dy, ...p.dx)).toBe(4);
+    expect(new Set(p.mirror)).toEqual(new Set([0, 1]));
+    expect(drawAugmentParams(200, mulberry32(7), 4, true)).toEqual(p);
+  });
+
+  it('draws nothing it does not use (pad 0, no flip)', () => {
+    const p = drawAugmentParams(5, () => 0.99, 0, false);
+    expect([...p.dy, ...p.dx, ...p.mirror]).toEqual(Array(15).fill(0));
+  });
+
+  it('with cutout 0 draws exactly the crops and flips it drew before cutout existed', () => {
+    const random = mulberry32(11);
+    const legacy = Array.from({ length: 50 }, () => [Math.floor(random() * 9) - 4, Math.floor(random() * 9) - 4, random() < 0.5 ? 1 : 0]);
+    const p = drawAugmentParams(50, mulberry32(11), 4, true, 0);
+    expect(Array.from({ length: 50 }, (_, n) => [p.dy[n], p.dx[n], p.mirror[n]])).toEqual(legacy);
+    expect([...p.cy, ...p.cx]).toEqual(Array(100).fill(0));
+  });
+
+  it('draws the cutout centre (row, then column) right after each image\'s flip', () => {
+    // Per image: dy, dx, flip, cy, cx.
+    const draws = [0.5, 0.5, 0.9, 0.1, 0.99, 0, 0, 0.1, 0.5, 0];
+    const p = drawAugmentParams(2, () => draws.shift()!, 4, true, 8);
+    expect(draws).toHaveLength(0);
+    expect([p.dy[0], p.dx[0], p.mirror[0], p.cy[0], p.cx[0]]).toEqual([0, 0, 0, 3, 31]);
+    expect([p.dy[1], p.dx[1], p.mirror[1], p.cy[1], p.cx[1]]).toEqual([-4, -4, 1, 16, 0]);
   });
 });
 
