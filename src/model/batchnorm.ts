@@ -55,6 +55,14 @@ function webGpuBackendFor(x: Tensor): WebGpuBackendLike | undefined {
   return tf.backend() as unknown as WebGpuBackendLike;
 }
 
+/**
+ * Whether a BatchNorm layer with `fuseRelu` applies the ReLU itself in a training pass over x
+ * (the WebGPU programs run): the ReLU layer after it must then pass x through (`useFusedBatchNormRelu`).
+ */
+export function batchNormFusesRelu(x: Tensor): boolean {
+  return webGpuBackendFor(x) !== undefined;
+}
+
 /** A program's output as an engine-tracked tensor (so that tidy and dispose free it), like a kernel's. */
 const track = (info: TensorInfo): Tensor => tf.engine().makeTensorFromTensorInfo(info);
 
@@ -64,18 +72,19 @@ const track = (info: TensorInfo): Tensor => tf.engine().makeTensorFromTensorInfo
  * averages updated in place in the same dispatches: see `runBatchNormStats`), 3 backward where
  * in-place dispatches run, else 4.
  */
-function webGpuTrainingBatchNorm(backend: WebGpuBackendLike, x: Tensor4D, gamma: Tensor, beta: Tensor, epsilon: number, moving?: MovingStats): { y: Tensor4D; stats: Tensor } {
+function webGpuTrainingBatchNorm(backend: WebGpuBackendLike, x: Tensor4D, gamma: Tensor, beta: Tensor, epsilon: number, moving?: MovingStats, relu = false): { y: Tensor4D; stats: Tensor } {
   let stats: Tensor | undefined;
   const f = tf.customGrad((...args: unknown[]) => {
     const [xi, g, b, save] = args as [Tensor4D, Tensor, Tensor, tf.GradSaveFunc];
     const s = track(runBatchNormStats(backend, xi, moving));
     // The forward runs inside a tidy: keep the statistics for the caller, who disposes them.
     stats = tf.keep(s);
-    save([xi, s, g]);
-    const value = track(runBatchNormApply(backend, xi, s, g, b, epsilon)) as Tensor4D;
+    const value = track(runBatchNormApply(backend, xi, s, g, b, epsilon, relu)) as Tensor4D;
+    // With the ReLU fused, its gradient needs the output (where it is above 0).
+    save(relu ? [xi, s, g, value] : [xi, s, g]);
     const gradFunc = (dy: Tensor | Tensor[], saved: Tensor[]): Tensor[] => {
-      const [sx, sStats, sGamma] = saved as [Tensor, Tensor, Tensor];
-      const { dx, dGamma, dBeta } = runBatchNormGrad(backend, dy as Tensor, sx, sStats, sGamma, epsilon);
+      const [sx, sStats, sGamma, sOut] = saved as [Tensor, Tensor, Tensor, Tensor | undefined];
+      const { dx, dGamma, dBeta } = runBatchNormGrad(backend, dy as Tensor, sx, sStats, sGamma, epsilon, undefined, sOut);
       return [track(dx), track(dGamma), track(dBeta)];
     };
     return { value, gradFunc };
@@ -141,6 +150,11 @@ export class BatchNorm extends tf.layers.Layer {
   private beta: LayerVariable | undefined;
   private movingMean: LayerVariable | undefined;
   private movingVariance: LayerVariable | undefined;
+  /**
+   * Apply the ReLU that follows in training passes that run the WebGPU programs
+   * (`batchNormFusesRelu`), for `useFusedBatchNormRelu`; not part of the layer's config.
+   */
+  fuseRelu = false;
 
   /** `args` may also carry the generic layer config (name, trainable, ...) when deserialising. */
   constructor(args: BatchNormArgs & Record<string, unknown> = {}) {
@@ -184,7 +198,7 @@ export class BatchNorm extends tf.layers.Layer {
         ensureOwnStorage(variance);
         moving = { mean, variance, momentum: this.momentum };
       }
-      const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon, moving);
+      const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon, moving, this.fuseRelu);
       if (!moving) {
         tf.tidy(() => {
           movingMean.write(track(runStatsRow(backend, stats, 0, movingMean.read(), this.momentum)));

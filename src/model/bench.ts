@@ -8,7 +8,7 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendName } from '../backend/index.js';
 import { isCifarError } from '../errors.js';
-import { useUnfusedConvolutions } from './conv-gradients.js';
+import { prepareForTraining } from './training-graph.js';
 import { foldModel } from './fold.js';
 import { buildModel, countParams, resolvePreset } from './resnet.js';
 
@@ -100,13 +100,13 @@ async function benchOne(backend: BackendName, backendReason: string, preset: str
     const y = tf.oneHot(tf.randomUniform([b], 0, 10, 'int32'), 10);
     const optimizer = tf.train.momentum(0.01, 0.9, true);
     progress(`${backend} ${preset}: training, batch ${b}`);
-    const restoreConvolutions = useUnfusedConvolutions(model); // the convolutions as the trainer runs them
+    const restoreLayers = prepareForTraining(model); // the layers as the trainer runs them
     try {
       row.training = await measure(b, opts.minSeconds, () =>
         optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor), true) as tf.Scalar,
       );
     } finally {
-      restoreConvolutions();
+      restoreLayers();
     }
     optimizer.dispose();
     tf.dispose([x, y]);

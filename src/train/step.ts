@@ -4,7 +4,7 @@ import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../back
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { useUnfusedConvolutions } from '../model/conv-gradients.js';
+import { prepareForTraining } from '../model/training-graph.js';
 import { createNormalizer } from '../model/normalize.js';
 import { cutoutBoxes } from './augment.js';
 
@@ -69,8 +69,9 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
  */
 export function createTrainer(model: tf.LayersModel, options: TrainerOptions): Trainer {
   const normalizer = createNormalizer(options);
-  // Lazy convolution gradients: the stem's unused input gradient is never computed (until dispose).
-  const restoreConvolutions = useUnfusedConvolutions(model);
+  // Until dispose: lazy convolution gradients (the stem's unused input gradient is never
+  // computed) and, on WebGPU, each ReLU fused into the batch norm before it.
+  const restoreLayers = prepareForTraining(model);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   // The batch size as a tensor, made once per size (not uploaded again every step).
@@ -151,7 +152,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       });
     },
     dispose() {
-      restoreConvolutions();
+      restoreLayers();
       normalizer.dispose();
       velocities.forEach((v) => v.dispose());
       sizes.forEach((t) => t.dispose());

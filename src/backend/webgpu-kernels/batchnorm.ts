@@ -114,6 +114,14 @@ const REDUCE_PROLOGUE = `
     let row0 = block * BN_ROWS_PER_BLOCK + r;
     let rowEnd = min(uniforms.xShape.x, (block + 1) * BN_ROWS_PER_BLOCK); // xShape.x = M`;
 
+/**
+ * dy times ReLU's step at the fused output v (`NormalizeProgram` with `relu`): 1 above 0, else 0,
+ * NaN stays NaN, as tfjs' Step and our ReLU gradient (relu-grad.ts) do. v > 0 exactly where the
+ * batch norm's output was, so this is ReLU's gradient on its input.
+ */
+const RELU_MASK = `
+  fn bnReluGrad(d : f32, v : f32) -> f32 { return d * select(select(0.0, 1.0, v > 0.0), v, isnan(v)); }`;
+
 abstract class RowBlockReduction implements GpuProgram {
   abstract variableNames: string[];
   outputShape: number[];
@@ -192,15 +200,22 @@ ${CHAN_COMBINE}
  * gamma and x need. Plain sums suffice here: x - mean is already centred.
  */
 export class GradPartialProgram extends RowBlockReduction {
-  variableNames = ['dy', 'x', 'stats'];
+  variableNames: string[];
 
-  constructor(plan: ReducePlan) {
-    super(plan, 'cifarBnGradPartial');
+  /** `masked`: dy is the gradient of relu(batch norm), whose output `fusedOut` comes as a fourth input. */
+  constructor(
+    plan: ReducePlan,
+    private readonly masked = false,
+  ) {
+    super(plan, masked ? 'cifarBnGradPartialRelu' : 'cifarBnGradPartial');
+    this.variableNames = masked ? ['dy', 'x', 'stats', 'fusedOut'] : ['dy', 'x', 'stats'];
   }
 
   getUserCode(): string {
+    const d = this.masked ? 'bnReluGrad(dy[row * BN_C + ch], fusedOut[row * BN_C + ch])' : 'dy[row * BN_C + ch]';
     return `
 ${planConstants(this.plan)}
+${this.masked ? RELU_MASK : ''}
   var<workgroup> bnAcc : array<vec2<f32>, ${REDUCE_THREADS}>;
 
   fn main() {
@@ -211,7 +226,7 @@ ${planConstants(this.plan)}
       for (var i = 0; i < BN_STEPS; i++) {
         let row = row0 + i * BN_ROWS_PER_STEP;
         if (row < rowEnd) {
-          let d = dy[row * BN_C + ch];
+          let d = ${d};
           acc = vec2<f32>(acc.x + d, fma(d, x[row * BN_C + ch] - mean, acc.y));
         }
       }
@@ -414,16 +429,25 @@ abstract class ChannelElementwise implements GpuProgram {
   }
 }
 
-/** y = (x - mean) * (invStd * gamma) + beta, reading mean and variance from the [2, C] stats. */
+/**
+ * y = (x - mean) * (invStd * gamma) + beta, reading mean and variance from the [2, C] stats; with
+ * `relu`, max(y, 0) as tfjs' Relu computes it (NaN stays NaN).
+ */
 export class NormalizeProgram extends ChannelElementwise {
   variableNames = ['x', 'stats', 'gamma', 'beta'];
 
-  constructor(m: number, c: number) {
-    super(m, c, 'cifarBnNormalize');
+  constructor(
+    m: number,
+    c: number,
+    private readonly relu = false,
+  ) {
+    super(m, c, relu ? 'cifarBnNormalizeRelu' : 'cifarBnNormalize');
   }
 
   getUserCode(): string {
-    return this.perElement('setOutputAtIndex(index, fma(x[index] - stats[ch], invStd * gamma[ch], beta[ch]));');
+    const y = 'fma(x[index] - stats[ch], invStd * gamma[ch], beta[ch])';
+    return this.perElement(this.relu ? `let v = ${y};
+      setOutputAtIndex(index, select(v, 0.0, v < 0.0));` : `setOutputAtIndex(index, ${y});`);
   }
 }
 
@@ -433,18 +457,26 @@ export class NormalizeProgram extends ChannelElementwise {
  * parameter gradients (sum(dy * xhat) and sum(dy)).
  */
 export class NormalizeGradProgram extends ChannelElementwise {
-  variableNames = ['dy', 'x', 'stats', 'gamma', 'dgamma', 'dbeta'];
+  variableNames: string[];
 
   override uniforms = 'epsilon : f32, invCount : f32,';
 
-  constructor(m: number, c: number) {
-    super(m, c, 'cifarBnNormalizeGrad');
+  /** `masked`: dy is the gradient of relu(batch norm), whose output `fusedOut` comes as a seventh input. */
+  constructor(
+    m: number,
+    c: number,
+    private readonly masked = false,
+  ) {
+    super(m, c, masked ? 'cifarBnNormalizeGradRelu' : 'cifarBnNormalizeGrad');
+    this.variableNames = ['dy', 'x', 'stats', 'gamma', 'dgamma', 'dbeta', ...(masked ? ['fusedOut'] : [])];
   }
 
   getUserCode(): string {
-    return this.perElement(`let xhat = (x[index] - stats[ch]) * invStd;
-      let centred = dy[index] - dbeta[ch] * uniforms.invCount - xhat * (dgamma[ch] * uniforms.invCount);
-      setOutputAtIndex(index, gamma[ch] * invStd * centred);`);
+    const d = this.masked ? 'bnReluGrad(dy[index], fusedOut[index])' : 'dy[index]';
+    return `${this.masked ? RELU_MASK : ''}
+${this.perElement(`let xhat = (x[index] - stats[ch]) * invStd;
+      let centred = ${d} - dbeta[ch] * uniforms.invCount - xhat * (dgamma[ch] * uniforms.invCount);
+      setOutputAtIndex(index, gamma[ch] * invStd * centred);`)}`;
   }
 }
 
@@ -569,16 +601,18 @@ function finishStatsInPlace(plan: ReducePlan, partials: TensorInfo, stats: Tenso
   });
 }
 
-/** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, with x's shape (1 dispatch). */
-export function runBatchNormApply(backend: WebGpuBackendLike, x: TensorInfo, stats: TensorInfo, gamma: TensorInfo, beta: TensorInfo, epsilon: number): TensorInfo {
+/** y = (x - mean) / sqrt(variance + epsilon) * gamma + beta, with x's shape (1 dispatch); with `relu`, max(y, 0). */
+export function runBatchNormApply(backend: WebGpuBackendLike, x: TensorInfo, stats: TensorInfo, gamma: TensorInfo, beta: TensorInfo, epsilon: number, relu = false): TensorInfo {
   const [m, c] = asMatrix(x.shape);
-  const y = backend.runWebGPUProgram(new NormalizeProgram(m, c), [view(x, [m, c]), stats, gamma, beta], 'float32', epsilonUniform(epsilon));
+  const y = backend.runWebGPUProgram(new NormalizeProgram(m, c, relu), [view(x, [m, c]), stats, gamma, beta], 'float32', epsilonUniform(epsilon));
   return view(y, [...x.shape]);
 }
 
 /**
  * Gradients of batch norm w.r.t. x, gamma and beta: 3 dispatches when `inPlace` (the default
- * where `canUpdateInPlace()`: both parameter gradients in one), else 4.
+ * where `canUpdateInPlace()`: both parameter gradients in one), else 4. With `reluOutput` (the
+ * output of `runBatchNormApply` with `relu`), dy is the gradient of relu(batch norm), and ReLU's
+ * gradient is taken in the same dispatches.
  */
 export function runBatchNormGrad(
   backend: WebGpuBackendLike,
@@ -588,11 +622,14 @@ export function runBatchNormGrad(
   gamma: TensorInfo,
   epsilon: number,
   inPlace = canUpdateInPlace(),
+  reluOutput?: TensorInfo,
 ): { dx: TensorInfo; dGamma: TensorInfo; dBeta: TensorInfo } {
   const [m, c] = asMatrix(x.shape);
   const plan = planReduce(m, c);
   const [dy2, x2] = [view(dy, [m, c]), view(x, [m, c])];
-  const partials = backend.runWebGPUProgram(new GradPartialProgram(plan), [dy2, x2, stats], 'float32');
+  const masked = reluOutput !== undefined;
+  const y2 = masked ? [view(reluOutput, [m, c])] : [];
+  const partials = backend.runWebGPUProgram(new GradPartialProgram(plan, masked), [dy2, x2, stats, ...y2], 'float32');
   let dBeta: TensorInfo;
   let dGamma: TensorInfo;
   if (inPlace) {
@@ -603,7 +640,7 @@ export function runBatchNormGrad(
     dGamma = backend.runWebGPUProgram(new PartialSumProgram(plan, 1, true), [partials, stats], 'float32', epsilonUniform(epsilon));
   }
   backend.disposeData(partials.dataId);
-  const dx = backend.runWebGPUProgram(new NormalizeGradProgram(m, c), [dy2, x2, stats, gamma, dGamma, dBeta], 'float32', [
+  const dx = backend.runWebGPUProgram(new NormalizeGradProgram(m, c, masked), [dy2, x2, stats, gamma, dGamma, dBeta, ...y2], 'float32', [
     ...epsilonUniform(epsilon),
     { type: 'float32', data: [1 / m] },
   ]);

@@ -1,7 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
-import { useUnfusedConvolutions } from '../../src/model/conv-gradients.js';
+import { BatchNorm } from '../../src/model/batchnorm.js';
+import { useFusedBatchNormRelu, useUnfusedConvolutions } from '../../src/model/training-graph.js';
+import { useWebGpuInSuite } from '../backend/helpers.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
 
@@ -87,4 +91,81 @@ describe('the trainer', () => {
     expect(model.layers.some((l) => Object.prototype.hasOwnProperty.call(l, 'call'))).toBe(false);
     model.dispose();
   });
+});
+
+describe('useFusedBatchNormRelu (the graph)', () => {
+  it('fuses the ReLU after the stem\'s and each block\'s first batch norm, not those that feed the residual add, and undoes it', () => {
+    const model = buildModel('resnet18', { seed: 1 });
+    const restore = useFusedBatchNormRelu(model);
+    const fused = model.layers.filter((l) => l instanceof BatchNorm && l.fuseRelu).map((l) => l.name);
+    expect(fused).toEqual(['stem_bn', 's1b1_bn1', 's1b2_bn1', 's2b1_bn1', 's2b2_bn1', 's3b1_bn1', 's3b2_bn1', 's4b1_bn1', 's4b2_bn1']);
+    const passing = model.layers.filter((l) => l.getClassName() === 'ReLU' && Object.prototype.hasOwnProperty.call(l, 'call')).map((l) => l.name);
+    expect(passing).toEqual(fused.map((n) => n.replace('_bn1', '_relu1').replace('stem_bn', 'stem_relu')));
+    restore();
+    expect(model.layers.some((l) => (l instanceof BatchNorm && l.fuseRelu) || Object.prototype.hasOwnProperty.call(l, 'call'))).toBe(false);
+    model.dispose();
+  });
+
+  it('changes nothing where the WebGPU programs do not run (cpu): the ReLU layers still apply', async () => {
+    const model = buildModel(CONFIG, { seed: 4 });
+    const plain = await gradientPass(model);
+    const restore = useFusedBatchNormRelu(model);
+    const fused = await gradientPass(model);
+    restore();
+    expect(fused.kernels.filter((k) => k.name === 'Relu')).toHaveLength(plain.kernels.filter((k) => k.name === 'Relu').length);
+    plain.values.forEach((v, i) => expect(Array.from(fused.values[i]!)).toEqual(Array.from(v)));
+    model.dispose();
+  });
+});
+
+const probe = await probeWebGpu();
+
+describe.skipIf(!probe.ok)('useFusedBatchNormRelu on webgpu', () => {
+  useWebGpuInSuite();
+
+  /** Loss, gradients and moving statistics after one training pass, and the pass's dispatch count. */
+  async function pass(model: tf.LayersModel): Promise<{ values: Float32Array[]; dispatches: number }> {
+    const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 5);
+    const y = tf.oneHot(tf.tensor1d([1, 7, 3], 'int32'), 10);
+    let values: Float32Array[] = [];
+    const counts = await countBackendCalls(async () => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor),
+        model.trainableWeights.map((w) => w.read() as tf.Variable),
+      );
+      values = await Promise.all([value, ...Object.values(grads), ...model.nonTrainableWeights.map((w) => w.read())].map(async (t) => (await t.data()) as Float32Array));
+      tf.dispose([value, ...Object.values(grads)]);
+    });
+    tf.dispose([x, y]);
+    return { values, dispatches: counts!.dispatches };
+  }
+
+  it('gives the same loss, gradients and moving statistics with two dispatches fewer per fused pair, and the same predictions', async () => {
+    const weights = buildModel('resnet10-w8', { seed: 6 }).getWeights();
+    const fresh = (): tf.LayersModel => {
+      const m = buildModel('resnet10-w8');
+      m.setWeights(weights);
+      return m;
+    };
+    const [a, b] = [fresh(), fresh()];
+    await pass(a); // compiles; both models' moving statistics take the same first update
+    const restore = useFusedBatchNormRelu(b);
+    await pass(b);
+    const plain = await pass(a);
+    const fused = await pass(b);
+    const pairs = b.layers.filter((l) => l instanceof BatchNorm && l.fuseRelu).length;
+    expect(pairs).toBe(5); // resnet10-w8: the stem and each of its 4 blocks
+    // A ReLU and its gradient (CifarReluGrad) a pair: both folded into the batch norm's programs.
+    expect(plain.dispatches - fused.dispatches).toBe(2 * pairs);
+    expect(fused.values).toHaveLength(plain.values.length);
+    plain.values.forEach((v, i) => expect(Array.from(fused.values[i]!), `tensor ${i}`).toEqual(Array.from(v)));
+    // Inference is untouched: the ReLU layers apply.
+    const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 8);
+    const [pa, pb] = [a.predict(x) as tf.Tensor, b.predict(x) as tf.Tensor];
+    expect(Array.from(await pb.data())).toEqual(Array.from(await pa.data()));
+    restore();
+    tf.dispose([x, pa, pb, ...weights]);
+    a.dispose();
+    b.dispose();
+  }, 120_000);
 });
