@@ -267,11 +267,21 @@ ${s.helpers ?? ''}
   var<workgroup> bnFin : array<${s.type}, ${FINAL_THREADS}>;
 
   fn main(globalIndex : i32) {
-    let t = i32(localIndex);
+    // partialsShape.x: the number of row blocks, read from the uniforms so that they are bound (see REDUCE_PROLOGUE).
+    ${foldPartials('uniforms.partialsShape.x', s)}
+  }`;
+}
+
+/**
+ * The body both kinds of final reduction share, in a workgroup of FINAL_THREADS for channel
+ * `ch`: thread t folds partials t, t + FINAL_THREADS, ... below `blocks` into `acc`, the tree
+ * merges the threads' results, and thread 0 writes.
+ */
+function foldPartials(blocks: string, s: { init: string; fold: string; merge: string; write: string }): string {
+  return `let t = i32(localIndex);
     let ch = i32(workgroupId.x);
     var acc = ${s.init};
-    // partialsShape.x: the number of row blocks, read from the uniforms so that they are bound (see REDUCE_PROLOGUE).
-    for (var block = t; block < uniforms.partialsShape.x; block += ${FINAL_THREADS}) {
+    for (var block = t; block < ${blocks}; block += ${FINAL_THREADS}) {
       ${s.fold}
     }
     bnFin[t] = acc;
@@ -280,8 +290,7 @@ ${s.helpers ?? ''}
     if (t == 0) {
       acc = bnFin[0];
       ${s.write}
-    }
-  }`;
+    }`;
 }
 
 /**
@@ -299,20 +308,8 @@ var<workgroup> bnFin : array<${s.type}, ${FINAL_THREADS}>;
 
 @compute @workgroup_size(${FINAL_THREADS})
 fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
-  let t = i32(localIndex);
-  let ch = i32(workgroupId.x);
   let BN_C = i32(h.c);
-  var acc = ${s.init};
-  for (var block = t; block < i32(h.blocks); block += ${FINAL_THREADS}) {
-    ${s.fold}
-  }
-  bnFin[t] = acc;
-  workgroupBarrier();
-  ${treeMerge(s.merge)}
-  if (t == 0) {
-    acc = bnFin[0];
-    ${s.write}
-  }
+  ${foldPartials('i32(h.blocks)', s)}
 }`;
 }
 
