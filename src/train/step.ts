@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
+import { fusedSmoothedCrossEntropy } from '../backend/webgpu-kernels/loss.js';
 import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import type { CropParams } from '../image/crop.js';
@@ -63,6 +64,18 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
 }
 
 /**
+ * A training step's loss (`smoothedCrossEntropy`, differentiable in the logits) with the number
+ * of right answers and, on WebGPU, the loss summed over the batch, both kept (the caller
+ * disposes them). On WebGPU, where in-place dispatches run, one dispatch forward and one backward
+ * (backend/webgpu-kernels/loss.ts) instead of about 28; elsewhere tfjs' ops, and no sum.
+ */
+export function stepLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): { loss: tf.Scalar; lossSum?: tf.Scalar; correct: tf.Scalar } {
+  if (canUpdateInPlace()) return fusedSmoothedCrossEntropy(logits, labels, smoothing);
+  const correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), labels)).toFloat()) as tf.Scalar;
+  return { loss: smoothedCrossEntropy(logits, labels, classes, smoothing), correct };
+}
+
+/**
  * Make the step function for a model. Nesterov momentum as PyTorch's SGD does it
  * (v = μv + g; w -= lr·(g + μv)) with weight decay added to the gradient of conv and dense
  * kernels only — batch-norm scales and biases are not decayed.
@@ -87,12 +100,13 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined, crops);
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
     let correct: tf.Scalar | undefined;
+    let lossSum: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-      correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), y)).toFloat()) as tf.Scalar;
-      return smoothedCrossEntropy(logits, y, options.classes, options.labelSmoothing);
+      const out = stepLoss(model.apply(x, { training: true }) as tf.Tensor2D, y, options.classes, options.labelSmoothing);
+      [correct, lossSum] = [out.correct, out.lossSum];
+      return out.loss;
     }, params.map((p) => p.variable));
-    return { value, grads, correct: correct! };
+    return { value, grads, correct: correct!, lossSum };
   };
   return {
     step(images, labels, size, lr, cutout, crops) {
@@ -100,7 +114,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       if (options.crops && !crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
       beginStep();
       return tf.tidy(() => {
-        const { value, grads, correct } = lossAndGrads(images, labels, size, cutout, crops);
+        const { value, grads, correct, lossSum } = lossAndGrads(images, labels, size, cutout, crops);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
           // WebGPU: two tensors a dispatch (with 8 storage buffers a stage), no scalar uploads (see sgd.ts).
@@ -121,7 +135,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
             p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
           });
         }
-        return { lossSum: tf.mul(value, batchSize(size)) as tf.Scalar, correct };
+        return { lossSum: lossSum ?? (tf.mul(value, batchSize(size)) as tf.Scalar), correct };
       });
     },
     async precompile(size) {

@@ -64,12 +64,12 @@ describe.skipIf(!probe.ok)('bind groups reused across training steps on webgpu',
       const after = bindGroupCacheStats(device)!;
       [lastHits, lastMisses] = [after.hits - before.hits, after.misses - before.misses];
     }
-    // None new here (185 reused) since a batch norm's two parameter gradients come from one
-    // in-place dispatch; before, with a read after each step, they could trade buffers from one
-    // step to the next on lavapipe (1-2 new bind groups a step), hence the 2% allowed. Without
-    // the reuse, all of them are new.
+    // None new here (149 reused, one a dispatch) since a batch norm's two parameter gradients
+    // come from one in-place dispatch; before, with a read after each step, they could trade
+    // buffers from one step to the next on lavapipe (1-2 new bind groups a step), hence the 2%
+    // allowed. Without the reuse, all of them are new.
+    expect(lastHits + lastMisses).toBeGreaterThan(100);
     expect(lastMisses).toBeLessThanOrEqual(Math.ceil(0.02 * (lastHits + lastMisses)));
-    expect(lastHits).toBeGreaterThan(150);
     // Reused bind groups bind the right buffers: every step computes the same loss.
     for (const l of losses) expect(l).toBe(losses[0]);
     trainer.dispose();
