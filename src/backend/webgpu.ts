@@ -246,10 +246,11 @@ interface ShaderDevice {
 /**
  * tfjs asks its device for timestamp queries only. Every adapter `gpu` hands out (tfjs asks for
  * one itself) gets a `requestDevice` that also asks for the OPTIONAL_FEATURES it offers and for
- * up to STORAGE_BUFFERS_WANTED storage buffers a stage, and its devices a `createShaderModule` that puts the `enable` directives a program's marker line names
+ * up to STORAGE_BUFFERS_WANTED storage buffers a stage (asking again without them if that is
+ * refused), and its devices a `createShaderModule` that puts the `enable` directives a program's marker line names
  * (matrix.ts' `withEnables`) before tfjs' declarations.
  */
-function askForOptionalFeatures(gpu: unknown): void {
+export function askForOptionalFeatures(gpu: unknown): void {
   const target = gpu as { requestAdapter?: (options?: unknown) => Promise<FeatureAdapter | null> };
   if (typeof target.requestAdapter !== 'function') return;
   const requestAdapter = target.requestAdapter.bind(gpu);
@@ -261,8 +262,14 @@ function askForOptionalFeatures(gpu: unknown): void {
     adapter.requestDevice = async (descriptor = {}) => {
       const extra = OPTIONAL_FEATURES.filter((f) => offered.has(f));
       const storage = Math.min(adapter.limits?.maxStorageBuffersPerShaderStage ?? 0, STORAGE_BUFFERS_WANTED);
-      const requiredLimits = { ...descriptor.requiredLimits, ...(storage > 8 ? { maxStorageBuffersPerShaderStage: storage } : {}) };
-      const device = await requestDevice({ ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...extra], requiredLimits });
+      const withFeatures = { ...descriptor, requiredFeatures: [...(descriptor.requiredFeatures ?? []), ...extra] };
+      let device: ShaderDevice;
+      if (storage > 8) {
+        // A device refused for the raised limit is asked for again without it (SGD then groups 2).
+        device = await requestDevice({ ...withFeatures, requiredLimits: { ...descriptor.requiredLimits, maxStorageBuffersPerShaderStage: storage } }).catch(() => requestDevice(withFeatures));
+      } else {
+        device = await requestDevice(withFeatures);
+      }
       const createShaderModule = device.createShaderModule.bind(device);
       device.createShaderModule = (d) => createShaderModule({ ...d, code: withEnables(d.code) });
       return device;

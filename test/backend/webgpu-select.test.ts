@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { initBackend, webGpuVerdict } from '../../src/backend/index.js';
-import { adapterCapabilities, classifyAdapter, dawnBackend, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
+import { adapterCapabilities, askForOptionalFeatures, classifyAdapter, dawnBackend, dawnToggles, probeWebGpu } from '../../src/backend/webgpu.js';
 
 const LAVAPIPE = { vendor: 'mesa', architecture: 'software', device: 'llvmpipe-llvm-15-0-6-256-bits-', description: 'llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1', isFallbackAdapter: true };
 const H100 = { vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false };
@@ -67,6 +67,45 @@ describe('adapterCapabilities', () => {
       subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 }],
     });
     expect(adapterCapabilities({})).toEqual({ features: [], limits: {}, subgroupMatrixConfigs: [] });
+  });
+});
+
+describe('the device cifar asks for (askForOptionalFeatures)', () => {
+  /** A gpu whose adapter offers shader-f16 and `storage` buffers a stage, and refuses devices asking for any raised limit when `strict`. */
+  function fakeGpu(storage: number, strict: boolean) {
+    const asked: Array<{ requiredFeatures?: Iterable<unknown>; requiredLimits?: Record<string, number> }> = [];
+    const adapter = {
+      features: ['shader-f16', 'timestamp-query'],
+      limits: { maxStorageBuffersPerShaderStage: storage },
+      requestDevice: async (d: (typeof asked)[number] = {}) => {
+        asked.push(d);
+        if (strict && d.requiredLimits?.['maxStorageBuffersPerShaderStage'] !== undefined) throw new Error('limit refused');
+        return { createShaderModule: (m: { code: string }) => m };
+      },
+    };
+    const gpu = { requestAdapter: async () => adapter };
+    askForOptionalFeatures(gpu);
+    return { gpu, asked };
+  }
+
+  it('asks for the offered optional features and up to 24 storage buffers a stage, keeping what tfjs asked for', async () => {
+    const { gpu, asked } = fakeGpu(32, false);
+    const adapter = (await gpu.requestAdapter()) as unknown as { requestDevice(d: object): Promise<unknown> };
+    await adapter.requestDevice({ requiredFeatures: ['timestamp-query'], requiredLimits: { maxBufferSize: 1024 } });
+    expect(asked).toEqual([{ requiredFeatures: ['timestamp-query', 'shader-f16'], requiredLimits: { maxBufferSize: 1024, maxStorageBuffersPerShaderStage: 24 } }]);
+  });
+
+  it('asks again without the raised limit when the device is refused, and not at all at WebGPU\'s default of 8', async () => {
+    const strict = fakeGpu(16, true);
+    const adapter = (await strict.gpu.requestAdapter()) as unknown as { requestDevice(d: object): Promise<{ createShaderModule(m: { code: string }): { code: string } }> };
+    const device = await adapter.requestDevice({});
+    expect(strict.asked.map((d) => d.requiredLimits?.['maxStorageBuffersPerShaderStage'])).toEqual([16, undefined]);
+    // Its shader modules still get the enable directives a marker asks for.
+    expect(device.createShaderModule({ code: '// cifar-enable: f16\nfn f() {}' }).code).toMatch(/^enable f16;/);
+    const plain = fakeGpu(8, true);
+    await ((await plain.gpu.requestAdapter()) as unknown as { requestDevice(d: object): Promise<unknown> }).requestDevice({});
+    expect(plain.asked).toHaveLength(1);
+    expect(plain.asked[0]!.requiredLimits).toBeUndefined();
   });
 });
 
