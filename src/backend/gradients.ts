@@ -55,21 +55,23 @@ function reductionGrad(kernelName: 'Mean' | 'Sum'): GradConfig {
 }
 
 /**
- * ReLU's gradient, dy · step(x): one dispatch of our `CifarReluGrad` where the active backend
- * has it (webgpu), tfjs-core's Step and Multiply elsewhere.
+ * ReLU's gradient, dy · step(x) (x: its input, or its output, which is above 0 in the same
+ * places): one dispatch of our `CifarReluGrad` where the active backend has it (webgpu),
+ * tfjs-core's Step and Multiply elsewhere.
  */
+export function reluGradient(dy: Tensor, x: Tensor): Tensor {
+  return tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined && x.dtype === 'float32' && dy.dtype === 'float32'
+    ? (tf.engine().runKernel(RELU_GRAD, { dy, x }) as Tensor)
+    : tf.mul(dy, tf.cast(tf.step(x), 'float32'));
+}
+
 const reluGrad: GradConfig = {
   kernelName: 'Relu',
   inputsToSave: ['x'],
   gradFunc: (dy: Tensor | Tensor[], saved: Tensor[]) => {
     const x = saved[0];
     if (x === undefined || Array.isArray(dy)) throw new Error('Relu gradient: unexpected inputs');
-    return {
-      x: () =>
-        tf.getKernel(RELU_GRAD, tf.getBackend()) !== undefined && x.dtype === 'float32' && dy.dtype === 'float32'
-          ? (tf.engine().runKernel(RELU_GRAD, { dy, x }) as Tensor)
-          : tf.mul(dy, tf.cast(tf.step(x), 'float32')),
-    };
+    return { x: () => reluGradient(dy, x) };
   },
 };
 

@@ -5,6 +5,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayersModel } from '@tensorflow/tfjs';
+import { reluGradient } from '../backend/gradients.js';
+import type { WebGpuBackendLike } from '../backend/webgpu-kernels/program.js';
+import { runAddRelu } from '../backend/webgpu-kernels/relu-grad.js';
 import { BatchNorm, batchNormFusesRelu } from './batchnorm.js';
 
 /** What a Keras Conv2D layer keeps that its call needs (protected in tfjs-layers' types). */
@@ -99,8 +102,74 @@ export function useFusedBatchNormRelu(model: LayersModel): () => void {
   };
 }
 
+/** Whether `useFusedAddRelu`'s fused add can run for x: WebGPU, float32. */
+function addFusesRelu(x: tf.Tensor): boolean {
+  return tf.getBackend() === 'webgpu' && x.dtype === 'float32';
+}
+
+/** relu(a + b) in one dispatch, with ReLU's gradient (one dispatch) going to both inputs. */
+function fusedAddRelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  const backend = tf.backend() as unknown as WebGpuBackendLike;
+  const f = tf.customGrad((...args: unknown[]) => {
+    const [x, y, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    const value = tf.engine().makeTensorFromTensorInfo(runAddRelu(backend, x, y));
+    save([value]);
+    const gradFunc = (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]): tf.Tensor[] => {
+      const g = reluGradient(dy as tf.Tensor, saved[0]!);
+      // A tensor of its own for each input (the same data): tfjs' tape may dispose one.
+      return [g, tf.clone(g)];
+    };
+    return { value, gradFunc };
+  });
+  return f(a, b);
+}
+
+/**
+ * Fuses each ReLU layer into the two-input Add right before it (a residual block's end: 8 in
+ * ResNet-18), in training passes on WebGPU: the add computes relu(a + b) in one dispatch instead
+ * of two, and its gradient is ReLU's for both inputs (the add's own is free). Only an Add of two
+ * same-shaped inputs, applied once, whose one consumer is a ReLU applied once to it alone (no
+ * max value). The ReLU layer passes its input through; inference and other backends run the
+ * layers as they are.
+ */
+export function useFusedAddRelu(model: LayersModel): () => void {
+  const undo: Array<() => void> = [];
+  for (const layer of model.layers) {
+    if (layer.getClassName() !== 'Add') continue;
+    const add = layer as unknown as GraphLayer;
+    if (add.inboundNodes.length !== 1 || add.inboundNodes[0]!.inboundLayers.length !== 2 || add.outboundNodes.length !== 1) continue;
+    const next = add.outboundNodes[0]!.outboundLayer as tf.layers.Layer & GraphLayer;
+    if (next.getClassName() !== 'ReLU' || next.getConfig()['maxValue'] != null) continue;
+    if (next.inboundNodes.length !== 1 || next.inboundNodes[0]!.inboundLayers.length !== 1 || next.inboundNodes[0]!.inboundLayers[0] !== layer) continue;
+    const [addCall, reluCall] = [add.call, next.call];
+    const [addOwn, reluOwn] = [add, next].map((l) => Object.prototype.hasOwnProperty.call(l, 'call'));
+    // The outputs the add made with the ReLU applied: exactly those the ReLU passes through.
+    const fused = new WeakSet<tf.Tensor>();
+    add.call = function (this: unknown, inputs, kwargs) {
+      const [a, b] = (Array.isArray(inputs) ? inputs : [inputs]) as tf.Tensor[];
+      if (kwargs?.training === true && a && b && addFusesRelu(a) && b.dtype === a.dtype && b.shape.join() === a.shape.join()) {
+        const out = fusedAddRelu(a, b);
+        fused.add(out);
+        return out;
+      }
+      return addCall.call(add, inputs, kwargs);
+    };
+    next.call = function (this: unknown, inputs, kwargs) {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor;
+      return fused.has(x) ? x : reluCall.call(next, inputs, kwargs);
+    };
+    undo.push(() => {
+      if (addOwn) add.call = addCall;
+      else delete (add as Partial<GraphLayer>).call;
+      if (reluOwn) next.call = reluCall;
+      else delete (next as Partial<GraphLayer>).call;
+    });
+  }
+  return () => undo.splice(0).forEach((f) => f());
+}
+
 /** All of this module's training-time rewrites; returns what undoes them. */
 export function prepareForTraining(model: LayersModel): () => void {
-  const undo = [useUnfusedConvolutions(model), useFusedBatchNormRelu(model)];
+  const undo = [useUnfusedConvolutions(model), useFusedBatchNormRelu(model), useFusedAddRelu(model)];
   return () => undo.reverse().forEach((f) => f());
 }

@@ -4,7 +4,7 @@ import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { BatchNorm } from '../../src/model/batchnorm.js';
-import { useFusedBatchNormRelu, useUnfusedConvolutions } from '../../src/model/training-graph.js';
+import { prepareForTraining, useFusedAddRelu, useFusedBatchNormRelu, useUnfusedConvolutions } from '../../src/model/training-graph.js';
 import { useWebGpuInSuite } from '../backend/helpers.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
@@ -118,9 +118,33 @@ describe('useFusedBatchNormRelu (the graph)', () => {
   });
 });
 
+describe('useFusedAddRelu (the graph)', () => {
+  it('fuses the ReLU after each residual add of ResNet-18 (8), and undoes it', () => {
+    const model = buildModel('resnet18', { seed: 1 });
+    const restore = useFusedAddRelu(model);
+    const patched = model.layers.filter((l) => Object.prototype.hasOwnProperty.call(l, 'call')).map((l) => l.name);
+    const blocks = ['s1b1', 's1b2', 's2b1', 's2b2', 's3b1', 's3b2', 's4b1', 's4b2'];
+    expect(patched.sort()).toEqual(blocks.flatMap((b) => [`${b}_add`, `${b}_out`]).sort());
+    restore();
+    expect(model.layers.some((l) => Object.prototype.hasOwnProperty.call(l, 'call'))).toBe(false);
+    model.dispose();
+  });
+
+  it('changes nothing on cpu, with every rewrite of the trainer (prepareForTraining)', async () => {
+    const model = buildModel(CONFIG, { seed: 5 });
+    const plain = await gradientPass(model);
+    const restore = prepareForTraining(model);
+    const rewritten = await gradientPass(model);
+    restore();
+    for (const name of ['Relu', 'Add']) expect(rewritten.kernels.filter((k) => k.name === name)).toHaveLength(plain.kernels.filter((k) => k.name === name).length);
+    plain.values.forEach((v, i) => expect(Array.from(rewritten.values[i]!)).toEqual(Array.from(v)));
+    model.dispose();
+  });
+});
+
 const probe = await probeWebGpu();
 
-describe.skipIf(!probe.ok)('useFusedBatchNormRelu on webgpu', () => {
+describe.skipIf(!probe.ok)('the training-graph rewrites on webgpu', () => {
   useWebGpuInSuite();
 
   /** Loss, gradients and moving statistics after one training pass, and the pass's dispatch count. */
@@ -139,6 +163,31 @@ describe.skipIf(!probe.ok)('useFusedBatchNormRelu on webgpu', () => {
     tf.dispose([x, y]);
     return { values, dispatches: counts!.dispatches };
   }
+
+  it('useFusedAddRelu: the same loss, gradients and predictions with one dispatch fewer per residual add', async () => {
+    const weights = buildModel('resnet10-w8', { seed: 7 }).getWeights();
+    const fresh = (): tf.LayersModel => {
+      const m = buildModel('resnet10-w8');
+      m.setWeights(weights);
+      return m;
+    };
+    const [a, b] = [fresh(), fresh()];
+    await pass(a);
+    const restore = useFusedAddRelu(b);
+    await pass(b);
+    const plain = await pass(a);
+    const fused = await pass(b);
+    // resnet10-w8: 4 blocks, 4 residual adds; Add and Relu become one program, the gradient stays one.
+    expect(plain.dispatches - fused.dispatches).toBe(4);
+    plain.values.forEach((v, i) => expect(Array.from(fused.values[i]!), `tensor ${i}`).toEqual(Array.from(v)));
+    const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 9);
+    const [pa, pb] = [a.predict(x) as tf.Tensor, b.predict(x) as tf.Tensor];
+    expect(Array.from(await pb.data())).toEqual(Array.from(await pa.data()));
+    restore();
+    tf.dispose([x, pa, pb, ...weights]);
+    a.dispose();
+    b.dispose();
+  }, 120_000);
 
   it('gives the same loss, gradients and moving statistics with two dispatches fewer per fused pair, and the same predictions', async () => {
     const weights = buildModel('resnet10-w8', { seed: 6 }).getWeights();

@@ -7,23 +7,34 @@
  * `CifarReluGrad` for the webgpu backend (`registerWebGpuKernels`); the Relu gradient
  * (backend/gradients.ts) runs it where the active backend has it, and tfjs' ops elsewhere.
  * Like tfjs' Step, a NaN in x gives NaN (dy · NaN), and x = 0 gives 0.
+ *
+ * Also relu(a + b) in one dispatch (`runAddRelu`): a residual block's add and the ReLU after it,
+ * fused in training by model/training-graph.ts' `useFusedAddRelu`.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
 import { FLAT_INDEX_WGSL, FLAT_THREADS, flatDispatch, type GpuProgram, type WebGpuBackendLike } from './program.js';
 
 export const RELU_GRAD = 'CifarReluGrad';
 
-/** Inputs `dy` and `x` of one shape (float32); output dy · step(x), four elements an invocation. */
-export class ReluGradProgram implements GpuProgram {
-  variableNames = ['dy', 'x'];
+/**
+ * An element-wise program of two float32 inputs of one shape, four elements an invocation:
+ * `body` sets `out` from `a` and `b`, the inputs' elements (named `names` in the WGSL).
+ */
+class PairwiseProgram implements GpuProgram {
+  variableNames: string[];
   outputShape: number[];
-  shaderKey = 'cifarReluGrad';
   dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [FLAT_THREADS, 1, 1];
   uniforms = 'count : i32,';
 
-  constructor(shape: number[]) {
+  constructor(
+    shape: number[],
+    readonly shaderKey: string,
+    names: [string, string],
+    private readonly body: string,
+  ) {
+    this.variableNames = names;
     this.outputShape = shape;
     this.dispatchLayout = { x: shape.map((_, i) => i) };
     const size = shape.reduce((n, d) => n * d, 1);
@@ -31,25 +42,36 @@ export class ReluGradProgram implements GpuProgram {
   }
 
   getUserCode(): string {
+    const [a, b] = this.variableNames as [string, string];
     return `
   fn main(index : i32) {
     let first = ${FLAT_INDEX_WGSL} * 4;
     for (var k = 0; k < 4; k = k + 1) {
       let e = first + k;
       if (e < uniforms.count) {
-        let v = x[e];
-        // step(v): 1 above 0, else 0; NaN stays NaN (tfjs' Step does the same).
-        let s = select(select(0.0, 1.0, v > 0.0), v, isnan(v));
-        result[e] = dy[e] * s;
+        let a = ${a}[e];
+        let b = ${b}[e];
+        var out = 0.0;
+        ${this.body}
+        result[e] = out;
       }
     }
   }`;
   }
 }
 
-/** Runs the program on `dy` and `x` (same shape, float32). */
+function runPairwise(backend: WebGpuBackendLike, a: TensorInfo, b: TensorInfo, key: string, names: [string, string], body: string): TensorInfo {
+  const program = new PairwiseProgram([...a.shape], key, names, body);
+  const count = a.shape.reduce((n, d) => n * d, 1);
+  return backend.runWebGPUProgram(program, [a, b], 'float32', [{ type: 'int32', data: [count] }]);
+}
+
+/** dy · step(x) for `dy` and `x` of one shape (float32): step(x) is 1 above 0, else 0; NaN stays NaN (tfjs' Step does the same). */
 export function runReluGrad(backend: WebGpuBackendLike, dy: TensorInfo, x: TensorInfo): TensorInfo {
-  const program = new ReluGradProgram([...x.shape]);
-  const count = x.shape.reduce((n, d) => n * d, 1);
-  return backend.runWebGPUProgram(program, [dy, x], 'float32', [{ type: 'int32', data: [count] }]);
+  return runPairwise(backend, dy, x, 'cifarReluGrad', ['dy', 'x'], 'out = a * select(select(0.0, 1.0, b > 0.0), b, isnan(b));');
+}
+
+/** relu(a + b) for `a` and `b` of one shape (float32), as tfjs' Add then Relu compute it (NaN stays NaN). */
+export function runAddRelu(backend: WebGpuBackendLike, a: TensorInfo, b: TensorInfo): TensorInfo {
+  return runPairwise(backend, a, b, 'cifarAddRelu', ['lhs', 'rhs'], 'let v = a + b;\n        out = select(v, 0.0, v < 0.0);');
 }
