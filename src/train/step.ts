@@ -117,7 +117,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         const { value, grads, correct, lossSum } = lossAndGrads(images, labels, size, cutout, crops);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
-          // WebGPU: two tensors a dispatch (with 8 storage buffers a stage), no scalar uploads (see sgd.ts).
+          // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).
           const items = params.map((p, i) => {
             const v = velocities[i]!;
             ensureOwnStorage(p.variable);
