@@ -10,12 +10,45 @@ import type { WebGpuBackendLike } from '../backend/webgpu-kernels/program.js';
 import { runAddRelu } from '../backend/webgpu-kernels/relu-grad.js';
 import { BatchNorm, batchNormFusesRelu } from './batchnorm.js';
 
+/** A layer's `call` (tfjs-layers' signature). */
+type Call = (inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }) => tf.Tensor | tf.Tensor[];
+
+/** The graph links and the call a layer keeps (tfjs-layers' Node, and members protected in its types). */
+interface GraphLayer {
+  inboundNodes: Array<{ inboundLayers: unknown[] }>;
+  outboundNodes: Array<{ outboundLayer: unknown }>;
+  call: Call;
+}
+
+/** Gives `layer` a call of its own made from its current one; returns what puts the current one back. */
+function replaceCall(layer: unknown, make: (previous: Call) => Call): () => void {
+  const target = layer as GraphLayer;
+  const own = Object.prototype.hasOwnProperty.call(target, 'call');
+  const previous = target.call;
+  target.call = make((inputs, kwargs) => previous.call(target, inputs, kwargs));
+  return () => {
+    if (own) target.call = previous;
+    else delete (target as Partial<GraphLayer>).call;
+  };
+}
+
+/** The ReLU layer (no max value) that is `layer`'s only consumer, applied once to `layer` alone, if there is one. */
+function soleReluAfter(layer: tf.layers.Layer): (tf.layers.Layer & GraphLayer) | undefined {
+  const g = layer as unknown as GraphLayer;
+  if (g.inboundNodes.length !== 1 || g.outboundNodes.length !== 1) return undefined;
+  const next = g.outboundNodes[0]!.outboundLayer as tf.layers.Layer & GraphLayer;
+  if (next.getClassName() !== 'ReLU' || next.getConfig()['maxValue'] != null) return undefined;
+  const inbound = next.inboundNodes;
+  return inbound.length === 1 && inbound[0]!.inboundLayers.length === 1 && inbound[0]!.inboundLayers[0] === layer ? next : undefined;
+}
+
+const first = (inputs: tf.Tensor | tf.Tensor[]): tf.Tensor => (Array.isArray(inputs) ? inputs[0]! : inputs);
+
 /** What a Keras Conv2D layer keeps that its call needs (protected in tfjs-layers' types). */
 interface ConvInternals {
   kernel: { read(): tf.Tensor };
   strides: [number, number];
   padding: 'same' | 'valid';
-  call: (inputs: tf.Tensor | tf.Tensor[], kwargs: object) => tf.Tensor | tf.Tensor[];
 }
 
 /**
@@ -31,7 +64,7 @@ interface ConvInternals {
  * keep their own call. Returns a function that puts every changed layer's call back.
  */
 export function useUnfusedConvolutions(model: LayersModel): () => void {
-  const changed: Array<{ layer: ConvInternals; own: boolean; previous: ConvInternals['call'] }> = [];
+  const undo: Array<() => void> = [];
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'Conv2D') continue;
     const config = layer.getConfig();
@@ -43,26 +76,9 @@ export function useUnfusedConvolutions(model: LayersModel): () => void {
       (dilation === undefined || dilation === 1 || (Array.isArray(dilation) && dilation.every((d) => d === 1)));
     if (!plain) continue;
     const conv = layer as unknown as ConvInternals;
-    changed.push({ layer: conv, own: Object.prototype.hasOwnProperty.call(conv, 'call'), previous: conv.call });
-    conv.call = (inputs) =>
-      tf.tidy(() => {
-        const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-        return tf.conv2d(x, conv.kernel.read() as tf.Tensor4D, conv.strides, conv.padding);
-      });
+    undo.push(replaceCall(layer, () => (inputs) => tf.tidy(() => tf.conv2d(first(inputs) as tf.Tensor4D, conv.kernel.read() as tf.Tensor4D, conv.strides, conv.padding))));
   }
-  return () => {
-    for (const { layer, own, previous } of changed.splice(0)) {
-      if (own) layer.call = previous;
-      else delete (layer as Partial<ConvInternals>).call;
-    }
-  };
-}
-
-/** The graph links a layer keeps (tfjs-layers' Node). */
-interface GraphLayer {
-  inboundNodes: Array<{ inboundLayers: unknown[] }>;
-  outboundNodes: Array<{ outboundLayer: unknown }>;
-  call: (inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean }) => tf.Tensor | tf.Tensor[];
+  return () => undo.splice(0).forEach((f) => f());
 }
 
 /**
@@ -75,31 +91,20 @@ interface GraphLayer {
  * inference, and backends without the WebGPU programs, run the layers as they are.
  */
 export function useFusedBatchNormRelu(model: LayersModel): () => void {
-  const pairs: Array<{ bn: BatchNorm; relu: GraphLayer; own: boolean; previous: GraphLayer['call'] }> = [];
+  const undo: Array<() => void> = [];
   for (const layer of model.layers) {
     if (!(layer instanceof BatchNorm)) continue;
-    const bn = layer as unknown as GraphLayer;
-    if (bn.inboundNodes.length !== 1 || bn.outboundNodes.length !== 1) continue;
-    const next = bn.outboundNodes[0]!.outboundLayer as tf.layers.Layer & GraphLayer;
-    if (next.getClassName() !== 'ReLU' || next.getConfig()['maxValue'] != null) continue;
-    if (next.inboundNodes.length !== 1 || next.inboundNodes[0]!.inboundLayers.length !== 1 || next.inboundNodes[0]!.inboundLayers[0] !== layer) continue;
-    const previous = next.call;
-    pairs.push({ bn: layer, relu: next, own: Object.prototype.hasOwnProperty.call(next, 'call'), previous });
+    const relu = soleReluAfter(layer);
+    if (!relu) continue;
     layer.fuseRelu = true;
-    next.call = function (this: unknown, inputs, kwargs) {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor;
-      // The batch norm applied it already where its WebGPU programs ran (the same test it makes).
-      if (kwargs?.training === true && batchNormFusesRelu(x)) return x;
-      return previous.call(next, inputs, kwargs);
-    };
+    // The batch norm applied it already where its WebGPU programs ran (the same test it makes).
+    const restore = replaceCall(relu, (previous) => (inputs, kwargs) => (kwargs?.training === true && batchNormFusesRelu(first(inputs)) ? first(inputs) : previous(inputs, kwargs)));
+    undo.push(() => {
+      layer.fuseRelu = false;
+      restore();
+    });
   }
-  return () => {
-    for (const { bn, relu, own, previous } of pairs.splice(0)) {
-      bn.fuseRelu = false;
-      if (own) relu.call = previous;
-      else delete (relu as Partial<GraphLayer>).call;
-    }
-  };
+  return () => undo.splice(0).forEach((f) => f());
 }
 
 /** Whether `useFusedAddRelu`'s fused add can run for x: WebGPU, float32. */
@@ -135,35 +140,21 @@ function fusedAddRelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 export function useFusedAddRelu(model: LayersModel): () => void {
   const undo: Array<() => void> = [];
   for (const layer of model.layers) {
-    if (layer.getClassName() !== 'Add') continue;
-    const add = layer as unknown as GraphLayer;
-    if (add.inboundNodes.length !== 1 || add.inboundNodes[0]!.inboundLayers.length !== 2 || add.outboundNodes.length !== 1) continue;
-    const next = add.outboundNodes[0]!.outboundLayer as tf.layers.Layer & GraphLayer;
-    if (next.getClassName() !== 'ReLU' || next.getConfig()['maxValue'] != null) continue;
-    if (next.inboundNodes.length !== 1 || next.inboundNodes[0]!.inboundLayers.length !== 1 || next.inboundNodes[0]!.inboundLayers[0] !== layer) continue;
-    const [addCall, reluCall] = [add.call, next.call];
-    const [addOwn, reluOwn] = [add, next].map((l) => Object.prototype.hasOwnProperty.call(l, 'call'));
+    if (layer.getClassName() !== 'Add' || (layer as unknown as GraphLayer).inboundNodes[0]?.inboundLayers.length !== 2) continue;
+    const relu = soleReluAfter(layer);
+    if (!relu) continue;
     // The outputs the add made with the ReLU applied: exactly those the ReLU passes through.
     const fused = new WeakSet<tf.Tensor>();
-    add.call = function (this: unknown, inputs, kwargs) {
-      const [a, b] = (Array.isArray(inputs) ? inputs : [inputs]) as tf.Tensor[];
-      if (kwargs?.training === true && a && b && addFusesRelu(a) && b.dtype === a.dtype && b.shape.join() === a.shape.join()) {
+    undo.push(
+      replaceCall(layer, (previous) => (inputs, kwargs) => {
+        const [a, b] = (Array.isArray(inputs) ? inputs : [inputs]) as tf.Tensor[];
+        if (kwargs?.training !== true || !a || !b || !addFusesRelu(a) || b.dtype !== a.dtype || b.shape.join() !== a.shape.join()) return previous(inputs, kwargs);
         const out = fusedAddRelu(a, b);
         fused.add(out);
         return out;
-      }
-      return addCall.call(add, inputs, kwargs);
-    };
-    next.call = function (this: unknown, inputs, kwargs) {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor;
-      return fused.has(x) ? x : reluCall.call(next, inputs, kwargs);
-    };
-    undo.push(() => {
-      if (addOwn) add.call = addCall;
-      else delete (add as Partial<GraphLayer>).call;
-      if (reluOwn) next.call = reluCall;
-      else delete (next as Partial<GraphLayer>).call;
-    });
+      }),
+      replaceCall(relu, (previous) => (inputs, kwargs) => (fused.has(first(inputs)) ? first(inputs) : previous(inputs, kwargs))),
+    );
   }
   return () => undo.splice(0).forEach((f) => f());
 }
