@@ -19,10 +19,10 @@
  * reduction, 6.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerVariable, Tensor, Tensor4D, TensorInfo } from '@tensorflow/tfjs';
+import type { LayerVariable, Tensor, Tensor4D } from '@tensorflow/tfjs';
 import { runBatchNormApply, runBatchNormGrad, runBatchNormStats, runStatsRow, type MovingStats } from '../backend/webgpu-kernels/batchnorm.js';
 import { canUpdateInPlace, ensureOwnStorage } from '../backend/webgpu-kernels/in-place.js';
-import type { WebGpuBackendLike } from '../backend/webgpu-kernels/program.js';
+import { type WebGpuBackendLike, trackInfo } from '../backend/webgpu-kernels/program.js';
 
 /**
  * Per-channel sum of an NHWC tensor, as `reshape(x, [M, C])^T x ones[M, 1]`. On wasm this
@@ -63,9 +63,6 @@ export function batchNormFusesRelu(x: Tensor): boolean {
   return webGpuBackendFor(x) !== undefined;
 }
 
-/** A program's output as an engine-tracked tensor (so that tidy and dispose free it), like a kernel's. */
-const track = (info: TensorInfo): Tensor => tf.engine().makeTensorFromTensorInfo(info);
-
 /**
  * `trainingBatchNorm` on WebGPU, returning the statistics as one [2, C] tensor (mean; biased
  * variance) that the programs read directly: 3 dispatches forward (with `moving`, the moving
@@ -76,16 +73,16 @@ function webGpuTrainingBatchNorm(backend: WebGpuBackendLike, x: Tensor4D, gamma:
   let stats: Tensor | undefined;
   const f = tf.customGrad((...args: unknown[]) => {
     const [xi, g, b, save] = args as [Tensor4D, Tensor, Tensor, tf.GradSaveFunc];
-    const s = track(runBatchNormStats(backend, xi, moving));
+    const s = trackInfo(runBatchNormStats(backend, xi, moving));
     // The forward runs inside a tidy: keep the statistics for the caller, who disposes them.
     stats = tf.keep(s);
-    const value = track(runBatchNormApply(backend, xi, s, g, b, epsilon, relu)) as Tensor4D;
+    const value = trackInfo(runBatchNormApply(backend, xi, s, g, b, epsilon, relu)) as Tensor4D;
     // With the ReLU fused, its gradient needs the output (where it is above 0).
     save(relu ? [xi, s, g, value] : [xi, s, g]);
     const gradFunc = (dy: Tensor | Tensor[], saved: Tensor[]): Tensor[] => {
       const [sx, sStats, sGamma, sOut] = saved as [Tensor, Tensor, Tensor, Tensor | undefined];
       const { dx, dGamma, dBeta } = runBatchNormGrad(backend, dy as Tensor, sx, sStats, sGamma, epsilon, undefined, sOut);
-      return [track(dx), track(dGamma), track(dBeta)];
+      return [trackInfo(dx), trackInfo(dGamma), trackInfo(dBeta)];
     };
     return { value, gradFunc };
   });
@@ -102,8 +99,8 @@ export function trainingBatchNorm(x: Tensor4D, gamma: Tensor, beta: Tensor, epsi
   const backend = webGpuBackendFor(x);
   if (backend) {
     const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma, beta, epsilon);
-    const mean = tf.keep(track(runStatsRow(backend, stats, 0)));
-    const variance = tf.keep(track(runStatsRow(backend, stats, 1)));
+    const mean = tf.keep(trackInfo(runStatsRow(backend, stats, 0)));
+    const variance = tf.keep(trackInfo(runStatsRow(backend, stats, 1)));
     stats.dispose();
     return { y, mean, variance };
   }
@@ -201,8 +198,8 @@ export class BatchNorm extends tf.layers.Layer {
       const { y, stats } = webGpuTrainingBatchNorm(backend, x, gamma.read(), beta.read(), this.epsilon, moving, this.fuseRelu);
       if (!moving) {
         tf.tidy(() => {
-          movingMean.write(track(runStatsRow(backend, stats, 0, movingMean.read(), this.momentum)));
-          movingVariance.write(track(runStatsRow(backend, stats, 1, movingVariance.read(), this.momentum)));
+          movingMean.write(trackInfo(runStatsRow(backend, stats, 0, movingMean.read(), this.momentum)));
+          movingVariance.write(trackInfo(runStatsRow(backend, stats, 1, movingVariance.read(), this.momentum)));
         });
       }
       stats.dispose();

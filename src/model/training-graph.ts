@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LayersModel } from '@tensorflow/tfjs';
 import { reluGradient } from '../backend/gradients.js';
-import type { WebGpuBackendLike } from '../backend/webgpu-kernels/program.js';
+import { type WebGpuBackendLike, trackInfo } from '../backend/webgpu-kernels/program.js';
 import { runAddRelu } from '../backend/webgpu-kernels/relu-grad.js';
 import { BatchNorm, batchNormFusesRelu } from './batchnorm.js';
 
@@ -117,7 +117,7 @@ function fusedAddRelu(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   const backend = tf.backend() as unknown as WebGpuBackendLike;
   const f = tf.customGrad((...args: unknown[]) => {
     const [x, y, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-    const value = tf.engine().makeTensorFromTensorInfo(runAddRelu(backend, x, y));
+    const value = trackInfo(runAddRelu(backend, x, y));
     save([value]);
     const gradFunc = (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]): tf.Tensor[] => {
       const g = reluGradient(dy as tf.Tensor, saved[0]!);

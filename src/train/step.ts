@@ -64,15 +64,17 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
 }
 
 /**
- * A training step's loss (`smoothedCrossEntropy`, differentiable in the logits) with the number
- * of right answers and, on WebGPU, the loss summed over the batch, both kept (the caller
- * disposes them). On WebGPU, where in-place dispatches run, one dispatch forward and one backward
- * (backend/webgpu-kernels/loss.ts) instead of about 28; elsewhere tfjs' ops, and no sum.
+ * A training step's loss (`smoothedCrossEntropy`, differentiable in the logits) with its sum over
+ * the batch and the number of right answers, both kept (the caller disposes them). On WebGPU,
+ * where in-place dispatches run, one dispatch forward and one backward
+ * (backend/webgpu-kernels/loss.ts) instead of about 28; elsewhere tfjs' ops.
  */
-export function stepLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): { loss: tf.Scalar; lossSum?: tf.Scalar; correct: tf.Scalar } {
+export function stepLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): { loss: tf.Scalar; lossSum: tf.Scalar; correct: tf.Scalar } {
   if (canUpdateInPlace()) return fusedSmoothedCrossEntropy(logits, labels, smoothing);
+  const loss = smoothedCrossEntropy(logits, labels, classes, smoothing);
+  const lossSum = tf.keep(tf.mul(loss, labels.shape[0])) as tf.Scalar;
   const correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), labels)).toFloat()) as tf.Scalar;
-  return { loss: smoothedCrossEntropy(logits, labels, classes, smoothing), correct };
+  return { loss, lossSum, correct };
 }
 
 /**
@@ -87,13 +89,6 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const restoreLayers = prepareForTraining(model);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
-  // The batch size as a tensor, made once per size (not uploaded again every step).
-  const sizes = new Map<number, tf.Scalar>();
-  const batchSize = (size: number): tf.Scalar => {
-    let t = sizes.get(size);
-    if (!t) sizes.set(size, (t = tf.keep(tf.scalar(size))));
-    return t;
-  };
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
   const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams) => {
     const side = options.cutout ?? 0;
@@ -106,7 +101,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       [correct, lossSum] = [out.correct, out.lossSum];
       return out.loss;
     }, params.map((p) => p.variable));
-    return { value, grads, correct: correct!, lossSum };
+    return { value, grads, correct: correct!, lossSum: lossSum! };
   };
   return {
     step(images, labels, size, lr, cutout, crops) {
@@ -114,7 +109,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       if (options.crops && !crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
       beginStep();
       return tf.tidy(() => {
-        const { value, grads, correct, lossSum } = lossAndGrads(images, labels, size, cutout, crops);
+        const { grads, correct, lossSum } = lossAndGrads(images, labels, size, cutout, crops);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
           // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).
@@ -135,7 +130,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
             p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
           });
         }
-        return { lossSum: lossSum ?? (tf.mul(value, batchSize(size)) as tf.Scalar), correct };
+        return { lossSum, correct };
       });
     },
     async precompile(size) {
@@ -146,7 +141,8 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         const centres = { cy: new Int32Array(size), cx: new Int32Array(size) };
         const crops = { dy: new Int32Array(size), dx: new Int32Array(size), mirror: new Int32Array(size) };
         return await compileInParallel(() => {
-          lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined, options.crops ? crops : undefined).correct.dispose();
+          const { correct, lossSum } = lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined, options.crops ? crops : undefined);
+          tf.dispose([correct, lossSum]);
         });
       } finally {
         model.nonTrainableWeights.forEach((w, i) => w.write(kept[i]!));
@@ -169,7 +165,6 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       restoreLayers();
       normalizer.dispose();
       velocities.forEach((v) => v.dispose());
-      sizes.forEach((t) => t.dispose());
     },
   };
 }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
-import { canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace, sgdUpdateInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
+import { canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
@@ -67,7 +67,7 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
       expect((await v.data())[0]).toBe(vv![0]);
       const half = tf.tensor1d(gv!.map((x) => x / 2));
       const g = tf.mul(half, 2); // computed on the GPU just before the update, still unsubmitted
-      sgdUpdateInPlace(w, v, g, { lr: 0.1, momentum: 0.9, weightDecay: decay });
+      sgdUpdateAllInPlace([{ weights: w, velocity: v, grad: g, weightDecay: decay }], { lr: 0.1, momentum: 0.9 });
       tf.dispose([g, half]); // disposal waits for the submission
       const [ew, ev] = reference(wv!, vv!, gv!, 0.1, 0.9, decay);
       expectClose((await w.data()) as Float32Array, ew, 1e-6, 'w');

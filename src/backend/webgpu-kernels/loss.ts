@@ -13,9 +13,9 @@
  * trainer falls back to the ops elsewhere, e.g. while tfjs only compiles.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Scalar, Tensor, Tensor1D, Tensor2D, TensorInfo } from '@tensorflow/tfjs';
+import type { Scalar, Tensor, Tensor1D, Tensor2D } from '@tensorflow/tfjs';
 import { dispatchInPlace } from './in-place.js';
-import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
+import { type GpuProgram, type ProgramUniform, type WebGpuBackendLike, trackInfo } from './program.js';
 
 /** Threads of the forward's one workgroup (rows t, t + 256, ...). */
 const THREADS = 256;
@@ -125,7 +125,6 @@ export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, sm
   const backend = tf.backend() as unknown as WebGpuBackendLike;
   const [n, k] = logits.shape;
   const { on, off } = targetWeights(k, smoothing);
-  const track = (info: TensorInfo): Tensor => tf.engine().makeTensorFromTensorInfo(info);
   let lossSum: Scalar | undefined;
   let correct: Scalar | undefined;
   const f = tf.customGrad((...args: unknown[]) => {
@@ -146,8 +145,8 @@ export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, sm
       name: 'CifarLoss',
     });
     // The forward runs inside a tidy: keep the sum and the count for the caller.
-    lossSum = tf.keep(track(sum!) as Scalar);
-    correct = tf.keep(track(hits!) as Scalar);
+    lossSum = tf.keep(trackInfo(sum!) as Scalar);
+    correct = tf.keep(trackInfo(hits!) as Scalar);
     save([x]);
     const gradFunc = (dy: Tensor | Tensor[], saved: Tensor[]): Tensor => {
       const program = new LossGradProgram(n, k);
@@ -156,9 +155,9 @@ export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, sm
         { type: 'float32', data: [off] },
         { type: 'float32', data: [1 / n] },
       ];
-      return track(backend.runWebGPUProgram(program, [saved[0]!, labels, dy as Tensor], 'float32', uniforms));
+      return trackInfo(backend.runWebGPUProgram(program, [saved[0]!, labels, dy as Tensor], 'float32', uniforms));
     };
-    return { value: track(mean!) as Scalar, gradFunc };
+    return { value: trackInfo(mean!) as Scalar, gradFunc };
   });
   const loss = f(logits) as Scalar;
   return { loss, lossSum: lossSum!, correct: correct! };

@@ -3,7 +3,8 @@
  * that this code type-checks without the backend's WebGPU type declarations, plus the tiled
  * GEMM body that both convolution gradients share.
  */
-import type { TensorInfo } from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
+import type { Tensor, TensorInfo } from '@tensorflow/tfjs';
 import { type ConvGeometry, DEFAULT_WORKGROUP_STORAGE, THREADS_PER_SIDE, type Tile } from './plan.js';
 import { type OperandScale, matrixMainSource } from './matrix.js';
 import { webGpuKernelSettings } from './settings.js';
@@ -30,6 +31,11 @@ export interface WebGpuBackendLike {
   disposeData(dataId: object, force?: boolean): boolean;
   /** The GPUDevice tfjs opened (with the adapter's workgroup-memory limit, which tfjs asks for). */
   device?: { limits?: { maxComputeWorkgroupStorageSize?: number } };
+}
+
+/** A program's output as an engine-tracked tensor (so that tidy and dispose free it), like a kernel's. */
+export function trackInfo(info: TensorInfo): Tensor {
+  return tf.engine().makeTensorFromTensorInfo(info);
 }
 
 /** Threads per workgroup of the flat element-wise programs (the input, ReLU's gradient, SGD). */

@@ -74,16 +74,10 @@ export function deviceSgdGroupSize(): number {
 }
 
 /**
- * v ← μ·v + (g + λ·w); w ← w − lr·(g + λ·w + μ·v), in place on the webgpu backend: `weights`
- * and `velocity` keep their data ids, so they must not share storage with other tensors
- * (tf.variable's own storage, as the trainer's are). Check `canUpdateInPlace()` first.
- */
-export function sgdUpdateInPlace(weights: Tensor, velocity: Tensor, grad: Tensor, hyper: SgdHyper): void {
-  sgdUpdateAllInPlace([{ weights, velocity, grad, weightDecay: hyper.weightDecay }], hyper);
-}
-
-/**
- * The same update for many tensors, `sgdGroupSize()` of them per dispatch for the device's
+ * v ← μ·v + (g + λ·w); w ← w − lr·(g + λ·w + μ·v), in place on the webgpu backend: each item's
+ * `weights` and `velocity` keep their data ids, so they must not share storage with other tensors
+ * (tf.variable's own storage, as the trainer's are; `ensureOwnStorage`). Check `canUpdateInPlace()` first.
+ * `sgdGroupSize()` tensors per dispatch for the device's
  * storage-buffer limit (8 a stage, WebGPU's default: ResNet-18's 62 tensors in 31 dispatches;
  * 16, lavapipe's: 5 a dispatch, 13 dispatches), each with its own weight decay.
  */
