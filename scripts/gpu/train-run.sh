@@ -36,6 +36,7 @@
 #   default with a new bind group per dispatch (--fresh-bind-groups, tfjs' way, before
 #   2026-11-27's fourth session; never picked); seventh, the CPU side of a step alone on this host (Dawn's null
 #   backend, batch 16, no shader runs: its 256 row is absent, so it is never picked).
+# BENCH_ONLY="default tensor-cores tensor-cores-32" keeps only the variants named, of BENCH's set.
 # BENCH=1 (the default) runs the full table (128/256/512) with PyTorch's reference, those two,
 #   and the variants that are off by default (scalar loads, scalar reads, 8 deep, no prefetch,
 #   64-wide tiles, input gradient as forward, split forward, tfjs' forward convolution) at 256.
@@ -92,6 +93,13 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
 # BENCH=quick: the first seven; BENCH=1: all.
 VARIANTS=("${ALL_VARIANTS[@]:0:7}")
 [[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
+# BENCH_ONLY="default tensor-cores ...": only the variants named (the default first if named), to
+# save device time for the run.
+if [[ -n ${BENCH_ONLY:-} ]]; then
+  kept=()
+  for v in "${VARIANTS[@]}"; do [[ " $BENCH_ONLY " == *" ${v%%|*} "* ]] && kept+=("$v"); done
+  VARIANTS=("${kept[@]}")
+fi
 best=${RATE:-5700}; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
   VARIANTS=()
