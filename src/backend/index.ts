@@ -10,6 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
+import { matrixCheckFailure, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
 import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
@@ -126,8 +127,9 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
 /**
  * Float16 GEMMs (CIFAR_WEBGPU_MATMUL) need what `matrixSupport` lists of the device, and for the
  * tensor cores a WGSL compiler that takes one of the subgroup-matrix syntaxes (`pickMatrixSyntax`:
- * Dawn changed how the layout is written): without them the float32 kernels run, and the start
- * line says why.
+ * Dawn changed how the layout is written), and float16 convolutions that agree with the float32
+ * ones on the device (`runMatrixCheck`: on the H100 the tensor cores' gradients did not): without
+ * them the float32 kernels run, and the start line says why.
  * @returns '' or the reason, as a suffix of the start line.
  */
 async function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
@@ -142,7 +144,12 @@ async function settleMatmul(probe: AdapterCapabilities, device: { features?: Ite
   }
   if (reason === undefined) {
     setMatrixSubgroupSize(support.subgroupSize!);
-    return '';
+    try {
+      reason = matrixCheckFailure(await runMatrixCheck());
+    } catch (err) {
+      reason = `its check against the float32 kernels failed (${(err as Error).message.split('\n')[0]})`;
+    }
+    if (reason === undefined) return '';
   }
   configureWebGpuKernels({ matmul: 'f32' });
   const why = `float16 ${mode} not available: ${reason}`;

@@ -12,6 +12,7 @@ import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
 import { type MatrixSyntax, matmulFallback, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
+import { type MatrixCheck, matrixCheck } from '../backend/webgpu-kernels/matrix-check.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -99,6 +100,8 @@ export interface GpuBenchResult extends KernelVariant {
   matmulFallback?: string;
   /** With tensor cores: how the device's WGSL compiler took the subgroup matrices' layout (`pickMatrixSyntax`). */
   matrixSyntax?: MatrixSyntax;
+  /** With float16 GEMMs asked for: the start-up check against float32 (`runMatrixCheck`), each kernel's disagreement relative to its largest value. */
+  matrixCheck?: MatrixCheck;
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   forwardKernel: 'cifar' | 'stock';
@@ -197,17 +200,18 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
       hint: 'run on a GPU, or pass --allow-software for a smoke test',
     });
   }
-  const backend = await initBackend('webgpu');
-  if (options.submitBatch !== undefined) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', options.submitBatch);
-  // Nothing to check when no shader runs.
-  const checkBatch = runsNothing ? 0 : (options.checkBatch ?? 8);
   // Only what was asked changes; the rest stays as the environment set it (CIFAR_WEBGPU_*). Set
-  // before the check, so that it checks the variant measured.
+  // before the backend starts, so that the float16 GEMMs' start-up check (`runMatrixCheck`) and
+  // the kernel check below check the variant measured.
   const asked = Object.entries(options.kernels ?? {}).filter(([, value]) => value !== undefined);
   configureWebGpuKernels({
     ...(Object.fromEntries(asked) as Partial<KernelVariant>),
     ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
   });
+  const backend = await initBackend('webgpu');
+  if (options.submitBatch !== undefined) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', options.submitBatch);
+  // Nothing to check when no shader runs.
+  const checkBatch = runsNothing ? 0 : (options.checkBatch ?? 8);
   let kernelCheck: ConvCheck[] = [];
   if (checkBatch > 0) {
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
@@ -237,6 +241,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     kernels: options.stockKernels ? 'stock' : 'cifar',
     ...(matmulFallback() === undefined ? {} : { matmulFallback: matmulFallback() }),
     ...(variant.matmul === 'tensor-cores' ? { matrixSyntax: matrixSyntax() } : {}),
+    ...(matrixCheck() === undefined ? {} : { matrixCheck: matrixCheck() }),
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     ...variant,
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',

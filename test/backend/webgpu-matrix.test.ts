@@ -4,7 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
-import { absMaxPartials, matrixGrid, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { absMaxPartials, dyScale, matrixGrid, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
@@ -163,6 +164,32 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
     expect(withEnables('fn main() {}')).toBe('fn main() {}');
   });
 
+  it('the start-up check: disagreement relative to the largest reference value; the first kernels over 2e-3 named with their figures (NaN fails)', () => {
+    expect(relativeDisagreement(new Float32Array([1, 2.01]), new Float32Array([1, 2]))).toBeCloseTo(0.005, 6);
+    expect(relativeDisagreement(new Float32Array([0, 0]), new Float32Array([0, 0]))).toBe(0);
+    expect(relativeDisagreement(new Float32Array([Number.NaN, 2]), new Float32Array([1, 2]))).toBe(Infinity);
+    expect(matrixCheckFailure({ forward: 3e-4, 'filter gradient': 3e-4, 'input gradient': MATRIX_CHECK_TOLERANCE })).toBeUndefined();
+    // The H100's tensor cores of 2026-11-27: the forward right, both gradients wrong.
+    expect(matrixCheckFailure({ forward: 3.6e-4, 'filter gradient': 1.42, 'input gradient': 1.53 })).toBe(
+      'its convolutions disagree with the float32 kernels on this device (filter gradient off by 1.4, input gradient off by 1.5 of the largest value; at most 0.002 allowed)',
+    );
+    expect(matrixCheckFailure({ forward: Number.NaN, 'filter gradient': 0, 'input gradient': 0 })).toContain('forward off by NaN');
+  });
+
+  it('CIFAR_WEBGPU_MATRIX_SCALE=0 (a diagnosis) leaves dy unscaled: no scale, and the start line says so', () => {
+    const before = configureWebGpuKernels({ matmul: 'tensor-cores' });
+    try {
+      expect(dyScale(1, 8192)).toEqual({ operand: 1, partials: 2 });
+      configureWebGpuKernels({ matrixScale: false });
+      expect(dyScale(1, 8192)).toBeUndefined();
+      expect(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }).matrixScale).toBe(false);
+      expect(describeWebGpuKernels({ ...settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }), matmul: 'tensor-cores' })).toContain('float16 tensor cores, dy unscaled');
+      expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }))).not.toContain('unscaled');
+    } finally {
+      configureWebGpuKernels(before);
+    }
+  });
+
   it('one partial maximum per 4,096 values of dy, 1 to 256 (one per thread of the GEMM that reduces them)', () => {
     expect(absMaxPartials(10)).toBe(1);
     expect(absMaxPartials(4097)).toBe(2);
@@ -251,6 +278,27 @@ describe.skipIf(!probe.ok)('CIFAR_WEBGPU_MATMUL when the backend starts (dist/, 
     expect(stdout).toContain('(float16 tensor-cores not available: the adapter offers no subgroup matrices (chromium-experimental-subgroup-matrix); float32 kernels)');
     expect(stdout).not.toContain('float16 tensor cores,');
   }, 60_000);
+
+  it.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('emulated float16 GEMMs start only after their convolutions agree with float32 on the device (the check ran both: they differ, by float16\'s rounding)', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "import { initBackend } from './dist/backend/index.js'; import { matrixCheck } from './dist/backend/webgpu-kernels/matrix-check.js'; const r = await initBackend('webgpu'); console.log(r.reason); console.log(JSON.stringify(matrixCheck())); process.exit(0);",
+      ],
+      { env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'emulated' }, timeout: 90_000 },
+    );
+    const [detail, figures] = stdout.trim().split('\n').slice(-2);
+    expect(detail).toContain('float16 subgroup matrices emulated');
+    expect(detail).not.toContain('float32 kernels)');
+    const check = JSON.parse(figures!) as Record<string, number>;
+    expect(Object.keys(check).sort()).toEqual(['filter gradient', 'forward', 'input gradient']);
+    for (const e of Object.values(check)) {
+      expect(e).toBeGreaterThan(1e-5); // float16 operands: had both runs used the same program, 0
+      expect(e).toBeLessThanOrEqual(MATRIX_CHECK_TOLERANCE);
+    }
+  }, 90_000);
 
   it('a value that is not a mode stops the start with a one-line error', async () => {
     const { stdout } = await start('fp16');
