@@ -231,10 +231,10 @@ export interface OperandScale {
 
 /**
  * The scale of a gradient GEMM's dy operand with float16 operands (a matmul setting other than
- * f32); undefined for float32, which needs none.
+ * f32); undefined for float32, which needs none, and with the scaling turned off (`matrixScale`).
  */
 export function dyScale(operand: 0 | 1, dyElements: number): OperandScale | undefined {
-  return webGpuKernelSettings().matmul === 'f32' ? undefined : { operand, partials: absMaxPartials(dyElements) };
+  return webGpuKernelSettings().matmul === 'f32' || !webGpuKernelSettings().matrixScale ? undefined : { operand, partials: absMaxPartials(dyElements) };
 }
 
 /**

@@ -55,6 +55,12 @@ export interface WebGpuKernelSettings {
   matmul: MatmulMode;
   /** K depth of the float16 tiles (two subgroup-matrix steps per barrier at 32). */
   matrixDepth: 16 | 32;
+  /**
+   * float16 gradient GEMMs scale dy by a power of two first (matrix.ts). Off
+   * (CIFAR_WEBGPU_MATRIX_SCALE=0) only to find out, on a device whose float16 gradients disagree
+   * with float32, whether the scaling is the cause: small loss gradients then vanish in float16.
+   */
+  matrixScale: boolean;
 }
 
 /** `f32`: float32 fused multiply-adds; `tensor-cores`: float16 subgroup matrices; `emulated`: those written out in plain WGSL. */
@@ -95,6 +101,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
     matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
     matrixDepth: env['CIFAR_WEBGPU_MATRIX_TK'] === '32' ? 32 : 16,
+    matrixScale: env['CIFAR_WEBGPU_MATRIX_SCALE'] !== '0',
   };
 }
 
@@ -120,6 +127,7 @@ export function describeWebGpuKernels(s: KernelVariant): string {
     [s.matmul === 'tensor-cores', 'float16 tensor cores'],
     [s.matmul === 'emulated', 'float16 subgroup matrices emulated'],
     [s.matmul !== 'f32' && s.matrixDepth === 32, 'float16 tiles 32 deep'],
+    [s.matmul !== 'f32' && !s.matrixScale, 'dy unscaled'],
   ];
   return [`tiles up to ${s.maxTileSide}`, ...on.filter(([set]) => set).map(([, name]) => name)].join(', ');
 }
