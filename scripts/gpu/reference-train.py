@@ -144,17 +144,22 @@ for epoch in range(1, a.epochs + 1):
         torch.cuda.synchronize()
     train_s = time.perf_counter() - te
     model.eval()
-    test_correct, test_loss = 0, 0.0
+    test_correct, test_loss, tta_correct = 0, 0.0, 0
     with torch.no_grad(), autocast():
         for s in range(0, xte.shape[0], 500):
-            lo = model(normalise(xte[s:s + 500]).contiguous(memory_format=torch.channels_last)).float()
+            xs = normalise(xte[s:s + 500]).contiguous(memory_format=torch.channels_last)
+            lo = model(xs).float()
             test_loss += F.cross_entropy(lo, yte[s:s + 500], reduction='sum').item()
             test_correct += (lo.argmax(1) == yte[s:s + 500]).sum().item()
+            # Flip TTA as `cifar eval --tta`: the mean of the softmaxes of the image and its mirror.
+            mirrored = model(torch.flip(xs, dims=[3]).contiguous(memory_format=torch.channels_last)).float()
+            tta_correct += ((lo.softmax(1) + mirrored.softmax(1)).argmax(1) == yte[s:s + 500]).sum().item()
     row = {'epoch': epoch, 'trainLoss': loss_sum.item() / (steps * a.batch), 'trainAccuracy': correct.item() / (steps * a.batch),
-           'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'lr': one_cycle(step - 1), 'seconds': train_s}
+           'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'testAccuracyTta': tta_correct / xte.shape[0],
+           'lr': one_cycle(step - 1), 'seconds': train_s}
     history.append(row)
     print(f"{epoch:3d}/{a.epochs}  train loss {row['trainLoss']:.4f} acc {100 * row['trainAccuracy']:.2f}%  "
-          f"test loss {row['testLoss']:.4f} acc {100 * row['testAccuracy']:.2f}%  {train_s:.1f} s", flush=True)
+          f"test loss {row['testLoss']:.4f} acc {100 * row['testAccuracy']:.2f}% (flip TTA {100 * row['testAccuracyTta']:.2f}%)  {train_s:.1f} s", flush=True)
     result['seconds'] = time.perf_counter() - t0
     with open(a.out + '.tmp', 'w') as fh:
         json.dump(result, fh, indent=1)
@@ -162,4 +167,4 @@ for epoch in range(1, a.epochs + 1):
     if a.deadline and time.perf_counter() - t0 > a.deadline:
         print(f'stopped at the deadline after epoch {epoch}', flush=True)
         break
-print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% after {len(history)} epochs in {result['seconds']:.0f} s ({result['gpu']})", flush=True)
+print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% (flip TTA {100 * history[-1]['testAccuracyTta']:.2f}%) after {len(history)} epochs in {result['seconds']:.0f} s ({result['gpu']})", flush=True)
