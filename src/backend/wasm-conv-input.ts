@@ -71,7 +71,7 @@ export function phasePlan(f: number, s: number, pad: number, inSize: number): Ph
 }
 
 function subPixel(s: Scratch, dy: TensorInfo, filter: TensorInfo, ph: PhasePlan, pw: PhasePlan, sh: number, sw: number, h: number, w: number): TensorInfo {
-  const [fh, fw, ci, co] = filter.shape as Shape4;
+  const [, fw, ci, co] = filter.shape as Shape4;
   const [, oh, ow] = dy.shape as Shape4;
   // The phase filters, gathered from the filter taps and zero taps: [Kh, Kw, sh, sw, ci, co].
   const taps: number[] = [];
