@@ -134,6 +134,7 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
  */
 async function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
   const mode = webGpuKernelSettings().matmul;
+  setMatmulFallback(undefined);
   if (mode === 'f32') return '';
   const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
   let reason = support.reason;

@@ -56,7 +56,8 @@ export function matmulFallback(): string | undefined {
   return fallback;
 }
 
-export function setMatmulFallback(why: string): void {
+/** Records why the float16 GEMMs did not start (undefined: they did, or were not asked for). */
+export function setMatmulFallback(why: string | undefined): void {
   fallback = why;
 }
 
