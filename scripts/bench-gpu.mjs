@@ -23,7 +23,8 @@
 //     vulkan_enable_f16_on_nvidia), or those emulated in plain WGSL (a correctness check); the
 //     start line says when the device cannot and float32 runs instead)
 //   [--matrix-tk 16|32] (K depth of those float16 tiles, as CIFAR_WEBGPU_MATRIX_TK; default 16)
-//   [--no-matrix-scale] (float16 gradients without dy's power-of-two scaling, as CIFAR_WEBGPU_MATRIX_SCALE=0: a diagnosis)
+//   [--matrix-scale shared|registers|off] (how float16 gradients find dy's power-of-two scale, as
+//   CIFAR_WEBGPU_MATRIX_SCALE=registers|0; default shared: a diagnosis)
 //   [--dawn-toggles a,b] (Dawn toggles to enable, as CIFAR_WEBGPU_DAWN_TOGGLES: disable_robustness,
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--cutout N] (the training step cuts a square of side N from each image, as cifar train
@@ -81,7 +82,7 @@ async function main() {
       'fresh-bind-groups': { type: 'boolean', default: false },
       matmul: { type: 'string' },
       'matrix-tk': { type: 'string' },
-      'no-matrix-scale': { type: 'boolean' },
+      'matrix-scale': { type: 'string' },
       cutout: { type: 'string' },
     },
   });
@@ -118,7 +119,7 @@ async function main() {
       splitForward: values['split-forward'],
       wideLoads: onOff(values, 'vec4-loads'),
       matrixDepth: values['matrix-tk'] === undefined ? undefined : values['matrix-tk'] === '32' ? 32 : 16,
-      matrixScale: values['no-matrix-scale'] ? false : undefined,
+      matrixScale: values['matrix-scale'] === undefined ? undefined : values['matrix-scale'] === 'registers' ? 'registers' : values['matrix-scale'] === 'off' ? 'off' : 'shared',
     },
     onProgress: (m) => process.stderr.write(`${m}\n`),
   });

@@ -40,11 +40,13 @@
 # The H100 of 2026-11-27 (sixth session) compiled the tensor-core programs, but their gradients
 #   disagreed with float32 (forward 3e-4, both gradients 1.2-1.6 of the largest value); since then a
 #   float16 mode runs only after agreeing with float32 at start-up (else float32 runs: rate 0).
-#   Five variants ask which setting is the cause, each JSON's matrixCheck giving the figures:
-#   tensor-cores-unscaled (dy not scaled; never trained with), -plain (no prefetch, scalar loads),
+#   Six variants ask which setting is the cause, each JSON's matrixCheck giving the figures:
+#   tensor-cores-unscaled (dy not scaled; never trained with), -scale-registers (dy's scale
+#   reduced by every invocation in registers: no workgroup memory, barrier or uniform load
+#   before the matrices), -plain (no prefetch, scalar loads),
 #   -tiles64, -no-robustness (Dawn's disable_robustness), -fresh (a new bind group per dispatch:
 #   the gradients bind one input more, dy's maxima, made just before). For instance
-#   BENCH=quick BENCH_ONLY="default tensor-cores tensor-cores-unscaled tensor-cores-plain tensor-cores-tiles64 tensor-cores-no-robustness tensor-cores-fresh".
+#   BENCH=quick BENCH_ONLY="default tensor-cores tensor-cores-unscaled tensor-cores-scale-registers tensor-cores-plain tensor-cores-tiles64 tensor-cores-no-robustness tensor-cores-fresh".
 # BENCH=1 (the default) runs the full table (128/256/512) with PyTorch's reference, those two,
 #   and the variants that are off by default (scalar loads, scalar reads, 8 deep, no prefetch,
 #   64-wide tiles, input gradient as forward, split forward, tfjs' forward convolution) at 256.
@@ -90,7 +92,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "cutout-16|--cutout 16|"
   "fresh-bind-groups|--fresh-bind-groups|CIFAR_WEBGPU_BIND_GROUPS=fresh"
   "cpu-side|--dawn-backend null --batches 16|"
-  "tensor-cores-unscaled|--matmul tensor-cores --no-matrix-scale|"
+  "tensor-cores-unscaled|--matmul tensor-cores --matrix-scale off|"
+  "tensor-cores-scale-registers|--matmul tensor-cores --matrix-scale registers|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_MATRIX_SCALE=registers"
   "tensor-cores-plain|--matmul tensor-cores --no-prefetch --no-vec4-loads|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_PREFETCH=0 CIFAR_WEBGPU_LOADS=scalar"
   "tensor-cores-tiles64|--matmul tensor-cores --tile 64|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_TILE=64"
   "tensor-cores-no-robustness|--matmul tensor-cores --dawn-toggles $TOGGLES|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
@@ -103,8 +106,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
-# BENCH=quick: the first seven, or those BENCH_ONLY names of the first twelve; BENCH=1: all.
-VARIANTS=("${ALL_VARIANTS[@]:0:$([[ -n ${BENCH_ONLY:-} ]] && echo 12 || echo 7)}")
+# BENCH=quick: the first seven, or those BENCH_ONLY names of the first thirteen; BENCH=1: all.
+VARIANTS=("${ALL_VARIANTS[@]:0:$([[ -n ${BENCH_ONLY:-} ]] && echo 13 || echo 7)}")
 [[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
 # BENCH_ONLY="default tensor-cores ...": only the variants named (the default first if named), to
 # save device time for the run.

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
-import { absMaxPartials, dyScale, matrixGrid, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { absMaxPartials, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
 import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
@@ -176,15 +176,23 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
     expect(matrixCheckFailure({ forward: Number.NaN, 'filter gradient': 0, 'input gradient': 0 })).toContain('forward off by NaN');
   });
 
-  it('CIFAR_WEBGPU_MATRIX_SCALE=0 (a diagnosis) leaves dy unscaled: no scale, and the start line says so', () => {
+  it('CIFAR_WEBGPU_MATRIX_SCALE (a diagnosis): dy\'s scale reduced in workgroup memory by default, in registers, or not at all; the start line says which', () => {
     const before = configureWebGpuKernels({ matmul: 'tensor-cores' });
     try {
-      expect(dyScale(1, 8192)).toEqual({ operand: 1, partials: 2 });
-      configureWebGpuKernels({ matrixScale: false });
+      expect(dyScale(1, 8192)).toEqual({ operand: 1, partials: 2, reduce: 'shared' });
+      configureWebGpuKernels({ matrixScale: 'registers' });
+      expect(dyScale(1, 8192)).toEqual({ operand: 1, partials: 2, reduce: 'registers' });
+      configureWebGpuKernels({ matrixScale: 'off' });
       expect(dyScale(1, 8192)).toBeUndefined();
-      expect(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }).matrixScale).toBe(false);
+      expect(settingsFromEnv({}).matrixScale).toBe('shared');
+      expect(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }).matrixScale).toBe('off');
+      expect(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: 'registers' }).matrixScale).toBe('registers');
       expect(describeWebGpuKernels({ ...settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }), matmul: 'tensor-cores' })).toContain('float16 tensor cores, dy unscaled');
+      expect(describeWebGpuKernels({ ...settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: 'registers' }), matmul: 'tensor-cores' })).toContain("dy's scale reduced in registers");
       expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_MATRIX_SCALE: '0' }))).not.toContain('unscaled');
+      // The two reductions are different programs (their shader keys differ), and only the shared one uses workgroup memory for it.
+      const shared = scaledInterface({ operand: 1, partials: 2, reduce: 'shared' }, ['x', 'dy'], undefined).keySuffix;
+      expect(scaledInterface({ operand: 1, partials: 2, reduce: 'registers' }, ['x', 'dy'], undefined).keySuffix).not.toBe(shared);
     } finally {
       configureWebGpuKernels(before);
     }
@@ -240,7 +248,7 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
     try {
       const tile = pickTile(100, 100, 16384);
       expect(gemmKey(tile)).toBe('128x128x16e');
-      const src = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, partials: 3 } });
+      const src = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, partials: 3, reduce: 'shared' } });
       expect(src).toContain('// cifar-enable: f16\n');
       expect(src).not.toContain('subgroupMatrix');
       expect(src).toContain('for (var a = 0u; a < 8u; a++) { emuMma(a, 0u + u32((cgShare / 4) * 64) + (a / 2u) * 16u, 0u + u32((cgShare % 4) * 32) + (a % 2u) * 16u); }');
@@ -249,6 +257,11 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       // B (dy) is scaled before its conversion; A is not.
       expect(src).toMatch(/= f16\(clamp\(\(readB\(kBase \+ kk, col0 \+ mm\)\) \* cgS, -65504.0, 65504.0\)\)/);
       expect(src).toMatch(/= f16\(clamp\(readA\(kBase \+ kk, row0 \+ mm\), -65504.0, 65504.0\)\)/);
+      // Reduced in registers: each invocation loops over the partials; no workgroup reduction, no uniform load.
+      const inRegisters = gemmMainSource({ tile, ...matrixSource, scale: { operand: 1, partials: 3, reduce: 'registers' } });
+      expect(inRegisters).toContain('for (var p = 0; p < 3; p++) { cgMax = max(cgMax, dyMax[p]); }');
+      expect(inRegisters).not.toContain('workgroupUniformLoad(&cgScale)');
+      expect(inRegisters).toMatch(/= f16\(clamp\(\(readB\(kBase \+ kk, col0 \+ mm\)\) \* cgS, -65504.0, 65504.0\)\)/);
       expect(() => matrixMainSource({ tile: { tm: 16, tn: 16, tk: 8 }, ...matrixSource })).toThrow('does not divide');
       // 32 deep: two steps of 16 per staged tile, the second 16 rows of K further on.
       configureWebGpuKernels({ matrixDepth: 32 });
@@ -423,20 +436,22 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     expect(err / scale).toBeGreaterThan(1e-4);
   });
 
-  it('scales dy by a power of two first: gradients of dy around 1e-7 (zero or subnormal in float16) keep float16\'s precision', async () => {
-    const x: Shape4 = [4, 8, 8, 16];
-    const filter: Shape4 = [3, 3, 16, 32];
-    const dyShape: Shape4 = [4, 8, 8, 32];
-    const [xv, dyv, wv] = [x, dyShape, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 61 + i));
-    const tiny = dyv!.map((v) => v * 1e-7);
-    configureWebGpuKernels({ matmul: 'emulated', maxTileSide: 128, wideLoads: true, prefetch: true });
-    await tf.setBackend('webgpu');
-    const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(tiny, dyShape), tf.tensor4d(wv!, filter), 1, 'same', tf.zeros([32])).slice(0, 2));
-    await tf.setBackend('cpu');
-    const cpu = await read(() => convs(tf.tensor4d(roundToHalfPrecision(xv!), x), tf.tensor4d(roundToHalfPrecision(tiny), dyShape), tf.tensor4d(roundToHalfPrecision(wv!), filter), 1, 'same', tf.zeros([32])).slice(0, 2));
-    expectClose(gpu[0]!, cpu[0]!, 2e-5, 'dW');
-    expectClose(gpu[1]!, cpu[1]!, 2e-5, 'dx');
-  });
+  for (const matrixScale of ['shared', 'registers'] as const) {
+    it(`scales dy by a power of two first (its scale reduced ${matrixScale === 'shared' ? 'in workgroup memory' : 'in registers'}): gradients of dy around 1e-7 (zero or subnormal in float16) keep float16's precision`, async () => {
+      const x: Shape4 = [4, 8, 8, 16];
+      const filter: Shape4 = [3, 3, 16, 32];
+      const dyShape: Shape4 = [4, 8, 8, 32];
+      const [xv, dyv, wv] = [x, dyShape, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 61 + i));
+      const tiny = dyv!.map((v) => v * 1e-7);
+      configureWebGpuKernels({ matmul: 'emulated', maxTileSide: 128, wideLoads: true, prefetch: true, matrixScale });
+      await tf.setBackend('webgpu');
+      const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(tiny, dyShape), tf.tensor4d(wv!, filter), 1, 'same', tf.zeros([32])).slice(0, 2));
+      await tf.setBackend('cpu');
+      const cpu = await read(() => convs(tf.tensor4d(roundToHalfPrecision(xv!), x), tf.tensor4d(roundToHalfPrecision(tiny), dyShape), tf.tensor4d(roundToHalfPrecision(wv!), filter), 1, 'same', tf.zeros([32])).slice(0, 2));
+      expectClose(gpu[0]!, cpu[0]!, 2e-5, 'dW');
+      expectClose(gpu[1]!, cpu[1]!, 2e-5, 'dx');
+    });
+  }
 
   it('a whole ResNet with float16 GEMMs: the cpu backend\'s float32 loss within 1e-3, and its gradients\' directions', async () => {
     configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated' });

@@ -36,7 +36,7 @@ const RESULT: GpuBenchResult = {
   wideLoads: false,
   matmul: 'f32',
   matrixDepth: 16,
-  matrixScale: true,
+  matrixScale: 'shared',
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,

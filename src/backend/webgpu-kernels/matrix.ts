@@ -228,14 +228,17 @@ export interface OperandScale {
   /** 0: A, 1: B. */
   operand: 0 | 1;
   partials: number;
+  /** Where the GEMM reduces the partials: in workgroup memory, or each invocation in its registers. */
+  reduce: 'shared' | 'registers';
 }
 
 /**
  * The scale of a gradient GEMM's dy operand with float16 operands (a matmul setting other than
- * f32); undefined for float32, which needs none, and with the scaling turned off (`matrixScale`).
+ * f32); undefined for float32, which needs none, and with the scaling turned off (`matrixScale` off).
  */
 export function dyScale(operand: 0 | 1, dyElements: number): OperandScale | undefined {
-  return webGpuKernelSettings().matmul === 'f32' || !webGpuKernelSettings().matrixScale ? undefined : { operand, partials: absMaxPartials(dyElements) };
+  const { matmul, matrixScale } = webGpuKernelSettings();
+  return matmul === 'f32' || matrixScale === 'off' ? undefined : { operand, partials: absMaxPartials(dyElements), reduce: matrixScale };
 }
 
 /**
@@ -244,7 +247,7 @@ export function dyScale(operand: 0 | 1, dyElements: number): OperandScale | unde
  */
 export function scaledInterface(scale: OperandScale | undefined, variableNames: string[], components: number[] | undefined): { variableNames: string[]; variableComponents?: number[]; keySuffix: string } {
   if (scale === undefined) return { variableNames, ...(components ? { variableComponents: components } : {}), keySuffix: '' };
-  return { variableNames: [...variableNames, DY_MAX_INPUT], ...(components ? { variableComponents: [...components, 1] } : {}), keySuffix: `_s${scale.partials}` };
+  return { variableNames: [...variableNames, DY_MAX_INPUT], ...(components ? { variableComponents: [...components, 1] } : {}), keySuffix: `_${scale.reduce === 'shared' ? 's' : 'r'}${scale.partials}` };
 }
 
 /**
@@ -339,7 +342,15 @@ export function matrixMainSource(s: GemmSource): string {
   }`
     : '';
   // Scale of the dy operand: 2^e with the largest |dy| * 2^e in [SCALE_TARGET / 2, SCALE_TARGET]; 1 for all zeros (or inf/NaN, which stay visible).
-  const scalePrologue = scaled
+  const scaleOf = (m: string): string => `select(1.0, exp2(clamp(floor(log2(${SCALE_TARGET}.0 / ${m})), -64.0, 64.0)), ${m} > 0.0 && ${m} <= 3.0e38)`;
+  const scalePrologue = scaled?.reduce === 'registers'
+    ? `
+    // Every invocation reduces all the partials itself (the same loads, the same result everywhere).
+    var cgMax = 0.0;
+    for (var p = 0; p < ${scaled.partials}; p++) { cgMax = max(cgMax, ${DY_MAX_INPUT}[p]); }
+    let cgS = ${scaleOf('cgMax')};
+    let cgUnscale = 1.0 / cgS;`
+    : scaled
     ? `
     cgC[lid] = select(0.0, ${DY_MAX_INPUT}[min(lid, ${scaled.partials - 1})], lid < ${scaled.partials});
     workgroupBarrier();
@@ -349,7 +360,7 @@ export function matrixMainSource(s: GemmSource): string {
     }
     if (lid == 0) {
       let m = cgC[0];
-      cgScale = select(1.0, exp2(clamp(floor(log2(${SCALE_TARGET}.0 / m)), -64.0, 64.0)), m > 0.0 && m <= 3.0e38);
+      cgScale = ${scaleOf('m')};
     }
     let cgS = workgroupUniformLoad(&cgScale);
     let cgUnscale = 1.0 / cgS;`

@@ -56,12 +56,17 @@ export interface WebGpuKernelSettings {
   /** K depth of the float16 tiles (two subgroup-matrix steps per barrier at 32). */
   matrixDepth: 16 | 32;
   /**
-   * float16 gradient GEMMs scale dy by a power of two first (matrix.ts). Off
-   * (CIFAR_WEBGPU_MATRIX_SCALE=0) only to find out, on a device whose float16 gradients disagree
-   * with float32, whether the scaling is the cause: small loss gradients then vanish in float16.
+   * How float16 gradient GEMMs find dy's power-of-two scale (matrix.ts): `shared`, a reduction of
+   * dy's partial maxima in workgroup memory; `registers` (CIFAR_WEBGPU_MATRIX_SCALE=registers),
+   * every invocation reducing them all itself, with no workgroup memory, barrier or uniform load;
+   * `off` (CIFAR_WEBGPU_MATRIX_SCALE=0), no scaling, where small loss gradients vanish in float16.
+   * The last two are there to find out, on a device whose float16 gradients disagree with
+   * float32 (the H100 of 2026-11-27), whether the scaling is the cause, and which part of it.
    */
-  matrixScale: boolean;
+  matrixScale: MatrixScaleMode;
 }
+
+export type MatrixScaleMode = 'shared' | 'registers' | 'off';
 
 /** `f32`: float32 fused multiply-adds; `tensor-cores`: float16 subgroup matrices; `emulated`: those written out in plain WGSL. */
 export type MatmulMode = 'f32' | 'tensor-cores' | 'emulated';
@@ -101,7 +106,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
     matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
     matrixDepth: env['CIFAR_WEBGPU_MATRIX_TK'] === '32' ? 32 : 16,
-    matrixScale: env['CIFAR_WEBGPU_MATRIX_SCALE'] !== '0',
+    matrixScale: env['CIFAR_WEBGPU_MATRIX_SCALE'] === '0' ? 'off' : env['CIFAR_WEBGPU_MATRIX_SCALE'] === 'registers' ? 'registers' : 'shared',
   };
 }
 
@@ -127,7 +132,8 @@ export function describeWebGpuKernels(s: KernelVariant): string {
     [s.matmul === 'tensor-cores', 'float16 tensor cores'],
     [s.matmul === 'emulated', 'float16 subgroup matrices emulated'],
     [s.matmul !== 'f32' && s.matrixDepth === 32, 'float16 tiles 32 deep'],
-    [s.matmul !== 'f32' && !s.matrixScale, 'dy unscaled'],
+    [s.matmul !== 'f32' && s.matrixScale === 'off', 'dy unscaled'],
+    [s.matmul !== 'f32' && s.matrixScale === 'registers', "dy's scale reduced in registers"],
   ];
   return [`tiles up to ${s.maxTileSide}`, ...on.filter(([set]) => set).map(([, name]) => name)].join(', ');
 }
