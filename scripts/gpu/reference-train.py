@@ -36,6 +36,7 @@ p.add_argument('--device', default='cuda', help='cpu for a smoke test of this sc
 p.add_argument('--limit', type=int, default=0, help='first N training images only')
 p.add_argument('--test-limit', type=int, default=0, help='first N test images only')
 p.add_argument('--width', type=int, default=64, help='channels of the first stage (16: resnet18-w4)')
+p.add_argument('--ema', type=float, default=0, help='test an exponential moving average of the weights and batch-norm statistics, this decay a step (e.g. 0.999; 0: off): a recipe option cifar train does not have yet')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
@@ -105,6 +106,7 @@ model = R18().to(dev).to(memory_format=torch.channels_last)
 decay = [q for n, q in model.named_parameters() if q.ndim > 1]   # conv and dense kernels
 rest = [q for n, q in model.named_parameters() if q.ndim <= 1]   # batch-norm scales and shifts, biases
 opt = torch.optim.SGD([{'params': decay, 'weight_decay': a.wd}, {'params': rest, 'weight_decay': 0}], lr=a.lr, momentum=0.9, nesterov=True)
+ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(a.ema), use_buffers=True) if a.ema > 0 else None
 steps = xtr.shape[0] // a.batch
 total = steps * a.epochs
 
@@ -137,22 +139,25 @@ for epoch in range(1, a.epochs + 1):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         loss_sum += loss.detach() * a.batch
         correct += (logits.argmax(1) == y).sum()
     if dev == 'cuda':
         torch.cuda.synchronize()
     train_s = time.perf_counter() - te
-    model.eval()
+    net = model if ema is None else ema.module
+    net.eval()
     test_correct, test_loss, tta_correct = 0, 0.0, 0
     with torch.no_grad(), autocast():
         for s in range(0, xte.shape[0], 500):
             xs = normalise(xte[s:s + 500]).contiguous(memory_format=torch.channels_last)
-            lo = model(xs).float()
+            lo = net(xs).float()
             test_loss += F.cross_entropy(lo, yte[s:s + 500], reduction='sum').item()
             test_correct += (lo.argmax(1) == yte[s:s + 500]).sum().item()
             # Flip TTA as `cifar eval --tta`: the mean of the softmaxes of the image and its mirror.
-            mirrored = model(torch.flip(xs, dims=[3]).contiguous(memory_format=torch.channels_last)).float()
+            mirrored = net(torch.flip(xs, dims=[3]).contiguous(memory_format=torch.channels_last)).float()
             tta_correct += ((lo.softmax(1) + mirrored.softmax(1)).argmax(1) == yte[s:s + 500]).sum().item()
     row = {'epoch': epoch, 'trainLoss': loss_sum.item() / (steps * a.batch), 'trainAccuracy': correct.item() / (steps * a.batch),
            'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'testAccuracyTta': tta_correct / xte.shape[0],
