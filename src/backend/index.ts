@@ -10,7 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { matrixCheckFailure, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
+import { matrixCheckFailure, resetMatrixCheck, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
 import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
@@ -135,6 +135,7 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
 async function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
   const mode = webGpuKernelSettings().matmul;
   setMatmulFallback(undefined);
+  resetMatrixCheck();
   if (mode === 'f32') return '';
   const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
   let reason = support.reason;

@@ -36,9 +36,14 @@ const SHAPES: CheckShape[] = [
 
 let last: MatrixCheck | undefined;
 
-/** The last check's figures (for reports: `bench:gpu` records them); undefined before any. */
+/** The last check's figures (for reports: `bench:gpu` records them); undefined before any, and after a start without float16 GEMMs asked for. */
 export function matrixCheck(): MatrixCheck | undefined {
   return last;
+}
+
+/** Forgets the last check (a backend starting again). */
+export function resetMatrixCheck(): void {
+  last = undefined;
 }
 
 function values(size: number, random: () => number): Float32Array {
