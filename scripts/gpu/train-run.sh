@@ -40,6 +40,8 @@
 # The H100 of 2026-11-27 (sixth session) compiled the tensor-core programs, but their gradients
 #   disagreed with float32 (forward 3e-4, both gradients 1.2-1.6 of the largest value); since then a
 #   float16 mode runs only after agreeing with float32 at start-up (else float32 runs: rate 0).
+#   Each tensor-core variant also probes the device's subgroup-matrix loads against the
+#   specification (matrix-probe.ts: 100 cases of layout, stride and offset; JSON matrixProbe).
 #   Six variants ask which setting is the cause, each JSON's matrixCheck giving the figures:
 #   tensor-cores-unscaled (dy not scaled; never trained with), -scale-registers (dy's scale
 #   reduced by every invocation in registers: no workgroup memory, barrier or uniform load
@@ -131,7 +133,7 @@ for v in "${VARIANTS[@]}"; do
     bench "bench-$name.json" --batches $VB --iterations $IT --no-reference $([[ $name == no-robustness ]] || echo --no-profile) $flags
     r=$(rate "bench-$name.json" "$([[ $name == tensor-cores* ]] && echo tensor-cores)"); rates="$rates, $name $r"
     # The float16 GEMMs' start-up check against float32 (each kernel's disagreement; over 2e-3 and float32 ran instead).
-    [[ $name == tensor-cores* ]] && log "$name: $(node -e "const j=require(process.argv[1]); console.log('matmul', j.matmul, '; check', JSON.stringify(j.matrixCheck), j.matmulFallback ? '; ' + j.matmulFallback : '')" "$BJ/bench-$name.json" 2>/dev/null)"
+    [[ $name == tensor-cores* ]] && log "$name: $(node -e "const j=require(process.argv[1]); console.log('matmul', j.matmul, '; check', JSON.stringify(j.matrixCheck), j.matmulFallback ? '; ' + j.matmulFallback : '', '; load probe', JSON.stringify(j.matrixProbe))" "$BJ/bench-$name.json" 2>/dev/null)"
     # cutout-16 is the default kernels' step with cutout (the recipe's cost, not a kernel variant)
     # and fresh-bind-groups tfjs' way of binding (what the reuse saves shows in the training loop
     # more than in a GPU-bound step): measured beside the default, never picked.

@@ -13,6 +13,7 @@ import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgp
 import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
 import { type MatrixSyntax, matmulFallback, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
 import { type MatrixCheck, matrixCheck } from '../backend/webgpu-kernels/matrix-check.js';
+import { type ProbeGpu, describeProbe, runMatrixProbe } from '../backend/webgpu-kernels/matrix-probe.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
 import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
@@ -102,6 +103,12 @@ export interface GpuBenchResult extends KernelVariant {
   matrixSyntax?: MatrixSyntax;
   /** With float16 GEMMs asked for: the start-up check against float32 (`runMatrixCheck`), each kernel's disagreement relative to its largest value. */
   matrixCheck?: MatrixCheck;
+  /**
+   * With tensor cores asked for on a device that has subgroup matrices: what its matrix loads
+   * read against the specification (`runMatrixProbe`): the cases run and those that failed, in
+   * words, or why the probe could not run.
+   */
+  matrixProbe?: { cases: number; failed: string[] } | { error: string };
   kernels: 'cifar' | 'stock';
   submitBatch: number;
   forwardKernel: 'cifar' | 'stock';
@@ -183,6 +190,27 @@ function randomBatch(batch: number, seed: number): { images: Uint8Array; labels:
 }
 
 /**
+ * The subgroup-matrix load probe (`runMatrixProbe`) when tensor cores were asked for
+ * (CIFAR_WEBGPU_MATMUL, set by --matmul) and the device has subgroup matrices, whether or not
+ * the float16 GEMMs passed their start-up check; inside a validation error scope, so that a probe
+ * that does not compile is reported here and not as the run's device error.
+ */
+async function probeMatrixLoads(progress: (m: string) => void): Promise<{ cases: number; failed: string[] } | { error: string } | undefined> {
+  const device = (tf.backend() as unknown as { device?: ProbeGpu & { features?: { has(f: string): boolean }; pushErrorScope?(f: string): void; popErrorScope?(): Promise<{ message: string } | null> } }).device;
+  if (process.env['CIFAR_WEBGPU_MATMUL'] !== 'tensor-cores' || device?.features?.has('chromium-experimental-subgroup-matrix') !== true) return undefined;
+  progress('probing the subgroup-matrix loads against the specification');
+  device.pushErrorScope?.('validation');
+  try {
+    const results = await runMatrixProbe(device, matrixSyntax());
+    const error = await device.popErrorScope?.();
+    return error ? { error: error.message.split('\n')[0]! } : { cases: results.length, failed: describeProbe(results) };
+  } catch (err) {
+    await device.popErrorScope?.();
+    return { error: (err as Error).message.split('\n')[0]! };
+  }
+}
+
+/**
  * Runs the benchmark on the webgpu backend.
  * @throws CifarError('BACKEND_UNAVAILABLE') without an adapter, or on a software one unless `allowSoftware`.
  * @example
@@ -217,6 +245,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     progress(`checking our conv-gradient kernels against tfjs' at batch ${checkBatch}`);
     kernelCheck = await checkConvKernels(options.model, checkBatch);
   }
+  const matrixProbe = await probeMatrixLoads(progress);
   const { ourForward, ...variant } = webGpuKernelSettings();
   if (options.stockKernels) unregisterWebGpuKernels();
   else registerWebGpuKernels();
@@ -242,6 +271,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     ...(matmulFallback() === undefined ? {} : { matmulFallback: matmulFallback() }),
     ...(variant.matmul === 'tensor-cores' ? { matrixSyntax: matrixSyntax() } : {}),
     ...(matrixCheck() === undefined ? {} : { matrixCheck: matrixCheck() }),
+    ...(matrixProbe === undefined ? {} : { matrixProbe }),
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
     ...variant,
     forwardKernel: options.stockKernels || !ourForward ? 'stock' : 'cifar',
@@ -466,6 +496,13 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
   if (r.topKernels.length > 0) {
     lines.push('GPU time by kernel, one step at the largest batch:');
     for (const k of r.topKernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${fmt(k.ms, 2).padStart(10)} ms`);
+  }
+  if (r.matrixCheck) {
+    lines.push(`float16 GEMMs' start-up check against float32: ${(Object.entries(r.matrixCheck) as Array<[string, number]>).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ')}${r.matmulFallback ? ' — refused, float32 ran' : ''}`);
+  }
+  if (r.matrixProbe) {
+    const p = r.matrixProbe;
+    lines.push('error' in p ? `subgroup-matrix load probe did not run: ${p.error}` : `subgroup-matrix loads vs the specification: ${p.failed.length === 0 ? `all ${p.cases} cases right` : `${p.failed.length} of ${p.cases} cases wrong, e.g. ${p.failed.slice(0, 3).join('; ')}`}`);
   }
   if (r.convKernels.length > 0) {
     lines.push('convolutions of that step, slowest first (inputs -> output; TFLOP/s reached):');

@@ -131,6 +131,14 @@ describe('bench:gpu formatting (pure)', () => {
     // Asked for and not run: the table says so, beside the float32 kernels it measured.
     const fellBack = formatGpuBench({ ...RESULT, matmulFallback: 'float16 tensor-cores not available: the device has no shader-f16' });
     expect(fellBack).toContain('cifar forward conv (float16 tensor-cores not available: the device has no shader-f16); the median');
+    // The float16 start-up check's figures, and the subgroup-matrix load probe's answer.
+    const checked = formatGpuBench({ ...RESULT, matrixCheck: { forward: 3.6e-4, 'filter gradient': 1.42, 'input gradient': 1.53 }, matmulFallback: 'float16 tensor-cores not available: …' });
+    expect(checked).toContain("float16 GEMMs' start-up check against float32: forward 3.6e-4, filter gradient 1.4e+0, input gradient 1.5e+0 — refused, float32 ran");
+    expect(formatGpuBench({ ...RESULT, matrixProbe: { cases: 100, failed: [] } })).toContain('subgroup-matrix loads vs the specification: all 100 cases right');
+    expect(formatGpuBench({ ...RESULT, matrixProbe: { cases: 100, failed: ['left col_major stride 128 offset 112: 256 of 256 wrong'] } })).toContain(
+      'subgroup-matrix loads vs the specification: 1 of 100 cases wrong, e.g. left col_major stride 128 offset 112: 256 of 256 wrong',
+    );
+    expect(formatGpuBench({ ...RESULT, matrixProbe: { error: 'no such extension' } })).toContain('subgroup-matrix load probe did not run: no such extension');
     const failed = formatGpuBench({ ...RESULT, gpuErrors: ['Error while parsing WGSL: :1:10 error\nmore'] });
     expect(failed).toContain('THE GPU REPORTED 1 ERROR(S) — these figures are not valid; first: Error while parsing WGSL: :1:10 error\n');
   });

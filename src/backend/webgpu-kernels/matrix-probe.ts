@@ -1,0 +1,214 @@
+/**
+ * What the device's subgroup-matrix loads read, checked against the specification: each case
+ * loads one 16 x 16 float16 matrix (a left or a right operand, row- or column-major, at an offset
+ * with a stride) from workgroup memory holding small integers, multiplies it by the identity
+ * (exact in float32) and stores the product row-major; the result must equal, exactly, the
+ * elements the specification names: element (r, c) at offset + c * stride + r (column-major) or
+ * offset + r * stride + c (row-major).
+ *
+ * Why: on the H100 of 2026-11-27 the tensor cores' forward convolutions were right and both
+ * gradients wrong (matrix-check.ts). The gradients load one operand each with a stride the
+ * forward pass does not use; these cases ask the device about the primitives alone, the strides
+ * and offsets the GEMMs use (16-deep tiles of 64 and 128, padded by 8 or not), and loads that
+ * end exactly at the array's end (where a bounds check that is off by one would move them).
+ * `bench:gpu --matmul tensor-cores` records the answers (`matrixProbe`).
+ *
+ * With `emulate`, the three operations are plain WGSL functions of the specification's
+ * semantics, so that CI runs the same harness on an adapter without subgroup matrices.
+ */
+import { type MatrixSyntax, matrixLoad, matrixStore } from './matrix.js';
+
+const SIDE = 16;
+/** float16 elements of the workgroup array the cases load from. */
+export const PROBE_ARRAY = 4096;
+
+export interface ProbeCase {
+  operand: 'left' | 'right';
+  columnMajor: boolean;
+  stride: number;
+  offset: number;
+}
+
+export interface ProbeResult extends ProbeCase {
+  /** Elements of the 16 x 16 result that differ from the specification's. */
+  wrong: number;
+}
+
+/** Element (r, c) of a case's matrix, as an index into the array. */
+export function probeIndex(c: ProbeCase, r: number, col: number): number {
+  return c.columnMajor ? c.offset + col * c.stride + r : c.offset + r * c.stride + col;
+}
+
+/** The value stored at index i: small integers, exact in float16 and in float32 sums with zeros. */
+export function probeValue(i: number): number {
+  return (i % 1999) - 999;
+}
+
+/**
+ * The cases: both operands and layouts, at the strides the GEMMs use (16, 64, 72, 128, 136) with
+ * offsets 0, 16, 48 and 112, and at each stride the load that ends exactly at the array's end.
+ */
+export function probeCases(): ProbeCase[] {
+  const cases: ProbeCase[] = [];
+  for (const operand of ['left', 'right'] as const) {
+    for (const columnMajor of [true, false]) {
+      for (const stride of [16, 64, 72, 128, 136]) {
+        const last = PROBE_ARRAY - (15 * stride + SIDE);
+        for (const offset of [0, 16, 48, 112, last]) cases.push({ operand, columnMajor, stride, offset });
+      }
+    }
+  }
+  return cases;
+}
+
+/** The three operations in plain WGSL (one invocation computes everything), for `emulate`. */
+const EMULATION = `
+struct EmuMatrix { v : array<f32, 256> };
+fn emuLoad(offset : u32, stride : u32, columnMajor : bool) -> EmuMatrix {
+  var m : EmuMatrix;
+  for (var r = 0u; r < 16u; r++) {
+    for (var c = 0u; c < 16u; c++) {
+      m.v[r * 16u + c] = f32(src[select(offset + r * stride + c, offset + c * stride + r, columnMajor)]);
+    }
+  }
+  return m;
+}
+fn emuIdentity() -> EmuMatrix {
+  var m : EmuMatrix;
+  for (var i = 0u; i < 16u; i++) { m.v[i * 16u + i] = 1.0; }
+  return m;
+}
+fn emuMultiply(a : EmuMatrix, b : EmuMatrix) -> EmuMatrix {
+  var m : EmuMatrix;
+  for (var r = 0u; r < 16u; r++) {
+    for (var c = 0u; c < 16u; c++) {
+      var s = 0.0;
+      for (var k = 0u; k < 16u; k++) { s = fma(a.v[r * 16u + k], b.v[k * 16u + c], s); }
+      m.v[r * 16u + c] = s;
+    }
+  }
+  return m;
+}`;
+
+/** The probe shader for one operand and layout; the offset and stride come from a uniform. */
+export function probeSource(syntax: MatrixSyntax, operand: 'left' | 'right', columnMajor: boolean, emulate: boolean): string {
+  const head = `@group(0) @binding(0) var<storage, read> values : array<f32>;
+@group(0) @binding(1) var<storage, read_write> out : array<f32>;
+struct Case { offset : u32, stride : u32 };
+@group(0) @binding(2) var<uniform> probe : Case;
+var<workgroup> src : array<f16, ${PROBE_ARRAY}>;
+var<workgroup> eye : array<f16, 256>;
+var<workgroup> res : array<f32, 256>;`;
+  const fill = `
+  for (var i = lid; i < ${PROBE_ARRAY}u; i += 32u) { src[i] = f16(values[i]); }
+  for (var i = lid; i < 256u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / 16u == i % 16u); }
+  workgroupBarrier();`;
+  const body = emulate
+    ? `
+  if (lid == 0u) {
+    let m = emuLoad(probe.offset, probe.stride, ${columnMajor});
+    let p = ${operand === 'left' ? 'emuMultiply(m, emuIdentity())' : 'emuMultiply(emuIdentity(), m)'};
+    for (var i = 0u; i < 256u; i++) { res[i] = p.v[i]; }
+  }`
+    : `
+  let m = ${matrixLoad(syntax, `subgroup_matrix_${operand}<f16, ${SIDE}, ${SIDE}>`, 'src', 'probe.offset', columnMajor, 'probe.stride')};
+  let e = ${matrixLoad(syntax, `subgroup_matrix_${operand === 'left' ? 'right' : 'left'}<f16, ${SIDE}, ${SIDE}>`, 'eye', '0u', false, `${SIDE}u`)};
+  var acc = subgroup_matrix_result<f32, ${SIDE}, ${SIDE}>();
+  acc = subgroupMatrixMultiplyAccumulate(${operand === 'left' ? 'm, e' : 'e, m'}, acc);
+  ${matrixStore(syntax, 'res', '0u', 'acc', false, `${SIDE}u`)};`;
+  const enables = emulate ? 'enable f16;' : 'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
+  return `${enables}
+${head}
+${emulate ? EMULATION : ''}
+@compute @workgroup_size(32)
+fn main(@builtin(local_invocation_index) lid : u32) {${fill}${body}
+  workgroupBarrier();
+  for (var i = lid; i < 256u; i += 32u) { out[i] = res[i]; }
+}`;
+}
+
+/** Counts the elements of a case's result that are not the specification's. */
+export function wrongElements(c: ProbeCase, result: Float32Array): number {
+  let wrong = 0;
+  for (let r = 0; r < SIDE; r++) for (let col = 0; col < SIDE; col++) if (result[r * SIDE + col] !== probeValue(probeIndex(c, r, col))) wrong++;
+  return wrong;
+}
+
+/** WebGPU's buffer usage flags (the globals are not always installed in Node). */
+const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 0x40, STORAGE: 0x80 };
+
+interface ProbeBuffer {
+  destroy(): void;
+  mapAsync(mode: number): Promise<void>;
+  getMappedRange(): ArrayBuffer;
+  unmap(): void;
+}
+
+/** The parts of a GPUDevice the probe uses. */
+export interface ProbeGpu {
+  createBuffer(d: { size: number; usage: number }): ProbeBuffer;
+  createShaderModule(d: { code: string }): unknown;
+  createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string } }): { getBindGroupLayout(index: number): unknown };
+  createBindGroup(d: { layout: unknown; entries: Array<{ binding: number; resource: { buffer: ProbeBuffer; offset?: number; size?: number } }> }): unknown;
+  createCommandEncoder(): {
+    beginComputePass(): { setPipeline(p: unknown): void; setBindGroup(index: number, group: unknown): void; dispatchWorkgroups(x: number): void; end(): void };
+    copyBufferToBuffer(from: ProbeBuffer, fromOffset: number, to: ProbeBuffer, toOffset: number, size: number): void;
+    finish(): unknown;
+  };
+  queue: { writeBuffer(b: ProbeBuffer, offset: number, data: ArrayBufferView): void; submit(commands: unknown[]): void };
+}
+
+/**
+ * Runs every case on `device` (a GPUDevice with shader-f16, and subgroup matrices unless
+ * `emulate`), one dispatch each, and reads the results back.
+ */
+export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emulate = false, cases: ProbeCase[] = probeCases()): Promise<ProbeResult[]> {
+  const values = new Float32Array(PROBE_ARRAY).map((_, i) => probeValue(i));
+  const input = device.createBuffer({ size: values.byteLength, usage: USAGE.STORAGE | USAGE.COPY_DST });
+  device.queue.writeBuffer(input, 0, values);
+  const outBytes = SIDE * SIDE * 4;
+  const out = device.createBuffer({ size: outBytes * cases.length, usage: USAGE.STORAGE | USAGE.COPY_SRC });
+  const read = device.createBuffer({ size: outBytes * cases.length, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+  const uniforms: ProbeBuffer[] = [];
+  const pipelines = new Map<string, ReturnType<ProbeGpu['createComputePipeline']>>();
+  try {
+    const encoder = device.createCommandEncoder();
+    cases.forEach((c, i) => {
+      const key = `${c.operand}${c.columnMajor}`;
+      let pipeline = pipelines.get(key);
+      if (pipeline === undefined) {
+        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, c.operand, c.columnMajor, emulate) }), entryPoint: 'main' } });
+        pipelines.set(key, pipeline);
+      }
+      const uniform = device.createBuffer({ size: 16, usage: USAGE.UNIFORM | USAGE.COPY_DST });
+      device.queue.writeBuffer(uniform, 0, new Uint32Array([c.offset, c.stride, 0, 0]));
+      uniforms.push(uniform);
+      const bindGroup = device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: input } },
+          { binding: 1, resource: { buffer: out, offset: i * outBytes, size: outBytes } },
+          { binding: 2, resource: { buffer: uniform } },
+        ],
+      });
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+    });
+    encoder.copyBufferToBuffer(out, 0, read, 0, outBytes * cases.length);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(1);
+    const all = new Float32Array(read.getMappedRange().slice(0));
+    read.unmap();
+    return cases.map((c, i) => ({ ...c, wrong: wrongElements(c, all.subarray(i * SIDE * SIDE, (i + 1) * SIDE * SIDE)) }));
+  } finally {
+    for (const b of [input, out, read, ...uniforms]) b.destroy();
+  }
+}
+
+/** The cases that failed, in one line each: `left col_major stride 128 offset 112: 256 of 256 wrong`. */
+export function describeProbe(results: ProbeResult[]): string[] {
+  return results.filter((r) => r.wrong > 0).map((r) => `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}: ${r.wrong} of 256 wrong`);
+}

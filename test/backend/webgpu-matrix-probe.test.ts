@@ -1,0 +1,74 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
+import { type ProbeGpu, PROBE_ARRAY, describeProbe, probeCases, probeIndex, probeSource, probeValue, runMatrixProbe, wrongElements } from '../../src/backend/webgpu-kernels/matrix-probe.js';
+
+describe('the subgroup-matrix load probe (pure)', () => {
+  it('names each element by the specification: column-major (r, c) at offset + c·stride + r, row-major at offset + r·stride + c', () => {
+    expect(probeIndex({ operand: 'left', columnMajor: true, stride: 136, offset: 16 }, 2, 3)).toBe(16 + 3 * 136 + 2);
+    expect(probeIndex({ operand: 'right', columnMajor: false, stride: 72, offset: 48 }, 2, 3)).toBe(48 + 2 * 72 + 3);
+    // Values are small integers, exact in float16 (|v| < 2048).
+    expect(Math.max(...Array.from({ length: PROBE_ARRAY }, (_, i) => Math.abs(probeValue(i))))).toBeLessThan(2048);
+  });
+
+  it('has both operands and layouts at the GEMMs\' strides, each with a load ending exactly at the array\'s end', () => {
+    const cases = probeCases();
+    expect(cases).toHaveLength(2 * 2 * 5 * 5);
+    for (const c of cases) expect(c.offset + 15 * c.stride + 16).toBeLessThanOrEqual(PROBE_ARRAY);
+    expect(cases.filter((c) => c.offset + 15 * c.stride + 16 === PROBE_ARRAY)).toHaveLength(20);
+    expect(new Set(cases.map((c) => c.stride))).toEqual(new Set([16, 64, 72, 128, 136]));
+  });
+
+  it('counts the elements that are not the specification\'s, and describes the failed cases in one line each', () => {
+    const c = { operand: 'left' as const, columnMajor: true, stride: 128, offset: 112 };
+    const right = new Float32Array(256).map((_, i) => probeValue(probeIndex(c, Math.floor(i / 16), i % 16)));
+    expect(wrongElements(c, right)).toBe(0);
+    // The transposed reading (the other layout) is wrong almost everywhere.
+    const transposed = new Float32Array(256).map((_, i) => probeValue(probeIndex({ ...c, columnMajor: false }, Math.floor(i / 16), i % 16)));
+    expect(wrongElements(c, transposed)).toBeGreaterThan(200);
+    expect(describeProbe([{ ...c, wrong: 0 }, { ...c, wrong: 240 }])).toEqual(['left col_major stride 128 offset 112: 240 of 256 wrong']);
+  });
+
+  it('writes the real shader with the three operations in the syntax asked for, the layout as given', () => {
+    const src = probeSource('layout', 'left', true, false);
+    expect(src).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>(&src, probe.offset, probe.stride)');
+    expect(src).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&eye, 0u, 16u)');
+    expect(src).toContain('subgroupMatrixMultiplyAccumulate(m, e, acc)');
+    expect(probeSource('bool', 'right', false, false)).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&src, probe.offset, false, probe.stride)');
+    expect(probeSource('layout', 'right', false, false)).toContain('subgroupMatrixMultiplyAccumulate(e, m, acc)');
+  });
+});
+
+const probe = await probeWebGpu();
+
+// lavapipe has shader-f16 but no subgroup matrices: the harness runs with the operations emulated.
+describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\'s harness on lavapipe (operations emulated)', () => {
+  let device: ProbeGpu;
+  beforeAll(async () => {
+    expect((await initBackend('webgpu')).name).toBe('webgpu');
+    device = (tf.backend() as unknown as { device: ProbeGpu }).device;
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('reads every case as the specification says (no element wrong), and no device error', async () => {
+    takeWebGpuErrors();
+    const cases = probeCases().filter((_, i) => i % 5 === 0 || i % 5 === 4); // offset 0 and the end: lavapipe runs each one-invocation case slowly
+    const results = await runMatrixProbe(device, 'layout', true, cases);
+    expect(results).toHaveLength(cases.length);
+    expect(describeProbe(results)).toEqual([]);
+    expect(takeWebGpuErrors()).toEqual([]);
+  }, 60_000);
+
+  it('reports a case whose layout the device reads differently (the harness can fail)', async () => {
+    // The shader for column-major loads, asked about a row-major case: what a device that swaps the layout would do.
+    const c = { operand: 'left' as const, columnMajor: false, stride: 72, offset: 48 };
+    const swapped = { ...device, createShaderModule: (d: { code: string }) => device.createShaderModule({ code: d.code.replace('emuLoad(probe.offset, probe.stride, false)', 'emuLoad(probe.offset, probe.stride, true)') }) };
+    for (const name of ['createBuffer', 'createComputePipeline', 'createBindGroup', 'createCommandEncoder'] as const) (swapped as Record<string, unknown>)[name] = (device[name] as (...a: unknown[]) => unknown).bind(device);
+    Object.defineProperty(swapped, 'queue', { value: device.queue });
+    const [result] = await runMatrixProbe(swapped as ProbeGpu, 'layout', true, [c]);
+    expect(result!.wrong).toBeGreaterThan(200);
+  }, 60_000);
+});
