@@ -10,7 +10,7 @@ import { CifarError } from '../errors.js';
 import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
-import { matrixCheckFailure, resetMatrixCheck, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
+import { matrixCheckVerdict, resetMatrixCheck, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
 import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
@@ -147,11 +147,18 @@ async function settleMatmul(probe: AdapterCapabilities, device: { features?: Ite
   if (reason === undefined) {
     setMatrixSubgroupSize(support.subgroupSize!);
     try {
-      reason = matrixCheckFailure(await runMatrixCheck());
+      const verdict = matrixCheckVerdict(await runMatrixCheck());
+      if (verdict.scope === 'all') return '';
+      if (verdict.scope === 'forward') {
+        configureWebGpuKernels({ matmulScope: 'forward' });
+        const note = `float16 ${mode} ${verdict.note}`;
+        setMatmulFallback(note);
+        return ` (${note})`;
+      }
+      reason = verdict.reason;
     } catch (err) {
       reason = `its check against the float32 kernels failed (${(err as Error).message.split('\n')[0]})`;
     }
-    if (reason === undefined) return '';
   }
   configureWebGpuKernels({ matmul: 'f32' });
   const why = `float16 ${mode} not available: ${reason}`;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
 import { absMaxPartials, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
-import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
+import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, matrixCheckVerdict, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
@@ -174,6 +174,18 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       'its convolutions disagree with the float32 kernels on this device (filter gradient off by 1.4, input gradient off by 1.5 of the largest value; at most 0.002 allowed)',
     );
     expect(matrixCheckFailure({ forward: Number.NaN, 'filter gradient': 0, 'input gradient': 0 })).toContain('forward off by NaN');
+  });
+
+  it('the verdict: float16 everywhere when all agree, for the forward convolutions only when just the gradients disagree, else none', () => {
+    expect(matrixCheckVerdict({ forward: 3e-4, 'filter gradient': 3e-4, 'input gradient': 3e-4 })).toEqual({ scope: 'all' });
+    // The H100 of 2026-11-27.
+    expect(matrixCheckVerdict({ forward: 3.6e-4, 'filter gradient': 1.42, 'input gradient': 1.53 })).toEqual({
+      scope: 'forward',
+      note: 'for the forward convolutions only, the gradients in float32: its convolutions disagree with the float32 kernels on this device (filter gradient off by 1.4, input gradient off by 1.5 of the largest value; at most 0.002 allowed)',
+    });
+    expect(matrixCheckVerdict({ forward: 0.5, 'filter gradient': 3e-4, 'input gradient': 3e-4 })).toEqual({ scope: 'none', reason: expect.stringContaining('forward off by 0.50') });
+    expect(matrixCheckVerdict({ forward: Number.NaN, 'filter gradient': 0, 'input gradient': 0 }).scope).toBe('none');
+    expect(describeWebGpuKernels({ ...settingsFromEnv({ CIFAR_WEBGPU_MATMUL_SCOPE: 'forward' }), matmul: 'tensor-cores' })).toContain('float16 tensor cores, for the forward convolutions only');
   });
 
   it('CIFAR_WEBGPU_MATRIX_SCALE (a diagnosis): dy\'s scale reduced in workgroup memory by default, in registers, or not at all; the start line says which', () => {
@@ -452,6 +464,26 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expectClose(gpu[1]!, cpu[1]!, 2e-5, 'dx');
     });
   }
+
+  it('float16 for the forward convolutions only (matmulScope forward): the gradients are float32\'s exactly, the forward float16\'s', async () => {
+    const x: Shape4 = [2, 8, 8, 16];
+    const filter: Shape4 = [3, 3, 16, 32];
+    const dyShape: Shape4 = [2, 8, 8, 32];
+    const [xv, dyv, wv] = [x, dyShape, filter].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 71 + i));
+    await tf.setBackend('webgpu');
+    const run = () => read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(dyv!, dyShape), tf.tensor4d(wv!, filter), 1, 'same', tf.zeros([32])).slice(0, 3));
+    configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'f32' });
+    const f32 = await run();
+    configureWebGpuKernels({ matmul: 'emulated', matmulScope: 'forward' });
+    const forwardOnly = await run();
+    configureWebGpuKernels({ matmulScope: 'all' });
+    const all = await run();
+    expect(Array.from(forwardOnly[0]!)).toEqual(Array.from(f32[0]!)); // dW
+    expect(Array.from(forwardOnly[1]!)).toEqual(Array.from(f32[1]!)); // dx
+    expect(Array.from(forwardOnly[2]!)).toEqual(Array.from(all[2]!)); // the forward: float16's
+    expect(Array.from(forwardOnly[2]!)).not.toEqual(Array.from(f32[2]!));
+    expect(Array.from(all[0]!)).not.toEqual(Array.from(f32[0]!));
+  });
 
   it('a whole ResNet with float16 GEMMs: the cpu backend\'s float32 loss within 1e-3, and its gradients\' directions', async () => {
     configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated' });

@@ -37,6 +37,7 @@ const RESULT: GpuBenchResult = {
   matmul: 'f32',
   matrixDepth: 16,
   matrixScale: 'shared',
+  matmulScope: 'all',
   forwardKernel: 'cifar',
   model: 'resnet18',
   parameters: 11_173_962,

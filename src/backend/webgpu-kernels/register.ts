@@ -10,7 +10,7 @@ import { runInputGrad } from './conv-input-grad.js';
 import { NORMALIZE_BYTES, type NormalizeBytesAttrs, runNormalizeBytes } from './input.js';
 import { RELU_GRAD, runReluGrad } from './relu-grad.js';
 import { isSupported } from './plan.js';
-import { webGpuKernelSettings } from './settings.js';
+import { configureWebGpuKernels, webGpuKernelSettings } from './settings.js';
 import type { WebGpuBackendLike } from './program.js';
 
 type Shape4 = [number, number, number, number];
@@ -32,13 +32,28 @@ function convInfo(inShape: Shape4, filterShape: Shape4, a: ConvGradAttrs): tf.ba
 
 const usable = (c: tf.backend_util.Conv2DInfo, ...inputs: TensorInfo[]): boolean => isSupported(c) && inputs.every((t) => t.dtype === 'float32');
 
+/**
+ * Runs a gradient kernel in float32 when the float16 mode covers the forward convolutions only
+ * (`matmulScope`); its programs are built inside, so their code, keys and plans are float32's.
+ */
+function inGradientPrecision<T>(run: () => T): T {
+  const s = webGpuKernelSettings();
+  if (s.matmul === 'f32' || s.matmulScope === 'all') return run();
+  const before = configureWebGpuKernels({ matmul: 'f32' });
+  try {
+    return run();
+  } finally {
+    configureWebGpuKernels({ matmul: before.matmul });
+  }
+}
+
 function filterGrad(stock: KernelFunc): KernelFunc {
   return ((args: KernelArgs) => {
     const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
     const attrs = args.attrs as unknown as ConvGradAttrs & { filterShape: Shape4 };
     const c = convInfo(x.shape as Shape4, attrs.filterShape, attrs);
     if (!usable(c, x, dy)) return stock(args as Parameters<KernelFunc>[0]);
-    return runFilterGrad(args.backend as WebGpuBackendLike, x, dy, c);
+    return inGradientPrecision(() => runFilterGrad(args.backend as WebGpuBackendLike, x, dy, c));
   }) as unknown as KernelFunc;
 }
 
@@ -48,7 +63,7 @@ function inputGrad(stock: KernelFunc): KernelFunc {
     const attrs = args.attrs as unknown as ConvGradAttrs & { inputShape: Shape4 };
     const c = convInfo(attrs.inputShape, filter.shape as Shape4, attrs);
     if (!usable(c, dy, filter)) return stock(args as Parameters<KernelFunc>[0]);
-    return runInputGrad(args.backend as WebGpuBackendLike, dy, filter, c);
+    return inGradientPrecision(() => runInputGrad(args.backend as WebGpuBackendLike, dy, filter, c));
   }) as unknown as KernelFunc;
 }
 

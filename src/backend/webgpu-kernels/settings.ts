@@ -64,6 +64,12 @@ export interface WebGpuKernelSettings {
    * float32 (the H100 of 2026-11-27), whether the scaling is the cause, and which part of it.
    */
   matrixScale: MatrixScaleMode;
+  /**
+   * Which convolutions the float16 mode (`matmul`) covers: `all`, or `forward` only, the
+   * gradients in float32 (CIFAR_WEBGPU_MATMUL_SCOPE=forward; also what the start-up check
+   * settles on where the forward convolutions agree with float32 and the gradients do not).
+   */
+  matmulScope: 'all' | 'forward';
 }
 
 export type MatrixScaleMode = 'shared' | 'registers' | 'off';
@@ -107,6 +113,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
     matrixDepth: env['CIFAR_WEBGPU_MATRIX_TK'] === '32' ? 32 : 16,
     matrixScale: env['CIFAR_WEBGPU_MATRIX_SCALE'] === '0' ? 'off' : env['CIFAR_WEBGPU_MATRIX_SCALE'] === 'registers' ? 'registers' : 'shared',
+    matmulScope: env['CIFAR_WEBGPU_MATMUL_SCOPE'] === 'forward' ? 'forward' : 'all',
   };
 }
 
@@ -131,6 +138,7 @@ export function describeWebGpuKernels(s: KernelVariant): string {
     [s.wideLoads, 'vec4 loads'],
     [s.matmul === 'tensor-cores', 'float16 tensor cores'],
     [s.matmul === 'emulated', 'float16 subgroup matrices emulated'],
+    [s.matmul !== 'f32' && s.matmulScope === 'forward', 'for the forward convolutions only'],
     [s.matmul !== 'f32' && s.matrixDepth === 32, 'float16 tiles 32 deep'],
     [s.matmul !== 'f32' && s.matrixScale === 'off', 'dy unscaled'],
     [s.matmul !== 'f32' && s.matrixScale === 'registers', "dy's scale reduced in registers"],
