@@ -498,7 +498,7 @@ export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): strin
     for (const k of r.topKernels) lines.push(`  ${k.kernel.padEnd(28)} ${String(k.calls).padStart(5)} calls ${fmt(k.ms, 2).padStart(10)} ms`);
   }
   if (r.matrixCheck) {
-    lines.push(`float16 GEMMs' start-up check against float32: ${(Object.entries(r.matrixCheck) as Array<[string, number]>).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ')}${r.matmulFallback ? ' — refused, float32 ran' : ''}`);
+    lines.push(`float16 GEMMs' start-up check against float32: ${(Object.entries(r.matrixCheck) as Array<[string, number]>).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ')}${r.matmul === 'f32' ? ' — refused, float32 ran' : r.matmulScope === 'forward' ? ' — the forward convolutions only' : ''}`);
   }
   if (r.matrixProbe) {
     const p = r.matrixProbe;

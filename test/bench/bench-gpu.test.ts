@@ -133,8 +133,9 @@ describe('bench:gpu formatting (pure)', () => {
     const fellBack = formatGpuBench({ ...RESULT, matmulFallback: 'float16 tensor-cores not available: the device has no shader-f16' });
     expect(fellBack).toContain('cifar forward conv (float16 tensor-cores not available: the device has no shader-f16); the median');
     // The float16 start-up check's figures, and the subgroup-matrix load probe's answer.
-    const checked = formatGpuBench({ ...RESULT, matrixCheck: { forward: 3.6e-4, 'filter gradient': 1.42, 'input gradient': 1.53 }, matmulFallback: 'float16 tensor-cores not available: …' });
-    expect(checked).toContain("float16 GEMMs' start-up check against float32: forward 3.6e-4, filter gradient 1.4e+0, input gradient 1.5e+0 — refused, float32 ran");
+    const check = { forward: 3.6e-4, 'filter gradient': 1.42, 'input gradient': 1.53 };
+    expect(formatGpuBench({ ...RESULT, matrixCheck: check, matmul: 'f32' })).toContain("float16 GEMMs' start-up check against float32: forward 3.6e-4, filter gradient 1.4e+0, input gradient 1.5e+0 — refused, float32 ran");
+    expect(formatGpuBench({ ...RESULT, matrixCheck: check, matmul: 'tensor-cores', matmulScope: 'forward' })).toContain('input gradient 1.5e+0 — the forward convolutions only');
     expect(formatGpuBench({ ...RESULT, matrixProbe: { cases: 100, failed: [] } })).toContain('subgroup-matrix loads vs the specification: all 100 cases right');
     expect(formatGpuBench({ ...RESULT, matrixProbe: { cases: 100, failed: ['left col_major stride 128 offset 112: 256 of 256 wrong'] } })).toContain(
       'subgroup-matrix loads vs the specification: 1 of 100 cases wrong, e.g. left col_major stride 128 offset 112: 256 of 256 wrong',
