@@ -39,7 +39,9 @@
 # BENCH_ONLY="default tensor-cores tensor-cores-32" keeps only the variants named, of BENCH's set.
 # The H100 of 2026-11-27 (sixth session) compiled the tensor-core programs, but their gradients
 #   disagreed with float32 (forward 3e-4, both gradients 1.2-1.6 of the largest value); since then a
-#   float16 mode runs only after agreeing with float32 at start-up (else float32 runs: rate 0).
+#   float16 mode runs only after agreeing with float32 at start-up: where only the forward
+#   convolutions agree, for them alone (the gradients in float32; such a variant can be picked,
+#   and its JSON's matrixCheck still shows the gradients' figures), else float32 runs (rate 0).
 #   Each tensor-core variant also probes the device's subgroup-matrix loads against the
 #   specification (matrix-probe.ts: 100 cases of layout, stride and offset; JSON matrixProbe).
 #   Six variants ask which setting is the cause, each JSON's matrixCheck giving the figures:
