@@ -3,6 +3,7 @@
  * convolution of a ResNet preset: the GPU host has no test runner, so bench:gpu runs this first.
  */
 import * as tf from '@tensorflow/tfjs';
+import { convKernelOutputs, relativeDisagreement } from '../backend/webgpu-kernels/matrix-check.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { buildModel } from '../model/resnet.js';
 
@@ -34,28 +35,6 @@ function convolutions(preset: string): Array<{ x: [number, number, number]; filt
   return [...seen.values()];
 }
 
-const relError = (a: Float32Array, b: Float32Array): number => {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return Number.isFinite(err) ? err / Math.max(scale, 1e-30) : Infinity;
-};
-
-async function grads(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: number): Promise<Float32Array[]> {
-  const attrs = { strides: stride, pad: 'same', dataFormat: 'NHWC' };
-  const out = [
-    tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
-    tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
-    tf.tidy(() => tf.fused.conv2d({ x, filter: w, strides: stride, pad: 'same', bias: tf.linspace(-1, 1, w.shape[3]), activation: 'relu' })),
-  ];
-  const data = await Promise.all(out.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose(out);
-  return data;
-}
-
 /**
  * Runs the forward pass and both gradients of every convolution of `preset` at `batch` with our kernels and with the
  * stock ones, on the current (webgpu) backend. Leaves our kernels registered.
@@ -68,16 +47,17 @@ export async function checkConvKernels(preset: string, batch: number): Promise<C
     const dy = tf.randomNormal([batch, info.outHeight, info.outWidth, filter[3]]) as tf.Tensor4D;
     const w = tf.randomNormal(filter) as tf.Tensor4D;
     registerWebGpuKernels();
-    const ours = await grads(x, dy, w, stride);
+    const bias = tf.linspace(-1, 1, w.shape[3]) as tf.Tensor1D;
+    const ours = await convKernelOutputs(x, dy, w, stride, bias);
     unregisterWebGpuKernels();
-    const stock = await grads(x, dy, w, stride);
+    const stock = await convKernelOutputs(x, dy, w, stride, bias);
     registerWebGpuKernels();
-    tf.dispose([x, dy, w]);
+    tf.dispose([x, dy, w, bias]);
     checks.push({
       conv: `${filter[0]}x${filter[1]} s${stride} ${xs.join('x')} -> ${filter[3]}`,
-      filterError: relError(ours[0]!, stock[0]!),
-      inputError: relError(ours[1]!, stock[1]!),
-      forwardError: relError(ours[2]!, stock[2]!),
+      filterError: relativeDisagreement(ours[0]!, stock[0]!),
+      inputError: relativeDisagreement(ours[1]!, stock[1]!),
+      forwardError: relativeDisagreement(ours[2]!, stock[2]!),
     });
   }
   return checks;

@@ -89,12 +89,16 @@ export function matrixCheckVerdict(check: MatrixCheck): { scope: 'all' } | { sco
   return { scope: 'none', reason: failure };
 }
 
-async function runKernels(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: number): Promise<Float32Array[]> {
+/**
+ * A convolution's filter gradient, input gradient and forward pass (with `bias` and ReLU as
+ * FusedConv2D, else plain Conv2D) through the kernels registered on the current backend, read back.
+ */
+export async function convKernelOutputs(x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, stride: number, bias?: tf.Tensor1D): Promise<Float32Array[]> {
   const attrs = { strides: stride, pad: 'same', dataFormat: 'NHWC' };
   const out = [
-    tf.conv2d(x, w, stride, 'same'),
     tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
     tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+    bias === undefined ? tf.conv2d(x, w, stride, 'same') : tf.fused.conv2d({ x, filter: w, strides: stride, pad: 'same', bias, activation: 'relu' }),
   ];
   try {
     return await Promise.all(out.map(async (t) => (await t.data()) as Float32Array));
@@ -123,12 +127,12 @@ export async function runMatrixCheck(): Promise<MatrixCheck> {
       const before = configureWebGpuKernels({ matmul: 'f32' });
       let reference: Float32Array[];
       try {
-        reference = await runKernels(x, dy, w, stride);
+        reference = await convKernelOutputs(x, dy, w, stride);
       } finally {
         configureWebGpuKernels({ matmul: before.matmul });
       }
-      const ours = await runKernels(x, dy, w, stride);
-      (['forward', 'filter gradient', 'input gradient'] as const).forEach((k, i) => {
+      const ours = await convKernelOutputs(x, dy, w, stride);
+      (['filter gradient', 'input gradient', 'forward'] as const).forEach((k, i) => {
         check[k] = Math.max(check[k], relativeDisagreement(ours[i]!, reference[i]!));
       });
     } finally {
