@@ -14,6 +14,11 @@ export interface EpochRecord {
    * from before it was measured; after a resume, the resumed part only).
    */
   loaderWaitSeconds?: number;
+  /**
+   * With a weight average (`ema`), whose figures `testLoss`/`testAccuracy` are, the test accuracy
+   * of the weights being trained (null: no test pass; absent: no average).
+   */
+  liveTestAccuracy?: number | null;
 }
 
 const W = 900;

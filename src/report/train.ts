@@ -17,5 +17,6 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
     r.lr.toExponential(2).padStart(9),
     r.imagesPerSecond.toFixed(1).padStart(7),
     formatSeconds(r.seconds).padStart(7),
+    ...(typeof r.liveTestAccuracy === 'number' ? [`(live weights ${(r.liveTestAccuracy * 100).toFixed(2)}%)`] : []),
   ].join('  ');
 }

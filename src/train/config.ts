@@ -34,6 +34,12 @@ export const TrainConfigSchema = z
      * The paper uses 16 on CIFAR-10.
      */
     cutout: z.number().int().min(0).max(32).default(0),
+    /**
+     * Exponential moving average of the weights and batch-norm statistics, with this decay a step
+     * (e.g. 0.999; 0: off). The test passes and the saved model use the average; with it on, the
+     * history also records the test accuracy of the weights being trained (`liveTestAccuracy`).
+     */
+    ema: z.number().min(0).lt(1).default(0),
     /** tfjs backend: auto, webgpu, wasm, cpu or tensorflow. */
     backend: z.enum(['auto', 'webgpu', 'wasm', 'cpu', 'tensorflow']).default('auto'),
     /** Data directory holding cifar-10-batches-bin/. */

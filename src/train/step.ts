@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { fusedSmoothedCrossEntropy } from '../backend/webgpu-kernels/loss.js';
-import { canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
+import { averageAllInPlace, canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
@@ -24,7 +24,14 @@ export interface Trainer {
    * statistic. Elsewhere it does nothing and returns 0.
    */
   precompile(size: number): Promise<number>;
-  /** Everything a checkpoint must hold, in a fixed order: model weights, then velocities. */
+  /**
+   * Runs `fn` with the model holding the weight average (`ema`), then puts the live weights
+   * back; without `ema`, just runs it.
+   */
+  withAverage<T>(fn: () => Promise<T>): Promise<T>;
+  /** Leaves the weight average in the model for good (for saving it); without `ema`, does nothing. */
+  adoptAverage(): void;
+  /** Everything a checkpoint must hold, in a fixed order: model weights, velocities, then weight averages. */
   stateTensors(): tf.Tensor[];
   /** Put back what `stateTensors` returned (same order and shapes). */
   restore(arrays: { shape: number[]; values: Float32Array }[]): void;
@@ -47,6 +54,12 @@ export interface TrainerOptions {
    * `step` refuses a batch without them, and `precompile` compiles the input program that applies them.
    */
   crops?: boolean;
+  /**
+   * Keep an exponential moving average of all the model's weights (batch-norm statistics
+   * included, as PyTorch's AveragedModel with use_buffers) with this decay a step, updated after
+   * each step: a ← d·a + (1 − d)·w. 0 or absent: none.
+   */
+  ema?: number;
 }
 
 /**
@@ -89,6 +102,9 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   const restoreLayers = prepareForTraining(model);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
   const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  const decay = options.ema ?? 0;
+  // The average starts at the initial weights (a restored checkpoint overwrites it).
+  const averages = decay > 0 ? tf.tidy(() => model.weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
   const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams) => {
     const side = options.cutout ?? 0;
@@ -120,6 +136,10 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
             return { weights: p.variable, velocity: v, grad: grads[p.variable.name]!, weightDecay: p.decay ? options.weightDecay : 0 };
           });
           sgdUpdateAllInPlace(items, { lr, momentum: options.momentum });
+          if (decay > 0) {
+            averages.forEach((a) => ensureOwnStorage(a));
+            averageAllInPlace(averages.map((average, i) => ({ average, value: model.weights[i]!.read() })), decay);
+          }
         } else {
           params.forEach((p, i) => {
             let g = grads[p.variable.name]!;
@@ -129,6 +149,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
             v.assign(vNext);
             p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
           });
+          averages.forEach((a, i) => a.assign(tf.add(tf.mul(a, decay), tf.mul(model.weights[i]!.read(), 1 - decay))));
         }
         return { lossSum, correct };
       });
@@ -149,11 +170,26 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         tf.dispose(kept);
       }
     },
+    async withAverage(fn) {
+      if (decay === 0) return fn();
+      const live = model.weights.map((w) => tf.clone(w.read()));
+      model.weights.forEach((w, i) => w.write(averages[i]!));
+      try {
+        return await fn();
+      } finally {
+        // The model's variables get the live values back; the averages own their storage again.
+        model.weights.forEach((w, i) => w.write(live[i]!));
+        tf.dispose(live);
+      }
+    },
+    adoptAverage() {
+      if (decay > 0) model.weights.forEach((w, i) => w.write(averages[i]!));
+    },
     stateTensors() {
-      return [...model.weights.map((w) => w.read()), ...velocities];
+      return [...model.weights.map((w) => w.read()), ...velocities, ...averages];
     },
     restore(arrays) {
-      const targets: tf.Variable[] = [...model.weights.map((w) => w.read() as tf.Variable), ...velocities];
+      const targets: tf.Variable[] = [...model.weights.map((w) => w.read() as tf.Variable), ...velocities, ...averages];
       if (arrays.length !== targets.length) throw new Error(`checkpoint holds ${arrays.length} tensors, the model needs ${targets.length}`);
       targets.forEach((t, i) => {
         const a = arrays[i]!;
@@ -165,6 +201,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       restoreLayers();
       normalizer.dispose();
       velocities.forEach((v) => v.dispose());
+      averages.forEach((a) => a.dispose());
     },
   };
 }

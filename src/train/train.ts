@@ -178,7 +178,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
 
       // ---- evaluation (every config.testEvery epochs and after the last)
       const tested = (epoch + 1) % config.testEvery === 0 || epoch + 1 === config.epochs;
-      const ev = tested ? await evaluateModel(model, test, stats) : undefined;
+      // With a weight average the test figures are the average's (the model to be saved), and
+      // the live weights' accuracy is recorded beside them.
+      const ev = tested ? await trainer.withAverage(() => evaluateModel(model, test, stats)) : undefined;
+      const live = tested && config.ema > 0 ? await evaluateModel(model, test, stats) : undefined;
       const record: EpochRecord = {
         epoch: epoch + 1,
         trainLoss,
@@ -189,6 +192,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         imagesPerSecond: seen / seconds,
         seconds,
         loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
+        ...(config.ema > 0 ? { liveTestAccuracy: live ? live.accuracy : null } : {}),
       };
       state.history.push(record);
       state.epoch++;
@@ -208,6 +212,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     await saving;
 
     // ---- final model
+    trainer.adoptAverage();
     // Stored as float16: measure the weights the file will hold.
     if (config.weights === 'float16') await roundWeightsToFloat16(model);
     const ev = await evaluateModel(model, test, stats);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
-import { canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
+import { averageAllInPlace, averageGroupSize, canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
@@ -18,6 +18,14 @@ describe('in-place SGD grouping (pure)', () => {
     expect(sgdGroupSize(3)).toBe(1);
     expect(sgdGroupSize(1)).toBe(1);
     expect(sgdGroupSize(1_000_000)).toBe(8);
+  });
+
+  it('averages as many tensors a dispatch as the limit allows at two buffers each, at most 8', () => {
+    expect(averageGroupSize()).toBe(4);
+    expect(averageGroupSize(16)).toBe(8);
+    expect(averageGroupSize(10)).toBe(5);
+    expect(averageGroupSize(3)).toBe(1);
+    expect(averageGroupSize(1)).toBe(1);
   });
 });
 
@@ -111,6 +119,29 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     }
   });
 
+  it('averages many tensors of different sizes in place, several a dispatch: a ← d·a + (1 − d)·x', async () => {
+    // More tensors than one group holds (8 on lavapipe), so that a group boundary is crossed.
+    const sizes = [1000, 3, 257, 64, 5, 1, 300, 17, 2, 4096];
+    const made = sizes.map((n, j) => {
+      const [av, xv] = [1, 2].map((s) => randomArray(n, 10 * j + s)) as [Float32Array, Float32Array];
+      const a = tf.variable(tf.tidy(() => tf.mul(tf.tensor1d(av), 1)));
+      return { av, xv, a, id: a.dataId, x: tf.tidy(() => tf.mul(tf.tensor1d(xv), 1)) };
+    });
+    await made[0]!.a.data(); // a CPU copy the update must not leave stale
+    const group = averageGroupSize((tf.backend() as unknown as { device: { limits: { maxStorageBuffersPerShaderStage: number } } }).device.limits.maxStorageBuffersPerShaderStage);
+    expect(group).toBeLessThan(sizes.length);
+    const counts = await countBackendCalls(async () => {
+      averageAllInPlace(made.map((m) => ({ average: m.a, value: m.x })), 0.9);
+      await made[0]!.a.data();
+    });
+    expect(counts!.dispatches).toBe(Math.ceil(sizes.length / group));
+    for (const [j, m] of made.entries()) {
+      expectClose((await m.a.data()) as Float32Array, m.av.map((a, i) => 0.9 * a + 0.1 * m.xv[i]!), 1e-6, `average ${j}`);
+      expect(m.a.dataId).toBe(m.id);
+      tf.dispose([m.a, m.x]);
+    }
+  });
+
   it('a training step matches the cpu backend over two steps, with several parameter tensors a dispatch and no upload for them', async () => {
     const batch = 4;
     const images = Uint8Array.from(randomArray(batch * 3072, 7), (x) => Math.floor((x + 1) * 127.5));
@@ -161,4 +192,31 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     expect(ops.counts!.uploads - gpu.counts!.uploads).toBe(3 * gpu.params + gpu.decayed);
     expect(ops.counts!.dispatches - gpu.counts!.dispatches).toBe(6 * gpu.params + 2 * gpu.decayed - Math.ceil(gpu.params / group));
   }, 180_000); // with a cold shader cache on 2 busy cores, lavapipe took 52 s
+
+  it('a step with a weight average keeps it in place as the tfjs ops do, the batch-norm statistics included', async () => {
+    const batch = 4;
+    const images = Uint8Array.from({ length: batch * 3072 }, (_, i) => (i * 37) % 251);
+    const labels = Uint8Array.from([1, 5, 9, 0]);
+    const options = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10, ema: 0.5 };
+    const run = async (fusedUpdate: boolean) => {
+      const model = buildModel('resnet10-w8', { seed: 5 });
+      const trainer = createTrainer(model, { ...options, fusedUpdate });
+      for (let s = 0; s < 2; s++) {
+        const { lossSum, correct } = trainer.step(images, labels, batch, 0.05);
+        await lossSum.data();
+        tf.dispose([lossSum, correct]);
+      }
+      const read = async () => Promise.all(model.weights.map(async (w) => (await w.read().data()) as Float32Array));
+      const live = await read();
+      const averaged = await trainer.withAverage(read);
+      trainer.dispose();
+      model.dispose();
+      return { live, averaged, names: model.weights.map((w) => w.name) };
+    };
+    const fused = await run(true);
+    const ops = await run(false);
+    fused.averaged.forEach((a, i) => expectClose(a, ops.averaged[i]!, 1e-4, `average ${fused.names[i]}`));
+    const movingVariance = fused.names.findIndex((n) => /moving_variance/.test(n));
+    expect(fused.averaged[movingVariance]).not.toEqual(fused.live[movingVariance]);
+  }, 180_000);
 });

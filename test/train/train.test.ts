@@ -7,6 +7,9 @@ import { trainModel } from '../../src/train/train.js';
 import { createTrainer } from '../../src/train/step.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { loadModel } from '../../src/model/store.js';
+import { buildModel } from '../../src/model/resnet.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { expectClose } from '../backend/helpers.js';
 import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
 
 let dir: string;
@@ -148,5 +151,71 @@ describe('training step with cutout', () => {
     expect(corner[row(16, 0)]).not.toBe(0);
     // Without cutout every input learns.
     expect(Math.abs((await kernelAfterStep(0, centre))[row(16, 16)]!)).toBeGreaterThan(0);
+  });
+});
+
+describe('weight average (ema)', () => {
+  const batch = 4;
+  const images = Uint8Array.from({ length: batch * IMAGE_BYTES }, (_, i) => (i * 37) % 251);
+  const labels = Uint8Array.from([1, 5, 9, 0]);
+  const options = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10 };
+  const snapshot = (model: tf.LayersModel) => model.weights.map((w) => (w.read().dataSync() as Float32Array).slice());
+
+  it('follows a ← d·a + (1 − d)·w after every step, batch-norm statistics included, and leaves the training itself unchanged', async () => {
+    const model = buildModel('resnet10-w8', { seed: 3 });
+    const plain = buildModel('resnet10-w8', { seed: 3 });
+    const trainer = createTrainer(model, { ...options, ema: 0.5 });
+    const without = createTrainer(plain, options);
+    let expected = snapshot(model);
+    for (let s = 0; s < 3; s++) {
+      for (const t of [trainer, without]) {
+        const out = t.step(images, labels, batch, 0.05);
+        tf.dispose([out.lossSum, out.correct]);
+      }
+      const w = snapshot(model);
+      expected = expected.map((a, i) => a.map((x, j) => 0.5 * x + 0.5 * w[i]![j]!));
+      // A test pass between steps (as each epoch's) must not disturb what follows.
+      await trainer.withAverage(async () => tf.dispose(tf.tidy(() => model.predict(tf.zeros([1, 32, 32, 3])) as tf.Tensor)));
+    }
+    const live = snapshot(model);
+    // The live weights are exactly those of a run without the average.
+    snapshot(plain).forEach((w, i) => expect(live[i]).toEqual(w));
+    const averaged = await trainer.withAverage(async () => snapshot(model));
+    averaged.forEach((a, i) => expectClose(a, expected[i]!, 1e-5, `average ${model.weights[i]!.name}`));
+    // Outside withAverage the model holds the live weights again.
+    snapshot(model).forEach((w, i) => expect(w).toEqual(live[i]));
+    // The average differs from the live weights, moving statistics included.
+    const movingMean = model.weights.findIndex((w) => /moving_mean/.test(w.name));
+    expect(movingMean).toBeGreaterThanOrEqual(0);
+    expect(averaged[movingMean]).not.toEqual(live[movingMean]);
+    expect(averaged[0]).not.toEqual(live[0]);
+    // Its checkpoint holds weights, velocities and averages.
+    expect(trainer.stateTensors()).toHaveLength(model.weights.length + model.trainableWeights.length + model.weights.length);
+    trainer.adoptAverage();
+    snapshot(model).forEach((w, i) => expectClose(w, expected[i]!, 1e-5, `adopted ${i}`));
+    for (const [t, m] of [[trainer, model], [without, plain]] as const) {
+      t.dispose();
+      m.dispose();
+    }
+  });
+
+  it('a run tests and saves the average, records the live accuracy beside it, and resumes to the same average', async () => {
+    const emaConfig = (out: string) => config(out, { ema: 0.6 });
+    await expect(trainModel(emaConfig('ema-full'), { maxSteps: 0 })).rejects.toMatchObject({ code: 'ABORTED' });
+    await cp(join(dir, 'ema-full', 'checkpoint'), join(dir, 'ema-split', 'checkpoint'), { recursive: true });
+    const full = await trainModel(emaConfig('ema-full'), { resume: true });
+    for (const r of full.history) expect(r.liveTestAccuracy).toEqual(expect.any(Number));
+    expect(full.metadata.testAccuracy).toBe(full.history[2]!.testAccuracy);
+    expect(full.metadata.config).toMatchObject({ ema: 0.6 });
+    // The saved weights are the checkpoint's averages (its last tensors), not its live weights.
+    const saved = await weightsOf(join(dir, 'ema-full'));
+    const { arrays } = (await loadCheckpoint(join(dir, 'ema-full')))!;
+    const averages = arrays.slice(arrays.length - saved.length);
+    saved.forEach((w, i) => expect(w).toEqual(averages[i]!.values));
+    expect(saved[0]).not.toEqual(arrays[0]!.values);
+
+    await expect(trainModel(emaConfig('ema-split'), { resume: true, maxSteps: 5 })).rejects.toMatchObject({ code: 'ABORTED' });
+    await trainModel(emaConfig('ema-split'), { resume: true });
+    (await weightsOf(join(dir, 'ema-split'))).forEach((w, i) => expect(w).toEqual(saved[i]));
   });
 });

@@ -8,6 +8,8 @@
  * (62 tensors in ResNet-18: ~430 dispatches and ~250 uploads a step, each upload making a
  * staging buffer and ending the compute pass). On a GPU the step is bound by that CPU-side
  * traffic, not by kernel time. The dispatches are recorded by `dispatchInPlace` (in-place.ts).
+ * The exponential moving average of the weights (`cifar train --ema`) is done the same way,
+ * several tensors a dispatch (`averageAllInPlace`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Tensor } from '@tensorflow/tfjs';
@@ -64,13 +66,26 @@ export interface SgdItem {
 
 /** Tensors updated per dispatch: three storage buffers each, within the device's limit, at most 8. */
 export function sgdGroupSize(maxStorageBuffersPerShaderStage = 8): number {
-  return Math.max(1, Math.min(8, Math.floor(maxStorageBuffersPerShaderStage / 3)));
+  return groupSize(3, maxStorageBuffersPerShaderStage);
+}
+
+/** Tensors averaged per dispatch: two storage buffers each, within the device's limit, at most 8. */
+export function averageGroupSize(maxStorageBuffersPerShaderStage = 8): number {
+  return groupSize(2, maxStorageBuffersPerShaderStage);
+}
+
+function groupSize(buffersPerTensor: number, maxStorageBuffersPerShaderStage: number): number {
+  return Math.max(1, Math.min(8, Math.floor(maxStorageBuffersPerShaderStage / buffersPerTensor)));
+}
+
+/** The active backend's device's storage-buffer limit a stage (WebGPU's default, 8, without one). */
+function deviceStorageBuffers(): number | undefined {
+  return (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device?.limits?.maxStorageBuffersPerShaderStage;
 }
 
 /** `sgdGroupSize` for the storage-buffer limit of the active backend's device (8 without one). */
 export function deviceSgdGroupSize(): number {
-  const device = (tf.backend() as unknown as { device?: { limits?: { maxStorageBuffersPerShaderStage?: number } } }).device;
-  return sgdGroupSize(device?.limits?.maxStorageBuffersPerShaderStage);
+  return sgdGroupSize(deviceStorageBuffers());
 }
 
 /**
@@ -108,4 +123,61 @@ function dispatchGroup(live: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'm
     grid: flatDispatch(live.reduce((total, item) => total + item.weights.size, 0)),
     name: 'SgdUpdate',
   });
+}
+
+/**
+ * The weight average of `k` tensors in one dispatch: tensor j's bindings are 2j (the average,
+ * written) and 2j + 1 (the live value); the uniforms hold the decay, then each tensor's size.
+ */
+export function averageShader(k: number): string {
+  const fields = ['decay : f32', ...Array.from({ length: k }, (_, j) => `size${j} : u32`)];
+  const bindings = Array.from({ length: k }, (_, j) => `@group(0) @binding(${2 * j}) var<storage, read_write> a${j} : array<f32>;
+@group(0) @binding(${2 * j + 1}) var<storage, read> x${j} : array<f32>;`).join('\n');
+  const updates = Array.from({ length: k }, (_, j) => `  if (i < h.size${j}) {
+    a${j}[i] = h.decay * a${j}[i] + (1.0 - h.decay) * x${j}[i];
+    return;
+  }
+  i = i - h.size${j};`).join('\n');
+  return `
+struct Hyper { ${fields.join(', ')} };
+${bindings}
+@group(0) @binding(${2 * k}) var<uniform> h : Hyper;
+
+@compute @workgroup_size(${FLAT_THREADS})
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  var i = gid.x + gid.y * ${MAX_GROUPS_X * FLAT_THREADS}u;
+${updates}
+}`;
+}
+
+/** One tensor's average and the value it follows. */
+export interface AverageItem {
+  average: Tensor;
+  value: Tensor;
+}
+
+/**
+ * a ← d·a + (1 − d)·x for each item, in place on the webgpu backend (the exponential moving
+ * average of the weights): each `average` keeps its data id, so it must have storage of its own
+ * (`ensureOwnStorage`). `averageGroupSize()` tensors a dispatch for the device's storage-buffer
+ * limit. Check `canUpdateInPlace()` first.
+ */
+export function averageAllInPlace(items: readonly AverageItem[], decay: number): void {
+  for (const { average, value } of items) {
+    if (average.size !== value.size) throw new Error(`weight average: sizes differ (${average.size}, ${value.size})`);
+  }
+  const k = averageGroupSize(deviceStorageBuffers());
+  const nonEmpty = items.filter((item) => item.average.size > 0);
+  for (let at = 0; at < nonEmpty.length; at += k) {
+    const live = nonEmpty.slice(at, at + k);
+    dispatchInPlace({
+      key: `average${live.length}`,
+      code: () => averageShader(live.length),
+      tensors: live.flatMap((item) => [item.average, item.value]),
+      written: live.map((item) => item.average),
+      uniforms: [{ type: 'float32', data: [decay] }, ...live.map((item) => ({ type: 'uint32' as const, data: [item.average.size] }))],
+      grid: flatDispatch(live.reduce((total, item) => total + item.average.size, 0)),
+      name: 'WeightAverage',
+    });
+  }
 }
