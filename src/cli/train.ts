@@ -18,11 +18,11 @@ function positiveNumber(flag: string): (v: string) => number {
   };
 }
 
-/** The cutout side, checked by the config schema's own rule (0 to 32), so the flag and a config file agree. */
-function pixels(flag: string): (v: string) => number {
+/** A number checked by the config schema's own rule for `key`, so the flag and a config file agree. */
+function schemaNumber(flag: string, key: 'cutout' | 'ema' | 'labelSmoothing' | 'weightDecay' | 'warmup' | 'momentum', expected: string): (v: string) => number {
   return (v) => {
-    const n = Number(v);
-    if (!TrainConfigSchema.shape.cutout.safeParse(n).success) throw new CifarError('USAGE', `${flag} ${v}: expected a whole number of pixels from 0 (off) to 32`);
+    const n = v.trim() === '' ? NaN : Number(v);
+    if (!TrainConfigSchema.shape[key].safeParse(n).success) throw new CifarError('USAGE', `${flag} ${v}: expected ${expected}`);
     return n;
   };
 }
@@ -43,7 +43,12 @@ export function trainCommand(): Command {
     .option('--test-limit <n>', 'evaluate on the first N test images only', positiveInt('--test-limit'))
     .option('--test-every <n>', 'test pass after every Nth epoch and the last (default 1: every epoch)', positiveInt('--test-every'))
     .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
-    .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', pixels('--cutout'))
+    .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', schemaNumber('--cutout', 'cutout', 'a whole number of pixels from 0 (off) to 32'))
+    .option('--warmup <fraction>', 'fraction of the steps warming the learning rate up (default 0.15)', schemaNumber('--warmup', 'warmup', 'a fraction from 0 to 1'))
+    .option('--momentum <x>', 'Nesterov momentum (default 0.9)', schemaNumber('--momentum', 'momentum', 'a number from 0 to 1'))
+    .option('--weight-decay <x>', 'L2 weight decay of conv and dense kernels (default 5e-4)', schemaNumber('--weight-decay', 'weightDecay', 'a number ≥ 0'))
+    .option('--label-smoothing <x>', 'label smoothing of the targets (default 0.1)', schemaNumber('--label-smoothing', 'labelSmoothing', 'a number from 0 to 0.5'))
+    .option('--ema <decay>', 'test and save an exponential moving average of the weights with this decay a step, e.g. 0.999 (default 0, off)', schemaNumber('--ema', 'ema', 'a decay from 0 (off) to below 1'))
     .option('--seed <n>', 'seed of the initial weights, data order and augmentation (default 0)', (v) => Number(v))
     .option('--quiet', 'no progress, only the final summary')
     .action(

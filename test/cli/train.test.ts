@@ -80,6 +80,29 @@ describe('cifar train (CLI)', () => {
     }
   });
 
+  it('passes the recipe flags (--ema, --label-smoothing, --weight-decay, --warmup, --momentum) to the run; out-of-range values are usage errors', async () => {
+    const out = join(dir, 'm-recipe');
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--ema', '0.9', '--label-smoothing', '0.2', '--weight-decay', '0', '--warmup', '0.3', '--momentum', '0.8']);
+    expect(res.code, res.stderr).toBe(0);
+    const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    expect(meta.config).toMatchObject({ ema: 0.9, labelSmoothing: 0.2, weightDecay: 0, warmup: 0.3, momentum: 0.8 });
+    // With an average, the epoch row adds the live weights' test accuracy.
+    expect(res.stderr).toMatch(/^ +1\/1 .*\(live weights \d+\.\d\d%\)$/m);
+    const cases: [string, string, string][] = [
+      ['--ema', '1', 'a decay from 0 \\(off\\) to below 1'],
+      ['--ema', '-0.1', 'a decay from 0 \\(off\\) to below 1'],
+      ['--label-smoothing', '0.6', 'a number from 0 to 0\\.5'],
+      ['--weight-decay', '-1', 'a number ≥ 0'],
+      ['--warmup', '2', 'a fraction from 0 to 1'],
+      ['--momentum', 'x', 'a number from 0 to 1'],
+    ];
+    for (const [flag, bad, expected] of cases) {
+      const r = await runCli(['train', flag, bad, '--data', join(dir, 'none')]);
+      expect(r.code, `${flag} ${bad}`).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`${flag} ${bad.replace('.', '\\.')}: expected ${expected}`));
+    }
+  });
+
   it('passes --test-every: epochs without a test pass print dashes and the config records it; 0 is a usage error', async () => {
     const out = join(dir, 'm-every');
     const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '2', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--test-every', '2']);
