@@ -14,10 +14,25 @@ describe('the subgroup-matrix load probe (pure)', () => {
 
   it('has both operands and layouts at the GEMMs\' strides, each with a load ending exactly at the array\'s end', () => {
     const cases = probeCases();
-    expect(cases).toHaveLength(2 * 2 * 5 * 5);
+    expect(cases).toHaveLength(2 * 2 * 5 * 5 + 2 * 2 * 2 * 2);
     for (const c of cases) expect(c.offset + 15 * c.stride + 16).toBeLessThanOrEqual(PROBE_ARRAY);
     expect(cases.filter((c) => c.offset + 15 * c.stride + 16 === PROBE_ARRAY)).toHaveLength(20);
     expect(new Set(cases.map((c) => c.stride))).toEqual(new Set([16, 64, 72, 128, 136]));
+  });
+
+  it('also loads after and before a 4-byte workgroup scalar, each operand and layout, and says so when such a case fails', () => {
+    const withScalar = probeCases().filter((c) => c.scalar !== undefined);
+    expect(withScalar).toHaveLength(16);
+    expect(new Set(withScalar.map((c) => `${c.operand} ${c.columnMajor} ${c.scalar}`)).size).toBe(8);
+    const first = probeSource('layout', 'left', true, false, 'first');
+    // Declared before the float16 array and used (a uniform load, kept live by the output).
+    expect(first.indexOf('var<workgroup> pad : f32;')).toBeLessThan(first.indexOf('var<workgroup> src'));
+    expect(first).toContain('workgroupUniformLoad(&pad)');
+    expect(first).toMatch(/if \(padded == [\d.]+\) \{ out\[0\] = padded; \}/);
+    const last = probeSource('layout', 'left', true, false, 'last');
+    expect(last.indexOf('var<workgroup> pad : f32;')).toBeGreaterThan(last.indexOf('var<workgroup> res'));
+    expect(probeSource('layout', 'left', true, false)).not.toContain('pad');
+    expect(describeProbe([{ operand: 'right', columnMajor: false, stride: 72, offset: 16, scalar: 'first', wrong: 256 }])).toEqual(['right row_major stride 72 offset 16, after a 4-byte workgroup scalar: 256 of 256 wrong']);
   });
 
   it('counts the elements that are not the specification\'s, and describes the failed cases in one line each', () => {
@@ -55,7 +70,9 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
 
   it('reads every case as the specification says (no element wrong), and no device error', async () => {
     takeWebGpuErrors();
-    const cases = probeCases().filter((_, i) => i % 5 === 0 || i % 5 === 4); // offset 0 and the end: lavapipe runs each one-invocation case slowly
+    // Offset 0, the array's end and the scalar cases: lavapipe runs each one-invocation case slowly.
+    const cases = probeCases().filter((c) => c.scalar !== undefined || c.offset === 0 || c.offset + 15 * c.stride + 16 === PROBE_ARRAY);
+    expect(cases.filter((c) => c.scalar)).toHaveLength(16);
     const results = await runMatrixProbe(device, 'layout', true, cases);
     expect(results).toHaveLength(cases.length);
     expect(describeProbe(results)).toEqual([]);
@@ -73,8 +90,8 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
     const gpu = device as unknown as { createShaderModule(d: { code: string }): { getCompilationInfo(): Promise<{ messages: Array<{ type: string; message: string }> }> } };
     for (const syntax of ['layout', 'bool'] as const) {
       for (const operand of ['left', 'right'] as const) {
-        for (const columnMajor of [true, false]) {
-          const code = stub(probeSource(syntax, operand, columnMajor, false));
+        for (const [columnMajor, scalar] of [[true, undefined], [false, undefined], [true, 'first'], [false, 'last']] as const) {
+          const code = stub(probeSource(syntax, operand, columnMajor, false, scalar));
           expect(code).not.toContain('subgroupMatrix');
           const info = await gpu.createShaderModule({ code }).getCompilationInfo();
           expect(info.messages.filter((m) => m.type === 'error').map((m) => m.message)).toEqual([]);

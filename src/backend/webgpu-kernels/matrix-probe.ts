@@ -13,6 +13,12 @@
  * end exactly at the array's end (where a bounds check that is off by one would move them).
  * `bench:gpu --matmul tensor-cores` records the answers (`matrixProbe`).
  *
+ * Some cases also declare a 4-byte workgroup variable before (or after) the arrays, as the
+ * gradient programs did (their dy scale, dx's tile count) and the forward did not: Vulkan requires
+ * a cooperative-matrix load's pointer to be 16-byte aligned (VUID-RuntimeSpirv-
+ * OpCooperativeMatrixLoadKHR-08986), and a driver that lays the variables out one after the
+ * other at their own alignment would put the float16 arrays 4 bytes off it.
+ *
  * With `emulate`, the three operations are plain WGSL functions of the specification's
  * semantics, so that CI runs the same harness on an adapter without subgroup matrices.
  */
@@ -27,6 +33,8 @@ export interface ProbeCase {
   columnMajor: boolean;
   stride: number;
   offset: number;
+  /** A used 4-byte workgroup scalar declared before (`first`) or after (`last`) the arrays; absent: none. */
+  scalar?: 'first' | 'last';
 }
 
 export interface ProbeResult extends ProbeCase {
@@ -46,7 +54,8 @@ export function probeValue(i: number): number {
 
 /**
  * The cases: both operands and layouts, at the strides the GEMMs use (16, 64, 72, 128, 136) with
- * offsets 0, 16, 48 and 112, and at each stride the load that ends exactly at the array's end.
+ * offsets 0, 16, 48 and 112, and at each stride the load that ends exactly at the array's end;
+ * then, at strides 72 and 128, with a 4-byte workgroup scalar declared first and last.
  */
 export function probeCases(): ProbeCase[] {
   const cases: ProbeCase[] = [];
@@ -55,6 +64,9 @@ export function probeCases(): ProbeCase[] {
       for (const stride of [16, 64, 72, 128, 136]) {
         const last = PROBE_ARRAY - (15 * stride + SIDE);
         for (const offset of [0, 16, 48, 112, last]) cases.push({ operand, columnMajor, stride, offset });
+      }
+      for (const scalar of ['first', 'last'] as const) {
+        for (const stride of [72, 128]) cases.push({ operand, columnMajor, stride, offset: 16, scalar });
       }
     }
   }
@@ -91,17 +103,21 @@ fn emuMultiply(a : EmuMatrix, b : EmuMatrix) -> EmuMatrix {
 }`;
 
 /** The probe shader for one operand and layout; the offset and stride come from a uniform. */
-export function probeSource(syntax: MatrixSyntax, operand: 'left' | 'right', columnMajor: boolean, emulate: boolean): string {
+export function probeSource(syntax: MatrixSyntax, operand: 'left' | 'right', columnMajor: boolean, emulate: boolean, scalar?: 'first' | 'last'): string {
+  const pad = 'var<workgroup> pad : f32;';
   const head = `@group(0) @binding(0) var<storage, read> values : array<f32>;
 @group(0) @binding(1) var<storage, read_write> out : array<f32>;
 struct Case { offset : u32, stride : u32 };
-@group(0) @binding(2) var<uniform> probe : Case;
+@group(0) @binding(2) var<uniform> probe : Case;${scalar === 'first' ? `\n${pad}` : ''}
 var<workgroup> src : array<f16, ${PROBE_ARRAY}>;
 var<workgroup> eye : array<f16, 256>;
-var<workgroup> res : array<f32, 256>;`;
+var<workgroup> res : array<f32, 256>;${scalar === 'last' ? `\n${pad}` : ''}`;
+  // The scalar is written and read as the gradient programs' were (a uniform load), and kept live.
   const fill = `
   for (var i = lid; i < ${PROBE_ARRAY}u; i += 32u) { src[i] = f16(values[i]); }
-  for (var i = lid; i < 256u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / 16u == i % 16u); }
+  for (var i = lid; i < 256u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / 16u == i % 16u); }${scalar ? `
+  if (lid == 0u) { pad = values[1]; }
+  let padded = workgroupUniformLoad(&pad);` : ''}
   workgroupBarrier();`;
   const body = emulate
     ? `
@@ -123,7 +139,8 @@ ${emulate ? EMULATION : ''}
 @compute @workgroup_size(32)
 fn main(@builtin(local_invocation_index) lid : u32) {${fill}${body}
   workgroupBarrier();
-  for (var i = lid; i < 256u; i += 32u) { out[i] = res[i]; }
+  for (var i = lid; i < 256u; i += 32u) { out[i] = res[i]; }${scalar ? `
+  if (padded == 12345.0) { out[0] = padded; }` : ''}
 }`;
 }
 
@@ -174,10 +191,10 @@ export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emu
   try {
     const encoder = device.createCommandEncoder();
     cases.forEach((c, i) => {
-      const key = `${c.operand}${c.columnMajor}`;
+      const key = `${c.operand}${c.columnMajor}${c.scalar ?? ''}`;
       let pipeline = pipelines.get(key);
       if (pipeline === undefined) {
-        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, c.operand, c.columnMajor, emulate) }), entryPoint: 'main' } });
+        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, c.operand, c.columnMajor, emulate, c.scalar) }), entryPoint: 'main' } });
         pipelines.set(key, pipeline);
       }
       const uniform = device.createBuffer({ size: 16, usage: USAGE.UNIFORM | USAGE.COPY_DST });
@@ -208,7 +225,13 @@ export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emu
   }
 }
 
-/** The cases that failed, in one line each: `left col_major stride 128 offset 112: 256 of 256 wrong`. */
+/**
+ * The cases that failed, in one line each: `left col_major stride 128 offset 112: 256 of 256 wrong`,
+ * `… offset 16, after a 4-byte workgroup scalar: …` (declared first) or `…, before …` (last).
+ */
 export function describeProbe(results: ProbeResult[]): string[] {
-  return results.filter((r) => r.wrong > 0).map((r) => `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}: ${r.wrong} of 256 wrong`);
+  const where = { first: ', after a 4-byte workgroup scalar', last: ', before a 4-byte workgroup scalar' };
+  return results
+    .filter((r) => r.wrong > 0)
+    .map((r) => `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}${r.scalar ? where[r.scalar] : ''}: ${r.wrong} of 256 wrong`);
 }
