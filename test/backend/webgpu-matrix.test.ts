@@ -401,11 +401,15 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     expect(takeWebGpuErrors()).toEqual([]);
   });
 
-  it('tensor-core programs (forward, dW, dx; 16 and 32 deep) compile on lavapipe with the three subgroup-matrix operations stubbed', async () => {
+  it('tensor-core programs (forward, dW, dx; 16 and 32 deep) compile on lavapipe with the three subgroup-matrix operations stubbed, every workgroup variable a multiple of 16 bytes', async () => {
     await tf.setBackend('webgpu');
     const device = (tf.backend() as unknown as { device: { createShaderModule: (d: { code: string }) => unknown } }).device;
     const create = device.createShaderModule;
-    device.createShaderModule = (d) => create.call(device, { ...d, code: stubMatrixOps(d.code) });
+    const matrixPrograms: string[] = [];
+    device.createShaderModule = (d) => {
+      if (d.code.includes('subgroupMatrixLoad')) matrixPrograms.push(d.code);
+      return create.call(device, { ...d, code: stubMatrixOps(d.code) });
+    };
     takeWebGpuErrors();
     try {
       for (const matrixDepth of [16, 32] as const) {
@@ -424,6 +428,21 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expect(keys).toMatch(/cifarConvInputGrad_\S+x16pm\S*_s\d+/);
       expect(keys).toMatch(/cifarConvForward_\S+x32pm\S*_bias_relu/);
       expect(takeWebGpuErrors()).toEqual([]);
+      // Vulkan wants cooperative-matrix loads 16-byte aligned: with every workgroup variable a
+      // multiple of 16 bytes, no driver layout can put the float16 arrays off it (matrix.ts).
+      expect(matrixPrograms.length).toBeGreaterThanOrEqual(6);
+      const bytes: Record<string, number> = { f16: 2, f32: 4, i32: 4, u32: 4, 'vec4<f16>': 8, 'vec4<f32>': 16, 'vec4<i32>': 16 };
+      const sizeOf = (type: string): number => {
+        const array = /^array<(.+), (\d+)>$/.exec(type);
+        const size = array ? bytes[array[1]!]! * Number(array[2]) : bytes[type];
+        if (size === undefined || Number.isNaN(size)) throw new Error(`unknown workgroup type ${type}`);
+        return size;
+      };
+      for (const code of matrixPrograms) {
+        const declared = [...code.matchAll(/var<workgroup> (\w+) : ([^;]+);/g)];
+        expect(declared.length).toBeGreaterThanOrEqual(3);
+        for (const [, name, type] of declared) expect(sizeOf(type!) % 16, `${name} : ${type}`).toBe(0);
+      }
     } finally {
       device.createShaderModule = create;
       configureWebGpuKernels(settingsFromEnv({}));

@@ -66,7 +66,9 @@ ${convConstants(conv)}
   var<private> rowsW : i32;
   var<private> phaseRows : i32;
   var<private> phaseK : i32;
-  var<workgroup> cgTiles : i32;
+  // A vec4, not an i32: every workgroup variable a multiple of 16 bytes, so that the float16
+  // arrays the tensor cores load from stay 16-byte aligned whatever the driver's layout (matrix.ts).
+  var<workgroup> cgTiles : vec4<i32>;
 
   // Pixel m of the phase -> (n, ih, iw).
   fn pixel(m : i32) -> vec3<i32> {
@@ -122,8 +124,8 @@ ${convConstants(conv)}
     phaseK = tapsH * tapsW * CG_COUT;
     // The trip count depends on the phase (workgroup_id), which WGSL's uniformity analysis
     // cannot see through tfjs' private copy of it: publish it through workgroup memory.
-    if (lid == 0) { cgTiles = (phaseK + ${tk - 1}) / ${tk}; }
-    let numTiles = workgroupUniformLoad(&cgTiles);
+    if (lid == 0) { cgTiles = vec4<i32>((phaseK + ${tk - 1}) / ${tk}); }
+    let numTiles = workgroupUniformLoad(&cgTiles).x;
     let kBegin = 0;`,
     aAlongK: true,
     bAlongK: true,

@@ -360,9 +360,9 @@ export function matrixMainSource(s: GemmSource): string {
     }
     if (lid == 0) {
       let m = cgC[0];
-      cgScale = ${scaleOf('m')};
+      cgScale = vec4<f32>(${scaleOf('m')});
     }
-    let cgS = workgroupUniformLoad(&cgScale);
+    let cgS = workgroupUniformLoad(&cgScale).x;
     let cgUnscale = 1.0 / cgS;`
     : `
     let cgUnscale = 1.0;`;
@@ -388,7 +388,12 @@ export function matrixMainSource(s: GemmSource): string {
   ${declarations}
   // Each subgroup's results on their way out (and the scale's reduction before the loop).
   var<workgroup> cgC : array<f32, ${subgroups * 256}>;
-  var<workgroup> cgScale : f32;
+  // A vec4, not an f32: Vulkan wants a cooperative-matrix load's pointer 16-byte aligned
+  // (VUID-RuntimeSpirv-OpCooperativeMatrixLoadKHR-08986), and a driver that lays workgroup
+  // variables out one after the other at their own alignment would put the float16 arrays 4 bytes
+  // off it behind a 4-byte scalar. Only the gradient programs, wrong on the H100 of 2026-11-27,
+  // had one (this scale, dx's tile count); matrix-probe.ts asks the device about it.
+  var<workgroup> cgScale : vec4<f32>;
   var<private> cgLane : u32;
 ${emulation}
 
