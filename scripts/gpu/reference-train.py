@@ -36,7 +36,7 @@ p.add_argument('--device', default='cuda', help='cpu for a smoke test of this sc
 p.add_argument('--limit', type=int, default=0, help='first N training images only')
 p.add_argument('--test-limit', type=int, default=0, help='first N test images only')
 p.add_argument('--width', type=int, default=64, help='channels of the first stage (16: resnet18-w4)')
-p.add_argument('--ema', type=float, default=0, help='test an exponential moving average of the weights and batch-norm statistics, this decay a step (e.g. 0.999; 0: off): a recipe option cifar train does not have yet')
+p.add_argument('--ema', type=float, default=0, help='test an exponential moving average of the weights and batch-norm statistics, this decay a step (e.g. 0.999; 0: off), as cifar train --ema does')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
