@@ -29,6 +29,7 @@
 //     vulkan_enable_f16_on_nvidia, ...; the adapter's features are in the JSON)
 //   [--cutout N] (the training step cuts a square of side N from each image, as cifar train
 //     --cutout does; default 0)
+//   [--ema DECAY] (the training step keeps a weight average, as cifar train --ema does; default 0)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 //   [--fresh-bind-groups] (as CIFAR_WEBGPU_BIND_GROUPS=fresh: a new bind group for every dispatch,
 //     as tfjs does, instead of reusing the one made before for the same buffers)
@@ -84,6 +85,7 @@ async function main() {
       'matrix-tk': { type: 'string' },
       'matrix-scale': { type: 'string' },
       cutout: { type: 'string' },
+      ema: { type: 'string' },
     },
   });
   // Read when Dawn is created, inside benchmarkGpu.
@@ -96,6 +98,8 @@ async function main() {
   const { TrainConfigSchema } = await import('../dist/train/config.js');
   const cutout = values.cutout === undefined ? 0 : Number(values.cutout);
   if (!TrainConfigSchema.shape.cutout.safeParse(cutout).success) throw new Error(`--cutout: "${values.cutout}" is not a whole number of pixels from 0 to 32`);
+  const ema = values.ema === undefined ? 0 : Number(values.ema);
+  if (!TrainConfigSchema.shape.ema.safeParse(ema).success) throw new Error(`--ema: "${values.ema}" is not a decay from 0 (off) to below 1`);
   const { benchmarkGpu, formatGpuBench, parseTorchReference, ratiosToReference } = await import('../dist/bench/gpu.js');
   const soft = values['allow-software'];
   const result = await benchmarkGpu({
@@ -110,6 +114,7 @@ async function main() {
     submitBatch: values['submit-batch'] === undefined ? undefined : Number(values['submit-batch']),
     stockForward: values['stock-forward'],
     cutout,
+    ema,
     kernels: {
       maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
       prefetch: onOff(values, 'prefetch'),

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, rate as measureRate, ratiosToReference } from '../../src/bench/gpu.js';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { averageGroupSize } from '../../src/backend/webgpu-kernels/sgd.js';
 
 const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
 torch bf16-cl batch=256: train 27544 img/s (epoch of 50k ~ 1.8 s), infer 90000 img/s, loss 2.299
@@ -149,7 +150,7 @@ describe('bench:gpu formatting (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
-  const SMOKE_ARGS = ['--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8'];
+  const SMOKE_ARGS = ['--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8', '--ema', '0.99'];
   /** The smoke test's JSON, for the null backend's comparison below. */
   let smoke: GpuBenchResult | undefined;
 
@@ -169,6 +170,8 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // The step with cutout 8: the images go up as bytes (3,072 an image, not 4 times that as
       // int32), the boxes as 16 bytes an image.
       expect(json.cutout).toBe(8);
+      expect(json.ema).toBe(0.99);
+      expect(stdout).toContain('cutout 8; weight average 0.99; ');
       expect(json.rows[0]!.stepCounts!.uploadBytes).toBeGreaterThanOrEqual(2 * 3072 + 2 * 16);
       expect(json.rows[0]!.stepCounts!.uploadBytes).toBeLessThan(2 * 3072 * 2);
       expect(json.backend.name).toBe('webgpu');
@@ -201,12 +204,14 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.adapter).toBe('null-backend');
       expect(json.backend.reason).toContain('runs no shader');
       // The work recorded is the real step's, so its CPU side is that of a real run; only the SGD
-      // groups by the device's storage-buffer limit (null: 8, 2 tensors a dispatch; lavapipe: 16, 5).
-      const sgdDispatches = (r: GpuBenchResult): number => Math.ceil(r.parameterTensors! / r.sgdGroup!);
+      // and the weight average (--ema) group by the device's storage-buffer limit (null: 8, 2 and
+      // 4 tensors a dispatch; lavapipe: 16, 5 and 8).
+      const inPlaceDispatches = (r: GpuBenchResult, limit: number): number => Math.ceil(r.parameterTensors! / r.sgdGroup!) + Math.ceil(r.weightTensors! / averageGroupSize(limit));
       expect([json.sgdGroup, smoke!.sgdGroup]).toEqual([2, 5]);
       expect(json.parameterTensors).toBe(smoke!.parameterTensors);
+      expect(json.weightTensors).toBeGreaterThan(json.parameterTensors!);
       const [nul, real] = [json.rows[0]!.stepCounts!, smoke!.rows[0]!.stepCounts!];
-      expect(nul.dispatches - sgdDispatches(json)).toBe(real.dispatches - sgdDispatches(smoke!));
+      expect(nul.dispatches - inPlaceDispatches(json, 8)).toBe(real.dispatches - inPlaceDispatches(smoke!, 16));
       expect([nul.uploads, nul.uploadBytes, nul.buffersCreated]).toEqual([real.uploads, real.uploadBytes, real.buffersCreated]);
       expect(json.rows[0]!.step.imagesPerSecond).toBeGreaterThan(0);
       // Asked for a kernel check (--check-batch 2), it runs none: without shaders there is nothing to compare.
@@ -215,6 +220,11 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses an --ema that is not a decay below 1 with one line', async () => {
+    const run = promisify(execFile)(process.execPath, ['scripts/bench-gpu.mjs', '--allow-software', '--ema', '1']);
+    await expect(run).rejects.toMatchObject({ code: 1, stderr: 'bench-gpu: --ema: "1" is not a decay from 0 (off) to below 1\n' });
   });
 
   it('refuses a --cutout that is not a side in pixels with one line', async () => {
