@@ -31,23 +31,32 @@ export interface SgdHyper {
  * over the tensors' elements back to back.
  */
 export function sgdShader(k: number): string {
-  const fields = ['lr : f32', 'momentum : f32', ...Array.from({ length: k }, (_, j) => `decay${j} : f32`), ...Array.from({ length: k }, (_, j) => `size${j} : u32`)];
-  const bindings = Array.from({ length: k }, (_, j) => `@group(0) @binding(${3 * j}) var<storage, read_write> w${j} : array<f32>;
-@group(0) @binding(${3 * j + 1}) var<storage, read_write> v${j} : array<f32>;
-@group(0) @binding(${3 * j + 2}) var<storage, read> g${j} : array<f32>;`).join('\n');
-  const updates = Array.from({ length: k }, (_, j) => `  if (i < h.size${j}) {
-    let wi = w${j}[i];
+  return groupShader(k, [['w', 'read_write'], ['v', 'read_write'], ['g', 'read']], ['lr : f32', 'momentum : f32'], ['decay : f32'], (j) => `let wi = w${j}[i];
     let gi = g${j}[i] + h.decay${j} * wi;
     let vi = h.momentum * v${j}[i] + gi;
     v${j}[i] = vi;
-    w${j}[i] = wi - h.lr * (gi + h.momentum * vi);
+    w${j}[i] = wi - h.lr * (gi + h.momentum * vi);`);
+}
+
+/**
+ * A program over `k` tensors' elements back to back, one invocation an element: tensor j binds
+ * the `arrays` (each name followed by j) from binding `arrays.length · j`; the uniforms `h` hold
+ * the `shared` fields, then each `perTensor` field for every tensor (name followed by j), then
+ * each tensor's size (`size` j). `update(j)` updates element i of tensor j.
+ */
+function groupShader(k: number, arrays: ReadonlyArray<[string, 'read' | 'read_write']>, shared: readonly string[], perTensor: readonly string[], update: (j: number) => string): string {
+  const each = (f: (j: number) => string) => Array.from({ length: k }, (_, j) => f(j));
+  const fields = [...shared, ...perTensor.flatMap((field) => each((j) => field.replace(' :', `${j} :`))), ...each((j) => `size${j} : u32`)];
+  const bindings = each((j) => arrays.map(([name, access], a) => `@group(0) @binding(${arrays.length * j + a}) var<storage, ${access}> ${name}${j} : array<f32>;`).join('\n')).join('\n');
+  const updates = each((j) => `  if (i < h.size${j}) {
+    ${update(j)}
     return;
   }
   i = i - h.size${j};`).join('\n');
   return `
 struct Hyper { ${fields.join(', ')} };
 ${bindings}
-@group(0) @binding(${3 * k}) var<uniform> h : Hyper;
+@group(0) @binding(${arrays.length * k}) var<uniform> h : Hyper;
 
 @compute @workgroup_size(${FLAT_THREADS})
 fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
@@ -130,24 +139,7 @@ function dispatchGroup(live: readonly SgdItem[], hyper: Pick<SgdHyper, 'lr' | 'm
  * written) and 2j + 1 (the live value); the uniforms hold the decay, then each tensor's size.
  */
 export function averageShader(k: number): string {
-  const fields = ['decay : f32', ...Array.from({ length: k }, (_, j) => `size${j} : u32`)];
-  const bindings = Array.from({ length: k }, (_, j) => `@group(0) @binding(${2 * j}) var<storage, read_write> a${j} : array<f32>;
-@group(0) @binding(${2 * j + 1}) var<storage, read> x${j} : array<f32>;`).join('\n');
-  const updates = Array.from({ length: k }, (_, j) => `  if (i < h.size${j}) {
-    a${j}[i] = h.decay * a${j}[i] + (1.0 - h.decay) * x${j}[i];
-    return;
-  }
-  i = i - h.size${j};`).join('\n');
-  return `
-struct Hyper { ${fields.join(', ')} };
-${bindings}
-@group(0) @binding(${2 * k}) var<uniform> h : Hyper;
-
-@compute @workgroup_size(${FLAT_THREADS})
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  var i = gid.x + gid.y * ${MAX_GROUPS_X * FLAT_THREADS}u;
-${updates}
-}`;
+  return groupShader(k, [['a', 'read_write'], ['x', 'read']], ['decay : f32'], [], (j) => `a${j}[i] = h.decay * a${j}[i] + (1.0 - h.decay) * x${j}[i];`);
 }
 
 /** One tensor's average and the value it follows. */
