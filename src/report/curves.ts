@@ -77,13 +77,16 @@ export function curvesSvg(history: readonly EpochRecord[], title = 'training'): 
   const maxLoss = Math.max(0.5, ...history.flatMap((r) => [r.trainLoss, r.testLoss ?? NaN]).filter(Number.isFinite));
   const lossMax = Math.ceil(maxLoss * 2) / 2;
   const best = history.reduce((b, r) => Math.max(b, r.testAccuracy ?? 0), 0);
+  // With a weight average (--ema) the test figures are the average's; the live weights' accuracy beside them.
+  const averaged = history.some((r) => r.liveTestAccuracy !== undefined);
   const loss = panel(0, 'loss', [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainLoss) },
-    { label: 'test', colour: '#d62728', values: history.map((r) => r.testLoss) },
+    { label: averaged ? 'test (average)' : 'test', colour: '#d62728', values: history.map((r) => r.testLoss) },
   ], epochs, lossMax, (v) => v.toFixed(2), false);
   const acc = panel(W / 2, `accuracy (best test ${(best * 100).toFixed(2)}%)`, [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainAccuracy) },
-    { label: 'test', colour: '#d62728', values: history.map((r) => r.testAccuracy) },
+    { label: averaged ? 'test (average)' : 'test', colour: '#d62728', values: history.map((r) => r.testAccuracy) },
+    ...(averaged ? [{ label: 'test (live)', colour: '#ff9896', values: history.map((r) => r.liveTestAccuracy ?? null) }] : []),
   ], epochs, 1, (v) => `${Math.round(v * 100)}%`, true);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 20}" font-family="DejaVu Sans, Arial, sans-serif">
 <rect width="100%" height="100%" fill="white"/>

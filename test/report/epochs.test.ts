@@ -33,3 +33,23 @@ describe('epochs without a test pass (--test-every)', () => {
     expect(svg).not.toContain('NaN');
   });
 });
+
+describe('a run with a weight average (--ema)', () => {
+  const averaged = (epoch: number, tested: boolean): EpochRecord => ({ ...row(epoch, tested), liveTestAccuracy: tested ? 0.3 + epoch * 0.05 : null });
+
+  it('adds the live weights\' test accuracy to the row, after the columns of a run without one', () => {
+    const plain = formatEpoch(row(2, true), 4);
+    const line = formatEpoch(averaged(2, true), 4);
+    expect(line).toBe(`${plain}  (live weights 40.00%)`);
+    expect(formatEpoch(averaged(1, false), 4)).toBe(formatEpoch(row(1, false), 4));
+  });
+
+  it('draws the live weights\' test accuracy as a third accuracy curve, at the tested epochs', () => {
+    const svg = curvesSvg([averaged(1, false), averaged(2, true), averaged(3, false), averaged(4, true)]);
+    const lines = [...svg.matchAll(/<polyline points="([^"]*)"/g)].map((m) => m[1]!.split(' ').length);
+    expect(lines).toEqual([4, 2, 4, 2, 2]);
+    expect(svg).toContain('>test (average)<');
+    expect(svg).toContain('>test (live)<');
+    expect(curvesSvg([row(1, true)])).not.toContain('(live)');
+  });
+});
