@@ -101,7 +101,8 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   // computed) and, on WebGPU, each ReLU fused into the batch norm before it.
   const restoreLayers = prepareForTraining(model);
   const params = model.trainableWeights.map((w) => ({ layerVar: w, variable: w.read() as tf.Variable, decay: /kernel$/.test(w.originalName) }));
-  const velocities = params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  // Made in a tidy: tf.variable(t) shares t's storage, and t left alive would keep it after dispose.
+  const velocities = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p.variable), false)));
   const decay = options.ema ?? 0;
   // The average starts at the initial weights (a restored checkpoint overwrites it).
   const averages = decay > 0 ? tf.tidy(() => model.weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];

@@ -199,6 +199,16 @@ describe('weight average (ema)', () => {
     }
   });
 
+  it('a trainer, with or without the average, leaves no tensor behind once disposed', () => {
+    for (const ema of [0, 0.5]) {
+      const model = buildModel('resnet10-w8');
+      const before = tf.memory().numTensors;
+      createTrainer(model, { ...options, ema }).dispose();
+      expect(tf.memory().numTensors - before, `ema ${ema}`).toBe(0);
+      model.dispose();
+    }
+  });
+
   it('a run tests and saves the average, records the live accuracy beside it, and resumes to the same average', async () => {
     const emaConfig = (out: string) => config(out, { ema: 0.6 });
     await expect(trainModel(emaConfig('ema-full'), { maxSteps: 0 })).rejects.toMatchObject({ code: 'ABORTED' });
