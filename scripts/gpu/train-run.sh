@@ -55,6 +55,8 @@
 #   -tiles64, -no-robustness (Dawn's disable_robustness), -fresh (a new bind group per dispatch:
 #   the gradients bind one input more, dy's maxima, made just before). For instance
 #   BENCH=quick BENCH_ONLY="default tensor-cores tensor-cores-unscaled tensor-cores-scale-registers tensor-cores-plain tensor-cores-tiles64 tensor-cores-no-robustness tensor-cores-fresh".
+# QUICK_BATCHES=128,256: the batch sizes of the default's row with BENCH=quick (default 256 alone;
+#   include 256, which picks the variant), e.g. to know the step rate of a batch-128 recipe.
 # BENCH=1 (the default) runs the full table (128/256/512) with PyTorch's reference, those two,
 #   and the variants that are off by default (scalar loads, scalar reads, 8 deep, no prefetch,
 #   64-wide tiles, input gradient as forward, split forward, tfjs' forward convolution) at 256.
@@ -134,7 +136,7 @@ for v in "${VARIANTS[@]}"; do
   log "bench: $name $flags"
   if [[ $name == default ]]; then
     # The default with PyTorch's reference (the full table with BENCH=1), profiled.
-    bench "bench-$name.json" --batches $([[ ${BENCH:-1} == 1 ]] && echo $BATCHES || echo $VB) --iterations $IT
+    bench "bench-$name.json" --batches $([[ ${BENCH:-1} == 1 ]] && echo $BATCHES || echo ${QUICK_BATCHES:-$VB}) --iterations $IT
     best=$(rate "bench-$name.json"); rates="default $best"
   else
     bench "bench-$name.json" --batches $VB --iterations $IT --no-reference $([[ $name == no-robustness ]] || echo --no-profile) $flags
