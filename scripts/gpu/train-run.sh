@@ -44,8 +44,9 @@
 #   convolutions agree, for them alone (the gradients in float32; such a variant can be picked,
 #   and its JSON's matrixCheck still shows the gradients' figures), else float32 runs (rate 0).
 #   Each tensor-core variant also probes the device's subgroup-matrix loads against the
-#   specification (matrix-probe.ts: 116 cases of layout, stride and offset, 16 of them after or
-#   before a 4-byte workgroup scalar; JSON matrixProbe). Since the seventh session of 2026-11-27
+#   specification (matrix-probe.ts: 128 cases of layout, stride and offset, 16 of them after or
+#   before a 4-byte workgroup scalar, 12 with a loop bounded by a uniform and/or a workgroup
+#   reduction first; JSON matrixProbe). Since the seventh session of 2026-11-27
 #   the gradient programs have no such scalar (vec4s instead: the suspect is the 16-byte alignment
 #   cooperative-matrix loads need), so plain tensor-cores passing its check would confirm it.
 #   Six variants ask which setting is the cause, each JSON's matrixCheck giving the figures:

@@ -14,24 +14,42 @@ describe('the subgroup-matrix load probe (pure)', () => {
 
   it('has both operands and layouts at the GEMMs\' strides, each with a load ending exactly at the array\'s end', () => {
     const cases = probeCases();
-    expect(cases).toHaveLength(2 * 2 * 5 * 5 + 2 * 2 * 2 * 2);
+    expect(cases).toHaveLength(2 * 2 * 5 * 5 + 2 * 2 * 2 * 2 + 2 * 2 * 3);
     for (const c of cases) expect(c.offset + 15 * c.stride + 16).toBeLessThanOrEqual(PROBE_ARRAY);
     expect(cases.filter((c) => c.offset + 15 * c.stride + 16 === PROBE_ARRAY)).toHaveLength(20);
     expect(new Set(cases.map((c) => c.stride))).toEqual(new Set([16, 64, 72, 128, 136]));
+  });
+
+  it('also accumulates in a loop bounded by a uniform, after a workgroup reduction, and both, each operand and layout; the expected values are multiplied by the trips', () => {
+    const kinds = probeCases().filter((c) => c.trips !== undefined || c.prologue);
+    expect(kinds).toHaveLength(12);
+    expect(kinds.filter((c) => c.trips === 3 && c.prologue)).toHaveLength(4);
+    const both = probeSource('layout', { operand: 'right', columnMajor: false, prologue: true, loop: true }, false);
+    expect(both).toContain('for (var t = 0u; t < probe.trips; t++) { acc = subgroupMatrixMultiplyAccumulate(e, m, acc); }');
+    expect(both).toContain('let top = workgroupUniformLoad(&reduced).x;');
+    expect(both).toMatch(/var<workgroup> reduced : vec4<f32>;/);
+    expect(both.indexOf('workgroupUniformLoad(&reduced)')).toBeLessThan(both.indexOf('subgroupMatrixLoad'));
+    expect(probeSource('layout', { operand: 'right', columnMajor: false }, false)).not.toContain('probe.trips');
+    // Three products of the matrix: a single product's values are wrong for such a case.
+    const c = { operand: 'left' as const, columnMajor: false, stride: 72, offset: 16, trips: 3 };
+    const once = new Float32Array(256).map((_, i) => probeValue(probeIndex(c, Math.floor(i / 16), i % 16)));
+    expect(wrongElements(c, once.map((v) => 3 * v))).toBe(0);
+    expect(wrongElements(c, once)).toBeGreaterThan(200);
+    expect(describeProbe([{ ...c, prologue: true, wrong: 250 }])).toEqual(['left row_major stride 72 offset 16, 3 products in a loop, after a workgroup reduction: 250 of 256 wrong']);
   });
 
   it('also loads after and before a 4-byte workgroup scalar, each operand and layout, and says so when such a case fails', () => {
     const withScalar = probeCases().filter((c) => c.scalar !== undefined);
     expect(withScalar).toHaveLength(16);
     expect(new Set(withScalar.map((c) => `${c.operand} ${c.columnMajor} ${c.scalar}`)).size).toBe(8);
-    const first = probeSource('layout', 'left', true, false, 'first');
+    const first = probeSource('layout', { operand: 'left', columnMajor: true, scalar: 'first' }, false);
     // Declared before the float16 array and used (a uniform load, kept live by the output).
     expect(first.indexOf('var<workgroup> pad : f32;')).toBeLessThan(first.indexOf('var<workgroup> src'));
     expect(first).toContain('workgroupUniformLoad(&pad)');
     expect(first).toMatch(/if \(padded == [\d.]+\) \{ out\[0\] = padded; \}/);
-    const last = probeSource('layout', 'left', true, false, 'last');
+    const last = probeSource('layout', { operand: 'left', columnMajor: true, scalar: 'last' }, false);
     expect(last.indexOf('var<workgroup> pad : f32;')).toBeGreaterThan(last.indexOf('var<workgroup> res'));
-    expect(probeSource('layout', 'left', true, false)).not.toContain('pad');
+    expect(probeSource('layout', { operand: 'left', columnMajor: true }, false)).not.toContain('pad');
     expect(describeProbe([{ operand: 'right', columnMajor: false, stride: 72, offset: 16, scalar: 'first', wrong: 256 }])).toEqual(['right row_major stride 72 offset 16, after a 4-byte workgroup scalar: 256 of 256 wrong']);
   });
 
@@ -46,12 +64,12 @@ describe('the subgroup-matrix load probe (pure)', () => {
   });
 
   it('writes the real shader with the three operations in the syntax asked for, the layout as given', () => {
-    const src = probeSource('layout', 'left', true, false);
+    const src = probeSource('layout', { operand: 'left', columnMajor: true }, false);
     expect(src).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>(&src, probe.offset, probe.stride)');
     expect(src).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&eye, 0u, 16u)');
     expect(src).toContain('subgroupMatrixMultiplyAccumulate(m, e, acc)');
-    expect(probeSource('bool', 'right', false, false)).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&src, probe.offset, false, probe.stride)');
-    expect(probeSource('layout', 'right', false, false)).toContain('subgroupMatrixMultiplyAccumulate(e, m, acc)');
+    expect(probeSource('bool', { operand: 'right', columnMajor: false }, false)).toContain('subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&src, probe.offset, false, probe.stride)');
+    expect(probeSource('layout', { operand: 'right', columnMajor: false }, false)).toContain('subgroupMatrixMultiplyAccumulate(e, m, acc)');
   });
 });
 
@@ -71,13 +89,20 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
   it('reads every case as the specification says (no element wrong), and no device error', async () => {
     takeWebGpuErrors();
     // Offset 0, the array's end and the scalar cases: lavapipe runs each one-invocation case slowly.
-    const cases = probeCases().filter((c) => c.scalar !== undefined || c.offset === 0 || c.offset + 15 * c.stride + 16 === PROBE_ARRAY);
+    // Of the loop and prologue kinds, one case each (every kind is a program lavapipe compiles slowly).
+    const kinds = new Set<string>();
+    const cases = probeCases().filter((c) => {
+      if (c.trips === undefined && !c.prologue) return c.scalar !== undefined || c.offset === 0 || c.offset + 15 * c.stride + 16 === PROBE_ARRAY;
+      const kind = `${c.trips}${c.prologue}`;
+      return !kinds.has(kind) && kinds.add(kind) !== undefined;
+    });
     expect(cases.filter((c) => c.scalar)).toHaveLength(16);
+    expect(cases.filter((c) => c.trips !== undefined || c.prologue).map((c) => [c.trips, c.prologue])).toEqual([[3, undefined], [undefined, true], [3, true]]);
     const results = await runMatrixProbe(device, 'layout', true, cases);
     expect(results).toHaveLength(cases.length);
     expect(describeProbe(results)).toEqual([]);
     expect(takeWebGpuErrors()).toEqual([]);
-  }, 60_000);
+  }, 180_000); // lavapipe compiles each kind of case's program slowly with a cold shader cache
 
   it('the real shaders compile on lavapipe with the three operations stubbed (the rest of their WGSL is valid)', async () => {
     const stub = (code: string): string =>
@@ -90,8 +115,8 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
     const gpu = device as unknown as { createShaderModule(d: { code: string }): { getCompilationInfo(): Promise<{ messages: Array<{ type: string; message: string }> }> } };
     for (const syntax of ['layout', 'bool'] as const) {
       for (const operand of ['left', 'right'] as const) {
-        for (const [columnMajor, scalar] of [[true, undefined], [false, undefined], [true, 'first'], [false, 'last']] as const) {
-          const code = stub(probeSource(syntax, operand, columnMajor, false, scalar));
+        for (const [columnMajor, scalar, prologue, loop] of [[true, undefined, false, false], [false, undefined, false, false], [true, 'first', false, false], [false, 'last', false, false], [true, undefined, true, true], [false, undefined, false, true]] as const) {
+          const code = stub(probeSource(syntax, { operand, columnMajor, scalar, prologue, loop }, false));
           expect(code).not.toContain('subgroupMatrix');
           const info = await gpu.createShaderModule({ code }).getCompilationInfo();
           expect(info.messages.filter((m) => m.type === 'error').map((m) => m.message)).toEqual([]);

@@ -35,7 +35,20 @@ export interface ProbeCase {
   offset: number;
   /** A used 4-byte workgroup scalar declared before (`first`) or after (`last`) the arrays; absent: none. */
   scalar?: 'first' | 'last';
+  /**
+   * The product accumulated this many times in a loop whose bound comes from the uniform (not a
+   * constant), as the gradient programs' K loops are; absent: one product, no loop.
+   */
+  trips?: number;
+  /**
+   * Before the matrices, a reduction in workgroup memory (branches on the invocation index,
+   * barriers) and a uniform load of its result, as the gradient programs' dy scaling does.
+   */
+  prologue?: boolean;
 }
+
+/** What a probe program depends on (the offset, stride and trip count come from its uniform). */
+export type ProbeShape = Pick<ProbeCase, 'operand' | 'columnMajor' | 'scalar' | 'prologue'> & { loop?: boolean };
 
 export interface ProbeResult extends ProbeCase {
   /** Elements of the 16 x 16 result that differ from the specification's. */
@@ -55,7 +68,9 @@ export function probeValue(i: number): number {
 /**
  * The cases: both operands and layouts, at the strides the GEMMs use (16, 64, 72, 128, 136) with
  * offsets 0, 16, 48 and 112, and at each stride the load that ends exactly at the array's end;
- * then, at strides 72 and 128, with a 4-byte workgroup scalar declared first and last.
+ * then, at strides 72 and 128, with a 4-byte workgroup scalar declared first and last; then, at
+ * stride 72, the product accumulated 3 times in a loop bounded by a uniform, after a workgroup
+ * reduction, and both (what else the gradient programs do and the forward does not).
  */
 export function probeCases(): ProbeCase[] {
   const cases: ProbeCase[] = [];
@@ -68,6 +83,7 @@ export function probeCases(): ProbeCase[] {
       for (const scalar of ['first', 'last'] as const) {
         for (const stride of [72, 128]) cases.push({ operand, columnMajor, stride, offset: 16, scalar });
       }
+      cases.push({ operand, columnMajor, stride: 72, offset: 16, trips: 3 }, { operand, columnMajor, stride: 72, offset: 16, prologue: true }, { operand, columnMajor, stride: 72, offset: 16, trips: 3, prologue: true });
     }
   }
   return cases;
@@ -102,35 +118,51 @@ fn emuMultiply(a : EmuMatrix, b : EmuMatrix) -> EmuMatrix {
   return m;
 }`;
 
-/** The probe shader for one operand and layout; the offset and stride come from a uniform. */
-export function probeSource(syntax: MatrixSyntax, operand: 'left' | 'right', columnMajor: boolean, emulate: boolean, scalar?: 'first' | 'last'): string {
+/** The probe shader for one kind of case; the offset, stride and trip count come from a uniform. */
+export function probeSource(syntax: MatrixSyntax, shape: ProbeShape, emulate: boolean): string {
+  const { operand, columnMajor, scalar, prologue, loop } = shape;
   const pad = 'var<workgroup> pad : f32;';
   const head = `@group(0) @binding(0) var<storage, read> values : array<f32>;
 @group(0) @binding(1) var<storage, read_write> out : array<f32>;
-struct Case { offset : u32, stride : u32 };
+struct Case { offset : u32, stride : u32, trips : u32 };
 @group(0) @binding(2) var<uniform> probe : Case;${scalar === 'first' ? `\n${pad}` : ''}
 var<workgroup> src : array<f16, ${PROBE_ARRAY}>;
 var<workgroup> eye : array<f16, 256>;
-var<workgroup> res : array<f32, 256>;${scalar === 'last' ? `\n${pad}` : ''}`;
-  // The scalar is written and read as the gradient programs' were (a uniform load), and kept live.
+var<workgroup> res : array<f32, 256>;${scalar === 'last' ? `\n${pad}` : ''}${prologue ? '\nvar<workgroup> reduced : vec4<f32>;' : ''}`;
+  // The scalar is written and read as the gradient programs' were (a uniform load), and kept live;
+  // the prologue reduces 32 values in workgroup memory as their dy scaling does.
   const fill = `
   for (var i = lid; i < ${PROBE_ARRAY}u; i += 32u) { src[i] = f16(values[i]); }
   for (var i = lid; i < 256u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / 16u == i % 16u); }${scalar ? `
   if (lid == 0u) { pad = values[1]; }
-  let padded = workgroupUniformLoad(&pad);` : ''}
+  let padded = workgroupUniformLoad(&pad);` : ''}${prologue ? `
+  res[lid] = values[lid];
+  workgroupBarrier();
+  for (var half = 16u; half > 0u; half = half / 2u) {
+    if (lid < half) { res[lid] = max(res[lid], res[lid + half]); }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { reduced = vec4<f32>(res[0]); }
+  let top = workgroupUniformLoad(&reduced).x;` : ''}
   workgroupBarrier();`;
+  const trips = loop ? 'probe.trips' : '1u';
+  const multiply = `subgroupMatrixMultiplyAccumulate(${operand === 'left' ? 'm, e' : 'e, m'}, acc)`;
   const body = emulate
     ? `
   if (lid == 0u) {
     let m = emuLoad(probe.offset, probe.stride, ${columnMajor});
     let p = ${operand === 'left' ? 'emuMultiply(m, emuIdentity())' : 'emuMultiply(emuIdentity(), m)'};
-    for (var i = 0u; i < 256u; i++) { res[i] = p.v[i]; }
+    for (var i = 0u; i < 256u; i++) {
+      var s = 0.0;
+      for (var t = 0u; t < ${trips}; t++) { s += p.v[i]; }
+      res[i] = s;
+    }
   }`
     : `
   let m = ${matrixLoad(syntax, `subgroup_matrix_${operand}<f16, ${SIDE}, ${SIDE}>`, 'src', 'probe.offset', columnMajor, 'probe.stride')};
   let e = ${matrixLoad(syntax, `subgroup_matrix_${operand === 'left' ? 'right' : 'left'}<f16, ${SIDE}, ${SIDE}>`, 'eye', '0u', false, `${SIDE}u`)};
   var acc = subgroup_matrix_result<f32, ${SIDE}, ${SIDE}>();
-  acc = subgroupMatrixMultiplyAccumulate(${operand === 'left' ? 'm, e' : 'e, m'}, acc);
+  ${loop ? `for (var t = 0u; t < probe.trips; t++) { acc = ${multiply}; }` : `acc = ${multiply};`}
   ${matrixStore(syntax, 'res', '0u', 'acc', false, `${SIDE}u`)};`;
   const enables = emulate ? 'enable f16;' : 'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
   return `${enables}
@@ -140,14 +172,16 @@ ${emulate ? EMULATION : ''}
 fn main(@builtin(local_invocation_index) lid : u32) {${fill}${body}
   workgroupBarrier();
   for (var i = lid; i < 256u; i += 32u) { out[i] = res[i]; }${scalar ? `
-  if (padded == 12345.0) { out[0] = padded; }` : ''}
+  if (padded == 12345.0) { out[0] = padded; }` : ''}${prologue ? `
+  if (top == 12345.0) { out[1] = top; }` : ''}
 }`;
 }
 
 /** Counts the elements of a case's result that are not the specification's. */
 export function wrongElements(c: ProbeCase, result: Float32Array): number {
   let wrong = 0;
-  for (let r = 0; r < SIDE; r++) for (let col = 0; col < SIDE; col++) if (result[r * SIDE + col] !== probeValue(probeIndex(c, r, col))) wrong++;
+  const times = c.trips ?? 1;
+  for (let r = 0; r < SIDE; r++) for (let col = 0; col < SIDE; col++) if (result[r * SIDE + col] !== times * probeValue(probeIndex(c, r, col))) wrong++;
   return wrong;
 }
 
@@ -191,14 +225,15 @@ export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emu
   try {
     const encoder = device.createCommandEncoder();
     cases.forEach((c, i) => {
-      const key = `${c.operand}${c.columnMajor}${c.scalar ?? ''}`;
+      const shape: ProbeShape = { operand: c.operand, columnMajor: c.columnMajor, scalar: c.scalar, prologue: c.prologue, loop: c.trips !== undefined };
+      const key = JSON.stringify(shape);
       let pipeline = pipelines.get(key);
       if (pipeline === undefined) {
-        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, c.operand, c.columnMajor, emulate, c.scalar) }), entryPoint: 'main' } });
+        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, shape, emulate) }), entryPoint: 'main' } });
         pipelines.set(key, pipeline);
       }
       const uniform = device.createBuffer({ size: 16, usage: USAGE.UNIFORM | USAGE.COPY_DST });
-      device.queue.writeBuffer(uniform, 0, new Uint32Array([c.offset, c.stride, 0, 0]));
+      device.queue.writeBuffer(uniform, 0, new Uint32Array([c.offset, c.stride, c.trips ?? 1, 0]));
       uniforms.push(uniform);
       const bindGroup = device.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
@@ -227,11 +262,15 @@ export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emu
 
 /**
  * The cases that failed, in one line each: `left col_major stride 128 offset 112: 256 of 256 wrong`,
- * `… offset 16, after a 4-byte workgroup scalar: …` (declared first) or `…, before …` (last).
+ * `… offset 16, after a 4-byte workgroup scalar: …` (declared first) or `…, before …` (last),
+ * `…, 3 products in a loop, after a workgroup reduction: …`.
  */
 export function describeProbe(results: ProbeResult[]): string[] {
   const where = { first: ', after a 4-byte workgroup scalar', last: ', before a 4-byte workgroup scalar' };
   return results
     .filter((r) => r.wrong > 0)
-    .map((r) => `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}${r.scalar ? where[r.scalar] : ''}: ${r.wrong} of 256 wrong`);
+    .map(
+      (r) =>
+        `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}${r.scalar ? where[r.scalar] : ''}${r.trips !== undefined ? `, ${r.trips} products in a loop` : ''}${r.prologue ? ', after a workgroup reduction' : ''}: ${r.wrong} of 256 wrong`,
+    );
 }
