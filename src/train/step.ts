@@ -104,8 +104,11 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   // Made in a tidy: tf.variable(t) shares t's storage, and t left alive would keep it after dispose.
   const velocities = tf.tidy(() => params.map((p) => tf.variable(tf.zerosLike(p.variable), false)));
   const decay = options.ema ?? 0;
+  // All the model's weights, batch-norm statistics included, in a fixed order (the getter builds
+  // a new array from every layer on each call: not once per tensor in each step).
+  const weights = model.weights;
   // The average starts at the initial weights (a restored checkpoint overwrites it).
-  const averages = decay > 0 ? tf.tidy(() => model.weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
+  const averages = decay > 0 ? tf.tidy(() => weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
   const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams) => {
     const side = options.cutout ?? 0;
@@ -139,7 +142,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
           sgdUpdateAllInPlace(items, { lr, momentum: options.momentum });
           if (decay > 0) {
             averages.forEach((a) => ensureOwnStorage(a));
-            averageAllInPlace(averages.map((average, i) => ({ average, value: model.weights[i]!.read() })), decay);
+            averageAllInPlace(averages.map((average, i) => ({ average, value: weights[i]!.read() })), decay);
           }
         } else {
           params.forEach((p, i) => {
@@ -150,7 +153,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
             v.assign(vNext);
             p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
           });
-          averages.forEach((a, i) => a.assign(tf.add(tf.mul(a, decay), tf.mul(model.weights[i]!.read(), 1 - decay))));
+          averages.forEach((a, i) => a.assign(tf.add(tf.mul(a, decay), tf.mul(weights[i]!.read(), 1 - decay))));
         }
         return { lossSum, correct };
       });
@@ -173,24 +176,24 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     },
     async withAverage(fn) {
       if (decay === 0) return fn();
-      const live = model.weights.map((w) => tf.clone(w.read()));
-      model.weights.forEach((w, i) => w.write(averages[i]!));
+      const live = weights.map((w) => tf.clone(w.read()));
+      weights.forEach((w, i) => w.write(averages[i]!));
       try {
         return await fn();
       } finally {
         // The model's variables get the live values back; the averages own their storage again.
-        model.weights.forEach((w, i) => w.write(live[i]!));
+        weights.forEach((w, i) => w.write(live[i]!));
         tf.dispose(live);
       }
     },
     adoptAverage() {
-      if (decay > 0) model.weights.forEach((w, i) => w.write(averages[i]!));
+      if (decay > 0) weights.forEach((w, i) => w.write(averages[i]!));
     },
     stateTensors() {
-      return [...model.weights.map((w) => w.read()), ...velocities, ...averages];
+      return [...weights.map((w) => w.read()), ...velocities, ...averages];
     },
     restore(arrays) {
-      const targets: tf.Variable[] = [...model.weights.map((w) => w.read() as tf.Variable), ...velocities, ...averages];
+      const targets: tf.Variable[] = [...weights.map((w) => w.read() as tf.Variable), ...velocities, ...averages];
       if (arrays.length !== targets.length) throw new Error(`checkpoint holds ${arrays.length} tensors, the model needs ${targets.length}`);
       targets.forEach((t, i) => {
         const a = arrays[i]!;
