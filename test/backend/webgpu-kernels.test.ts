@@ -6,7 +6,7 @@ import { type ConvGeometry, isSupported, phaseTaps, pickTile, planFilterGrad, pl
 import { gemmKey, gemmMainSource, usesVec4 } from '../../src/backend/webgpu-kernels/program.js';
 import { planForward } from '../../src/backend/webgpu-kernels/conv-forward.js';
 import { inputGradAsForward } from '../../src/backend/webgpu-kernels/conv-input-grad.js';
-import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, type KernelVariant, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
+import { configureWebGpuKernels, DEFAULT_MAX_TILE_SIDE, describeWebGpuKernels, type KernelVariant, settingsFromEnv, webGpuKernelSettings, withWebGpuKernels } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
 
 type Shape4 = [number, number, number, number];
@@ -14,6 +14,29 @@ type Shape4 = [number, number, number, number];
 function geometry(x: Shape4, filter: number, co: number, stride: number, pad: 'same' | 'valid'): ConvGeometry {
   return tf.backend_util.computeConv2DInfo(x, [filter, filter, x[3], co], stride, 1, pad);
 }
+
+describe('withWebGpuKernels (pure)', () => {
+  it('runs with the change and puts back only what it changed, after a throw, and after an async run settles', async () => {
+    const start = configureWebGpuKernels({ matmul: 'emulated', prefetch: true });
+    try {
+      expect(withWebGpuKernels({ matmul: 'f32' }, () => webGpuKernelSettings().matmul)).toBe('f32');
+      expect(webGpuKernelSettings().matmul).toBe('emulated');
+      // A setting changed inside, not by the change, stays changed.
+      withWebGpuKernels({ matmul: 'f32' }, () => configureWebGpuKernels({ prefetch: false }));
+      expect([webGpuKernelSettings().matmul, webGpuKernelSettings().prefetch]).toEqual(['emulated', false]);
+      expect(() => withWebGpuKernels({ matmul: 'f32' }, () => { throw new Error('boom'); })).toThrow('boom');
+      expect(webGpuKernelSettings().matmul).toBe('emulated');
+      let release!: () => void;
+      const running = withWebGpuKernels({ matmul: 'f32' }, () => new Promise<string>((resolve) => (release = () => resolve(webGpuKernelSettings().matmul))));
+      expect(webGpuKernelSettings().matmul).toBe('f32'); // still running
+      release();
+      expect(await running).toBe('f32');
+      expect(webGpuKernelSettings().matmul).toBe('emulated');
+    } finally {
+      configureWebGpuKernels(start);
+    }
+  });
+});
 
 describe('webgpu conv-gradient plans (pure)', () => {
   it('describes a variant in words for start lines and reports', () => {

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32 } from '../../data/shuffle.js';
-import { configureWebGpuKernels, webGpuKernelSettings } from './settings.js';
+import { webGpuKernelSettings, withWebGpuKernels } from './settings.js';
 
 /** float16 operands (11 significant bits) over these sums of up to 576 products stay well within this, relative to the largest value. */
 export const MATRIX_CHECK_TOLERANCE = 2e-3;
@@ -124,13 +124,7 @@ export async function runMatrixCheck(): Promise<MatrixCheck> {
     const dy = tf.tensor4d(values(size(dyShape), random).map((v) => v * 1e-4), dyShape);
     const w = tf.tensor4d(values(size(filter), random), filter);
     try {
-      const before = configureWebGpuKernels({ matmul: 'f32' });
-      let reference: Float32Array[];
-      try {
-        reference = await convKernelOutputs(x, dy, w, stride);
-      } finally {
-        configureWebGpuKernels({ matmul: before.matmul });
-      }
+      const reference = await withWebGpuKernels({ matmul: 'f32' }, () => convKernelOutputs(x, dy, w, stride));
       const ours = await convKernelOutputs(x, dy, w, stride);
       (['filter gradient', 'input gradient', 'forward'] as const).forEach((k, i) => {
         check[k] = Math.max(check[k], relativeDisagreement(ours[i]!, reference[i]!));

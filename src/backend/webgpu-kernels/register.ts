@@ -10,7 +10,7 @@ import { runInputGrad } from './conv-input-grad.js';
 import { NORMALIZE_BYTES, type NormalizeBytesAttrs, runNormalizeBytes } from './input.js';
 import { RELU_GRAD, runReluGrad } from './relu-grad.js';
 import { isSupported } from './plan.js';
-import { configureWebGpuKernels, webGpuKernelSettings } from './settings.js';
+import { webGpuKernelSettings, withWebGpuKernels } from './settings.js';
 import type { WebGpuBackendLike } from './program.js';
 
 type Shape4 = [number, number, number, number];
@@ -38,13 +38,7 @@ const usable = (c: tf.backend_util.Conv2DInfo, ...inputs: TensorInfo[]): boolean
  */
 function inGradientPrecision<T>(run: () => T): T {
   const s = webGpuKernelSettings();
-  if (s.matmul === 'f32' || s.matmulScope === 'all') return run();
-  const before = configureWebGpuKernels({ matmul: 'f32' });
-  try {
-    return run();
-  } finally {
-    configureWebGpuKernels({ matmul: before.matmul });
-  }
+  return s.matmul === 'f32' || s.matmulScope === 'all' ? run() : withWebGpuKernels({ matmul: 'f32' }, run);
 }
 
 function filterGrad(stock: KernelFunc): KernelFunc {

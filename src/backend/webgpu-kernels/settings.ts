@@ -152,3 +152,24 @@ export function configureWebGpuKernels(change: Partial<WebGpuKernelSettings>): W
   Object.assign(current, change);
   return before;
 }
+
+/**
+ * Runs `run` with `change` over the settings, then puts back what it changed (when its promise
+ * settles, for an async `run`), e.g. the float32 reference of a float16 check.
+ */
+export function withWebGpuKernels<T>(change: Partial<WebGpuKernelSettings>, run: () => T): T {
+  const before = configureWebGpuKernels(change);
+  const restore = (): void => {
+    configureWebGpuKernels(Object.fromEntries(Object.keys(change).map((k) => [k, before[k as keyof WebGpuKernelSettings]])));
+  };
+  let result: T;
+  try {
+    result = run();
+  } catch (err) {
+    restore();
+    throw err;
+  }
+  if (result instanceof Promise) return result.finally(restore) as T;
+  restore();
+  return result;
+}
