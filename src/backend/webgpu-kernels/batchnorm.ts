@@ -26,6 +26,7 @@
 import type { Tensor, TensorInfo } from '@tensorflow/tfjs';
 import { canUpdateInPlace, dispatchInPlace } from './in-place.js';
 import type { GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
+import { reluWgsl, stepWgsl } from './relu-grad.js';
 
 /** Threads per workgroup of the row-block reductions. */
 export const REDUCE_THREADS = 256;
@@ -120,7 +121,7 @@ const REDUCE_PROLOGUE = `
  * batch norm's output was, so this is ReLU's gradient on its input.
  */
 const RELU_MASK = `
-  fn bnReluGrad(d : f32, v : f32) -> f32 { return d * select(select(0.0, 1.0, v > 0.0), v, isnan(v)); }`;
+  fn bnReluGrad(d : f32, v : f32) -> f32 { return d * ${stepWgsl('v')}; }`;
 
 abstract class RowBlockReduction implements GpuProgram {
   abstract variableNames: string[];
@@ -444,7 +445,7 @@ export class NormalizeProgram extends ChannelElementwise {
   getUserCode(): string {
     const y = 'fma(x[index] - stats[ch], invStd * gamma[ch], beta[ch])';
     return this.perElement(this.relu ? `let v = ${y};
-      setOutputAtIndex(index, select(v, 0.0, v < 0.0));` : `setOutputAtIndex(index, ${y});`);
+      setOutputAtIndex(index, ${reluWgsl('v')});` : `setOutputAtIndex(index, ${y});`);
   }
 }
 

@@ -16,6 +16,12 @@ import { FLAT_INDEX_WGSL, FLAT_THREADS, flatDispatch, type GpuProgram, type WebG
 
 export const RELU_GRAD = 'CifarReluGrad';
 
+/** WGSL for ReLU's step at `v`: 1 above 0, else 0; NaN stays NaN (as tfjs' Step). */
+export const stepWgsl = (v: string): string => `select(select(0.0, 1.0, ${v} > 0.0), ${v}, isnan(${v}))`;
+
+/** WGSL for relu(`v`) as tfjs' Relu computes it: NaN stays NaN. */
+export const reluWgsl = (v: string): string => `select(${v}, 0.0, ${v} < 0.0)`;
+
 /**
  * An element-wise program of two float32 inputs of one shape, four elements an invocation:
  * `body` sets `out` from `a` and `b`, the inputs' elements (named `names` in the WGSL).
@@ -68,10 +74,10 @@ function runPairwise(backend: WebGpuBackendLike, a: TensorInfo, b: TensorInfo, k
 
 /** dy · step(x) for `dy` and `x` of one shape (float32): step(x) is 1 above 0, else 0; NaN stays NaN (tfjs' Step does the same). */
 export function runReluGrad(backend: WebGpuBackendLike, dy: TensorInfo, x: TensorInfo): TensorInfo {
-  return runPairwise(backend, dy, x, 'cifarReluGrad', ['dy', 'x'], 'out = a * select(select(0.0, 1.0, b > 0.0), b, isnan(b));');
+  return runPairwise(backend, dy, x, 'cifarReluGrad', ['dy', 'x'], `out = a * ${stepWgsl('b')};`);
 }
 
 /** relu(a + b) for `a` and `b` of one shape (float32), as tfjs' Add then Relu compute it (NaN stays NaN). */
 export function runAddRelu(backend: WebGpuBackendLike, a: TensorInfo, b: TensorInfo): TensorInfo {
-  return runPairwise(backend, a, b, 'cifarAddRelu', ['lhs', 'rhs'], 'let v = a + b;\n        out = select(v, 0.0, v < 0.0);');
+  return runPairwise(backend, a, b, 'cifarAddRelu', ['lhs', 'rhs'], `let v = a + b;\n        out = ${reluWgsl('v')};`);
 }
