@@ -261,7 +261,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   const crops = normalizesOnDevice();
   const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout, crops, ema: options.ema ?? 0 });
   /** One training step on a batch of randomBatch, with its cutout centres when cutout is on and its crops where cifar train would pass them. */
-  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step(b.images, b.labels, batch, 0.01, cutout > 0 ? b.centres : undefined, crops ? b.crops : undefined);
+  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step({ images: b.images, labels: b.labels, size: batch, ...(cutout > 0 ? { cutout: b.centres } : {}), ...(crops ? { crops: b.crops } : {}) }, 0.01);
   const result: GpuBenchResult = {
     startedAt: new Date().toISOString(),
     node: process.version,

@@ -3,21 +3,21 @@ import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { fusedSmoothedCrossEntropy } from '../backend/webgpu-kernels/loss.js';
 import { averageAllInPlace, canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
-import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { prepareForTraining } from '../model/training-graph.js';
 import { createNormalizer } from '../model/normalize.js';
 import { cutoutBoxes } from './augment.js';
+import type { Batch } from './batches.js';
 
 /** The optimisation pieces of a run: SGD with Nesterov momentum and coupled weight decay. */
 export interface Trainer {
   /**
-   * One step on a batch; returns the summed loss and the number of correct answers (on device).
-   * `cutout`: the batch's cutout centres (Batch.cutout), cut from the normalised images when the
-   * trainer's `cutout` side is above 0. `crops`: the batch's crop and flip draws (Batch.crops),
-   * when the loader left them to the normalizer.
+   * One step on a batch (as the loader makes them, train/batches.ts); returns the summed loss and
+   * the number of correct answers (on device). The batch's `cutout` centres are cut from the
+   * normalised images when the trainer's `cutout` side is above 0; its `crops` are the crop and
+   * flip draws, when the loader left them to the normalizer.
    */
-  step(images: Uint8Array, labels: Uint8Array, size: number, lr: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams): { lossSum: tf.Scalar; correct: tf.Scalar };
+  step(batch: StepBatch, lr: number): { lossSum: tf.Scalar; correct: tf.Scalar };
   /**
    * On webgpu, compiles the programs of a step on `size` images (forward and backward) in
    * parallel before the first step needs them, and returns how many; changes no weight or
@@ -37,6 +37,9 @@ export interface Trainer {
   restore(arrays: { shape: number[]; values: Float32Array }[]): void;
   dispose(): void;
 }
+
+/** What a training step takes of a batch (train/batches.ts' Batch). */
+export type StepBatch = Pick<Batch, 'images' | 'labels' | 'size' | 'cutout' | 'crops'>;
 
 export interface TrainerOptions {
   momentum: number;
@@ -110,7 +113,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   // The average starts at the initial weights (a restored checkpoint overwrites it).
   const averages = decay > 0 ? tf.tidy(() => weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
-  const lossAndGrads = (images: Uint8Array, labels: Uint8Array, size: number, cutout?: { cy: Int32Array; cx: Int32Array }, crops?: CropParams) => {
+  const lossAndGrads = ({ images, labels, size, cutout, crops }: StepBatch) => {
     const side = options.cutout ?? 0;
     const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined, crops);
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
@@ -124,12 +127,12 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     return { value, grads, correct: correct!, lossSum: lossSum! };
   };
   return {
-    step(images, labels, size, lr, cutout, crops) {
+    step(batch, lr) {
       // A batch the loader did not crop must not reach the model uncropped.
-      if (options.crops && !crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
+      if (options.crops && !batch.crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
       beginStep();
       return tf.tidy(() => {
-        const { grads, correct, lossSum } = lossAndGrads(images, labels, size, cutout, crops);
+        const { grads, correct, lossSum } = lossAndGrads(batch);
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
           // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).
@@ -166,7 +169,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         const centres = { cy: new Int32Array(size), cx: new Int32Array(size) };
         const crops = { dy: new Int32Array(size), dx: new Int32Array(size), mirror: new Int32Array(size) };
         return await compileInParallel(() => {
-          const { correct, lossSum } = lossAndGrads(new Uint8Array(size * IMAGE_BYTES), new Uint8Array(size), size, side > 0 ? centres : undefined, options.crops ? crops : undefined);
+          const { correct, lossSum } = lossAndGrads({ images: new Uint8Array(size * IMAGE_BYTES), labels: new Uint8Array(size), size, ...(side > 0 ? { cutout: centres } : {}), ...(options.crops ? { crops } : {}) });
           tf.dispose([correct, lossSum]);
         });
       } finally {

@@ -142,7 +142,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           return await interrupted();
         }
         const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
-        const out = guardMemory(() => trainer.step(batch.images, batch.labels, batch.size, lr, batch.cutout, batch.crops), config, backend.name);
+        const out = guardMemory(() => trainer.step(batch, lr), config, backend.name);
         const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
         [lossSum, correct].forEach((t) => t.dispose());
         out.lossSum.dispose();

@@ -58,7 +58,7 @@ describe.skipIf(!probe.ok)('bind groups reused across training steps on webgpu',
     let lastHits = -1;
     for (let s = 0; s < 14; s++) {
       const before = bindGroupCacheStats(device)!;
-      const out = trainer.step(images, labels, batch, 0);
+      const out = trainer.step({ images, labels, size: batch }, 0);
       losses.push((await out.lossSum.data())[0]!);
       tf.dispose([out.lossSum, out.correct]);
       const after = bindGroupCacheStats(device)!;

@@ -56,9 +56,9 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
       // do not use (the loss sum, the first update's copies of shared weights: 6 here, against
       // over 100), and gives what the other trainer's step gives.
       const count = compiledProgramCount();
-      const out = ta.step(images, labels, SIZE, 0.05, centres);
+      const out = ta.step({ images, labels, size: SIZE, cutout: centres }, 0.05);
       expect(compiledProgramCount() - count).toBeLessThan(programs / 10);
-      const ref = tb.step(images, labels, SIZE, 0.05, centres);
+      const ref = tb.step({ images, labels, size: SIZE, cutout: centres }, 0.05);
       expect((await out.lossSum.data())[0]).toBeCloseTo((await ref.lossSum.data())[0]!, 5);
       const [wa, wb] = [await snapshot(a), await snapshot(b)];
       wa.forEach((w, i) => w.forEach((v, j) => expect(v).toBeCloseTo(wb[i]![j]!, 5)));

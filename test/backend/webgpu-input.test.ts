@@ -161,7 +161,7 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     const [images, labels] = [bytes(4, 9), Uint8Array.of(1, 2, 3, 4)];
     const uploads = async (cut: boolean, crop = false): Promise<number> => {
       const step = async () => {
-        const { lossSum, correct } = trainer.step(images, labels, 4, 0.01, cut ? centres : undefined, crop ? crops : undefined);
+        const { lossSum, correct } = trainer.step({ images, labels, size: 4, ...(cut ? { cutout: centres } : {}), ...(crop ? { crops } : {}) }, 0.01);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       };

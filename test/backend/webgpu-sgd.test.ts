@@ -164,7 +164,7 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
       model.setWeights(init.map((w) => tf.tensor(w.values, w.shape)));
       const trainer = createTrainer(model, { ...options, fusedUpdate });
       const step = async (): Promise<void> => {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.05);
+        const { lossSum, correct } = trainer.step({ images, labels, size: batch }, 0.05);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       };
@@ -202,7 +202,7 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
       const model = buildModel('resnet10-w8', { seed: 5 });
       const trainer = createTrainer(model, { ...options, fusedUpdate });
       for (let s = 0; s < 2; s++) {
-        const { lossSum, correct } = trainer.step(images, labels, batch, 0.05);
+        const { lossSum, correct } = trainer.step({ images, labels, size: batch }, 0.05);
         await lossSum.data();
         tf.dispose([lossSum, correct]);
       }

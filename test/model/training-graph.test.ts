@@ -81,7 +81,7 @@ describe('the trainer', () => {
     const model = buildModel(CONFIG, { seed: 3 });
     const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10 });
     const profile = await tf.profile(() => {
-      const out = trainer.step(new Uint8Array(2 * IMAGE_BYTES).fill(90), Uint8Array.from([3, 4]), 2, 0.1);
+      const out = trainer.step({ images: new Uint8Array(2 * IMAGE_BYTES).fill(90), labels: Uint8Array.from([3, 4]), size: 2 }, 0.1);
       tf.dispose([out.lossSum, out.correct]);
     });
     const kernels = profile.kernels.map((k) => ({ name: k.name, shape: (k.outputShapes[0] ?? []) as number[] }));

@@ -131,7 +131,7 @@ describe('training step with cutout', () => {
     const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
     const trainer = createTrainer(model, { momentum: 0, weightDecay: 0, labelSmoothing: 0, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10, cutout });
     const images = new Uint8Array(2 * IMAGE_BYTES).fill(250);
-    const out = trainer.step(images, Uint8Array.from([1, 2]), 2, 0.1, centres);
+    const out = trainer.step({ images, labels: Uint8Array.from([1, 2]), size: 2, ...(centres ? { cutout: centres } : {}) }, 0.1);
     tf.dispose([out.lossSum, out.correct]);
     const kernel = (await model.layers[1]!.getWeights()[0]!.data()) as Float32Array;
     trainer.dispose();
@@ -169,7 +169,7 @@ describe('weight average (ema)', () => {
     let expected = snapshot(model);
     for (let s = 0; s < 3; s++) {
       for (const t of [trainer, without]) {
-        const out = t.step(images, labels, batch, 0.05);
+        const out = t.step({ images, labels, size: batch }, 0.05);
         tf.dispose([out.lossSum, out.correct]);
       }
       const w = snapshot(model);
