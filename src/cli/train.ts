@@ -19,7 +19,7 @@ function positiveNumber(flag: string): (v: string) => number {
 }
 
 /** A number checked by the config schema's own rule for `key`, so the flag and a config file agree. */
-function schemaNumber(flag: string, key: 'cutout' | 'ema' | 'labelSmoothing' | 'weightDecay' | 'warmup' | 'momentum', expected: string): (v: string) => number {
+function schemaNumber(flag: string, key: 'cutout' | 'mixup' | 'cutmix' | 'mixUntil' | 'ema' | 'labelSmoothing' | 'weightDecay' | 'warmup' | 'momentum', expected: string): (v: string) => number {
   return (v) => {
     const n = v.trim() === '' ? NaN : Number(v);
     if (!TrainConfigSchema.shape[key].safeParse(n).success) throw new CifarError('USAGE', `${flag} ${v}: expected ${expected}`);
@@ -44,6 +44,9 @@ export function trainCommand(): Command {
     .option('--test-every <n>', 'test pass after every Nth epoch and the last (default 1: every epoch)', positiveInt('--test-every'))
     .addOption(new Option('--weights <dtype>', 'precision of the saved weights (default float32)').choices(['float32', 'float16']))
     .option('--cutout <px>', 'cutout augmentation: blank one square of this side per image (paper: 16; default 0, off)', schemaNumber('--cutout', 'cutout', 'a whole number of pixels from 0 (off) to 32'))
+    .option('--mixup <alpha>', 'MixUp: mix each batch\'s images in pairs, weight ~ Beta(alpha, alpha) a batch (common: 0.2; default 0, off)', schemaNumber('--mixup', 'mixup', 'an alpha from 0 (off) to 100'))
+    .option('--cutmix <alpha>', 'CutMix: paste a box of each image\'s pair into it, area ~ Beta(alpha, alpha) a batch (paper: 1; default 0, off)', schemaNumber('--cutmix', 'cutmix', 'an alpha from 0 (off) to 100'))
+    .option('--mix-until <fraction>', 'mix (--mixup, --cutmix) only in this first fraction of the steps (default 1: throughout)', schemaNumber('--mix-until', 'mixUntil', 'a fraction above 0, up to 1'))
     .option('--warmup <fraction>', 'fraction of the steps warming the learning rate up (default 0.15)', schemaNumber('--warmup', 'warmup', 'a fraction from 0 to 1'))
     .option('--momentum <x>', 'Nesterov momentum (default 0.9)', schemaNumber('--momentum', 'momentum', 'a number from 0 to 1'))
     .option('--weight-decay <x>', 'L2 weight decay of conv and dense kernels (default 5e-4)', schemaNumber('--weight-decay', 'weightDecay', 'a number ≥ 0'))

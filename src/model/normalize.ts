@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { AUGMENT_RECORD, NORMALIZE_BYTES, type NormalizeBytesAttrs } from '../backend/webgpu-kernels/input.js';
 import { type CropParams, cropAndFlip } from '../image/crop.js';
+import { type SampleMix, mixWeights } from '../image/mix.js';
 import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
 
 /** Per-channel statistics of the training set, on a 0–1 scale (stats.json, metadata.json). */
@@ -9,15 +10,26 @@ export interface Normalization {
   std: readonly number[];
 }
 
+/** A training batch's augmentation, applied in this order (each optional). */
+export interface InputAugment {
+  /** Each image cropped and flipped by its draws (`cropInto`, image/crop.ts). */
+  crops?: CropParams;
+  /**
+   * Int32, four per image (top, bottom, left, right): each image's rows [top, bottom) ×
+   * columns [left, right) of the normalised result become 0, the dataset mean (cutout).
+   */
+  boxes?: Int32Array;
+  /** Then the images mixed in pairs (MixUp or CutMix, image/mix.ts). */
+  mix?: SampleMix;
+}
+
 export interface Normalizer {
   /**
-   * `count` HWC byte images → the network's input: (x/255 − mean) / std, on the backend. With
-   * `crops`, each image first cropped and flipped by its draws (`cropInto`, image/crop.ts): on the
-   * device where the backend normalises there (`normalizesOnDevice`), else in JS. With `boxes`
-   * (int32, four per image: top, bottom, left, right), each image's rows [top, bottom) ×
-   * columns [left, right) of the result become 0 — the dataset mean (cutout).
+   * `count` HWC byte images → the network's input: (x/255 − mean) / std, on the backend, with
+   * the batch's augmentation if any: on the device where the backend normalises there
+   * (`normalizesOnDevice`), else the crops in JS and the rest with tfjs ops.
    */
-  apply(images: Uint8Array, count: number, boxes?: Int32Array, crops?: CropParams): tf.Tensor4D;
+  apply(images: Uint8Array, count: number, augment?: InputAugment): tf.Tensor4D;
   dispose(): void;
 }
 
@@ -52,24 +64,38 @@ export function createNormalizer(norm: Normalization): Normalizer {
   const mean = tf.tensor1d(attrs.mean);
   const invStd = tf.tensor1d(attrs.invStd);
   return {
-    apply: (images, count, boxes, crops) =>
+    apply: (images, count, { crops, boxes, mix } = {}) =>
       tf.tidy(() => {
         if (normalizesOnDevice()) {
           const inputs: tf.NamedTensorMap = { packed: tf.tensor1d(packBytes(images, count), 'int32') };
-          // One small upload either way: the boxes, or the boxes with the crops.
-          if (crops) inputs.augment = tf.tensor1d(augmentRecords(count, crops, boxes), 'int32');
+          // One small upload either way: the boxes, or the boxes with the crops (none drawn, for a mix).
+          const records = crops ?? (mix ? { dy: new Int32Array(count), dx: new Int32Array(count), mirror: new Int32Array(count) } : undefined);
+          if (records) inputs.augment = tf.tensor1d(augmentRecords(count, records, boxes), 'int32');
           else if (boxes) inputs.boxes = tf.tensor1d(boxes.subarray(0, count * 4), 'int32');
-          return tf.engine().runKernel(NORMALIZE_BYTES, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+          const kernelAttrs: NormalizeBytesAttrs = mix ? { ...attrs, mix } : attrs;
+          return tf.engine().runKernel(NORMALIZE_BYTES, inputs, kernelAttrs as unknown as tf.NamedAttrMap) as tf.Tensor4D;
         }
         const bytes = crops ? cropAndFlip(images, count, crops) : images;
         const x = tf.tensor4d(bytes.subarray(0, count * IMAGE_BYTES), [count, IMAGE_SIZE, IMAGE_SIZE, 3], 'int32').toFloat().sub(mean).mul(invStd) as tf.Tensor4D;
-        return boxes ? zeroBoxes(x, boxes) : x;
+        const cut = boxes ? zeroBoxes(x, boxes) : x;
+        return mix ? mixPairs(cut, mix) : cut;
       }),
     dispose() {
       mean.dispose();
       invStd.dispose();
     },
   };
+}
+
+/**
+ * The batch mixed in pairs: image i becomes w·x_i + (1 − w)·x_partner per pixel, w the mix's
+ * weight map (`mixWeights`), the partner the batch read backwards (`mixPartner`).
+ */
+export function mixPairs(x: tf.Tensor4D, mix: SampleMix): tf.Tensor4D {
+  const [, h, w] = x.shape;
+  const own = mixWeights(mix, h);
+  const other = own.map((v) => 1 - v);
+  return tf.tidy(() => tf.add(tf.mul(x, tf.tensor4d(own, [1, h, w, 1])), tf.mul(tf.reverse(x, 0), tf.tensor4d(other, [1, h, w, 1]))) as tf.Tensor4D);
 }
 
 /** The first `count` images' bytes as 32-bit words (a view where aligned, else a copy). */

@@ -1,4 +1,5 @@
 import { type CropParams, cropInto } from '../image/crop.js';
+import type { SampleMix } from '../image/mix.js';
 import { IMAGE_BYTES, IMAGE_SIZE } from '../image/preprocess.js';
 
 /** Per-image crop offsets (source = output + offset), flips and cutout centres. */
@@ -86,4 +87,58 @@ export function gatherAugmented(
     cropInto(source, indices[n]! * IMAGE_BYTES, out, n * IMAGE_BYTES, params.dy[n]!, params.dx[n]!, params.mirror[n] === 1);
   }
   return params;
+}
+
+/** A standard normal draw (Box–Muller) from two uniform draws. */
+function sampleNormal(random: () => number): number {
+  const u = 1 - random(); // (0, 1]: the logarithm stays finite
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+}
+
+/** A Gamma(shape, 1) draw: Marsaglia & Tsang (2000), boosted by U^(1/shape) below shape 1. */
+function sampleGamma(shape: number, random: () => number): number {
+  if (shape < 1) return sampleGamma(shape + 1, random) * Math.pow(1 - random(), 1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    const x = sampleNormal(random);
+    const v = (1 + c * x) ** 3;
+    if (v <= 0) continue;
+    const u = 1 - random();
+    if (u < 1 - 0.0331 * x ** 4 || Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+  }
+}
+
+/** A Beta(α, α) draw (X / (X + Y) of two Gamma(α) draws): the mixing weight of MixUp and CutMix. */
+export function sampleBeta(alpha: number, random: () => number): number {
+  const x = sampleGamma(alpha, random);
+  const y = sampleGamma(alpha, random);
+  // Both can underflow to 0 for a tiny α: then either extreme is as likely.
+  return x + y > 0 ? x / (x + y) : random() < 0.5 ? 0 : 1;
+}
+
+/** The α of each mixing kind (0: off). */
+export interface MixAlphas {
+  mixup: number;
+  cutmix: number;
+}
+
+/**
+ * A batch's mix (image/mix.ts' SampleMix), drawn in this order: the kind (only when both are on:
+ * cutmix or mixup with probability 1/2 each, as timm's switch), λ ~ Beta(α, α), then for cutmix
+ * the box's centre row and column, uniform over the image. The box is the CutMix paper's: side
+ * ⌊S·√(1 − λ)⌋ with ⌊side/2⌋ on either side of the centre, clipped at the edges; λ is then the
+ * share of the image left outside it (a draw of 0.75 centred at (12, 12): rows and columns [4, 20),
+ * λ 0.75; centred at (0, 0): [0, 8), λ 0.9375).
+ */
+export function drawMix(random: () => number, alphas: MixAlphas, imageSize = IMAGE_SIZE): SampleMix {
+  const kind = alphas.mixup > 0 && alphas.cutmix > 0 ? (random() < 0.5 ? 'cutmix' : 'mixup') : alphas.cutmix > 0 ? 'cutmix' : 'mixup';
+  const lambda = sampleBeta(kind === 'cutmix' ? alphas.cutmix : alphas.mixup, random);
+  if (kind === 'mixup') return { kind, lambda, box: { top: 0, bottom: 0, left: 0, right: 0 } };
+  const half = Math.floor(Math.floor(imageSize * Math.sqrt(1 - lambda)) / 2);
+  const cy = Math.floor(random() * imageSize);
+  const cx = Math.floor(random() * imageSize);
+  const clip = (v: number) => Math.min(imageSize, Math.max(0, v));
+  const box = { top: clip(cy - half), bottom: clip(cy + half), left: clip(cx - half), right: clip(cx + half) };
+  return { kind, lambda: 1 - ((box.bottom - box.top) * (box.right - box.left)) / (imageSize * imageSize), box };
 }

@@ -1,7 +1,8 @@
 import type { CropParams } from '../image/crop.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { mulberry32, seededPermutation } from '../data/shuffle.js';
-import { drawAugmentParams, gatherAugmented } from './augment.js';
+import type { SampleMix } from '../image/mix.js';
+import { drawAugmentParams, drawMix, gatherAugmented } from './augment.js';
 
 export interface BatchPlan {
   /** Training images back to back (HWC bytes) and their labels. */
@@ -19,6 +20,11 @@ export interface BatchPlan {
    * they are, with the same draws as `crops`. Absent: cropped and flipped here.
    */
   cropOnDevice?: boolean;
+  /** α of MixUp and of CutMix (0 or absent: off); with both, each mixed batch is one or the other. */
+  mixup?: number;
+  cutmix?: number;
+  /** Mix only the batches before this step of the run (counted from its first); absent: all. */
+  mixSteps?: number;
 }
 
 export interface Batch {
@@ -29,6 +35,8 @@ export interface Batch {
   cutout?: { cy: Int32Array; cx: Int32Array };
   /** The crop and flip draws, for the normalizer to apply (only with the plan's `cropOnDevice`, and a crop or flip to do). */
   crops?: CropParams;
+  /** How the batch mixes its images in pairs (image/mix.ts), for the trainer to apply; absent: not mixed. */
+  mix?: SampleMix;
 }
 
 /** Steps in one epoch: full batches only (a ragged last batch would skew batch-norm statistics). */
@@ -51,6 +59,8 @@ function mix(...parts: number[]): number {
  * The augmented batch number `step` of epoch `epoch`: a seeded shuffle of the training set per
  * epoch, then random crop + flip (+ the cutout centres) per image. Deterministic in (seed, epoch, step).
  * With `cropOnDevice`, the same draws come with the batch (`crops`) instead of being applied here.
+ * With mixup or cutmix on, the batch's mix (`mix`) comes from a generator of its own, so the
+ * other draws are those of the same run without mixing.
  */
 export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = epochOrder(plan, epoch)): Batch {
   const size = Math.min(plan.batchSize, plan.count);
@@ -70,7 +80,10 @@ export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = 
   } else {
     drawn = gatherAugmented(plan.images, indices, images, random, plan.cropPadding, plan.flip, cutout);
   }
-  return { images, labels, size, ...(cutout > 0 ? { cutout: { cy: drawn.cy, cx: drawn.cx } } : {}), ...(crops ? { crops } : {}) };
+  const alphas = { mixup: plan.mixup ?? 0, cutmix: plan.cutmix ?? 0 };
+  const mixed = (alphas.mixup > 0 || alphas.cutmix > 0) && epoch * stepsPerEpoch(plan.count, plan.batchSize) + step < (plan.mixSteps ?? Infinity);
+  const sampleMix = mixed ? drawMix(mulberry32(mix(plan.seed, epoch, step, 2)), alphas) : undefined;
+  return { images, labels, size, ...(cutout > 0 ? { cutout: { cy: drawn.cy, cx: drawn.cx } } : {}), ...(crops ? { crops } : {}), ...(sampleMix ? { mix: sampleMix } : {}) };
 }
 
 /** The shuffled order of the training set in an epoch. */

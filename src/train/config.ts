@@ -35,6 +35,24 @@ export const TrainConfigSchema = z
      */
     cutout: z.number().int().min(0).max(32).default(0),
     /**
+     * MixUp (Zhang et al. 2018): each batch's images mixed in pairs, w·one + (1 − w)·other, with
+     * their targets in the same proportion, w ~ Beta(α, α) a batch; this is α (0.2 is common on
+     * CIFAR; 0 turns it off).
+     */
+    mixup: z.number().min(0).max(100).default(0),
+    /**
+     * CutMix (Yun et al. 2019): a box of each image replaced by the same box of its pair's, the
+     * targets in proportion to the areas, the box's area ~ Beta(α, α) a batch; this is α (the paper
+     * uses 1; 0 turns it off). With mixup too, each batch gets one or the other, at even odds.
+     */
+    cutmix: z.number().min(0).max(100).default(0),
+    /**
+     * Mix (mixup, cutmix) only in this first fraction of the steps, then train on plain batches
+     * (1: throughout). Mixing pays off over long runs; stopping it early gives a short run's
+     * last epochs the images as they are (Yu et al. 2021, "mixup without hesitation").
+     */
+    mixUntil: z.number().gt(0).max(1).default(1),
+    /**
      * Exponential moving average of the weights and batch-norm statistics, with this decay a step
      * (e.g. 0.999; 0: off). The test passes and the saved model use the average; with it on, the
      * history also records the test accuracy of the weights being trained (`liveTestAccuracy`).

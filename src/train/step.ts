@@ -39,7 +39,7 @@ export interface Trainer {
 }
 
 /** What a training step takes of a batch (train/batches.ts' Batch). */
-export type StepBatch = Pick<Batch, 'images' | 'labels' | 'size' | 'cutout' | 'crops'>;
+export type StepBatch = Pick<Batch, 'images' | 'labels' | 'size' | 'cutout' | 'crops' | 'mix'>;
 
 export interface TrainerOptions {
   momentum: number;
@@ -63,6 +63,8 @@ export interface TrainerOptions {
    * each step: a ← d·a + (1 − d)·w. 0 or absent: none.
    */
   ema?: number;
+  /** Batches may come mixed (MixUp, CutMix): `precompile` compiles the input program that mixes too. */
+  mix?: boolean;
 }
 
 /**
@@ -70,12 +72,15 @@ export interface TrainerOptions {
  * numbers are fill values and the mean is a Mean kernel, so that no scalar goes up
  * to a GPU per step (each upload makes a staging buffer there). (oneHot's own on/off values would
  * do it in one op, but tfjs-backend-wasm's OneHot writes int32 whatever the dtype asked.)
+ * With `lambda` below 1 (a mixed batch, image/mix.ts), each row's target is λ·its own label's
+ * smoothed target + (1 − λ)·its partner's (the labels read backwards).
  */
-export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): tf.Scalar {
+export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number, lambda = 1): tf.Scalar {
   const off = smoothing / classes;
   const shape: [number, number] = [labels.shape[0], classes];
   // hot · (1 − s) + s/k with both numbers as fill values (a cast to bool would upload a scalar).
-  const target = tf.add(tf.mul(tf.cast(tf.oneHot(labels, classes), 'float32'), tf.fill(shape, 1 - smoothing)), tf.fill(shape, off));
+  const smoothed = (l: tf.Tensor1D) => tf.add(tf.mul(tf.cast(tf.oneHot(l, classes), 'float32'), tf.fill(shape, 1 - smoothing)), tf.fill(shape, off));
+  const target = lambda === 1 ? smoothed(labels) : tf.add(tf.mul(smoothed(labels), tf.fill(shape, lambda)), tf.mul(smoothed(tf.reverse(labels)), tf.fill(shape, 1 - lambda)));
   return tf.neg(tf.mean(tf.sum(tf.mul(target, tf.logSoftmax(logits)), 1))) as tf.Scalar;
 }
 
@@ -83,13 +88,16 @@ export function smoothedCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, c
  * A training step's loss (`smoothedCrossEntropy`, differentiable in the logits) with its sum over
  * the batch and the number of right answers, both kept (the caller disposes them). On WebGPU,
  * where in-place dispatches run, one dispatch forward and one backward
- * (backend/webgpu-kernels/loss.ts) instead of about 28; elsewhere tfjs' ops.
+ * (backend/webgpu-kernels/loss.ts) instead of about 28; elsewhere tfjs' ops. In a mixed batch
+ * (`lambda` below 1) a row counts λ when its answer is its own label and 1 − λ when it is its
+ * partner's.
  */
-export function stepLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number): { loss: tf.Scalar; lossSum: tf.Scalar; correct: tf.Scalar } {
-  if (canUpdateInPlace()) return fusedSmoothedCrossEntropy(logits, labels, smoothing);
-  const loss = smoothedCrossEntropy(logits, labels, classes, smoothing);
+export function stepLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, classes: number, smoothing: number, lambda = 1): { loss: tf.Scalar; lossSum: tf.Scalar; correct: tf.Scalar } {
+  if (canUpdateInPlace()) return fusedSmoothedCrossEntropy(logits, labels, smoothing, lambda);
+  const loss = smoothedCrossEntropy(logits, labels, classes, smoothing, lambda);
   const lossSum = tf.keep(tf.mul(loss, labels.shape[0])) as tf.Scalar;
-  const correct = tf.keep(tf.sum(tf.equal(tf.argMax(logits, 1), labels)).toFloat()) as tf.Scalar;
+  const hits = (l: tf.Tensor1D) => tf.sum(tf.equal(tf.argMax(logits, 1), l)).toFloat();
+  const correct = tf.keep(lambda === 1 ? hits(labels) : tf.add(tf.mul(hits(labels), lambda), tf.mul(hits(tf.reverse(labels)), 1 - lambda))) as tf.Scalar;
   return { loss, lossSum, correct };
 }
 
@@ -113,14 +121,14 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   // The average starts at the initial weights (a restored checkpoint overwrites it).
   const averages = decay > 0 ? tf.tidy(() => weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
-  const lossAndGrads = ({ images, labels, size, cutout, crops }: StepBatch) => {
+  const lossAndGrads = ({ images, labels, size, cutout, crops, mix }: StepBatch) => {
     const side = options.cutout ?? 0;
-    const x = normalizer.apply(images, size, cutout && side > 0 ? cutoutBoxes(cutout, size, side) : undefined, crops);
+    const x = normalizer.apply(images, size, { ...(cutout && side > 0 ? { boxes: cutoutBoxes(cutout, size, side) } : {}), ...(crops ? { crops } : {}), ...(mix ? { mix } : {}) });
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
     let correct: tf.Scalar | undefined;
     let lossSum: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const out = stepLoss(model.apply(x, { training: true }) as tf.Tensor2D, y, options.classes, options.labelSmoothing);
+      const out = stepLoss(model.apply(x, { training: true }) as tf.Tensor2D, y, options.classes, options.labelSmoothing, mix?.lambda ?? 1);
       [correct, lossSum] = [out.correct, out.lossSum];
       return out.loss;
     }, params.map((p) => p.variable));
@@ -168,9 +176,12 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         const side = options.cutout ?? 0;
         const centres = { cy: new Int32Array(size), cx: new Int32Array(size) };
         const crops = { dy: new Int32Array(size), dx: new Int32Array(size), mirror: new Int32Array(size) };
+        const batch: StepBatch = { images: new Uint8Array(size * IMAGE_BYTES), labels: new Uint8Array(size), size, ...(side > 0 ? { cutout: centres } : {}), ...(options.crops ? { crops } : {}) };
         return await compileInParallel(() => {
-          const { correct, lossSum } = lossAndGrads({ images: new Uint8Array(size * IMAGE_BYTES), labels: new Uint8Array(size), size, ...(side > 0 ? { cutout: centres } : {}), ...(options.crops ? { crops } : {}) });
+          // Mixing: the step on a mixed batch, and the input of a plain one (after --mix-until).
+          const { correct, lossSum } = lossAndGrads(options.mix ? { ...batch, mix: { kind: 'mixup', lambda: 0.5, box: { top: 0, bottom: 0, left: 0, right: 0 } } } : batch);
           tf.dispose([correct, lossSum]);
+          if (options.mix) tf.dispose(normalizer.apply(batch.images, size, { ...(side > 0 ? { boxes: cutoutBoxes(centres, size, side) } : {}), ...(batch.crops ? { crops: batch.crops } : {}) }));
         });
       } finally {
         model.nonTrainableWeights.forEach((w, i) => w.write(kept[i]!));

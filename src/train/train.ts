@@ -89,14 +89,26 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const parameters = countParams(model).trainable;
   // Where the input kernel runs (webgpu), it crops and flips too: the loader only shuffles and copies.
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
-  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice });
+  const mixing = config.mixup > 0 || config.cutmix > 0;
+  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
   // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
   const wallBefore = state.wallSeconds ?? 0;
   const wall = () => wallBefore + (performance.now() - callStart) / 1000;
   options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
-  const loader = createBatchLoader({ images: train.images, labels: train.labels, count: train.count, batchSize: config.batchSize, seed: config.seed, cropPadding: config.cropPadding, flip: config.flip, cutout: config.cutout, cropOnDevice });
+  const loader = createBatchLoader({
+    images: train.images,
+    labels: train.labels,
+    count: train.count,
+    batchSize: config.batchSize,
+    seed: config.seed,
+    cropPadding: config.cropPadding,
+    flip: config.flip,
+    cutout: config.cutout,
+    cropOnDevice,
+    ...(mixing ? { mixup: config.mixup, cutmix: config.cutmix, mixSteps: Math.round(totalSteps * config.mixUntil) } : {}),
+  });
 
   const compileStart = performance.now();
   const programs = (await trainer.precompile(config.batchSize)) + (await compileEvaluation(model, stats, test.count));

@@ -5,7 +5,8 @@ import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../../src/backend/webgpu-kernels/register.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
-import { createNormalizer } from '../../src/model/normalize.js';
+import type { SampleMix } from '../../src/image/mix.js';
+import { createNormalizer, mixPairs } from '../../src/model/normalize.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { createTrainer } from '../../src/train/step.js';
 import { cutoutBoxes } from '../../src/train/augment.js';
@@ -67,7 +68,7 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     it(`matches the per-channel formula ${c.name}`, async () => {
       const images = bytes(c.count, 7 + c.count, c.offset);
       const normalizer = createNormalizer(STATS);
-      const t = normalizer.apply(images, c.count, c.boxes);
+      const t = normalizer.apply(images, c.count, { boxes: c.boxes });
       expect(t.shape).toEqual([c.count, 32, 32, 3]);
       const got = (await t.data()) as Float32Array;
       t.dispose();
@@ -90,11 +91,11 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     const images = bytes(5, 11);
     const boxes = cutoutBoxes(centres, 5, 16);
     const normalizer = createNormalizer(STATS);
-    const ours = normalizer.apply(images, 5, boxes);
+    const ours = normalizer.apply(images, 5, { boxes });
     const oursData = (await ours.data()) as Float32Array;
     unregisterWebGpuKernels();
     try {
-      const ops = normalizer.apply(images, 5, boxes);
+      const ops = normalizer.apply(images, 5, { boxes });
       expectClose(oursData, (await ops.data()) as Float32Array, 1e-6);
       ops.dispose();
     } finally {
@@ -111,15 +112,15 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
       const images = bytes(5, 13);
       const boxes = cut ? cutoutBoxes(centres, 5, 16) : undefined;
       const normalizer = createNormalizer(STATS);
-      const ours = normalizer.apply(images, 5, boxes, crops);
+      const ours = normalizer.apply(images, 5, { boxes, crops });
       const oursData = (await ours.data()) as Float32Array;
       expectClose(oursData, reference(cropAndFlip(images, 5, crops), 5, boxes), 1e-6);
       // The same bytes' values through the normalisation the ops path runs, exactly.
-      const plain = normalizer.apply(cropAndFlip(images, 5, crops), 5, boxes);
+      const plain = normalizer.apply(cropAndFlip(images, 5, crops), 5, { boxes });
       expect(Array.from(oursData)).toEqual(Array.from((await plain.data()) as Float32Array));
       unregisterWebGpuKernels();
       try {
-        const ops = normalizer.apply(images, 5, boxes, crops);
+        const ops = normalizer.apply(images, 5, { boxes, crops });
         expectClose(oursData, (await ops.data()) as Float32Array, 1e-6);
         ops.dispose();
       } finally {
@@ -130,11 +131,48 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     });
   }
 
+  const mixes: SampleMix[] = [
+    { kind: 'cutmix', lambda: 0.6875, box: { top: 0, bottom: 16, left: 12, right: 32 } },
+    { kind: 'mixup', lambda: 0.3, box: { top: 0, bottom: 0, left: 0, right: 0 } },
+  ];
+  for (const mix of mixes) {
+    for (const crop of [true, false]) {
+      it(`mixes the pairs in the same dispatch (${mix.kind}${crop ? ', after crops and cutout' : ', no crops drawn'}): the ops path's mixPairs of the unmixed batch`, async () => {
+        const images = bytes(5, 21);
+        const augment = { boxes: cutoutBoxes(centres, 5, 12), ...(crop ? { crops } : {}) };
+        const normalizer = createNormalizer(STATS);
+        const counts = await countBackendCalls(async () => {
+          const t = normalizer.apply(images, 5, { ...augment, mix });
+          await t.data();
+          t.dispose();
+        });
+        expect(counts).toMatchObject({ dispatches: 1, uploads: 2 });
+        const ours = normalizer.apply(images, 5, { ...augment, mix });
+        const unmixed = normalizer.apply(images, 5, augment);
+        const expected = mixPairs(unmixed, mix);
+        const [got, want] = [(await ours.data()) as Float32Array, (await expected.data()) as Float32Array];
+        // CutMix takes values as they are: exactly the partner's inside the box, the image's own outside.
+        if (mix.kind === 'cutmix') expect(Array.from(got)).toEqual(Array.from(want));
+        else expectClose(got, want, 1e-6, mix.kind);
+        unregisterWebGpuKernels();
+        try {
+          const ops = normalizer.apply(images, 5, { ...augment, mix });
+          expectClose(got, (await ops.data()) as Float32Array, 1e-6, `${mix.kind} against the ops`);
+          ops.dispose();
+        } finally {
+          registerWebGpuKernels();
+          tf.dispose([ours, unmixed, expected]);
+          normalizer.dispose();
+        }
+      });
+    }
+  }
+
   it('crops in the same dispatch: one dispatch, the bytes and 32 bytes an image of boxes and crops', async () => {
     const normalizer = createNormalizer(STATS);
     const images = bytes(5, 5);
     const counts = await countBackendCalls(async () => {
-      const t = normalizer.apply(images, 5, cutoutBoxes(centres, 5, 16), crops);
+      const t = normalizer.apply(images, 5, { boxes: cutoutBoxes(centres, 5, 16), crops });
       await t.data();
       t.dispose();
     });
@@ -147,7 +185,7 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
     const images = bytes(8, 5);
     const boxes = cutoutBoxes({ cy: new Int32Array(8).fill(10), cx: new Int32Array(8).fill(10) }, 8, 16);
     const counts = await countBackendCalls(async () => {
-      const t = normalizer.apply(images, 8, boxes);
+      const t = normalizer.apply(images, 8, { boxes });
       await t.data();
       t.dispose();
     });

@@ -80,12 +80,12 @@ describe('cifar train (CLI)', () => {
     }
   });
 
-  it('passes the recipe flags (--ema, --label-smoothing, --weight-decay, --warmup, --momentum) to the run; out-of-range values are usage errors', async () => {
+  it('passes the recipe flags (--ema, --label-smoothing, --weight-decay, --warmup, --momentum, --mixup, --cutmix, --mix-until) to the run; out-of-range values are usage errors', async () => {
     const out = join(dir, 'm-recipe');
-    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--ema', '0.9', '--label-smoothing', '0.2', '--weight-decay', '0', '--warmup', '0.3', '--momentum', '0.8']);
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--ema', '0.9', '--label-smoothing', '0.2', '--weight-decay', '0', '--warmup', '0.3', '--momentum', '0.8', '--mixup', '0.2', '--cutmix', '1', '--mix-until', '0.8']);
     expect(res.code, res.stderr).toBe(0);
     const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
-    expect(meta.config).toMatchObject({ ema: 0.9, labelSmoothing: 0.2, weightDecay: 0, warmup: 0.3, momentum: 0.8 });
+    expect(meta.config).toMatchObject({ ema: 0.9, labelSmoothing: 0.2, weightDecay: 0, warmup: 0.3, momentum: 0.8, mixup: 0.2, cutmix: 1, mixUntil: 0.8 });
     // With an average, the epoch row adds the live weights' test accuracy.
     expect(res.stderr).toMatch(/^ +1\/1 .*\(live weights \d+\.\d\d%\)$/m);
     const cases: [string, string, string][] = [
@@ -95,6 +95,9 @@ describe('cifar train (CLI)', () => {
       ['--weight-decay', '-1', 'a number ≥ 0'],
       ['--warmup', '2', 'a fraction from 0 to 1'],
       ['--momentum', 'x', 'a number from 0 to 1'],
+      ['--mixup', '-1', 'an alpha from 0 \\(off\\) to 100'],
+      ['--cutmix', 'x', 'an alpha from 0 \\(off\\) to 100'],
+      ['--mix-until', '0', 'a fraction above 0, up to 1'],
     ];
     for (const [flag, bad, expected] of cases) {
       const r = await runCli(['train', flag, bad, '--data', join(dir, 'none')]);

@@ -73,6 +73,24 @@ describe('training', () => {
     expect(resumed.history.map((r) => r.trainLoss)).toEqual(uninterrupted.history.map((r) => r.trainLoss));
   });
 
+  it('mixes the batches (mixup, cutmix) of the first mixUntil of the steps only, records the recipe, and resumes to the same weights', async () => {
+    const recipe = { epochs: 2, cutmix: 1, mixup: 0.4 };
+    await trainModel(config('plain', { epochs: 2 }));
+    const half = await trainModel(config('mix-half', { ...recipe, mixUntil: 0.5 }));
+    await trainModel(config('mix-all', recipe));
+    // 20 steps in all: mixUntil 0.01 rounds to none, the plain run's weights.
+    await trainModel(config('mix-none', { ...recipe, mixUntil: 0.01 }));
+    const [plain, mixHalf, mixAll, none] = (await Promise.all(['plain', 'mix-half', 'mix-all', 'mix-none'].map((o) => weightsOf(join(dir, o))))) as Float32Array[][];
+    none!.forEach((w, i) => expect(w).toEqual(plain![i]));
+    expect(mixHalf![0]).not.toEqual(plain![0]);
+    expect(mixHalf![0]).not.toEqual(mixAll![0]);
+    expect(half.metadata.config).toMatchObject({ cutmix: 1, mixup: 0.4, mixUntil: 0.5 });
+    // Interrupted in epoch 1, while it mixes: the same draws after the resume.
+    await expect(trainModel(config('mix-split', { ...recipe, mixUntil: 0.5 }), { maxSteps: 3 })).rejects.toMatchObject({ code: 'ABORTED' });
+    await trainModel(config('mix-split'), { resume: true });
+    (await weightsOf(join(dir, 'mix-split'))).forEach((w, i) => expect(w).toEqual(mixHalf![i]));
+  });
+
   it('is reproducible: the same seed trains to the same weights, another seed to others', async () => {
     await trainModel(config('seed-a', { epochs: 1 }));
     await trainModel(config('seed-b', { epochs: 1 }));

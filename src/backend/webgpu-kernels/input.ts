@@ -15,14 +15,16 @@
  * backend has it and falls back to the ops otherwise.
  */
 import type { TensorInfo } from '@tensorflow/tfjs';
+import type { SampleMix } from '../../image/mix.js';
 import { FLAT_INDEX_WGSL, FLAT_THREADS, flatDispatch, type GpuProgram, type ProgramUniform, type WebGpuBackendLike } from './program.js';
 
 export const NORMALIZE_BYTES = 'CifarNormalizeBytes';
 
-/** The kernel's attributes: per-channel mean and 1/std on the 0–255 scale. */
+/** The kernel's attributes: per-channel mean and 1/std on the 0–255 scale, and the batch's mix if any (with `augment` only). */
 export interface NormalizeBytesAttrs {
   mean: number[];
   invStd: number[];
+  mix?: SampleMix;
 }
 
 const IMAGE_VALUES = 32 * 32 * 3;
@@ -30,8 +32,8 @@ const IMAGE_VALUES = 32 * 32 * 3;
 /** Int32s per image of the `augment` input: the cutout box (top, bottom, left, right), then dy, dx, mirror, 0. */
 export const AUGMENT_RECORD = 8;
 
-/** How the program treats each image: as it is, with a cutout box, or cropped and flipped (and boxed). */
-export type InputVariant = 'plain' | 'cut' | 'augment';
+/** How the program treats each image: as it is, with a cutout box, cropped and flipped (and boxed), and then mixed with its partner. */
+export type InputVariant = 'plain' | 'cut' | 'augment' | 'mix';
 
 /**
  * Inputs: `packed`, int32 [n·768] holding the n·3,072 bytes of n 32×32×3 HWC images (four to a
@@ -39,6 +41,9 @@ export type InputVariant = 'plain' | 'cut' | 'augment';
  * [top, bottom) and columns [left, right) become 0); or, to crop and flip too, `augment`, int32
  * [n·AUGMENT_RECORD]: the box (empty: all 0), then out(y, x) = in(y + dy, x' + dx) with
  * x' = 31 − x where mirror is 1, a zero byte outside the image (as `cropInto` in image/crop.ts).
+ * The `mix` variant (same inputs as `augment`) then mixes each image with its partner
+ * (image/mix.ts): w·own + (1 − w)·partner's, w from the uniforms (`outside` where the pixel is out
+ * of the mix's box, `inside` in it: λ and λ for mixup, 1 and 0 for cutmix).
  * Output: float32 [n, 32, 32, 3].
  */
 export class NormalizeBytesProgram implements GpuProgram {
@@ -59,34 +64,55 @@ export class NormalizeBytesProgram implements GpuProgram {
     // One invocation a 32-bit word of the output's values (four values).
     this.dispatch = flatDispatch((count * IMAGE_VALUES) / 4);
     this.shaderKey = `cifarNormalizeBytes_${variant}`;
+    if (variant === 'mix') this.uniforms += ' outside : f32, inside : f32, top : i32, bottom : i32, left : i32, right : i32,';
   }
 
   uniformData(attrs: NormalizeBytesAttrs): ProgramUniform {
     const f = (v: number) => ({ type: 'float32' as const, data: [v] });
-    return [...attrs.mean.map(f), ...attrs.invStd.map(f), { type: 'int32', data: [(this.count * IMAGE_VALUES) / 4] }];
+    const i = (v: number) => ({ type: 'int32' as const, data: [v] });
+    const base: ProgramUniform = [...attrs.mean.map(f), ...attrs.invStd.map(f), i((this.count * IMAGE_VALUES) / 4)];
+    if (this.variant !== 'mix') return base;
+    if (!attrs.mix) throw new Error('CifarNormalizeBytes: the mix variant needs the batch\'s mix');
+    const { kind, lambda, box } = attrs.mix;
+    const [outside, inside] = kind === 'mixup' ? [lambda, lambda] : [1, 0];
+    return [...base, f(outside), f(inside), i(box.top), i(box.bottom), i(box.left), i(box.right)];
   }
 
   getUserCode(): string {
-    const box = { plain: '', cut: 'boxes', augment: 'augment' }[this.variant];
-    const stride = this.variant === 'augment' ? AUGMENT_RECORD : 4;
-    const cut = box
-      ? `let b = image * ${stride};
-        if (y >= ${box}[b] && y < ${box}[b + 1] && x >= ${box}[b + 2] && x < ${box}[b + 3]) { v = 0.0; }`
-      : '';
+    const cropped = this.variant === 'augment' || this.variant === 'mix';
+    const box = { plain: '', cut: 'boxes', augment: 'augment', mix: 'augment' }[this.variant];
+    const stride = cropped ? AUGMENT_RECORD : 4;
+    const cut = box ? `let b = image * ${stride};\n    if (y >= ${box}[b] && y < ${box}[b + 1] && x >= ${box}[b + 2] && x < ${box}[b + 3]) { v = 0.0; }` : '';
     // The byte: this word's k-th as uploaded, or, cropped, the source pixel's (0 outside the image).
-    const raw =
-      this.variant === 'augment'
-        ? `let a = image * ${AUGMENT_RECORD};
-      let sy = y + augment[a + 4];
-      let sx = select(x, 31 - x, augment[a + 6] == 1) + augment[a + 5];
-      var raw = 0u;
-      if (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) {
-        let s = ((image * 32 + sy) * 32 + sx) * 3 + c;
-        raw = (bitcast<u32>(packed[s / 4]) >> (8u * u32(s % 4))) & 255u;
-      }`
-        : 'let raw = (bytes >> (8u * u32(k))) & 255u;';
+    const raw = cropped
+      ? `let a = image * ${AUGMENT_RECORD};
+    let sy = y + augment[a + 4];
+    let sx = select(x, 31 - x, augment[a + 6] == 1) + augment[a + 5];
+    var raw = 0u;
+    if (sy >= 0 && sy < 32 && sx >= 0 && sx < 32) {
+      let s = ((image * 32 + sy) * 32 + sx) * 3 + c;
+      raw = (bitcast<u32>(packed[s / 4]) >> (8u * u32(s % 4))) & 255u;
+    }`
+      : 'let raw = (bytes >> (8u * u32(k))) & 255u;';
+    // Value c of pixel (y, x) of an image, normalised (and cropped and boxed).
+    const value = `fn value(bytes : u32, k : i32, image : i32, y : i32, x : i32, c : i32) -> f32 {
+    ${raw}
+    var v = (f32(raw) - pick(c, uniforms.m0, uniforms.m1, uniforms.m2)) * pick(c, uniforms.s0, uniforms.s1, uniforms.s2);
+    ${cut}
+    return v;
+  }`;
+    // Mixed: the image's own value weighted w, its partner's (the batch read backwards) 1 − w.
+    const store =
+      this.variant === 'mix'
+        ? `let inBox = y >= uniforms.top && y < uniforms.bottom && x >= uniforms.left && x < uniforms.right;
+      let w = select(uniforms.outside, uniforms.inside, inBox);
+      let partner = uniforms.words / ${IMAGE_VALUES / 4} - 1 - image;
+      result[e] = value(bytes, k, image, y, x, c) * w + value(0u, 0, partner, y, x, c) * (1.0 - w);`
+        : 'result[e] = value(bytes, k, image, y, x, c);';
     return `
   fn pick(c : i32, a : f32, b : f32, d : f32) -> f32 { return select(select(d, b, c == 1), a, c == 0); }
+
+  ${value}
 
   fn main(index : i32) {
     let word = ${FLAT_INDEX_WGSL};
@@ -99,10 +125,7 @@ export class NormalizeBytesProgram implements GpuProgram {
       let image = pixel / 1024;
       let y = (pixel / 32) % 32;
       let x = pixel % 32;
-      ${raw}
-      var v = (f32(raw) - pick(c, uniforms.m0, uniforms.m1, uniforms.m2)) * pick(c, uniforms.s0, uniforms.s1, uniforms.s2);
-      ${cut}
-      result[e] = v;
+      ${store}
     }
   }`;
   }
@@ -111,7 +134,8 @@ export class NormalizeBytesProgram implements GpuProgram {
 /** Runs the program: `packed` int32 [n·768]; `boxes` int32 [n·4], or `augment` int32 [n·AUGMENT_RECORD], or neither. */
 export function runNormalizeBytes(backend: WebGpuBackendLike, packed: TensorInfo, extra: { boxes?: TensorInfo; augment?: TensorInfo }, attrs: NormalizeBytesAttrs): TensorInfo {
   const count = (packed.shape[0]! * 4) / IMAGE_VALUES;
-  const variant: InputVariant = extra.augment ? 'augment' : extra.boxes ? 'cut' : 'plain';
+  if (attrs.mix && !extra.augment) throw new Error('CifarNormalizeBytes: a mix needs the `augment` input');
+  const variant: InputVariant = extra.augment ? (attrs.mix ? 'mix' : 'augment') : extra.boxes ? 'cut' : 'plain';
   const program = new NormalizeBytesProgram(count, variant);
   const second = extra.augment ?? extra.boxes;
   return backend.runWebGPUProgram(program, second ? [packed, second] : [packed], 'float32', program.uniformData(attrs));

@@ -26,7 +26,7 @@ function targetWeights(classes: number, smoothing: number): { on: number; off: n
 }
 
 const FORWARD_WGSL = `
-struct Hyper { n : u32, k : u32, on : f32, off : f32 };
+struct Hyper { n : u32, k : u32, on : f32, off : f32, lambda : f32 };
 @group(0) @binding(0) var<storage, read> logits : array<f32>;
 @group(0) @binding(1) var<storage, read> labels : array<i32>;
 @group(0) @binding(2) var<storage, read_write> meanLoss : array<f32>;
@@ -53,11 +53,13 @@ fn main(@builtin(local_invocation_index) t : u32) {
     for (var j = 0u; j < h.k; j++) { s += exp(logits[base + j] - best); }
     let lse = best + log(s);
     let label = u32(labels[row]);
+    // A mixed batch's partner: the batch read backwards (image/mix.ts); weight 1 − λ.
+    let other = u32(labels[h.n - 1u - row]);
     var total = 0.0;
     for (var j = 0u; j < h.k; j++) { total += logits[base + j] - lse; }
-    // −Σ target_j · log softmax_j, target = off + on at the label.
-    loss += -(h.off * total + h.on * (logits[base + label] - lse));
-    hits += select(0.0, 1.0, arg == label);
+    // −Σ target_j · log softmax_j, target = off + on · (λ at the label, 1 − λ at the partner's).
+    loss += -(h.off * total + h.on * (h.lambda * (logits[base + label] - lse) + (1.0 - h.lambda) * (logits[base + other] - lse)));
+    hits += h.lambda * select(0.0, 1.0, arg == label) + (1.0 - h.lambda) * select(0.0, 1.0, arg == other);
   }
   partLoss[t] = loss;
   partHits[t] = hits;
@@ -76,7 +78,7 @@ fn main(@builtin(local_invocation_index) t : u32) {
   }
 }`;
 
-/** d(mean loss)/d logits · dy: (softmax − target) · dy / n, one invocation an element. */
+/** d(mean loss)/d logits · dy: (softmax − target) · dy / n, one invocation an element (the target mixed by λ as the forward's). */
 export class LossGradProgram implements GpuProgram {
   variableNames = ['logits', 'labels', 'dy'];
   outputShape: number[];
@@ -84,7 +86,7 @@ export class LossGradProgram implements GpuProgram {
   dispatchLayout = { x: [0, 1] };
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [64, 1, 1];
-  uniforms = 'on : f32, off : f32, invCount : f32,';
+  uniforms = 'on : f32, off : f32, invCount : f32, lambda : f32,';
   size = true;
 
   constructor(
@@ -108,7 +110,8 @@ export class LossGradProgram implements GpuProgram {
       var s = 0.0;
       for (var j = 0; j < k; j++) { s += exp(logits[base + j] - best); }
       let p = exp(logits[index] - best) / s;
-      let want = uniforms.off + select(0.0, uniforms.on, index - base == labels[row]);
+      let other = labels[uniforms.size / k - 1 - row];
+      let want = uniforms.off + uniforms.on * (select(0.0, uniforms.lambda, index - base == labels[row]) + select(0.0, 1.0 - uniforms.lambda, index - base == other));
       setOutputAtIndex(index, (p - want) * dy[0] * uniforms.invCount);
     }
   }`;
@@ -119,9 +122,10 @@ export class LossGradProgram implements GpuProgram {
  * The mean label-smoothed cross-entropy of `logits` [n, k] against int32 `labels` (differentiable
  * in the logits), its sum over the batch and the number of rows whose first largest logit is the
  * label, on the webgpu backend (check `canUpdateInPlace()` first). The same numbers as
- * `smoothedCrossEntropy` up to float32 rounding.
+ * `smoothedCrossEntropy` (and `stepLoss`'s count) up to float32 rounding, `lambda` included: with
+ * it below 1, a mixed batch's targets and count (λ for the row's label, 1 − λ for its partner's).
  */
-export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, smoothing: number): { loss: Scalar; lossSum: Scalar; correct: Scalar } {
+export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, smoothing: number, lambda = 1): { loss: Scalar; lossSum: Scalar; correct: Scalar } {
   const backend = tf.backend() as unknown as WebGpuBackendLike;
   const [n, k] = logits.shape;
   const { on, off } = targetWeights(k, smoothing);
@@ -140,6 +144,7 @@ export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, sm
         { type: 'uint32', data: [k] },
         { type: 'float32', data: [on] },
         { type: 'float32', data: [off] },
+        { type: 'float32', data: [lambda] },
       ],
       grid: [1, 1, 1],
       name: 'CifarLoss',
@@ -154,6 +159,7 @@ export function fusedSmoothedCrossEntropy(logits: Tensor2D, labels: Tensor1D, sm
         { type: 'float32', data: [on] },
         { type: 'float32', data: [off] },
         { type: 'float32', data: [1 / n] },
+        { type: 'float32', data: [lambda] },
       ];
       return trackInfo(backend.runWebGPUProgram(program, [saved[0]!, labels, dy as Tensor], 'float32', uniforms));
     };
