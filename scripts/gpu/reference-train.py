@@ -12,6 +12,9 @@
 # label smoothing 0.1, random crop (zero padding 4) and horizontal flip, optional cutout (a square
 # of the given side set to the mean, i.e. 0 after normalisation, centre uniform over the image),
 # per-channel normalisation with the training split's statistics. Augmentation runs on the GPU.
+# --mixup/--cutmix/--mix-until as cifar train's (src/image/mix.ts): one draw a batch, image i
+# mixed with image n-1-i (the batch read backwards), targets and train accuracy in proportion;
+# the draws come from numpy's generator, not ours, so the batches are alike, not identical.
 # Difference kept: PyTorch's default initialisation (ours: He normal). Batch-norm epsilon 1e-5
 # and momentum 0.1 match ours (1e-5; 0.9 in the Keras convention). Writes the history after
 # every epoch, so a run cut at --deadline keeps it.
@@ -37,6 +40,9 @@ p.add_argument('--limit', type=int, default=0, help='first N training images onl
 p.add_argument('--test-limit', type=int, default=0, help='first N test images only')
 p.add_argument('--width', type=int, default=64, help='channels of the first stage (16: resnet18-w4)')
 p.add_argument('--ema', type=float, default=0, help='test an exponential moving average of the weights and batch-norm statistics, this decay a step (e.g. 0.999; 0: off), as cifar train --ema does')
+p.add_argument('--mixup', type=float, default=0, help='MixUp alpha (0: off), as cifar train --mixup')
+p.add_argument('--cutmix', type=float, default=0, help='CutMix alpha (0: off), as cifar train --cutmix; with --mixup, one or the other a batch at even odds')
+p.add_argument('--mix-until', type=float, default=1, help='mix only in this first fraction of the steps, as cifar train --mix-until')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
@@ -111,6 +117,25 @@ steps = xtr.shape[0] // a.batch
 total = steps * a.epochs
 
 
+mix_rng = np.random.default_rng(a.seed)
+mix_steps = round(total * a.mix_until) if a.mixup > 0 or a.cutmix > 0 else 0
+
+
+def draw_mix():
+    """(lambda, weight map of each image's own pixels) for one batch, as src/train/augment.ts' drawMix."""
+    both = a.mixup > 0 and a.cutmix > 0
+    kind = ('cutmix' if mix_rng.random() < 0.5 else 'mixup') if both else ('cutmix' if a.cutmix > 0 else 'mixup')
+    lam = float(mix_rng.beta(a.cutmix if kind == 'cutmix' else a.mixup, a.cutmix if kind == 'cutmix' else a.mixup))
+    if kind == 'mixup':
+        return lam, torch.full((1, 1, 32, 32), lam, device=dev)
+    half = int(32 * math.sqrt(1 - lam)) // 2
+    cy, cx = int(mix_rng.integers(32)), int(mix_rng.integers(32))
+    top, bottom, left, right = max(0, cy - half), min(32, cy + half), max(0, cx - half), min(32, cx + half)
+    w = torch.ones((1, 1, 32, 32), device=dev)
+    w[:, :, top:bottom, left:right] = 0
+    return 1 - (bottom - top) * (right - left) / 1024, w
+
+
 def one_cycle(step):
     start, end = a.lr / 25, a.lr / 2500
     warm = max(1, round(total * a.warmup))
@@ -133,9 +158,15 @@ for epoch in range(1, a.epochs + 1):
             g['lr'] = one_cycle(step)
         i = order[s * a.batch:(s + 1) * a.batch]
         x, y = augment(xtr[i]), ytr[i]
+        lam = 1.0
+        if step < mix_steps:
+            lam, w = draw_mix()
+            x = (x * w + x.flip(0) * (1 - w)).contiguous(memory_format=torch.channels_last)
         with autocast():
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=a.smoothing)
+            if lam < 1:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y.flip(0), label_smoothing=a.smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -143,7 +174,8 @@ for epoch in range(1, a.epochs + 1):
             ema.update_parameters(model)
         step += 1
         loss_sum += loss.detach() * a.batch
-        correct += (logits.argmax(1) == y).sum()
+        answers = logits.argmax(1)
+        correct += (answers == y).sum() * lam + ((answers == y.flip(0)).sum() * (1 - lam) if lam < 1 else 0)
     if dev == 'cuda':
         torch.cuda.synchronize()
     train_s = time.perf_counter() - te
@@ -172,4 +204,5 @@ for epoch in range(1, a.epochs + 1):
     if a.deadline and time.perf_counter() - t0 > a.deadline:
         print(f'stopped at the deadline after epoch {epoch}', flush=True)
         break
-print(f"reference {a.precision} cutout {a.cutout}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% (flip TTA {100 * history[-1]['testAccuracyTta']:.2f}%) after {len(history)} epochs in {result['seconds']:.0f} s ({result['gpu']})", flush=True)
+extras = ''.join(f' {k} {v}' for k, v in [('batch', a.batch), ('mixup', a.mixup), ('cutmix', a.cutmix), ('mix-until', a.mix_until), ('ema', a.ema)] if v != {'batch': 256, 'mix-until': 1}.get(k, 0))
+print(f"reference {a.precision} cutout {a.cutout}{extras}: test accuracy {100 * history[-1]['testAccuracy']:.2f}% (flip TTA {100 * history[-1]['testAccuracyTta']:.2f}%) after {len(history)} epochs in {result['seconds']:.0f} s ({result['gpu']})", flush=True)
