@@ -19,6 +19,12 @@ export interface EpochRecord {
    * of the weights being trained (null: no test pass; absent: no average).
    */
   liveTestAccuracy?: number | null;
+  /**
+   * With mixing on (`mixup`, `cutmix`), the fraction of the epoch's steps whose batches were
+   * mixed (1 before `mixUntil`, 0 after; absent: no mixing). Their train figures are the mixed
+   * targets': lower than a plain batch's.
+   */
+  mixed?: number;
 }
 
 const W = 900;
@@ -32,7 +38,14 @@ interface Series {
   values: Array<number | null>;
 }
 
-function panel(x0: number, title: string, series: Series[], epochs: number[], yMax: number, yFormat: (v: number) => string, legendAtBottom: boolean): string {
+/** Epochs [from, to] shaded behind the curves (the mixed steps: `to` can end within an epoch). */
+interface Band {
+  from: number;
+  to: number;
+  label: string;
+}
+
+function panel(x0: number, title: string, series: Series[], epochs: number[], yMax: number, yFormat: (v: number) => string, legendAtBottom: boolean, band?: Band): string {
   const w = W / 2 - PAD.left - PAD.right;
   const h = H - PAD.top - PAD.bottom;
   const xMax = Math.max(1, epochs[epochs.length - 1] ?? 1);
@@ -40,6 +53,10 @@ function panel(x0: number, title: string, series: Series[], epochs: number[], yM
   const sy = (v: number) => PAD.top + h - (Math.min(v, yMax) / yMax) * h;
   const parts: string[] = [];
   parts.push(`<text x="${x0 + PAD.left}" y="22" font-size="15" font-weight="bold">${title}</text>`);
+  if (band) {
+    parts.push(`<rect class="band" x="${sx(band.from).toFixed(1)}" y="${PAD.top}" width="${(sx(band.to) - sx(band.from)).toFixed(1)}" height="${h}" fill="#fff2cc"/>`);
+    parts.push(`<text x="${(sx(band.from) + 4).toFixed(1)}" y="${PAD.top + h - 6}" font-size="11" fill="#8a6d00">${escapeXml(band.label)}</text>`);
+  }
   for (let i = 0; i <= 4; i++) {
     const v = (yMax * i) / 4;
     parts.push(`<line x1="${x0 + PAD.left}" x2="${x0 + PAD.left + w}" y1="${sy(v)}" y2="${sy(v)}" stroke="#ddd"/>`);
@@ -79,15 +96,18 @@ export function curvesSvg(history: readonly EpochRecord[], title = 'training'): 
   const best = history.reduce((b, r) => Math.max(b, r.testAccuracy ?? 0), 0);
   // With a weight average (--ema) the test figures are the average's; the live weights' accuracy beside them.
   const averaged = history.some((r) => r.liveTestAccuracy !== undefined);
+  // Mixed batches (--mixup, --cutmix) from the start until --mix-until: shaded, their train figures being the mixed targets'.
+  const mixedUpTo = history.reduce((to, r) => ((r.mixed ?? 0) > 0 ? r.epoch - 1 + r.mixed! : to), 0);
+  const band = mixedUpTo > 0 ? { from: 0, to: mixedUpTo, label: 'mixed batches' } : undefined;
   const loss = panel(0, 'loss', [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainLoss) },
     { label: averaged ? 'test (average)' : 'test', colour: '#d62728', values: history.map((r) => r.testLoss) },
-  ], epochs, lossMax, (v) => v.toFixed(2), false);
+  ], epochs, lossMax, (v) => v.toFixed(2), false, band);
   const acc = panel(W / 2, `accuracy (best test ${(best * 100).toFixed(2)}%)`, [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainAccuracy) },
     { label: averaged ? 'test (average)' : 'test', colour: '#d62728', values: history.map((r) => r.testAccuracy) },
     ...(averaged ? [{ label: 'test (live)', colour: '#ff9896', values: history.map((r) => r.liveTestAccuracy ?? null) }] : []),
-  ], epochs, 1, (v) => `${Math.round(v * 100)}%`, true);
+  ], epochs, 1, (v) => `${Math.round(v * 100)}%`, true, band);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 20}" font-family="DejaVu Sans, Arial, sans-serif">
 <rect width="100%" height="100%" fill="white"/>
 <text x="${W / 2}" y="${H + 14}" font-size="11" text-anchor="middle" fill="#555">${escapeXml(title)}</text>

@@ -18,5 +18,7 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
     r.imagesPerSecond.toFixed(1).padStart(7),
     formatSeconds(r.seconds).padStart(7),
     ...(typeof r.liveTestAccuracy === 'number' ? [`(live weights ${(r.liveTestAccuracy * 100).toFixed(2)}%)`] : []),
+    // The train figures of mixed batches are the mixed targets' (lower than a plain batch's).
+    ...(r.mixed !== undefined && r.mixed > 0 ? [r.mixed === 1 ? '(mixed)' : `(mixed ${Math.round(r.mixed * 100)}%)`] : []),
   ].join('  ');
 }

@@ -90,6 +90,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // Where the input kernel runs (webgpu), it crops and flips too: the loader only shuffles and copies.
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
   const mixing = config.mixup > 0 || config.cutmix > 0;
+  // Steps of the run whose batches are mixed: its first ones, up to --mix-until.
+  const mixSteps = Math.round(totalSteps * config.mixUntil);
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
@@ -107,7 +109,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     flip: config.flip,
     cutout: config.cutout,
     cropOnDevice,
-    ...(mixing ? { mixup: config.mixup, cutmix: config.cutmix, mixSteps: Math.round(totalSteps * config.mixUntil) } : {}),
+    ...(mixing ? { mixup: config.mixup, cutmix: config.cutmix, mixSteps } : {}),
   });
 
   const compileStart = performance.now();
@@ -205,6 +207,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         seconds,
         loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
         ...(config.ema > 0 ? { liveTestAccuracy: live ? live.accuracy : null } : {}),
+        ...(mixing ? { mixed: Math.max(0, Math.min(steps, mixSteps - epoch * steps)) / steps } : {}),
       };
       state.history.push(record);
       state.epoch++;

@@ -53,3 +53,24 @@ describe('a run with a weight average (--ema)', () => {
     expect(curvesSvg([row(1, true)])).not.toContain('(live)');
   });
 });
+
+describe('a run with mixed batches (--mixup, --cutmix)', () => {
+  const mixedRow = (epoch: number, mixed: number): EpochRecord => ({ ...row(epoch, true), mixed });
+
+  it('marks the rows of mixed epochs, and says how much of an epoch was mixed where --mix-until ends within it', () => {
+    expect(formatEpoch(mixedRow(1, 1), 4)).toBe(`${formatEpoch(row(1, true), 4)}  (mixed)`);
+    expect(formatEpoch(mixedRow(2, 0.4), 4)).toBe(`${formatEpoch(row(2, true), 4)}  (mixed 40%)`);
+    expect(formatEpoch(mixedRow(3, 0), 4)).toBe(formatEpoch(row(3, true), 4));
+  });
+
+  it('shades the mixed steps behind both panels, from the start to where mixing stopped', () => {
+    const svg = curvesSvg([mixedRow(1, 1), mixedRow(2, 0.5), mixedRow(3, 0), mixedRow(4, 0)]);
+    const bands = [...svg.matchAll(/<rect class="band" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(bands).toHaveLength(2);
+    // Epochs 0 to 1.5 of 4 on a panel 450 − 56 − 16 = 378 pixels wide.
+    for (const [, width] of bands) expect(width).toBeCloseTo((1.5 / 4) * 378, 0);
+    expect(bands[0]![0]).toBeCloseTo(56, 0);
+    expect(svg).toContain('>mixed batches<');
+    expect(curvesSvg([row(1, true), mixedRow(2, 0)])).not.toContain('class="band"');
+  });
+});

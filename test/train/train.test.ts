@@ -75,7 +75,7 @@ describe('training', () => {
 
   it('mixes the batches (mixup, cutmix) of the first mixUntil of the steps only, records the recipe, and resumes to the same weights', async () => {
     const recipe = { epochs: 2, cutmix: 1, mixup: 0.4 };
-    await trainModel(config('plain', { epochs: 2 }));
+    const plainRun = await trainModel(config('plain', { epochs: 2 }));
     const half = await trainModel(config('mix-half', { ...recipe, mixUntil: 0.5 }));
     await trainModel(config('mix-all', recipe));
     // 20 steps in all: mixUntil 0.01 rounds to none, the plain run's weights.
@@ -85,6 +85,9 @@ describe('training', () => {
     expect(mixHalf![0]).not.toEqual(plain![0]);
     expect(mixHalf![0]).not.toEqual(mixAll![0]);
     expect(half.metadata.config).toMatchObject({ cutmix: 1, mixup: 0.4, mixUntil: 0.5 });
+    // 10 steps an epoch: the first epoch mixed, the second not; a run without mixing records nothing.
+    expect(half.history.map((r) => r.mixed)).toEqual([1, 0]);
+    expect(plainRun.history[0]).not.toHaveProperty('mixed');
     // Interrupted in epoch 1, while it mixes: the same draws after the resume.
     await expect(trainModel(config('mix-split', { ...recipe, mixUntil: 0.5 }), { maxSteps: 3 })).rejects.toMatchObject({ code: 'ABORTED' });
     await trainModel(config('mix-split'), { resume: true });
