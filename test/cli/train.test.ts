@@ -86,8 +86,8 @@ describe('cifar train (CLI)', () => {
     expect(res.code, res.stderr).toBe(0);
     const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
     expect(meta.config).toMatchObject({ ema: 0.9, labelSmoothing: 0.2, weightDecay: 0, warmup: 0.3, momentum: 0.8, mixup: 0.2, cutmix: 1, mixUntil: 0.8 });
-    // With an average, the epoch row adds the live weights' test accuracy.
-    expect(res.stderr).toMatch(/^ +1\/1 .*\(live weights \d+\.\d\d%\)$/m);
+    // With an average, the epoch row adds the live weights' test accuracy; mixing until 80% of the steps, how much was mixed.
+    expect(res.stderr).toMatch(/^ +1\/1 .*\(live weights \d+\.\d\d%\) {2}\(mixed 80%\)$/m);
     const cases: [string, string, string][] = [
       ['--ema', '1', 'a decay from 0 \\(off\\) to below 1'],
       ['--ema', '-0.1', 'a decay from 0 \\(off\\) to below 1'],
