@@ -30,6 +30,7 @@
 //   [--cutout N] (the training step cuts a square of side N from each image, as cifar train
 //     --cutout does; default 0)
 //   [--ema DECAY] (the training step keeps a weight average, as cifar train --ema does; default 0)
+//   [--mix] (every training step's batch mixed in pairs, as cifar train --cutmix does)
 //   [--allow-software] (run on lavapipe with tiny defaults: a smoke test, not a measurement)
 //   [--fresh-bind-groups] (as CIFAR_WEBGPU_BIND_GROUPS=fresh: a new bind group for every dispatch,
 //     as tfjs does, instead of reusing the one made before for the same buffers)
@@ -86,6 +87,7 @@ async function main() {
       'matrix-scale': { type: 'string' },
       cutout: { type: 'string' },
       ema: { type: 'string' },
+      mix: { type: 'boolean', default: false },
     },
   });
   // Read when Dawn is created, inside benchmarkGpu.
@@ -115,6 +117,7 @@ async function main() {
     stockForward: values['stock-forward'],
     cutout,
     ema,
+    mix: values.mix,
     kernels: {
       maxTileSide: values.tile === undefined ? undefined : values.tile === '64' ? 64 : 128,
       prefetch: onOff(values, 'prefetch'),

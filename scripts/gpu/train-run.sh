@@ -37,7 +37,8 @@
 #   2026-11-27's fourth session; never picked); seventh, the CPU side of a step alone on this host (Dawn's null
 #   backend, batch 16, no shader runs: its 256 row is absent, so it is never picked).
 # BENCH_ONLY="default tensor-cores tensor-cores-32" keeps only the variants named, of BENCH's set;
-#   "ema" measures the default's step with the weight average of cifar train --ema 0.999 (never picked).
+#   "ema" measures the default's step with the weight average of cifar train --ema 0.999, "mix" with
+#   mixed batches (bench:gpu --mix, as cifar train --cutmix); neither is ever picked.
 # The H100 of 2026-11-27 (sixth session) compiled the tensor-core programs, but their gradients
 #   disagreed with float32 (forward 3e-4, both gradients 1.2-1.6 of the largest value); since then a
 #   float16 mode runs only after agreeing with float32 at start-up: where only the forward
@@ -109,7 +110,7 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "tensor-cores-tiles64|--matmul tensor-cores --tile 64|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_TILE=64"
   "tensor-cores-no-robustness|--matmul tensor-cores --dawn-toggles $TOGGLES|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_DAWN_TOGGLES=$TOGGLES"
   "tensor-cores-fresh|--matmul tensor-cores --fresh-bind-groups|CIFAR_WEBGPU_MATMUL=tensor-cores CIFAR_WEBGPU_BIND_GROUPS=fresh"
-  "ema|--ema 0.999|"
+  "ema|--ema 0.999|" "mix|--mix|"
   "scalar-loads|--no-vec4-loads|CIFAR_WEBGPU_LOADS=scalar"
   "scalar-reads|--no-vec4|CIFAR_WEBGPU_VEC4=0"
   "8-deep|--no-deep-k|CIFAR_WEBGPU_TK=8"
@@ -118,8 +119,8 @@ ALL_VARIANTS=("default||" "tensor-cores|--matmul tensor-cores|CIFAR_WEBGPU_MATMU
   "dx-as-forward|--dx-forward|CIFAR_WEBGPU_DX=forward"
   "split-forward|--split-forward|CIFAR_WEBGPU_SPLIT_FORWARD=1"
   "stock-forward|--stock-forward|CIFAR_WEBGPU_CONV=stock")
-# BENCH=quick: the first seven, or those BENCH_ONLY names of the first fourteen; BENCH=1: all.
-VARIANTS=("${ALL_VARIANTS[@]:0:$([[ -n ${BENCH_ONLY:-} ]] && echo 14 || echo 7)}")
+# BENCH=quick: the first seven, or those BENCH_ONLY names of the first fifteen; BENCH=1: all.
+VARIANTS=("${ALL_VARIANTS[@]:0:$([[ -n ${BENCH_ONLY:-} ]] && echo 15 || echo 7)}")
 [[ ${BENCH:-1} == 1 ]] && VARIANTS=("${ALL_VARIANTS[@]}")
 # BENCH_ONLY="default tensor-cores ...": only the variants named (the default first if named), to
 # save device time for the run.
@@ -147,8 +148,9 @@ for v in "${VARIANTS[@]}"; do
     # cutout-16 is the default kernels' step with cutout (the recipe's cost, not a kernel variant)
     # and fresh-bind-groups tfjs' way of binding (what the reuse saves shows in the training loop
     # more than in a GPU-bound step): measured beside the default, never picked.
-    # ema likewise: the default kernels' step with the weight average (TRAIN_FLAGS="--ema 0.999" trains with it).
-    if [[ $name != cutout-16 && $name != fresh-bind-groups && $name != tensor-cores-unscaled && $name != ema ]] && (( r > best )); then best=$r; chosen=$name; env=$venv; fi
+    # ema and mix likewise: the default kernels' step with the weight average (TRAIN_FLAGS="--ema 0.999"
+    # trains with it), with mixed batches (TRAIN_FLAGS="--cutmix 1").
+    if [[ $name != cutout-16 && $name != fresh-bind-groups && $name != tensor-cores-unscaled && $name != ema && $name != mix ]] && (( r > best )); then best=$r; chosen=$name; env=$venv; fi
   fi
 done
 [[ -n $rates ]] && log "step img/s at $VB: $rates -> training with $chosen ${env:-(the defaults)}"

@@ -19,6 +19,7 @@ import { CifarError } from '../errors.js';
 import { type ConvCheck, checkConvKernels } from './gpu-check.js';
 import { type BackendCounts, countBackendCalls } from './gpu-counts.js';
 import type { CropParams } from '../image/crop.js';
+import type { SampleMix } from '../image/mix.js';
 import { inferencePass } from '../model/fold.js';
 import { normalizesOnDevice } from '../model/normalize.js';
 import { buildModel, countParams } from '../model/resnet.js';
@@ -53,6 +54,8 @@ export interface GpuBenchOptions {
   cutout?: number;
   /** The training step keeps a weight average with this decay, as `cifar train --ema` (default 0: none). */
   ema?: number;
+  /** Every training step's batch mixed in pairs (`cifar train --cutmix`: a 16 x 16 box, λ 0.75), to measure what mixing costs (default: none). */
+  mix?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -127,6 +130,8 @@ export interface GpuBenchResult extends KernelVariant {
   cutout: number;
   /** Decay of the step's weight average (0 or absent, in results from before it: none). */
   ema?: number;
+  /** The training step's batches were mixed in pairs (cutmix; absent in results from before it: not). */
+  mix?: boolean;
   /** The model's weight tensors, batch-norm statistics included: what the weight average updates. */
   weightTensors?: number;
   iterations: number;
@@ -259,9 +264,11 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   const cutout = options.cutout ?? 0;
   // As cifar train does: where the input kernel runs, it crops and flips the batch too.
   const crops = normalizesOnDevice();
-  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout, crops, ema: options.ema ?? 0 });
-  /** One training step on a batch of randomBatch, with its cutout centres when cutout is on and its crops where cifar train would pass them. */
-  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) => trainer.step({ images: b.images, labels: b.labels, size: batch, ...(cutout > 0 ? { cutout: b.centres } : {}), ...(crops ? { crops: b.crops } : {}) }, 0.01);
+  const mix: SampleMix | undefined = options.mix ? { kind: 'cutmix', lambda: 0.75, box: { top: 8, bottom: 24, left: 8, right: 24 } } : undefined;
+  const trainer = createTrainer(model, { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], classes: 10, cutout, crops, ema: options.ema ?? 0, mix: mix !== undefined });
+  /** One training step on a batch of randomBatch, with its cutout centres when cutout is on, its crops where cifar train would pass them, and the mix with --mix. */
+  const trainOn = (b: ReturnType<typeof randomBatch>, batch: number) =>
+    trainer.step({ images: b.images, labels: b.labels, size: batch, ...(cutout > 0 ? { cutout: b.centres } : {}), ...(crops ? { crops: b.crops } : {}), ...(mix ? { mix } : {}) }, 0.01);
   const result: GpuBenchResult = {
     startedAt: new Date().toISOString(),
     node: process.version,
@@ -287,6 +294,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     sgdGroup: deviceSgdGroupSize(),
     cutout,
     ema: options.ema ?? 0,
+    mix: options.mix === true,
     weightTensors: model.weights.length,
     iterations: options.iterations,
     rounds: options.rounds ?? 3,
@@ -483,7 +491,7 @@ export function kernelCheckTolerance(matmul: MatmulMode): number {
 /** The result as a fixed-column table (one row per batch size), then the top kernels. */
 export function formatGpuBench(r: GpuBenchResult, refs: Reference[] = []): string {
   const lines = [
-    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}${r.runsNothing ? " — DAWN'S NULL BACKEND: no shader ran, the figures are the CPU side of the work alone" : ''}; ${r.cutout > 0 ? `cutout ${r.cutout}; ` : ''}${r.ema ? `weight average ${r.ema}; ` : ''}${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; ${r.bindGroups === null ? 'a new bind group per dispatch' : r.bindGroups === undefined ? '' : `bind groups reused (${fmt((100 * r.bindGroups.hits) / Math.max(1, r.bindGroups.hits + r.bindGroups.misses), 1)}% of ${fmt(r.bindGroups.hits + r.bindGroups.misses)})`}; dispatches/uploads/submits are per training step`,
+    `${r.model} (${fmt(r.parameters)} params) on ${r.adapter}${r.software ? ' — SOFTWARE ADAPTER, not a GPU figure' : ''}${r.runsNothing ? " — DAWN'S NULL BACKEND: no shader ran, the figures are the CPU side of the work alone" : ''}; ${r.cutout > 0 ? `cutout ${r.cutout}; ` : ''}${r.ema ? `weight average ${r.ema}; ` : ''}${r.mix ? 'mixed batches (cutmix); ' : ''}${r.kernels} conv-gradient kernels${r.kernels === 'cifar' ? ` (${describeWebGpuKernels(r)})` : ''}, ${r.forwardKernel} forward conv${r.matmulFallback ? ` (${r.matmulFallback})` : ''}${r.dawnToggles.length > 0 ? `; Dawn toggles ${r.dawnToggles.join(', ')}` : ''}; the median of ${r.rounds} rounds of ${r.iterations} timed runs each; a queue submission every ${r.submitBatch} dispatches; ${r.bindGroups === null ? 'a new bind group per dispatch' : r.bindGroups === undefined ? '' : `bind groups reused (${fmt((100 * r.bindGroups.hits) / Math.max(1, r.bindGroups.hits + r.bindGroups.misses), 1)}% of ${fmt(r.bindGroups.hits + r.bindGroups.misses)})`}; dispatches/uploads/submits are per training step`,
     `${'batch'.padStart(6)} ${'predict img/s'.padStart(14)} ${'fwd+loss img/s'.padStart(15)} ${'step img/s'.padStart(11)} ${'step ms'.padStart(9)} ${'GPU ms/step'.padStart(12)} ${'wall ms/step'.padStart(13)} ${'GPU MiB'.padStart(9)} ${'dispatches'.padStart(11)} ${'uploads'.padStart(8)} ${'upload KiB'.padStart(11)} ${'submits'.padStart(8)}`,
   ];
   for (const x of r.rows) {

@@ -150,7 +150,7 @@ describe('bench:gpu formatting (pure)', () => {
 const probe = await probeWebGpu();
 
 describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke test)', () => {
-  const SMOKE_ARGS = ['--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8', '--ema', '0.99'];
+  const SMOKE_ARGS = ['--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--dawn-toggles', 'disable_robustness', '--vec4', '--deep-k', '--no-prefetch', '--dx-forward', '--split-forward', '--vec4-loads', '--cutout', '8', '--ema', '0.99', '--mix'];
   /** The smoke test's JSON, for the null backend's comparison below. */
   let smoke: GpuBenchResult | undefined;
 
@@ -171,7 +171,8 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       // int32), the boxes as 16 bytes an image.
       expect(json.cutout).toBe(8);
       expect(json.ema).toBe(0.99);
-      expect(stdout).toContain('cutout 8; weight average 0.99; ');
+      expect(json.mix).toBe(true);
+      expect(stdout).toContain('cutout 8; weight average 0.99; mixed batches (cutmix); ');
       expect(json.rows[0]!.stepCounts!.uploadBytes).toBeGreaterThanOrEqual(2 * 3072 + 2 * 16);
       expect(json.rows[0]!.stepCounts!.uploadBytes).toBeLessThan(2 * 3072 * 2);
       expect(json.backend.name).toBe('webgpu');
