@@ -4,7 +4,7 @@ import { BACKEND_NAMES } from '../backend/index.js';
 import { CifarError } from '../errors.js';
 import { modelPresetNames } from '../model/resnet.js';
 import { formatSeconds } from '../report/format.js';
-import { epochHeader, formatEpoch } from '../report/train.js';
+import { epochHeader, formatEpoch, formatRecipe } from '../report/train.js';
 import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
@@ -90,6 +90,7 @@ export function trainCommand(): Command {
               log(`backend: ${info.backend.reason}`);
               epochs = info.epochs;
               log(`model ${info.model} (${info.parameters.toLocaleString('en-US')} parameters), ${info.trainImages.toLocaleString('en-US')} train / ${info.testImages.toLocaleString('en-US')} test images, ${info.steps} steps per epoch${info.resumedAt ? `, resuming at epoch ${info.resumedAt.epoch + 1} step ${info.resumedAt.step}` : ''}`);
+              log(formatRecipe(info.config));
             },
             // Only for the bar: each report is a read from the device (not awaited, but not free).
             onStep: bar && ((p) => {

@@ -22,3 +22,46 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
     ...(r.mixed !== undefined && r.mixed > 0 ? [r.mixed === 1 ? '(mixed)' : `(mixed ${Math.round(r.mixed * 100)}%)`] : []),
   ].join('  ');
 }
+
+/** The parts of a run's config that make its recipe (train/config.ts' TrainConfig has them all). */
+export interface RecipeFields {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  warmup: number;
+  momentum: number;
+  weightDecay: number;
+  labelSmoothing: number;
+  cropPadding: number;
+  flip: boolean;
+  cutout: number;
+  mixup: number;
+  cutmix: number;
+  mixUntil: number;
+  ema: number;
+  seed: number;
+}
+
+/**
+ * The recipe in one line, for the start of a run's log (pure); augmentations that are off are left out.
+ * @example formatRecipe({ epochs: 50, batchSize: 256, lr: 0.2, warmup: 0.1, momentum: 0.9, weightDecay: 0.0005, labelSmoothing: 0.1, cropPadding: 4, flip: true, cutout: 16, mixup: 0, cutmix: 1, mixUntil: 0.8, ema: 0, seed: 0 })
+ * // 'recipe: 50 epochs of batch 256, one-cycle lr 0.2 (10% warm-up), SGD Nesterov 0.9, weight decay 0.0005, label smoothing 0.1; crop (pad 4), flip, cutout 16, cutmix 1 (first 80% of the steps); seed 0'
+ */
+export function formatRecipe(c: RecipeFields): string {
+  const pct = (f: number) => `${Math.round(f * 100)}%`;
+  const augment = [
+    c.cropPadding > 0 ? `crop (pad ${c.cropPadding})` : '',
+    c.flip ? 'flip' : '',
+    c.cutout > 0 ? `cutout ${c.cutout}` : '',
+    [c.mixup > 0 ? `mixup ${c.mixup}` : '', c.cutmix > 0 ? `cutmix ${c.cutmix}` : ''].filter(Boolean).join(' or ') + (c.mixUntil < 1 && (c.mixup > 0 || c.cutmix > 0) ? ` (first ${pct(c.mixUntil)} of the steps)` : ''),
+  ].filter(Boolean);
+  const optimiser = [
+    `${c.epochs} epochs of batch ${c.batchSize}`,
+    `one-cycle lr ${c.lr} (${pct(c.warmup)} warm-up)`,
+    `SGD Nesterov ${c.momentum}`,
+    `weight decay ${c.weightDecay}`,
+    `label smoothing ${c.labelSmoothing}`,
+    ...(c.ema > 0 ? [`weight average ${c.ema}`] : []),
+  ];
+  return `recipe: ${optimiser.join(', ')}; ${augment.length > 0 ? augment.join(', ') : 'no augmentation'}; seed ${c.seed}`;
+}

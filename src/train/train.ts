@@ -33,7 +33,8 @@ export interface StepProgress {
 }
 
 export interface TrainEvents {
-  onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; resumedAt?: { epoch: number; step: number } }): void;
+  /** `config`: the run's own (a resumed run's is its checkpoint's). */
+  onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; config: TrainConfig; resumedAt?: { epoch: number; step: number } }): void;
   /** On webgpu, after the programs of a step and of the test pass were compiled in parallel, before the first step. */
   onCompile?(info: { programs: number; seconds: number }): void;
   onStep?(progress: StepProgress): void;
@@ -98,7 +99,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
   const wallBefore = state.wallSeconds ?? 0;
   const wall = () => wallBefore + (performance.now() - callStart) / 1000;
-  options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
+  options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, config, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
   const loader = createBatchLoader({
     images: train.images,
     labels: train.labels,

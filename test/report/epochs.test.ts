@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { curvesSvg, type EpochRecord } from '../../src/report/curves.js';
-import { formatEpoch } from '../../src/report/train.js';
+import { formatEpoch, formatRecipe } from '../../src/report/train.js';
+import { parseTrainConfig } from '../../src/train/config.js';
 
 const row = (epoch: number, tested: boolean): EpochRecord => ({
   epoch,
@@ -72,5 +73,22 @@ describe('a run with mixed batches (--mixup, --cutmix)', () => {
     expect(bands[0]![0]).toBeCloseTo(56, 0);
     expect(svg).toContain('>mixed batches<');
     expect(curvesSvg([row(1, true), mixedRow(2, 0)])).not.toContain('class="band"');
+  });
+});
+
+describe('the recipe line at the start of a run', () => {
+  it('names the schedule, the optimiser and each augmentation that is on, with its settings', () => {
+    const line = formatRecipe(parseTrainConfig({ epochs: 50, batchSize: 256, lr: 0.2, warmup: 0.1, cutout: 16, cutmix: 1, mixUntil: 0.8, ema: 0.995 }));
+    expect(line).toBe(
+      'recipe: 50 epochs of batch 256, one-cycle lr 0.2 (10% warm-up), SGD Nesterov 0.9, weight decay 0.0005, label smoothing 0.1, weight average 0.995; ' +
+        'crop (pad 4), flip, cutout 16, cutmix 1 (first 80% of the steps); seed 0',
+    );
+  });
+
+  it('leaves out what is off, joins mixup and cutmix, and says when there is no augmentation', () => {
+    const defaults = parseTrainConfig({});
+    expect(formatRecipe(defaults)).not.toMatch(/cutout|mix|weight average/);
+    expect(formatRecipe({ ...defaults, mixup: 0.2, cutmix: 1 })).toContain('flip, mixup 0.2 or cutmix 1; seed 0');
+    expect(formatRecipe({ ...defaults, cropPadding: 0, flip: false })).toContain('; no augmentation; ');
   });
 });
