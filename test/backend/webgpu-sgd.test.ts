@@ -5,6 +5,7 @@ import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
 import { averageAllInPlace, averageGroupSize, canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
 import { buildModel } from '../../src/model/resnet.js';
+import type { SampleMix } from '../../src/image/mix.js';
 import { createTrainer } from '../../src/train/step.js';
 import { expectClose, randomArray, useWebGpuInSuite } from './helpers.js';
 
@@ -192,6 +193,41 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     expect(ops.counts!.uploads - gpu.counts!.uploads).toBe(3 * gpu.params + gpu.decayed);
     expect(ops.counts!.dispatches - gpu.counts!.dispatches).toBe(6 * gpu.params + 2 * gpu.decayed - Math.ceil(gpu.params / group));
   }, 180_000); // with a cold shader cache on 2 busy cores, lavapipe took 52 s
+
+  it('a step on a mixed batch (cutmix after crops, or mixup) matches the cpu backend: the input dispatch and the fused loss mix as the ops do', async () => {
+    const batch = 4;
+    const images = Uint8Array.from({ length: batch * 3072 }, (_, i) => (i * 53 + (i >> 9)) % 256);
+    const labels = Uint8Array.from([2, 7, 7, 3]);
+    const crops = { dy: Int32Array.of(-2, 0, 3, 1), dx: Int32Array.of(4, -1, 0, -3), mirror: Int32Array.of(1, 0, 0, 1) };
+    const mixes: SampleMix[] = [
+      { kind: 'cutmix', lambda: 0.75, box: { top: 4, bottom: 20, left: 10, right: 26 } },
+      { kind: 'mixup', lambda: 0.35, box: { top: 0, bottom: 0, left: 0, right: 0 } },
+    ];
+    const options = { momentum: 0.9, weightDecay: 5e-4, labelSmoothing: 0.1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10, crops: true, mix: true };
+    const stepOn = async (backend: string, mix: SampleMix) => {
+      await tf.setBackend(backend);
+      const model = buildModel('resnet10-w8', { seed: 9 });
+      const trainer = createTrainer(model, options);
+      const { lossSum, correct } = trainer.step({ images, labels, size: batch, crops, mix }, 0.05);
+      const figures = [(await lossSum.data())[0]!, (await correct.data())[0]!];
+      tf.dispose([lossSum, correct]);
+      const weights = await Promise.all(model.getWeights().map(async (t) => (await t.data()) as Float32Array));
+      trainer.dispose();
+      model.dispose();
+      return { figures, weights };
+    };
+    for (const mix of mixes) {
+      const gpu = await stepOn('webgpu', mix);
+      const cpu = await stepOn('cpu', mix);
+      expect(gpu.figures[0]).toBeCloseTo(cpu.figures[0]!, 3);
+      expect(gpu.figures[1]).toBeCloseTo(cpu.figures[1]!, 5);
+      gpu.weights.forEach((w, i) => expectClose(w, cpu.weights[i]!, 1e-3, `${mix.kind}: weight ${i}`));
+      // The mix changed the step: a plain batch's step ends elsewhere.
+      const plain = await stepOn('cpu', { ...mix, kind: 'mixup', lambda: 1 });
+      expect(Math.max(...plain.weights[0]!.map((v, j) => Math.abs(v - cpu.weights[0]![j]!)))).toBeGreaterThan(1e-4);
+    }
+    await tf.setBackend('webgpu');
+  }, 180_000);
 
   it('a step with a weight average keeps it in place as the tfjs ops do, the batch-norm statistics included', async () => {
     const batch = 4;
