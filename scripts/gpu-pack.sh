@@ -55,7 +55,7 @@ tar -C node_modules -cJf "$out/img.tar.xz" @img/sharp-linux-x64 @img/sharp-libvi
 
 if [[ -n $data ]]; then echo "== dataset"; cp "$data" "$out/data.tar.gz"; else rm -f "$out/data.tar.gz"; fi
 
-cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/reference-train.py" "$here/cpuprofile-top.cjs" "$here/train-run.sh" "$out/"
+cp "$here/run-gpu.sh" "$here/reference-pytorch.py" "$here/reference-train.py" "$here/best-reference.mjs" "$here/cpuprofile-top.cjs" "$here/train-run.sh" "$out/"
 du -sh "$out"
 # What a device call carries: the tracked files present in the working tree, the untracked ones git
 # does not ignore, and this folder; its limit is 64 MiB. The committed ResNet-18 weights (22.4 MB)

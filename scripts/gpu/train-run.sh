@@ -18,7 +18,11 @@
 #   scalar loads, in two calls; with vec4 loads (a step 19% shorter) one 600 s call should hold them.
 # CONFIG=configs/NAME.json trains another recipe (default configs/resnet18.json, cutout 16 since
 #   2026-11-27; TRAIN_FLAGS="--cutout 0" for the recipe of the 91.0% run);
-#   TRAIN_FLAGS adds cifar train flags over it (e.g. "--model resnet18-w4"), MODEL_OUT names the
+#   TRAIN_FLAGS adds cifar train flags over it (e.g. "--model resnet18-w4"); TRAIN_FLAGS=best-reference
+#   takes them from the best PyTorch recipe an earlier call on this warm machine finished
+#   (REFERENCE_TRAIN below keeps each run in /tmp/reference-runs; best-reference.mjs picks the best
+#   final test accuracy among the runs that finished their epochs; none: the config as it is).
+#   MODEL_OUT names the
 #   model folder (default models/resnet18; with RESUME=1 give the same one).
 # BENCH=0 skips the benchmarks: the default kernels, and RATE (default 5700, the H100's step
 #   rate at batch 256 with vec4 loads on 2026-11-27) for the epoch estimate.
@@ -175,6 +179,9 @@ if [[ ${TRAIN:-1} != 0 ]]; then
   # run of 2026-11-27: 11.0 s of training an epoch, about 12.2 s in all, at a benchmark rate of
   # 4,633), 40 s kept for the final evaluation, the reload check and packing.
   (( best < 1 )) && best=1
+  if [[ ${TRAIN_FLAGS:-} == best-reference ]]; then
+    TRAIN_FLAGS=$(node "$G/best-reference.mjs" /tmp/reference-runs 2> >(tee -a "$OUT/run.log" >&2))
+  fi
   if [[ -n ${RESUME:-} ]]; then
     log "train: resuming the checkpointed run ($(left) s left)"
     run=(train --resume --out "$M" --backend webgpu)
@@ -247,6 +254,9 @@ if [[ -n ${REFERENCE_TRAIN:-} && -f /tmp/data/cifar-10-batches-bin/test_batch.bi
     done
     tar -C "$BJ" -czf "$OUT/bench.tar.gz" .
   fi
+  # Kept for a later call on this warm machine (TRAIN_FLAGS=best-reference); $BJ starts empty each call.
+  mkdir -p /tmp/reference-runs && cp "$BJ"/reference-train-*.json /tmp/reference-runs/ 2>/dev/null
+  node "$G/best-reference.mjs" /tmp/reference-runs >/dev/null 2> >(tee -a "$OUT/run.log" >&2)
 fi
 # BENCH_AFTER=1: with a minute and a half left after the run, the default kernels (profiled: each
 # convolution's GPU time) against Dawn's disable_robustness toggle at batch 256 (no reference):
