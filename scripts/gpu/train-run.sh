@@ -207,6 +207,14 @@ if [[ ${TRAIN:-1} != 0 ]]; then
     # And with flip test-time augmentation (cifar eval --tta), reported beside it.
     timeout 60 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT --tta > "$M/eval-tta.txt" 2>&1 || log "eval --tta exited $?"
     log "with flip TTA: $(grep -m1 '^accuracy' "$M/eval-tta.txt")"
+    # TC_EVAL=1 (default): once more with the tensor cores asked for. The backend's start line gives
+    # the float16 start-up check's verdict (all kernels, the forward ones only, or refused, with the
+    # figures): the answer to "are the gradients right now?" in seconds, without touching the training.
+    if [[ ${TC_EVAL:-1} != 0 ]]; then
+      CIFAR_WEBGPU_MATMUL=tensor-cores timeout 90 node "$G/cli/cifar.mjs" eval --model "$M" --data /tmp/data --backend webgpu $EVAL_LIMIT > "$M/eval-tensor-cores.txt" 2>&1 || log "eval with tensor cores exited $?"
+      log "with tensor cores asked for: $(grep -m1 '^backend' "$M/eval-tensor-cores.txt")"
+      log "  $(grep -m1 '^accuracy' "$M/eval-tensor-cores.txt")"
+    fi
   else
     log "train exited $rc: $( ((rc == 143)) && echo 'stopped at the deadline with a checkpoint; continue with RESUME=1 on this machine while it is warm' || echo failed)"
   fi
