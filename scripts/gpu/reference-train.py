@@ -43,6 +43,7 @@ p.add_argument('--ema', type=float, default=0, help='test an exponential moving 
 p.add_argument('--mixup', type=float, default=0, help='MixUp alpha (0: off), as cifar train --mixup')
 p.add_argument('--cutmix', type=float, default=0, help='CutMix alpha (0: off), as cifar train --cutmix; with --mixup, one or the other a batch at even odds')
 p.add_argument('--mix-until', type=float, default=1, help='mix only in this first fraction of the steps, as cifar train --mix-until')
+p.add_argument('--test-every', type=int, default=1, help='test after every Nth epoch and after the last (the one at the deadline too), as cifar train --test-every')
 p.add_argument('--out', default='reference-train.json')
 a = p.parse_args()
 
@@ -179,11 +180,13 @@ for epoch in range(1, a.epochs + 1):
     if dev == 'cuda':
         torch.cuda.synchronize()
     train_s = time.perf_counter() - te
+    last = epoch == a.epochs or bool(a.deadline and time.perf_counter() - t0 > a.deadline)
+    tested = last or epoch % a.test_every == 0
     net = model if ema is None else ema.module
     net.eval()
     test_correct, test_loss, tta_correct = 0, 0.0, 0
     with torch.no_grad(), autocast():
-        for s in range(0, xte.shape[0], 500):
+        for s in range(0, xte.shape[0] if tested else 0, 500):
             xs = normalise(xte[s:s + 500]).contiguous(memory_format=torch.channels_last)
             lo = net(xs).float()
             test_loss += F.cross_entropy(lo, yte[s:s + 500], reduction='sum').item()
@@ -194,14 +197,16 @@ for epoch in range(1, a.epochs + 1):
     row = {'epoch': epoch, 'trainLoss': loss_sum.item() / (steps * a.batch), 'trainAccuracy': correct.item() / (steps * a.batch),
            'testLoss': test_loss / xte.shape[0], 'testAccuracy': test_correct / xte.shape[0], 'testAccuracyTta': tta_correct / xte.shape[0],
            'lr': one_cycle(step - 1), 'seconds': train_s}
+    if not tested:
+        row.update(testLoss=None, testAccuracy=None, testAccuracyTta=None)
     history.append(row)
-    print(f"{epoch:3d}/{a.epochs}  train loss {row['trainLoss']:.4f} acc {100 * row['trainAccuracy']:.2f}%  "
-          f"test loss {row['testLoss']:.4f} acc {100 * row['testAccuracy']:.2f}% (flip TTA {100 * row['testAccuracyTta']:.2f}%)  {train_s:.1f} s", flush=True)
+    test = f"test loss {row['testLoss']:.4f} acc {100 * row['testAccuracy']:.2f}% (flip TTA {100 * row['testAccuracyTta']:.2f}%)" if tested else 'no test pass'
+    print(f"{epoch:3d}/{a.epochs}  train loss {row['trainLoss']:.4f} acc {100 * row['trainAccuracy']:.2f}%  {test}  {train_s:.1f} s", flush=True)
     result['seconds'] = time.perf_counter() - t0
     with open(a.out + '.tmp', 'w') as fh:
         json.dump(result, fh, indent=1)
     os.replace(a.out + '.tmp', a.out)
-    if a.deadline and time.perf_counter() - t0 > a.deadline:
+    if last and epoch < a.epochs:
         print(f'stopped at the deadline after epoch {epoch}', flush=True)
         break
 extras = ''.join(f' {k} {v}' for k, v in [('batch', a.batch), ('mixup', a.mixup), ('cutmix', a.cutmix), ('mix-until', a.mix_until), ('ema', a.ema)] if v != {'batch': 256, 'mix-until': 1}.get(k, 0))

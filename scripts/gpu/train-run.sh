@@ -244,7 +244,8 @@ if [[ -n ${REFERENCE_TRAIN:-} && -f /tmp/data/cifar-10-batches-bin/test_batch.bi
     (( $(left) < 60 )) && break
     name=$(echo "$flags" | sed -e 's/--//g' -e 's/[^A-Za-z0-9.]\+/-/g' -e 's/^cutout-\([0-9]*\)$/cutout\1/')
     log "reference training in PyTorch: ${EPOCHS:-50} epochs, $flags"
-    ref=(python3 "$G/reference-train.py" --data /tmp/data/cifar-10-batches-bin --epochs "${EPOCHS:-50}" $flags --deadline $(( $(left) - 30 )) --out "$BJ/reference-train-$name.json")
+    # Tested after every 5th epoch and the last, as configs/resnet18.json (a flag in the recipe overrides it).
+    ref=(python3 "$G/reference-train.py" --data /tmp/data/cifar-10-batches-bin --epochs "${EPOCHS:-50}" --test-every 5 $flags --deadline $(( $(left) - 30 )) --out "$BJ/reference-train-$name.json")
     if (( parallel > 1 )); then
       timeout $(( $(left) - 5 )) "${ref[@]}" >"$BJ/reference-train-$name.log" 2>&1 &
       names+=("$name")
