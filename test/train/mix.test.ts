@@ -6,7 +6,7 @@ import { mixPartner, mixWeight, mixWeights, type SampleMix } from '../../src/ima
 import { createNormalizer, mixPairs } from '../../src/model/normalize.js';
 import { drawMix, sampleBeta } from '../../src/train/augment.js';
 import { makeBatch, type BatchPlan } from '../../src/train/batches.js';
-import { createTrainer } from '../../src/train/step.js';
+import { linearKernelAfterStep } from '../helpers/linear-step.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -131,19 +131,12 @@ describe('mixing the network\'s input (tfjs ops)', () => {
 
 describe('a training step on a mixed batch', () => {
   /** A linear model's kernel after one plain SGD step (lr 1, kernel 0: the kernel is −gradient). */
-  async function kernelAfterStep(mix?: SampleMix): Promise<Float32Array> {
-    const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros', useBias: false })] });
-    const trainer = createTrainer(model, { momentum: 0, weightDecay: 0, labelSmoothing: 0, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10 });
+  function kernelAfterStep(mix?: SampleMix): Promise<Float32Array> {
     // Image 0 is bright (labelled 1), image 1 dark (labelled 2).
     const images = new Uint8Array(2 * IMAGE_BYTES);
     images.fill(250, 0, IMAGE_BYTES);
     images.fill(5, IMAGE_BYTES);
-    const out = trainer.step({ images, labels: Uint8Array.from([1, 2]), size: 2, ...(mix ? { mix } : {}) }, 1);
-    tf.dispose([out.lossSum, out.correct]);
-    const kernel = (await model.layers[1]!.getWeights()[0]!.data()) as Float32Array;
-    trainer.dispose();
-    model.dispose();
-    return kernel;
+    return linearKernelAfterStep({ images, labels: Uint8Array.from([1, 2]), size: 2, ...(mix ? { mix } : {}) }, 1);
   }
 
   it('mixes both the images and the targets: the gradient is Σ x̃ᵢ ⊗ (softmax − t̃ᵢ) / n', async () => {

@@ -11,6 +11,7 @@ import { buildModel } from '../../src/model/resnet.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { expectClose } from '../backend/helpers.js';
 import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+import { linearKernelAfterStep } from '../helpers/linear-step.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -148,16 +149,9 @@ describe('training', () => {
 
 describe('training step with cutout', () => {
   /** Kernel of a linear model after one step on bright images, with or without a cut. */
-  async function kernelAfterStep(cutout: number, centres?: { cy: Int32Array; cx: Int32Array }): Promise<Float32Array> {
-    const model = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
-    const trainer = createTrainer(model, { momentum: 0, weightDecay: 0, labelSmoothing: 0, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], classes: 10, cutout });
+  function kernelAfterStep(cutout: number, centres?: { cy: Int32Array; cx: Int32Array }): Promise<Float32Array> {
     const images = new Uint8Array(2 * IMAGE_BYTES).fill(250);
-    const out = trainer.step({ images, labels: Uint8Array.from([1, 2]), size: 2, ...(centres ? { cutout: centres } : {}) }, 0.1);
-    tf.dispose([out.lossSum, out.correct]);
-    const kernel = (await model.layers[1]!.getWeights()[0]!.data()) as Float32Array;
-    trainer.dispose();
-    model.dispose();
-    return kernel;
+    return linearKernelAfterStep({ images, labels: Uint8Array.from([1, 2]), size: 2, ...(centres ? { cutout: centres } : {}) }, 0.1, { cutout });
   }
 
   it('blanks the batch\'s squares before the forward pass: a fully cut image teaches a linear layer nothing', async () => {
