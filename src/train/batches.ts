@@ -44,6 +44,15 @@ export function stepsPerEpoch(count: number, batchSize: number): number {
   return Math.max(1, Math.floor(count / batchSize));
 }
 
+/**
+ * How many of epoch `epoch`'s first steps are mixed when the run mixes its first `mixSteps`
+ * steps (`steps` an epoch): the loader's rule, and the history's `mixed` share.
+ * @example mixedStepsOfEpoch(624, 78, 7); // 78 — mixedStepsOfEpoch(624, 78, 8); // 0
+ */
+export function mixedStepsOfEpoch(mixSteps: number, steps: number, epoch: number): number {
+  return Math.max(0, Math.min(steps, mixSteps - epoch * steps));
+}
+
 // Mix seed, epoch and step into one 32-bit seed so every batch's randomness is a pure function
 // of its position: a resumed run draws exactly what an uninterrupted one would.
 function mix(...parts: number[]): number {
@@ -81,7 +90,7 @@ export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = 
     drawn = gatherAugmented(plan.images, indices, images, random, plan.cropPadding, plan.flip, cutout);
   }
   const alphas = { mixup: plan.mixup ?? 0, cutmix: plan.cutmix ?? 0 };
-  const mixed = (alphas.mixup > 0 || alphas.cutmix > 0) && epoch * stepsPerEpoch(plan.count, plan.batchSize) + step < (plan.mixSteps ?? Infinity);
+  const mixed = (alphas.mixup > 0 || alphas.cutmix > 0) && step < mixedStepsOfEpoch(plan.mixSteps ?? Infinity, stepsPerEpoch(plan.count, plan.batchSize), epoch);
   const sampleMix = mixed ? drawMix(mulberry32(mix(plan.seed, epoch, step, 2)), alphas) : undefined;
   return { images, labels, size, ...(cutout > 0 ? { cutout: { cy: drawn.cy, cx: drawn.cx } } : {}), ...(crops ? { crops } : {}), ...(sampleMix ? { mix: sampleMix } : {}) };
 }

@@ -13,7 +13,7 @@ import { roundToFloat16 } from '../model/float16.js';
 import { normalizesOnDevice } from '../model/normalize.js';
 import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
-import { stepsPerEpoch } from './batches.js';
+import { mixedStepsOfEpoch, stepsPerEpoch } from './batches.js';
 import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainState } from './checkpoint.js';
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
@@ -208,7 +208,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         seconds,
         loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
         ...(config.ema > 0 ? { liveTestAccuracy: live ? live.accuracy : null } : {}),
-        ...(mixing ? { mixed: Math.max(0, Math.min(steps, mixSteps - epoch * steps)) / steps } : {}),
+        ...(mixing ? { mixed: mixedStepsOfEpoch(mixSteps, steps, epoch) / steps } : {}),
       };
       state.history.push(record);
       state.epoch++;
