@@ -5,7 +5,7 @@ import { averageAllInPlace, canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPl
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { prepareForTraining } from '../model/training-graph.js';
-import { createNormalizer } from '../model/normalize.js';
+import { type InputAugment, createNormalizer } from '../model/normalize.js';
 import { cutoutBoxes } from './augment.js';
 import type { Batch } from './batches.js';
 
@@ -121,9 +121,14 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
   // The average starts at the initial weights (a restored checkpoint overwrites it).
   const averages = decay > 0 ? tf.tidy(() => weights.map((w) => tf.variable(tf.clone(w.read()), false))) : [];
   /** The forward and backward pass of a step: mean loss, gradients, correct answers (kept). */
-  const lossAndGrads = ({ images, labels, size, cutout, crops, mix }: StepBatch) => {
+  /** The normalizer's augmentation of a batch: its crops, its cutout boxes (when the trainer cuts), its mix. */
+  const augmentOf = ({ size, cutout, crops, mix }: StepBatch): InputAugment => {
     const side = options.cutout ?? 0;
-    const x = normalizer.apply(images, size, { ...(cutout && side > 0 ? { boxes: cutoutBoxes(cutout, size, side) } : {}), ...(crops ? { crops } : {}), ...(mix ? { mix } : {}) });
+    return { ...(cutout && side > 0 ? { boxes: cutoutBoxes(cutout, size, side) } : {}), ...(crops ? { crops } : {}), ...(mix ? { mix } : {}) };
+  };
+  const lossAndGrads = (batch: StepBatch) => {
+    const { images, labels, size, mix } = batch;
+    const x = normalizer.apply(images, size, augmentOf(batch));
     const y = tf.tensor1d(labels.subarray(0, size), 'int32');
     let correct: tf.Scalar | undefined;
     let lossSum: tf.Scalar | undefined;
@@ -181,7 +186,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
           // Mixing: the step on a mixed batch, and the input of a plain one (after --mix-until).
           const { correct, lossSum } = lossAndGrads(options.mix ? { ...batch, mix: { kind: 'mixup', lambda: 0.5, box: { top: 0, bottom: 0, left: 0, right: 0 } } } : batch);
           tf.dispose([correct, lossSum]);
-          if (options.mix) tf.dispose(normalizer.apply(batch.images, size, { ...(side > 0 ? { boxes: cutoutBoxes(centres, size, side) } : {}), ...(batch.crops ? { crops: batch.crops } : {}) }));
+          if (options.mix) tf.dispose(normalizer.apply(batch.images, size, augmentOf(batch)));
         });
       } finally {
         model.nonTrainableWeights.forEach((w, i) => w.write(kept[i]!));
