@@ -11,7 +11,7 @@ import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
 import { matrixCheckVerdict, resetMatrixCheck, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
-import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
+import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
 import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, nullBackendIsAllowed, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
@@ -140,6 +140,7 @@ async function settleMatmul(probe: AdapterCapabilities, device: { features?: Ite
   const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
   let reason = support.reason;
   if (support.ok && mode === 'tensor-cores') {
+    setMatrixHardwareSide(support.side ?? 16);
     const picked = await pickMatrixSyntax(device as unknown as Parameters<typeof pickMatrixSyntax>[0]);
     if ('syntax' in picked) setMatrixSyntax(picked.syntax);
     else reason = `the WGSL compiler takes neither subgroup-matrix syntax (${picked.error})`;

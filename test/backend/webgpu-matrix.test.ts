@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
-import { absMaxPartials, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { absMaxPartials, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
 import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, matrixCheckVerdict, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
@@ -143,11 +143,17 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       subgroupMinSize: 32,
       subgroupMaxSize: 32,
     };
-    expect(matrixSupport('tensor-cores', h100)).toEqual({ ok: true, subgroupSize: 32 });
+    expect(matrixSupport('tensor-cores', h100)).toEqual({ ok: true, subgroupSize: 32, side: 16 });
     expect(matrixSupport('tensor-cores', { ...h100, features: ['subgroups'] }).reason).toBe('the device has no shader-f16');
     expect(matrixSupport('tensor-cores', { ...h100, subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 }] }).reason).toBe(
-      'no f16 x f16 -> f32 16 x 16 x 16 subgroup-matrix configuration',
+      'no f16 x f16 -> f32 16 x 16 x 16 or 8 x 8 x 8 subgroup-matrix configuration',
     );
+    // 16 x 16 x 16 where offered, else 8 x 8 x 8 (lavapipe since Mesa 25.1, subgroups of 8).
+    const eight = { componentType: 'f16', resultComponentType: 'f32', M: 8, N: 8, K: 8 };
+    expect(matrixSupport('tensor-cores', { ...h100, subgroupMatrixConfigs: [eight, ...h100.subgroupMatrixConfigs] }).side).toBe(16);
+    expect(matrixSupport('tensor-cores', { ...h100, subgroupMatrixConfigs: [eight], subgroupMinSize: 8, subgroupMaxSize: 8 })).toEqual({ ok: true, subgroupSize: 8, side: 8 });
+    // 16 x 8 x 16 (NVIDIA offers it too) is neither.
+    expect(matrixSupport('tensor-cores', { ...h100, subgroupMatrixConfigs: [{ ...eight, M: 16, K: 16 }] }).ok).toBe(false);
     expect(matrixSupport('tensor-cores', { ...h100, subgroupMinSize: 16 }).reason).toBe('the subgroup size is not fixed (16-32)');
     expect(matrixSupport('tensor-cores', { ...h100, limits: { maxComputeWorkgroupStorageSize: 16384 } }).reason).toBe('the device has under 32 KiB of workgroup memory');
     // lavapipe: float16, no subgroup matrices.
@@ -251,6 +257,43 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
       expect(deep).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, col_major>(&cgA, 2176u + u32((cgShare / 4) * 64) + 0u, 136u)');
       expect(deep.match(/= subgroupMatrixMultiplyAccumulate\(/g)).toHaveLength(16);
     } finally {
+      configureWebGpuKernels(before);
+    }
+  });
+
+  it('tensor cores on a device of 8 x 8 x 8 matrices and subgroups of 8: each 16 x 16 x 16 step is eight products, the results leave in rounds of 8 subgroups', () => {
+    const before = configureWebGpuKernels({ matmul: 'tensor-cores', prefetch: true });
+    setMatrixHardwareSide(8);
+    setMatrixSubgroupSize(8);
+    try {
+      const tile = pickTile(4608, 512, 16384);
+      // 32 subgroups: a 4 x 8 grid of them, 2 x 1 blocks of 16 x 16 each.
+      expect(matrixGrid(tile, 32)).toEqual({ rows: 4, cols: 8, rowBlocks: 2, colBlocks: 1 });
+      const src = gemmMainSource({ tile, ...matrixSource });
+      // Per 16-deep step: two K parts, each loading both halves of 2 left and 1 right blocks.
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_left<f16, 8, 8>, col_major>\(&cgA, /g)).toHaveLength(8);
+      expect(src.match(/subgroupMatrixLoad<subgroup_matrix_right<f16, 8, 8>, row_major>\(&cgB, /g)).toHaveLength(4);
+      expect(src.match(/= subgroupMatrixMultiplyAccumulate\(a\d_\d, b\d_\d, acc\d_\d_\d_\d\);/g)).toHaveLength(16);
+      expect(src.match(/var acc\d_\d_\d_\d = subgroup_matrix_result<f32, 8, 8>\(\);/g)).toHaveLength(8);
+      // Left part p is rows 8p on (column-major: + 8p), right part q columns 8q on (row-major: + 8q);
+      // K part 1 is 8 rows of the staged tile on (A's stride 136, B's 128).
+      expect(src).toContain('let a1_1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 8, 8>, col_major>(&cgA, 0u + u32((cgShare / 8) * 32) + 16u + 1096u, 136u);');
+      expect(src).toContain('let b0_1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 8, 8>, row_major>(&cgB, 0u + u32((cgShare % 8) * 16) + 0u + 1032u, 128u);');
+      expect(src).toContain('acc1_0_1_0 = subgroupMatrixMultiplyAccumulate(a1_1, b0_0, acc1_0_1_0);');
+      // Part (p, q) of a 16 x 16 result goes to row 8p, column 8q of its row-major block.
+      expect(src).toContain('subgroupMatrixStore<row_major>(&cgC, (cgGroup % 8u) * 256u + 136u, acc1_0_1_1, 16u);');
+      // Workgroup memory for 8 blocks (8 KiB), not 32, and four rounds through it.
+      expect(src).toContain('var<workgroup> cgC : array<f32, 2048>;');
+      expect(src).toContain('for (var cgRound = 0; cgRound < 4; cgRound++)');
+      // NVIDIA's shape is written as before: one slot per subgroup, no rounds.
+      setMatrixHardwareSide(16);
+      setMatrixSubgroupSize(32);
+      const h100 = gemmMainSource({ tile, ...matrixSource });
+      expect(h100).not.toContain('cgRound');
+      expect(h100).toContain('var<workgroup> cgC : array<f32, 2048>;');
+    } finally {
+      setMatrixHardwareSide(16);
+      setMatrixSubgroupSize(32);
       configureWebGpuKernels(before);
     }
   });

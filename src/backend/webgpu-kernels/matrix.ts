@@ -36,6 +36,22 @@ const SCALE_TARGET = 16384;
 export const MAX_PARTIALS = THREADS;
 
 let subgroupSize = 32;
+let hardwareSide: HardwareSide = 16;
+
+/**
+ * The side of the device's own subgroup matrices: 16 (16 x 16 x 16, NVIDIA's), or 8 (8 x 8 x 8,
+ * lavapipe's since Mesa 25.1), where each 16 x 16 x 16 step of the GEMMs is written as eight
+ * 8 x 8 x 8 products (the tiling, the staging and the store stay those of 16).
+ */
+export type HardwareSide = 8 | 16;
+
+export function matrixHardwareSide(): HardwareSide {
+  return hardwareSide;
+}
+
+export function setMatrixHardwareSide(side: HardwareSide): void {
+  hardwareSide = side;
+}
 
 /**
  * The subgroup size the matrix programs are written for: the device's (fixed) size with tensor
@@ -95,8 +111,7 @@ export function matrixStore(s: MatrixSyntax, ptr: string, offset: string, value:
 }
 
 /** A compute shader using the three operations as the GEMMs do (f16 operands from workgroup memory, f32 results), written in `s`. */
-export function matrixProbeSource(s: MatrixSyntax): string {
-  const side = MATRIX_SIDE;
+export function matrixProbeSource(s: MatrixSyntax, side: HardwareSide = hardwareSide): string {
   const marker = '// cifar-enable: f16 subgroups chromium_experimental_subgroup_matrix';
   // The directives written out, without the marker (a device's createShaderModule would add them again).
   return `${withEnables(marker).replace(marker, '').trim()}
@@ -143,17 +158,25 @@ export async function pickMatrixSyntax(device: ProbeDevice): Promise<{ syntax: M
   return { error: first ?? 'no message' };
 }
 
+/** Subgroups whose 16 x 16 results pass through workgroup memory at a time (NVIDIA's 256 / 32). */
+const RESULT_SLOTS = 8;
+
+/** The device matrix sides the programs can use, the one preferred first. */
+const HARDWARE_SIDES: readonly HardwareSide[] = [16, 8];
+
 /** What a device needs for a matmul mode: the features to ask for, and why it cannot run it. */
 export interface MatrixSupport {
   ok: boolean;
   reason?: string;
   subgroupSize?: number;
+  /** The device's subgroup-matrix side the programs are written for (tensor cores only). */
+  side?: HardwareSide;
 }
 
 /**
  * Whether a device can run a matmul mode: `emulated` needs `shader-f16`; `tensor-cores` also
- * needs subgroup matrices with a float16 x float16 -> float32 16 x 16 x 16 configuration and one
- * subgroup size; both need 32 KiB of workgroup memory (the staged tiles and the results).
+ * needs subgroup matrices with a float16 x float16 -> float32 16 x 16 x 16 configuration (or else
+ * 8 x 8 x 8, `HardwareSide`) and one subgroup size; both need 32 KiB of workgroup memory (the staged tiles and the results).
  * @example matrixSupport('tensor-cores', { features: ['shader-f16'], subgroupMatrixConfigs: [], limits: { maxComputeWorkgroupStorageSize: 49152 } })
  * // { ok: false, reason: 'the adapter offers no subgroup matrices (chromium-experimental-subgroup-matrix)' }
  */
@@ -166,15 +189,15 @@ export function matrixSupport(
   if ((device.limits['maxComputeWorkgroupStorageSize'] ?? 0) < 32768) return { ok: false, reason: 'the device has under 32 KiB of workgroup memory' };
   if (mode === 'emulated') return { ok: true, subgroupSize: 32 };
   if (!features.has('chromium-experimental-subgroup-matrix')) return { ok: false, reason: 'the adapter offers no subgroup matrices (chromium-experimental-subgroup-matrix)' };
-  const fits = device.subgroupMatrixConfigs.some(
-    (c) => c['componentType'] === 'f16' && c['resultComponentType'] === 'f32' && c['M'] === MATRIX_SIDE && c['N'] === MATRIX_SIDE && c['K'] === MATRIX_SIDE,
-  );
-  if (!fits) return { ok: false, reason: 'no f16 x f16 -> f32 16 x 16 x 16 subgroup-matrix configuration' };
+  const fits = (side: number): boolean =>
+    device.subgroupMatrixConfigs.some((c) => c['componentType'] === 'f16' && c['resultComponentType'] === 'f32' && c['M'] === side && c['N'] === side && c['K'] === side);
+  const side = HARDWARE_SIDES.find(fits);
+  if (side === undefined) return { ok: false, reason: 'no f16 x f16 -> f32 16 x 16 x 16 or 8 x 8 x 8 subgroup-matrix configuration' };
   const size = device.subgroupMaxSize;
   if (size === undefined || size !== device.subgroupMinSize || THREADS % size !== 0) {
     return { ok: false, reason: `the subgroup size is not fixed (${device.subgroupMinSize}-${device.subgroupMaxSize})` };
   }
-  return { ok: true, subgroupSize: size };
+  return { ok: true, subgroupSize: size, side };
 }
 
 /** The WGSL `enable` extensions a matrix program needs, as the marker line `withEnables` looks for. */
@@ -283,6 +306,8 @@ export function matrixMainSource(s: GemmSource): string {
   const subgroups = THREADS / size;
   const grid = matrixGrid(s.tile, subgroups);
   const active = grid.rows * grid.cols;
+  const slots = Math.min(subgroups, RESULT_SLOTS);
+  const rounds = Math.ceil(active / slots);
   const scaled = s.scale;
   const f16 = (operand: 0 | 1, v: string): string =>
     `f16(clamp(${scaled?.operand === operand ? `(${v}) * cgS` : v}, -${F16_MAX}.0, ${F16_MAX}.0))`;
@@ -292,9 +317,16 @@ export function matrixMainSource(s: GemmSource): string {
   const range = (n: number): number[] => [...Array(n).keys()];
   const accs = range(grid.rowBlocks).flatMap((i) => range(grid.colBlocks).map((j) => [i, j] as const));
   const Q = (MATRIX_SIDE * MATRIX_SIDE) / size;
-  const left = `subgroup_matrix_left<f16, ${MATRIX_SIDE}, ${MATRIX_SIDE}>`;
-  const right = `subgroup_matrix_right<f16, ${MATRIX_SIDE}, ${MATRIX_SIDE}>`;
-  const result = `subgroup_matrix_result<f32, ${MATRIX_SIDE}, ${MATRIX_SIDE}>`;
+  // The device's matrices: `parts` x `parts` of them make a 16 x 16 block, `parts` deep a 16-deep step.
+  const hw = hardwareSide;
+  const parts = MATRIX_SIDE / hw;
+  const halves = range(parts);
+  // Names of the device matrices of block i (and part p, q with parts > 1).
+  const part = (name: string, ...ps: number[]): string => (parts === 1 ? name : `${name}_${ps.join('_')}`);
+  const left = `subgroup_matrix_left<f16, ${hw}, ${hw}>`;
+  const right = `subgroup_matrix_right<f16, ${hw}, ${hw}>`;
+  const result = `subgroup_matrix_result<f32, ${hw}, ${hw}>`;
+  const accNames = accs.flatMap(([i, j]) => halves.flatMap((p) => halves.map((q) => ({ i, j, p, q, name: part(`acc${i}_${j}`, p, q) }))));
   // This subgroup's first row and column block within the tile (subgroups past the active ones repeat a share).
   const aBase = `u32((cgShare / ${grid.cols}) * ${grid.rowBlocks * MATRIX_SIDE})`;
   const bBase = `u32((cgShare % ${grid.cols}) * ${grid.colBlocks * MATRIX_SIDE})`;
@@ -305,12 +337,19 @@ export function matrixMainSource(s: GemmSource): string {
       const bOff = (j: number | string): string => `${step * MATRIX_SIDE * bs}u + ${bBase} + ${typeof j === 'number' ? `${j * MATRIX_SIDE}u` : `(${j}) * ${MATRIX_SIDE}u`}`;
       // One loop over the accumulators: written out per accumulator, lavapipe's compiler took up to half a minute over it.
       if (emulated) return `for (var a = 0u; a < ${n}u; a++) { emuMma(a, ${aOff(`a / ${grid.colBlocks}u`)}, ${bOff(`a % ${grid.colBlocks}u`)}); }`;
-      // A scope per step: each declares its own a0.., b0...
-      return `{\n      ${[
-        ...range(grid.rowBlocks).map((i) => `let a${i} = ${matrixLoad(syntax, left, 'cgA', aOff(i), A_COLUMN_MAJOR, `${as}u`)};`),
-        ...range(grid.colBlocks).map((j) => `let b${j} = ${matrixLoad(syntax, right, 'cgB', bOff(j), B_COLUMN_MAJOR, `${bs}u`)};`),
-        ...accs.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`),
-      ].join('\n      ')}\n      }`;
+      // A scope per step (and K part): each declares its own a0.., b0... Part p of a left block is
+      // its rows p * hw on (A is column-major: + p * hw), part q of a right block its columns
+      // q * hw on (B is row-major: + q * hw); K part k is k * hw rows of the staged tile on.
+      const within = (off: string, k: number, stride: number, p: number): string => (parts === 1 ? off : `${off} + ${k * hw * stride + p * hw}u`);
+      return halves
+        .map(
+          (k) => `{\n      ${[
+            ...range(grid.rowBlocks).flatMap((i) => halves.map((p) => `let ${part(`a${i}`, p)} = ${matrixLoad(syntax, left, 'cgA', within(aOff(i), k, as, p), A_COLUMN_MAJOR, `${as}u`)};`)),
+            ...range(grid.colBlocks).flatMap((j) => halves.map((q) => `let ${part(`b${j}`, q)} = ${matrixLoad(syntax, right, 'cgB', within(bOff(j), k, bs, q), B_COLUMN_MAJOR, `${bs}u`)};`)),
+            ...accNames.map(({ i, j, p, q, name }) => `${name} = subgroupMatrixMultiplyAccumulate(${part(`a${i}`, p)}, ${part(`b${j}`, q)}, ${name});`),
+          ].join('\n      ')}\n      }`,
+        )
+        .join('\n      ');
     })
     .join('\n      ');
   // Element (r, c) of a 16 x 16 matrix at `off` with `stride`, column- or row-major, as the specification maps them.
@@ -368,26 +407,56 @@ export function matrixMainSource(s: GemmSource): string {
     let cgUnscale = 1.0;`;
   // Accumulator (i, j) out through cgC: each subgroup stores its own, then every invocation stores
   // one value of each active subgroup's block.
-  const round = (i: number | string, j: number | string, storeAcc: string): string => `${storeAcc}
+  // With more than RESULT_SLOTS subgroups (small subgroups, as lavapipe's 8), in rounds of that
+  // many, so that cgC stays RESULT_SLOTS blocks (8 KiB) whatever the subgroup size.
+  const round = (i: number | string, j: number | string, storeAcc: (base: string) => string): string => {
+    const fetch = (g: string, slot: string): string => `
+      let row = row0 + ((${g} / ${grid.cols}) * ${grid.rowBlocks} + ${i}) * 16 + lid / 16;
+      let col = col0 + ((${g} % ${grid.cols}) * ${grid.colBlocks} + ${j}) * 16 + lid % 16;
+      let v = cgC[u32(${slot}) * 256u + u32(lid)] * cgUnscale;
+      ${s.store}`;
+    // Every subgroup has a slot (the repeating ones' results go unread).
+    if (subgroups <= slots) {
+      return `${storeAcc('cgGroup * 256u')}
     workgroupBarrier();
-    for (var g = 0; g < ${active}; g++) {
-      let row = row0 + ((g / ${grid.cols}) * ${grid.rowBlocks} + ${i}) * 16 + lid / 16;
-      let col = col0 + ((g % ${grid.cols}) * ${grid.colBlocks} + ${j}) * 16 + lid % 16;
-      let v = cgC[u32(g) * 256u + u32(lid)] * cgUnscale;
-      ${s.store}
+    for (var g = 0; g < ${active}; g++) {${fetch('g', 'g')}
     }
     workgroupBarrier();`;
+    }
+    return `for (var cgRound = 0; cgRound < ${rounds}; cgRound++) {
+    if (i32(cgGroup) / ${slots} == cgRound) {
+    ${storeAcc(`(cgGroup % ${slots}u) * 256u`)}
+    }
+    workgroupBarrier();
+    for (var g = cgRound * ${slots}; g < min(${active}, (cgRound + 1) * ${slots}); g++) {${fetch('g', `g - cgRound * ${slots}`)}
+    }
+    workgroupBarrier();
+    }`;
+  };
   // Emulated: a loop over the accumulators (the program's store written out once, which lavapipe compiles in a fraction of the time).
   const readBack = emulated
     ? `for (var a = 0; a < ${n}; a++) {
-    ${round(`a / ${grid.colBlocks}`, `a % ${grid.colBlocks}`, 'emuStore(u32(a), cgGroup * 256u);')}
+    ${round(`a / ${grid.colBlocks}`, `a % ${grid.colBlocks}`, (base) => `emuStore(u32(a), ${base});`)}
     }`
-    : accs.map(([i, j]) => round(i, j, `${matrixStore(syntax, 'cgC', 'cgGroup * 256u', `acc${i}_${j}`, false, `${MATRIX_SIDE}u`)};`)).join('\n    ');
+    : accs
+        .map(([i, j]) =>
+          round(
+            i,
+            j,
+            // Part (p, q) of the 16 x 16 block, row-major, starts p * hw rows and q * hw columns in.
+            (base) =>
+              accNames
+                .filter((a) => a.i === i && a.j === j)
+                .map(({ p, q, name }) => `${matrixStore(syntax, 'cgC', `${base}${parts === 1 ? '' : ` + ${p * hw * MATRIX_SIDE + q * hw}u`}`, name, false, `${MATRIX_SIDE}u`)};`)
+                .join('\n    '),
+          ),
+        )
+        .join('\n    ');
   return `
   ${enableMarker()}
   ${declarations}
   // Each subgroup's results on their way out (and the scale's reduction before the loop).
-  var<workgroup> cgC : array<f32, ${subgroups * 256}>;
+  var<workgroup> cgC : array<f32, ${slots * 256}>;
   // A vec4, not an f32: Vulkan wants a cooperative-matrix load's pointer 16-byte aligned
   // (VUID-RuntimeSpirv-OpCooperativeMatrixLoadKHR-08986), and a driver that lays workgroup
   // variables out one after the other at their own alignment would put the float16 arrays 4 bytes
@@ -405,7 +474,7 @@ ${emulation}
     let cgShare = i32(cgGroup) % ${active};
     ${s.prologue}
     ${scalePrologue}
-    ${emulated ? '' : accs.map(([i, j]) => `var acc${i}_${j} = ${result}();`).join(' ')}
+    ${emulated ? '' : accNames.map(({ name }) => `var ${name} = ${result}();`).join(' ')}
     ${loop(`{
       ${mma}
       }`)}
