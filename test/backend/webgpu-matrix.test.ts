@@ -10,21 +10,7 @@ import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
-
-type Shape4 = [number, number, number, number];
-
-/** Rounds to 11 significant bits, as float16 does in its normal range (which the scaled dy is in). */
-function roundToHalfPrecision(values: Float32Array): Float32Array {
-  const out = new Float32Array(values);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i]!;
-    // Round to nearest even on the 13 mantissa bits float16 does not keep.
-    const rounded = b + 0x0fff + ((b >>> 13) & 1);
-    bits[i] = rounded & ~0x1fff;
-  }
-  return out;
-}
+import { FLOAT16_RUNS, float16Convs, float16Inputs, float16Reference, float16RunName, roundToHalfPrecision, type Shape4 } from '../helpers/float16.js';
 
 /** cos(angle) between two gradients. */
 function cosine(a: Float32Array, b: Float32Array): number {
@@ -385,46 +371,18 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     await tf.setBackend('cpu');
   });
 
-  const cases: Array<{ x: Shape4; f: number; co: number; s: number; pad: 'same' | 'valid'; tile: 64 | 128; wide: boolean }> = [
-    { x: [2, 8, 8, 5], f: 3, co: 7, s: 1, pad: 'same', tile: 64, wide: false },
-    { x: [3, 9, 9, 6], f: 3, co: 70, s: 2, pad: 'same', tile: 128, wide: false },
-    { x: [1, 7, 7, 33], f: 3, co: 5, s: 1, pad: 'valid', tile: 64, wide: false },
-    { x: [4, 6, 6, 68], f: 1, co: 72, s: 1, pad: 'same', tile: 128, wide: true },
-    { x: [4, 8, 8, 64], f: 3, co: 128, s: 2, pad: 'same', tile: 128, wide: true },
-    { x: [8, 16, 16, 4], f: 3, co: 8, s: 1, pad: 'same', tile: 128, wide: true }, // split-K dW
-    { x: [2, 7, 7, 4], f: 1, co: 8, s: 2, pad: 'valid', tile: 64, wide: true },
-  ];
+  const convs = float16Convs;
 
-  const convs = (x: tf.Tensor4D, dy: tf.Tensor4D, w: tf.Tensor4D, s: number, pad: 'same' | 'valid', b: tf.Tensor1D): tf.Tensor[] => {
-    const attrs = { strides: s, pad, dataFormat: 'NHWC' };
-    return [
-      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
-      tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
-      tf.conv2d(x, w, s, pad),
-      tf.fused.conv2d({ x, filter: w, strides: s, pad, bias: b, activation: 'relu' }),
-    ];
-  };
-
-  // Each case 16 deep; three with prefetch (scalar and vec4 loads, split-K) and two 32 deep (two
-  // subgroup-matrix steps per tile), with and without prefetch. lavapipe runs each program on the CPU: few but varied.
-  const runs = [
-    ...cases.map((c) => ({ ...c, prefetch: false, depth: 16 as const })),
-    ...[cases[1]!, cases[4]!, cases[5]!].map((c) => ({ ...c, prefetch: true, depth: 16 as const })),
-    ...[cases[1]!, cases[4]!].map((c, i) => ({ ...c, prefetch: i === 0, depth: 32 as const })),
-  ];
-  for (const { x, f, co, s, pad, tile, wide, prefetch, depth } of runs) {
-    it(`${f}x${f} stride ${s} ${pad}, x ${x.join('x')}, ${co} filters, tiles up to ${tile}${wide ? ', vec4 loads' : ''}${prefetch ? ', prefetch' : ''}, ${depth} deep: dW, dx, conv2d and fused conv2d within 2e-5`, async () => {
-      const filter: Shape4 = [f, f, x[3], co];
-      const info = tf.backend_util.computeConv2DInfo(x, filter, s, 1, pad);
-      const dyShape: Shape4 = [x[0], info.outHeight, info.outWidth, co];
-      const [xv, dyv, wv, bv] = [x, dyShape, filter, [co]].map((shape, i) => randomArray(shape.reduce((a, b) => a * b, 1), 41 + i));
+  for (const run of FLOAT16_RUNS) {
+    const { x, f, s, pad, tile, wide, prefetch, depth } = run;
+    it(`${float16RunName(run)}: dW, dx, conv2d and fused conv2d within 2e-5`, async () => {
+      const inputs = float16Inputs(run);
       configureWebGpuKernels({ matmul: 'emulated', maxTileSide: tile, wideLoads: wide, prefetch, matrixDepth: depth });
       await tf.setBackend('webgpu');
-      const gpu = await read(() => convs(tf.tensor4d(xv!, x), tf.tensor4d(dyv!, dyShape), tf.tensor4d(wv!, filter), s, pad, tf.tensor1d(bv!)));
+      const gpu = await read(() => convs(tf.tensor4d(inputs.x, x), tf.tensor4d(inputs.dy, inputs.dyShape), tf.tensor4d(inputs.w, inputs.filter), s, pad, tf.tensor1d(inputs.b)));
       const keys = Object.keys((tf.backend() as unknown as { pipelineCache: Record<string, unknown> }).pipelineCache).join(' ');
       await tf.setBackend('cpu');
-      const [hx, hdy, hw] = [xv!, dyv!, wv!].map(roundToHalfPrecision);
-      const cpu = await read(() => convs(tf.tensor4d(hx!, x), tf.tensor4d(hdy!, dyShape), tf.tensor4d(hw!, filter), s, pad, tf.tensor1d(bv!)));
+      const cpu = await float16Reference(run, inputs);
       ['dW', 'dx', 'conv2d', 'fused'].forEach((label, i) => expectClose(gpu[i]!, cpu[i]!, 2e-5, label));
       // The float32 programs would be 1e-4 or more off float16-rounded inputs: the emulated ones ran.
       expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
