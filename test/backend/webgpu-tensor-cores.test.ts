@@ -1,0 +1,77 @@
+/**
+ * The float16 tensor-core kernels on real subgroup matrices: Dawn's
+ * `chromium-experimental-subgroup-matrix` over Vulkan cooperative matrices. lavapipe has them
+ * since Mesa 25.1 (8 x 8 x 8, subgroups of 8), which Debian ships in sid, not in bookworm:
+ * scripts/lavapipe-subgroup-matrix.sh unpacks it with sid's C library and prints a `node` wrapper,
+ * which CI passes as CIFAR_SUBGROUP_MATRIX_NODE. The kernels then run in a process of that node
+ * (test/helpers/tensor-cores-child.mjs, on dist/); the cpu backend's reference runs here.
+ * Without it, this file skips (webgpu-matrix.test.ts tests the same programs with the three
+ * operations emulated).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FLOAT16_RUNS, float16Inputs, float16Reference, float16RunName } from '../helpers/float16.js';
+import { expectClose } from './helpers.js';
+
+const node = process.env['CIFAR_SUBGROUP_MATRIX_NODE'];
+
+interface ChildReport {
+  name: string;
+  detail: string;
+  matmul: string;
+  matmulScope: string;
+  fallback: string | null;
+  side: number;
+  subgroupSize: number;
+  results: number[][][];
+}
+
+describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE: lavapipe from Debian sid)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cifar-tensor-cores-'));
+  const inputs = FLOAT16_RUNS.map(float16Inputs);
+  let report: ChildReport;
+
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    const cases = FLOAT16_RUNS.map((r, i) => {
+      const v = inputs[i]!;
+      return {
+        xShape: r.x, dyShape: v.dyShape, wShape: v.filter, stride: r.s, pad: r.pad,
+        x: [...v.x], dy: [...v.dy], w: [...v.w], b: [...v.b],
+        settings: { maxTileSide: r.tile, wideLoads: r.wide, prefetch: r.prefetch, matrixDepth: r.depth },
+      };
+    });
+    writeFileSync(path.join(dir, 'in.json'), JSON.stringify(cases));
+    await promisify(execFile)(node!, ['test/helpers/tensor-cores-child.mjs', path.join(dir, 'in.json'), path.join(dir, 'out.json')], {
+      env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'tensor-cores' },
+      timeout: 600_000,
+    });
+    report = JSON.parse(readFileSync(path.join(dir, 'out.json'), 'utf8')) as ChildReport;
+  }, 600_000);
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('starts with float16 tensor cores for every kernel: the start-up check found all ResNet-18 convolutions, gradients included, within 2e-3 of float32', () => {
+    expect(report.name).toBe('webgpu');
+    expect(report.fallback).toBeNull();
+    expect(report.detail).toContain('float16 tensor cores');
+    expect(report.detail).not.toContain('forward convolutions only');
+    expect(report).toMatchObject({ matmul: 'tensor-cores', matmulScope: 'all' });
+    // The device's matrices and subgroups the programs were written for (lavapipe: 8 and 8).
+    expect([8, 16]).toContain(report.side);
+    expect(256 % report.subgroupSize).toBe(0);
+  });
+
+  FLOAT16_RUNS.forEach((run, i) => {
+    it(`${float16RunName(run)}: dW, dx, conv2d and fused conv2d within 2e-5 of the cpu backend on float16-rounded inputs`, async () => {
+      const cpu = await float16Reference(run, inputs[i]!);
+      const gpu = report.results[i]!;
+      ['dW', 'dx', 'conv2d', 'fused'].forEach((label, k) => expectClose(Float32Array.from(gpu[k]!), cpu[k]!, 2e-5, label));
+    });
+  });
+});

@@ -1,0 +1,46 @@
+// Run by test/backend/webgpu-tensor-cores.test.ts in a process of its own, whose Vulkan driver
+// offers subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE, scripts/lavapipe-subgroup-matrix.sh):
+// starts the webgpu backend as CIFAR_WEBGPU_MATMUL asks (its start-up check included), then runs
+// each case of the input file (dW, dx, conv2d, fused conv2d, with the case's kernel settings) and
+// writes what the backend said and the results as JSON.
+//   node test/helpers/tensor-cores-child.mjs IN.json OUT.json
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../../dist/backend/index.js';
+import { matmulFallback, matrixHardwareSide, matrixSubgroupSize } from '../../dist/backend/webgpu-kernels/matrix.js';
+import { configureWebGpuKernels, webGpuKernelSettings } from '../../dist/backend/webgpu-kernels/settings.js';
+
+const [input, output] = process.argv.slice(2);
+const cases = JSON.parse(readFileSync(input, 'utf8'));
+const started = await initBackend('webgpu');
+const report = {
+  name: started.name,
+  detail: started.detail ?? started.reason,
+  matmul: webGpuKernelSettings().matmul,
+  matmulScope: webGpuKernelSettings().matmulScope,
+  fallback: matmulFallback() ?? null,
+  side: matrixHardwareSide(),
+  subgroupSize: matrixSubgroupSize(),
+  results: [],
+};
+if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
+  const base = webGpuKernelSettings();
+  for (const c of cases) {
+    // Every kernel, the gradients included, whatever the start-up check decided.
+    configureWebGpuKernels({ ...base, matmulScope: 'all', ...c.settings });
+    const attrs = { strides: c.stride, pad: c.pad, dataFormat: 'NHWC' };
+    const outs = tf.tidy(() => {
+      const [x, dy, w] = [tf.tensor4d(c.x, c.xShape), tf.tensor4d(c.dy, c.dyShape), tf.tensor4d(c.w, c.wShape)];
+      return [
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: c.wShape }),
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: c.xShape }),
+        tf.conv2d(x, w, c.stride, c.pad),
+        tf.fused.conv2d({ x, filter: w, strides: c.stride, pad: c.pad, bias: tf.tensor1d(c.b), activation: 'relu' }),
+      ];
+    });
+    report.results.push(await Promise.all(outs.map(async (t) => Array.from(await t.data()))));
+    tf.dispose(outs);
+  }
+}
+writeFileSync(output, JSON.stringify(report));
+process.exit(0);
