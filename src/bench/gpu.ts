@@ -11,7 +11,7 @@ import { allowNullBackend, probeWebGpu, takeWebGpuErrors } from '../backend/webg
 import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu-bind-groups.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
-import { type MatrixSyntax, matmulFallback, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
+import { type HardwareSide, type MatrixSyntax, matmulFallback, matrixHardwareSide, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
 import { type MatrixCheck, matrixCheck } from '../backend/webgpu-kernels/matrix-check.js';
 import { type ProbeGpu, describeProbe, runMatrixProbe } from '../backend/webgpu-kernels/matrix-probe.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
@@ -106,6 +106,8 @@ export interface GpuBenchResult extends KernelVariant {
   matmulFallback?: string;
   /** With tensor cores: how the device's WGSL compiler took the subgroup matrices' layout (`pickMatrixSyntax`). */
   matrixSyntax?: MatrixSyntax;
+  /** With tensor cores: the side of the device matrices the GEMMs were written for (16, or 8 with eight products a 16-step). */
+  matrixSide?: HardwareSide;
   /** With float16 GEMMs asked for: the start-up check against float32 (`runMatrixCheck`), each kernel's disagreement relative to its largest value. */
   matrixCheck?: MatrixCheck;
   /**
@@ -209,6 +211,8 @@ function randomBatch(batch: number, seed: number): { images: Uint8Array; labels:
 async function probeMatrixLoads(progress: (m: string) => void): Promise<{ cases: number; failed: string[] } | { error: string } | undefined> {
   const device = (tf.backend() as unknown as { device?: ProbeGpu & { features?: { has(f: string): boolean }; pushErrorScope?(f: string): void; popErrorScope?(): Promise<{ message: string } | null> } }).device;
   if (process.env['CIFAR_WEBGPU_MATMUL'] !== 'tensor-cores' || device?.features?.has('chromium-experimental-subgroup-matrix') !== true) return undefined;
+  // The cases are 16 x 16 matrices: a device of 8 x 8 ones (lavapipe) cannot load them.
+  if (matrixHardwareSide() !== 16) return { error: `the probe's 16 x 16 matrices need a device that offers them (this one: ${matrixHardwareSide()} x ${matrixHardwareSide()})` };
   progress('probing the subgroup-matrix loads against the specification');
   device.pushErrorScope?.('validation');
   try {
@@ -282,7 +286,7 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
     dawnToggles: probe.ok ? probe.dawnToggles : [],
     kernels: options.stockKernels ? 'stock' : 'cifar',
     ...(matmulFallback() === undefined ? {} : { matmulFallback: matmulFallback() }),
-    ...(variant.matmul === 'tensor-cores' ? { matrixSyntax: matrixSyntax() } : {}),
+    ...(variant.matmul === 'tensor-cores' ? { matrixSyntax: matrixSyntax(), matrixSide: matrixHardwareSide() } : {}),
     ...(matrixCheck() === undefined ? {} : { matrixCheck: matrixCheck() }),
     ...(matrixProbe === undefined ? {} : { matrixProbe }),
     submitBatch: tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'),
