@@ -2,7 +2,8 @@
  * Mixed precision for the convolutions' GEMMs: the same tiles as program.ts' float32 body, staged
  * in workgroup memory as float16 and multiplied 16 x 16 x 16 at a time with WGSL subgroup
  * matrices (`chromium_experimental_subgroup_matrix`: Vulkan cooperative matrices, the tensor
- * cores of an NVIDIA GPU), accumulating in float32. Weights, activations and gradients stay
+ * cores of an NVIDIA GPU; on a device of 8 x 8 x 8 ones, such as lavapipe since Mesa 25.1, each
+ * step is eight of those), accumulating in float32. Weights, activations and gradients stay
  * float32 in memory; only the multiplications see float16 copies.
  *
  * float16 keeps 11 significant bits (like TF32, PyTorch's default for convolutions on these GPUs)
