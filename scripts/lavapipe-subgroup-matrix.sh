@@ -37,6 +37,13 @@ if [ -x "$dir/node" ] && verdict="$(check)"; then
   exit 0
 fi
 
+# About 75 MB of packages, 335 MB unpacked: ask for 1 GB, so that a nearly full disk is left alone.
+free_kb="$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')"
+if [ "${free_kb:-0}" -lt 1000000 ]; then
+  say "needs 1 GB free in $dir ($((${free_kb:-0} / 1024)) MB free)"
+  exit 1
+fi
+
 apt_opts=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$dir/lists"
   -o "Dir::Cache=$dir/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
 echo 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main' > "$dir/sources.list"
