@@ -15,10 +15,10 @@ export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
 
-/** 0.4 s, 12.3 s, 2m 05s */
+/** 0.4 s, 12.3 s, 2m 05s (whole seconds past a minute: 119.6 s is 2m 00s, not 1m 60s) */
 export function formatSeconds(seconds: number): string {
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const m = Math.floor(seconds / 60);
-  const s = Math.round(seconds - m * 60);
-  return `${m}m ${String(s).padStart(2, '0')}s`;
+  // Below 59.95 s, one decimal never rounds up to "60.0 s".
+  if (seconds < 59.95) return `${seconds.toFixed(1)} s`;
+  const total = Math.round(seconds);
+  return `${Math.floor(total / 60)}m ${String(total % 60).padStart(2, '0')}s`;
 }
