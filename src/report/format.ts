@@ -3,7 +3,8 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
+  // 999.95 and up would print as "1000.0": the next unit's "1.0" instead.
+  while (value >= 999.95 && unit < units.length - 1) {
     value /= 1000;
     unit++;
   }
