@@ -60,17 +60,33 @@ export async function resnetGradsOnBoth(baseWidth: number, batch: number, labels
     const model = buildModel({ baseWidth, blocks: [1, 1, 1, 1] });
     if (weights) model.setWeights(weights);
     else weights = model.getWeights().map((w) => tf.keep(w.clone()));
-    results[backend] = await read(() => {
-      const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
-      const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
-      const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
-      const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
-      return [value, ...Object.values(grads)];
-    });
+    results[backend] = await read(() => resnetLossAndGrads(model, xs, labels));
     model.dispose();
   }
   tf.dispose(weights);
   return { cpu: results['cpu']!, gpu: results['webgpu']! };
+}
+
+/** A model's training-mode softmax cross-entropy on 32 x 32 images `xs` and `labels`, and the gradients of its trainable weights: [loss, ...gradients]. */
+export function resnetLossAndGrads(model: tf.LayersModel, xs: Float32Array, labels: number[]): tf.Tensor[] {
+  const x = tf.tensor4d(xs, [labels.length, 32, 32, 3]);
+  const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
+  const loss = (): tf.Scalar => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor);
+  const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read() as tf.Variable));
+  return [value, ...Object.values(grads)];
+}
+
+/** cos(angle) between two gradients. */
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
 }
 
 /** In a describe block: its tests run on the webgpu backend, and cpu is active again after them. */

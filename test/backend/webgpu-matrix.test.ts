@@ -9,21 +9,8 @@ import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, matrixCheckVerdict, relativ
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
-import { expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
+import { cosine, expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
 import { FLOAT16_RUNS, float16Convs, float16Inputs, float16Reference, float16RunName, roundToHalfPrecision, type Shape4 } from '../helpers/float16.js';
-
-/** cos(angle) between two gradients. */
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 /** The argument list of the call whose '(' is at `open`, and the index after its ')'. */
 function callArgs(code: string, open: number): { args: string; end: number } {
