@@ -4,7 +4,8 @@
  * since Mesa 25.1 (8 x 8 x 8, subgroups of 8), which Debian ships in sid, not in bookworm:
  * scripts/lavapipe-subgroup-matrix.sh unpacks it with sid's C library and prints a `node` wrapper,
  * which CI passes as CIFAR_SUBGROUP_MATRIX_NODE. The kernels then run in a process of that node
- * (test/helpers/tensor-cores-child.mjs, on dist/); the cpu backend's reference runs here.
+ * (test/helpers/tensor-cores-child.mjs, on dist/): 12 convolution runs and a small ResNet's
+ * loss and gradients. The cpu backend's reference runs here.
  * Without it, this file skips (webgpu-matrix.test.ts tests the same programs with the three
  * operations emulated).
  */
@@ -15,8 +16,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModel } from '../../src/model/resnet.js';
 import { FLOAT16_RUNS, float16Inputs, float16Reference, float16RunName } from '../helpers/float16.js';
-import { expectClose } from './helpers.js';
+import { cosine, expectClose, randomArray, read, resnetLossAndGrads } from './helpers.js';
 
 const node = process.env['CIFAR_SUBGROUP_MATRIX_NODE'];
 
@@ -29,11 +31,16 @@ interface ChildReport {
   side: number;
   subgroupSize: number;
   results: number[][][];
+  /** The small ResNet's [loss, ...gradients]. */
+  resnet: number[][];
 }
 
 describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE: lavapipe from Debian sid)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'cifar-tensor-cores-'));
   const inputs = FLOAT16_RUNS.map(float16Inputs);
+  const RESNET_LABELS = [1, 7, 3];
+  const resnetImages = randomArray(RESNET_LABELS.length * 32 * 32 * 3, 21);
+  let cpuResnet: Float32Array[];
   let report: ChildReport;
 
   beforeAll(async () => {
@@ -46,7 +53,13 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
         settings: { maxTileSide: r.tile, wideLoads: r.wide, prefetch: r.prefetch, matrixDepth: r.depth },
       };
     });
-    writeFileSync(path.join(dir, 'in.json'), JSON.stringify(cases));
+    // A small ResNet's initial weights and images: its loss and gradients on the cpu backend here.
+    const model = buildModel({ baseWidth: 8, blocks: [1, 1, 1, 1] });
+    const weights = await Promise.all(model.getWeights().map(async (w) => ({ shape: w.shape, values: [...((await w.data()) as Float32Array)] })));
+    cpuResnet = await read(() => resnetLossAndGrads(model, resnetImages, RESNET_LABELS));
+    model.dispose();
+    const resnet = { baseWidth: 8, labels: RESNET_LABELS, xs: [...resnetImages], weights };
+    writeFileSync(path.join(dir, 'in.json'), JSON.stringify({ cases, resnet }));
     await promisify(execFile)(node!, ['test/helpers/tensor-cores-child.mjs', path.join(dir, 'in.json'), path.join(dir, 'out.json')], {
       env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'tensor-cores' },
       timeout: 600_000,
@@ -65,6 +78,15 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
     // The device's matrices and subgroups the programs were written for (lavapipe: 8 and 8).
     expect([8, 16]).toContain(report.side);
     expect(256 % report.subgroupSize).toBe(0);
+  });
+
+  it('a whole ResNet (batch norm, residual adds, the dense layer) on them: the cpu backend\'s float32 loss within 1e-3, and its gradients\' directions', () => {
+    // As the emulated suite's test of the same name: float16 operands leave the loss within 3e-4 and
+    // cosines of 0.98 and up; a wrong offset or scale gives cosines near 0.
+    const gpu = report.resnet.map((g) => Float32Array.from(g));
+    expect(gpu.length).toBe(cpuResnet.length);
+    expectClose(gpu[0]!, cpuResnet[0]!, 1e-3, 'loss');
+    cpuResnet.slice(1).forEach((expected, i) => expect(cosine(gpu[i + 1]!, expected), `gradient ${i}`).toBeGreaterThan(expected.length > 100 ? 0.99 : 0.95));
   });
 
   FLOAT16_RUNS.forEach((run, i) => {

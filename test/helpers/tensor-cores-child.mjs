@@ -2,16 +2,18 @@
 // offers subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE, scripts/lavapipe-subgroup-matrix.sh):
 // starts the webgpu backend as CIFAR_WEBGPU_MATMUL asks (its start-up check included), then runs
 // each case of the input file (dW, dx, conv2d, fused conv2d, with the case's kernel settings) and
-// writes what the backend said and the results as JSON.
+// the loss and gradients of its small ResNet (given weights, images and labels), and writes what
+// the backend said and the results as JSON.
 //   node test/helpers/tensor-cores-child.mjs IN.json OUT.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../dist/backend/index.js';
+import { buildModel } from '../../dist/model/resnet.js';
 import { matmulFallback, matrixHardwareSide, matrixSubgroupSize } from '../../dist/backend/webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, webGpuKernelSettings } from '../../dist/backend/webgpu-kernels/settings.js';
 
 const [input, output] = process.argv.slice(2);
-const cases = JSON.parse(readFileSync(input, 'utf8'));
+const { cases, resnet } = JSON.parse(readFileSync(input, 'utf8'));
 const started = await initBackend('webgpu');
 const report = {
   name: started.name,
@@ -22,6 +24,7 @@ const report = {
   side: matrixHardwareSide(),
   subgroupSize: matrixSubgroupSize(),
   results: [],
+  resnet: [],
 };
 if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
   const base = webGpuKernelSettings();
@@ -41,6 +44,19 @@ if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
     report.results.push(await Promise.all(outs.map(async (t) => Array.from(await t.data()))));
     tf.dispose(outs);
   }
+  // The whole ResNet: training-mode loss and the gradients of every trainable weight.
+  configureWebGpuKernels({ ...base, matmulScope: 'all' });
+  const model = buildModel({ baseWidth: resnet.baseWidth, blocks: [1, 1, 1, 1] });
+  model.setWeights(resnet.weights.map((w) => tf.tensor(w.values, w.shape)));
+  const outs = tf.tidy(() => {
+    const x = tf.tensor4d(resnet.xs, [resnet.labels.length, 32, 32, 3]);
+    const y = tf.oneHot(tf.tensor1d(resnet.labels, 'int32'), 10);
+    const loss = () => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }));
+    const { value, grads } = tf.variableGrads(loss, model.trainableWeights.map((w) => w.read()));
+    return [value, ...Object.values(grads)];
+  });
+  report.resnet = await Promise.all(outs.map(async (t) => Array.from(await t.data())));
+  tf.dispose(outs);
 }
 writeFileSync(output, JSON.stringify(report));
 process.exit(0);
