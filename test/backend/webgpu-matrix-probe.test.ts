@@ -35,7 +35,7 @@ describe('the subgroup-matrix load probe (pure)', () => {
     const once = new Float32Array(256).map((_, i) => probeValue(probeIndex(c, Math.floor(i / 16), i % 16)));
     expect(wrongElements(c, once.map((v) => 3 * v))).toBe(0);
     expect(wrongElements(c, once)).toBeGreaterThan(200);
-    expect(describeProbe([{ ...c, prologue: true, wrong: 250 }])).toEqual(['left row_major stride 72 offset 16, 3 products in a loop, after a workgroup reduction: 250 of 256 wrong']);
+    expect(describeProbe([{ ...c, prologue: true, wrong: 250, of: 256 }])).toEqual(['left row_major stride 72 offset 16, 3 products in a loop, after a workgroup reduction: 250 of 256 wrong']);
   });
 
   it('also loads after and before a 4-byte workgroup scalar, each operand and layout, and says so when such a case fails', () => {
@@ -50,7 +50,7 @@ describe('the subgroup-matrix load probe (pure)', () => {
     const last = probeSource('layout', { operand: 'left', columnMajor: true, scalar: 'last' }, false);
     expect(last.indexOf('var<workgroup> pad : f32;')).toBeGreaterThan(last.indexOf('var<workgroup> res'));
     expect(probeSource('layout', { operand: 'left', columnMajor: true }, false)).not.toContain('pad');
-    expect(describeProbe([{ operand: 'right', columnMajor: false, stride: 72, offset: 16, scalar: 'first', wrong: 256 }])).toEqual(['right row_major stride 72 offset 16, after a 4-byte workgroup scalar: 256 of 256 wrong']);
+    expect(describeProbe([{ operand: 'right', columnMajor: false, stride: 72, offset: 16, scalar: 'first', wrong: 256, of: 256 }])).toEqual(['right row_major stride 72 offset 16, after a 4-byte workgroup scalar: 256 of 256 wrong']);
   });
 
   it('counts the elements that are not the specification\'s, and describes the failed cases in one line each', () => {
@@ -60,7 +60,16 @@ describe('the subgroup-matrix load probe (pure)', () => {
     // The transposed reading (the other layout) is wrong almost everywhere.
     const transposed = new Float32Array(256).map((_, i) => probeValue(probeIndex({ ...c, columnMajor: false }, Math.floor(i / 16), i % 16)));
     expect(wrongElements(c, transposed)).toBeGreaterThan(200);
-    expect(describeProbe([{ ...c, wrong: 0 }, { ...c, wrong: 240 }])).toEqual(['left col_major stride 128 offset 112: 240 of 256 wrong']);
+    expect(describeProbe([{ ...c, wrong: 0, of: 256 }, { ...c, wrong: 240, of: 256 }])).toEqual(['left col_major stride 128 offset 112: 240 of 256 wrong']);
+    // A device of 8 x 8 matrices: 64 elements a case, and the cases' last loads end at the array's end for that side.
+    const eight = new Float32Array(64).map((_, i) => probeValue(probeIndex(c, Math.floor(i / 8), i % 8)));
+    expect(wrongElements(c, eight, 8)).toBe(0);
+    expect(wrongElements({ ...c, columnMajor: false }, eight, 8)).toBeGreaterThan(50);
+    expect(probeCases(8).filter((p) => p.offset + 7 * p.stride + 8 === PROBE_ARRAY)).toHaveLength(20);
+    expect(describeProbe([{ ...c, wrong: 60, of: 64 }])).toEqual(['left col_major stride 128 offset 112: 60 of 64 wrong']);
+    const small = probeSource('layout', { operand: 'left', columnMajor: true }, false, 8);
+    expect(small).toContain('subgroupMatrixLoad<subgroup_matrix_left<f16, 8, 8>, col_major>(&src, probe.offset, probe.stride)');
+    expect(small).toContain('var<workgroup> res : array<f32, 64>;');
   });
 
   it('writes the real shader with the three operations in the syntax asked for, the layout as given', () => {

@@ -4,8 +4,8 @@
  * since Mesa 25.1 (8 x 8 x 8, subgroups of 8), which Debian ships in sid, not in bookworm:
  * scripts/lavapipe-subgroup-matrix.sh unpacks it with sid's C library and prints a `node` wrapper,
  * which CI passes as CIFAR_SUBGROUP_MATRIX_NODE. The kernels then run in a process of that node
- * (test/helpers/tensor-cores-child.mjs, on dist/): 12 convolution runs and a small ResNet's
- * loss and gradients. The cpu backend's reference runs here.
+ * (test/helpers/tensor-cores-child.mjs, on dist/): 12 convolution runs, a small ResNet's loss
+ * and gradients, and bench:gpu's load probe. The cpu backend's reference runs here.
  * Without it, this file skips (webgpu-matrix.test.ts tests the same programs with the three
  * operations emulated).
  */
@@ -33,6 +33,8 @@ interface ChildReport {
   results: number[][][];
   /** The small ResNet's [loss, ...gradients]. */
   resnet: number[][];
+  /** bench:gpu's load probe (matrix-probe.ts): its cases and the failed ones. */
+  probe: { cases: number; failed: string[] };
 }
 
 describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE: lavapipe from Debian sid)', () => {
@@ -87,6 +89,10 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
     expect(gpu.length).toBe(cpuResnet.length);
     expectClose(gpu[0]!, cpuResnet[0]!, 1e-3, 'loss');
     cpuResnet.slice(1).forEach((expected, i) => expect(cosine(gpu[i + 1]!, expected), `gradient ${i}`).toBeGreaterThan(expected.length > 100 ? 0.99 : 0.95));
+  });
+
+  it('bench:gpu\'s load probe, with the real operations: all 128 cases read as the specification says (the harness agrees with a real driver)', () => {
+    expect(report.probe).toEqual({ cases: 128, failed: [] });
   });
 
   FLOAT16_RUNS.forEach((run, i) => {

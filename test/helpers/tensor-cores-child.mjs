@@ -2,14 +2,15 @@
 // offers subgroup matrices (CIFAR_SUBGROUP_MATRIX_NODE, scripts/lavapipe-subgroup-matrix.sh):
 // starts the webgpu backend as CIFAR_WEBGPU_MATMUL asks (its start-up check included), then runs
 // each case of the input file (dW, dx, conv2d, fused conv2d, with the case's kernel settings) and
-// the loss and gradients of its small ResNet (given weights, images and labels), and writes what
-// the backend said and the results as JSON.
+// the loss and gradients of its small ResNet (given weights, images and labels), then bench:gpu's
+// subgroup-matrix load probe, and writes what the backend said and the results as JSON.
 //   node test/helpers/tensor-cores-child.mjs IN.json OUT.json
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../dist/backend/index.js';
 import { buildModel } from '../../dist/model/resnet.js';
-import { matmulFallback, matrixHardwareSide, matrixSubgroupSize } from '../../dist/backend/webgpu-kernels/matrix.js';
+import { matmulFallback, matrixHardwareSide, matrixSubgroupSize, matrixSyntax } from '../../dist/backend/webgpu-kernels/matrix.js';
+import { describeProbe, runMatrixProbe } from '../../dist/backend/webgpu-kernels/matrix-probe.js';
 import { configureWebGpuKernels, webGpuKernelSettings } from '../../dist/backend/webgpu-kernels/settings.js';
 
 const [input, output] = process.argv.slice(2);
@@ -25,6 +26,7 @@ const report = {
   subgroupSize: matrixSubgroupSize(),
   results: [],
   resnet: [],
+  probe: null,
 };
 if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
   const base = webGpuKernelSettings();
@@ -57,6 +59,9 @@ if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
   });
   report.resnet = await Promise.all(outs.map(async (t) => Array.from(await t.data())));
   tf.dispose(outs);
+  // bench:gpu's load probe, with the real operations at the device's side.
+  const probe = await runMatrixProbe(tf.backend().device, matrixSyntax(), false, undefined, matrixHardwareSide());
+  report.probe = { cases: probe.length, failed: describeProbe(probe) };
 }
 writeFileSync(output, JSON.stringify(report));
 process.exit(0);

@@ -22,9 +22,7 @@
  * With `emulate`, the three operations are plain WGSL functions of the specification's
  * semantics, so that CI runs the same harness on an adapter without subgroup matrices.
  */
-import { type MatrixSyntax, matrixLoad, matrixStore } from './matrix.js';
-
-const SIDE = 16;
+import { type HardwareSide, type MatrixSyntax, matrixLoad, matrixStore } from './matrix.js';
 /** float16 elements of the workgroup array the cases load from. */
 export const PROBE_ARRAY = 4096;
 
@@ -51,8 +49,10 @@ export interface ProbeCase {
 export type ProbeShape = Pick<ProbeCase, 'operand' | 'columnMajor' | 'scalar' | 'prologue'> & { loop?: boolean };
 
 export interface ProbeResult extends ProbeCase {
-  /** Elements of the 16 x 16 result that differ from the specification's. */
+  /** Elements of the result (16 x 16, or 8 x 8 on such a device) that differ from the specification's. */
   wrong: number;
+  /** Elements of the result. */
+  of: number;
 }
 
 /** Element (r, c) of a case's matrix, as an index into the array. */
@@ -72,12 +72,12 @@ export function probeValue(i: number): number {
  * stride 72, the product accumulated 3 times in a loop bounded by a uniform, after a workgroup
  * reduction, and both (what else the gradient programs do and the forward does not).
  */
-export function probeCases(): ProbeCase[] {
+export function probeCases(side: HardwareSide = 16): ProbeCase[] {
   const cases: ProbeCase[] = [];
   for (const operand of ['left', 'right'] as const) {
     for (const columnMajor of [true, false]) {
       for (const stride of [16, 64, 72, 128, 136]) {
-        const last = PROBE_ARRAY - (15 * stride + SIDE);
+        const last = PROBE_ARRAY - ((side - 1) * stride + side);
         for (const offset of [0, 16, 48, 112, last]) cases.push({ operand, columnMajor, stride, offset });
       }
       for (const scalar of ['first', 'last'] as const) {
@@ -90,36 +90,39 @@ export function probeCases(): ProbeCase[] {
 }
 
 /** The three operations in plain WGSL (one invocation computes everything), for `emulate`. */
-const EMULATION = `
-struct EmuMatrix { v : array<f32, 256> };
+function emulation(side: number): string {
+  return `
+struct EmuMatrix { v : array<f32, ${side * side}> };
 fn emuLoad(offset : u32, stride : u32, columnMajor : bool) -> EmuMatrix {
   var m : EmuMatrix;
-  for (var r = 0u; r < 16u; r++) {
-    for (var c = 0u; c < 16u; c++) {
-      m.v[r * 16u + c] = f32(src[select(offset + r * stride + c, offset + c * stride + r, columnMajor)]);
+  for (var r = 0u; r < ${side}u; r++) {
+    for (var c = 0u; c < ${side}u; c++) {
+      m.v[r * ${side}u + c] = f32(src[select(offset + r * stride + c, offset + c * stride + r, columnMajor)]);
     }
   }
   return m;
 }
 fn emuIdentity() -> EmuMatrix {
   var m : EmuMatrix;
-  for (var i = 0u; i < 16u; i++) { m.v[i * 16u + i] = 1.0; }
+  for (var i = 0u; i < ${side}u; i++) { m.v[i * ${side}u + i] = 1.0; }
   return m;
 }
 fn emuMultiply(a : EmuMatrix, b : EmuMatrix) -> EmuMatrix {
   var m : EmuMatrix;
-  for (var r = 0u; r < 16u; r++) {
-    for (var c = 0u; c < 16u; c++) {
+  for (var r = 0u; r < ${side}u; r++) {
+    for (var c = 0u; c < ${side}u; c++) {
       var s = 0.0;
-      for (var k = 0u; k < 16u; k++) { s = fma(a.v[r * 16u + k], b.v[k * 16u + c], s); }
-      m.v[r * 16u + c] = s;
+      for (var k = 0u; k < ${side}u; k++) { s = fma(a.v[r * ${side}u + k], b.v[k * ${side}u + c], s); }
+      m.v[r * ${side}u + c] = s;
     }
   }
   return m;
 }`;
+}
 
 /** The probe shader for one kind of case; the offset, stride and trip count come from a uniform. */
-export function probeSource(syntax: MatrixSyntax, shape: ProbeShape, emulate: boolean): string {
+export function probeSource(syntax: MatrixSyntax, shape: ProbeShape, emulate: boolean, side: HardwareSide = 16): string {
+  const n = side * side;
   const { operand, columnMajor, scalar, prologue, loop } = shape;
   const pad = 'var<workgroup> pad : f32;';
   const head = `@group(0) @binding(0) var<storage, read> values : array<f32>;
@@ -127,13 +130,13 @@ export function probeSource(syntax: MatrixSyntax, shape: ProbeShape, emulate: bo
 struct Case { offset : u32, stride : u32, trips : u32 };
 @group(0) @binding(2) var<uniform> probe : Case;${scalar === 'first' ? `\n${pad}` : ''}
 var<workgroup> src : array<f16, ${PROBE_ARRAY}>;
-var<workgroup> eye : array<f16, 256>;
-var<workgroup> res : array<f32, 256>;${scalar === 'last' ? `\n${pad}` : ''}${prologue ? '\nvar<workgroup> reduced : vec4<f32>;' : ''}`;
+var<workgroup> eye : array<f16, ${n}>;
+var<workgroup> res : array<f32, ${n}>;${scalar === 'last' ? `\n${pad}` : ''}${prologue ? '\nvar<workgroup> reduced : vec4<f32>;' : ''}`;
   // The scalar is written and read as the gradient programs' were (a uniform load), and kept live;
   // the prologue reduces 32 values in workgroup memory as their dy scaling does.
   const fill = `
   for (var i = lid; i < ${PROBE_ARRAY}u; i += 32u) { src[i] = f16(values[i]); }
-  for (var i = lid; i < 256u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / 16u == i % 16u); }${scalar ? `
+  for (var i = lid; i < ${n}u; i += 32u) { eye[i] = select(0.0h, 1.0h, i / ${side}u == i % ${side}u); }${scalar ? `
   if (lid == 0u) { pad = values[1]; }
   let padded = workgroupUniformLoad(&pad);` : ''}${prologue ? `
   res[lid] = values[lid];
@@ -152,36 +155,36 @@ var<workgroup> res : array<f32, 256>;${scalar === 'last' ? `\n${pad}` : ''}${pro
   if (lid == 0u) {
     let m = emuLoad(probe.offset, probe.stride, ${columnMajor});
     let p = ${operand === 'left' ? 'emuMultiply(m, emuIdentity())' : 'emuMultiply(emuIdentity(), m)'};
-    for (var i = 0u; i < 256u; i++) {
+    for (var i = 0u; i < ${n}u; i++) {
       var s = 0.0;
       for (var t = 0u; t < ${trips}; t++) { s += p.v[i]; }
       res[i] = s;
     }
   }`
     : `
-  let m = ${matrixLoad(syntax, `subgroup_matrix_${operand}<f16, ${SIDE}, ${SIDE}>`, 'src', 'probe.offset', columnMajor, 'probe.stride')};
-  let e = ${matrixLoad(syntax, `subgroup_matrix_${operand === 'left' ? 'right' : 'left'}<f16, ${SIDE}, ${SIDE}>`, 'eye', '0u', false, `${SIDE}u`)};
-  var acc = subgroup_matrix_result<f32, ${SIDE}, ${SIDE}>();
+  let m = ${matrixLoad(syntax, `subgroup_matrix_${operand}<f16, ${side}, ${side}>`, 'src', 'probe.offset', columnMajor, 'probe.stride')};
+  let e = ${matrixLoad(syntax, `subgroup_matrix_${operand === 'left' ? 'right' : 'left'}<f16, ${side}, ${side}>`, 'eye', '0u', false, `${side}u`)};
+  var acc = subgroup_matrix_result<f32, ${side}, ${side}>();
   ${loop ? `for (var t = 0u; t < probe.trips; t++) { acc = ${multiply}; }` : `acc = ${multiply};`}
-  ${matrixStore(syntax, 'res', '0u', 'acc', false, `${SIDE}u`)};`;
+  ${matrixStore(syntax, 'res', '0u', 'acc', false, `${side}u`)};`;
   const enables = emulate ? 'enable f16;' : 'enable f16;\nenable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);';
   return `${enables}
 ${head}
-${emulate ? EMULATION : ''}
+${emulate ? emulation(side) : ''}
 @compute @workgroup_size(32)
 fn main(@builtin(local_invocation_index) lid : u32) {${fill}${body}
   workgroupBarrier();
-  for (var i = lid; i < 256u; i += 32u) { out[i] = res[i]; }${scalar ? `
+  for (var i = lid; i < ${n}u; i += 32u) { out[i] = res[i]; }${scalar ? `
   if (padded == 12345.0) { out[0] = padded; }` : ''}${prologue ? `
   if (top == 12345.0) { out[1] = top; }` : ''}
 }`;
 }
 
 /** Counts the elements of a case's result that are not the specification's. */
-export function wrongElements(c: ProbeCase, result: Float32Array): number {
+export function wrongElements(c: ProbeCase, result: Float32Array, side: HardwareSide = 16): number {
   let wrong = 0;
   const times = c.trips ?? 1;
-  for (let r = 0; r < SIDE; r++) for (let col = 0; col < SIDE; col++) if (result[r * SIDE + col] !== times * probeValue(probeIndex(c, r, col))) wrong++;
+  for (let r = 0; r < side; r++) for (let col = 0; col < side; col++) if (result[r * side + col] !== times * probeValue(probeIndex(c, r, col))) wrong++;
   return wrong;
 }
 
@@ -213,23 +216,24 @@ export interface ProbeGpu {
  * Runs every case on `device` (a GPUDevice with shader-f16, and subgroup matrices unless
  * `emulate`), one dispatch each, and reads the results back.
  */
-export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emulate = false, cases: ProbeCase[] = probeCases()): Promise<ProbeResult[]> {
+export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emulate = false, cases?: ProbeCase[], side: HardwareSide = 16): Promise<ProbeResult[]> {
+  const all = cases ?? probeCases(side);
   const values = new Float32Array(PROBE_ARRAY).map((_, i) => probeValue(i));
   const input = device.createBuffer({ size: values.byteLength, usage: USAGE.STORAGE | USAGE.COPY_DST });
   device.queue.writeBuffer(input, 0, values);
-  const outBytes = SIDE * SIDE * 4;
-  const out = device.createBuffer({ size: outBytes * cases.length, usage: USAGE.STORAGE | USAGE.COPY_SRC });
-  const read = device.createBuffer({ size: outBytes * cases.length, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+  const outBytes = side * side * 4;
+  const out = device.createBuffer({ size: outBytes * all.length, usage: USAGE.STORAGE | USAGE.COPY_SRC });
+  const read = device.createBuffer({ size: outBytes * all.length, usage: USAGE.MAP_READ | USAGE.COPY_DST });
   const uniforms: ProbeBuffer[] = [];
   const pipelines = new Map<string, ReturnType<ProbeGpu['createComputePipeline']>>();
   try {
     const encoder = device.createCommandEncoder();
-    cases.forEach((c, i) => {
+    all.forEach((c, i) => {
       const shape: ProbeShape = { operand: c.operand, columnMajor: c.columnMajor, scalar: c.scalar, prologue: c.prologue, loop: c.trips !== undefined };
       const key = JSON.stringify(shape);
       let pipeline = pipelines.get(key);
       if (pipeline === undefined) {
-        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, shape, emulate) }), entryPoint: 'main' } });
+        pipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: probeSource(syntax, shape, emulate, side) }), entryPoint: 'main' } });
         pipelines.set(key, pipeline);
       }
       const uniform = device.createBuffer({ size: 16, usage: USAGE.UNIFORM | USAGE.COPY_DST });
@@ -249,12 +253,12 @@ export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emu
       pass.dispatchWorkgroups(1);
       pass.end();
     });
-    encoder.copyBufferToBuffer(out, 0, read, 0, outBytes * cases.length);
+    encoder.copyBufferToBuffer(out, 0, read, 0, outBytes * all.length);
     device.queue.submit([encoder.finish()]);
     await read.mapAsync(1);
-    const all = new Float32Array(read.getMappedRange().slice(0));
+    const results = new Float32Array(read.getMappedRange().slice(0));
     read.unmap();
-    return cases.map((c, i) => ({ ...c, wrong: wrongElements(c, all.subarray(i * SIDE * SIDE, (i + 1) * SIDE * SIDE)) }));
+    return all.map((c, i) => ({ ...c, wrong: wrongElements(c, results.subarray(i * side * side, (i + 1) * side * side), side), of: side * side }));
   } finally {
     for (const b of [input, out, read, ...uniforms]) b.destroy();
   }
@@ -271,6 +275,6 @@ export function describeProbe(results: ProbeResult[]): string[] {
     .filter((r) => r.wrong > 0)
     .map(
       (r) =>
-        `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}${r.scalar ? where[r.scalar] : ''}${r.trips !== undefined ? `, ${r.trips} products in a loop` : ''}${r.prologue ? ', after a workgroup reduction' : ''}: ${r.wrong} of 256 wrong`,
+        `${r.operand} ${r.columnMajor ? 'col_major' : 'row_major'} stride ${r.stride} offset ${r.offset}${r.scalar ? where[r.scalar] : ''}${r.trips !== undefined ? `, ${r.trips} products in a loop` : ''}${r.prologue ? ', after a workgroup reduction' : ''}: ${r.wrong} of ${r.of} wrong`,
     );
 }
