@@ -376,7 +376,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
       expect(keys).toMatch(/cifarConvForward_\S+e\w*_bias_relu/);
       expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_\\S+_\\d+x\\d+x${depth}p?e`));
-    });
+    }, 120_000); // lavapipe compiles the 32-deep programs for tens of seconds with a cold shader cache
   }
 
   it('asks the real WGSL compiler: on lavapipe, without subgroup matrices, neither syntax compiles and the reason is Tint\'s', async () => {
