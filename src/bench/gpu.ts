@@ -215,7 +215,7 @@ async function probeMatrixLoads(progress: (m: string) => void): Promise<{ cases:
   device.pushErrorScope?.('validation');
   try {
     // Matrices of the device's side (16, or 8 on lavapipe).
-    const results = await runMatrixProbe(device, matrixSyntax(), false, undefined, matrixHardwareSide());
+    const results = await runMatrixProbe(device, matrixSyntax(), { side: matrixHardwareSide() });
     const error = await device.popErrorScope?.();
     return error ? { error: error.message.split('\n')[0]! } : { cases: results.length, failed: describeProbe(results) };
   } catch (err) {

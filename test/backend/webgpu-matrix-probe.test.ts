@@ -107,7 +107,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
     });
     expect(cases.filter((c) => c.scalar)).toHaveLength(16);
     expect(cases.filter((c) => c.trips !== undefined || c.prologue).map((c) => [c.trips, c.prologue])).toEqual([[3, undefined], [undefined, true], [3, true]]);
-    const results = await runMatrixProbe(device, 'layout', true, cases);
+    const results = await runMatrixProbe(device, 'layout', { emulate: true, cases });
     expect(results).toHaveLength(cases.length);
     expect(describeProbe(results)).toEqual([]);
     expect(takeWebGpuErrors()).toEqual([]);
@@ -140,7 +140,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('the probe\
     const swapped = { ...device, createShaderModule: (d: { code: string }) => device.createShaderModule({ code: d.code.replace('emuLoad(probe.offset, probe.stride, false)', 'emuLoad(probe.offset, probe.stride, true)') }) };
     for (const name of ['createBuffer', 'createComputePipeline', 'createBindGroup', 'createCommandEncoder'] as const) (swapped as Record<string, unknown>)[name] = (device[name] as (...a: unknown[]) => unknown).bind(device);
     Object.defineProperty(swapped, 'queue', { value: device.queue });
-    const [result] = await runMatrixProbe(swapped as ProbeGpu, 'layout', true, [c]);
+    const [result] = await runMatrixProbe(swapped as ProbeGpu, 'layout', { emulate: true, cases: [c] });
     expect(result!.wrong).toBeGreaterThan(200);
   }, 60_000);
 });

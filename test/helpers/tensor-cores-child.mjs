@@ -60,7 +60,7 @@ if (started.name === 'webgpu' && report.matmul === 'tensor-cores') {
   report.resnet = await Promise.all(outs.map(async (t) => Array.from(await t.data())));
   tf.dispose(outs);
   // bench:gpu's load probe, with the real operations at the device's side.
-  const probe = await runMatrixProbe(tf.backend().device, matrixSyntax(), false, undefined, matrixHardwareSide());
+  const probe = await runMatrixProbe(tf.backend().device, matrixSyntax(), { side: matrixHardwareSide() });
   report.probe = { cases: probe.length, failed: describeProbe(probe) };
 }
 writeFileSync(output, JSON.stringify(report));

@@ -213,10 +213,15 @@ export interface ProbeGpu {
 }
 
 /**
- * Runs every case on `device` (a GPUDevice with shader-f16, and subgroup matrices unless
- * `emulate`), one dispatch each, and reads the results back.
+ * Runs the cases (by default all of `probeCases(side)`) on `device` (a GPUDevice with shader-f16,
+ * and subgroup matrices of `side`, 16 by default, unless `emulate`), one dispatch each, and reads
+ * the results back.
  */
-export async function runMatrixProbe(device: ProbeGpu, syntax: MatrixSyntax, emulate = false, cases?: ProbeCase[], side: HardwareSide = 16): Promise<ProbeResult[]> {
+export async function runMatrixProbe(
+  device: ProbeGpu,
+  syntax: MatrixSyntax,
+  { emulate = false, side = 16, cases }: { emulate?: boolean; side?: HardwareSide; cases?: ProbeCase[] } = {},
+): Promise<ProbeResult[]> {
   const all = cases ?? probeCases(side);
   const values = new Float32Array(PROBE_ARRAY).map((_, i) => probeValue(i));
   const input = device.createBuffer({ size: values.byteLength, usage: USAGE.STORAGE | USAGE.COPY_DST });
