@@ -18,10 +18,11 @@
 //   [--vec4-loads | --no-vec4-loads] (our GEMM kernels load their operands from memory as vec4s
 //     where channels allow; default on)
 //   The defaults are those of CIFAR_WEBGPU_* in the environment (src/backend/webgpu-kernels/settings.ts).
-//   [--matmul f32|tensor-cores|emulated] (as CIFAR_WEBGPU_MATMUL: the convolutions' GEMMs in float32,
+//   [--matmul auto|f32|tensor-cores|emulated] (as CIFAR_WEBGPU_MATMUL: the convolutions' GEMMs in float32,
 //     or float16 on subgroup matrices (tensor cores; also asks Dawn for allow_unsafe_apis and
 //     vulkan_enable_f16_on_nvidia), or those emulated in plain WGSL (a correctness check); the
-//     start line says when the device cannot and float32 runs instead)
+//     start line says when the device cannot and float32 runs instead; auto, the default: the
+//     tensor cores on a hardware adapter that offers them, float32 elsewhere)
 //   [--matrix-tk 16|32] (K depth of those float16 tiles, as CIFAR_WEBGPU_MATRIX_TK; default 16)
 //   [--matrix-scale shared|registers|off] (how float16 gradients find dy's power-of-two scale, as
 //   CIFAR_WEBGPU_MATRIX_SCALE=registers|0; default shared: a diagnosis)

@@ -11,7 +11,7 @@ import { registerFastGradients } from './gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { registerWebGpuKernels } from './webgpu-kernels/register.js';
 import { matrixCheckVerdict, resetMatrixCheck, runMatrixCheck } from './webgpu-kernels/matrix-check.js';
-import { matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
+import { autoMatmul, matrixSupport, pickMatrixSyntax, setMatmulFallback, setMatmulTried, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax } from './webgpu-kernels/matrix.js';
 import { configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from './webgpu-kernels/settings.js';
 import { installStepReuse } from './webgpu-bind-groups.js';
 import { type AdapterCapabilities, type AdapterClass, type WebGpuProbe, installWebGpu, nullBackendIsAllowed, probeWebGpu, watchWebGpuErrors } from './webgpu.js';
@@ -128,16 +128,21 @@ async function startWebGpu(mode: StartMode): Promise<Attempt> {
  * Float16 GEMMs (CIFAR_WEBGPU_MATMUL) need what `matrixSupport` lists of the device, and for the
  * tensor cores a WGSL compiler that takes one of the subgroup-matrix syntaxes (`pickMatrixSyntax`:
  * Dawn changed how the layout is written), and float16 convolutions that agree with the float32
- * ones on the device (`runMatrixCheck`: on the H100 the tensor cores' gradients did not): without
- * them the float32 kernels run, and the start line says why.
+ * ones on the device (`runMatrixCheck`: on the H100 of the sixth session the tensor cores'
+ * gradients did not): without them the float32 kernels run, and the start line says why. `auto`
+ * (the default) tries the tensor cores where a hardware adapter offers them (`autoMatmul`), and
+ * says nothing where it does not.
  * @returns '' or the reason, as a suffix of the start line.
  */
-async function settleMatmul(probe: AdapterCapabilities, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
-  const mode = webGpuKernelSettings().matmul;
+async function settleMatmul(probe: AdapterCapabilities & { adapter: AdapterClass }, device: { features?: Iterable<string>; limits?: Record<string, number> } | undefined): Promise<string> {
   setMatmulFallback(undefined);
   resetMatrixCheck();
+  const capabilities = { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } };
+  if (webGpuKernelSettings().matmulAuto) configureWebGpuKernels({ matmul: autoMatmul(probe.adapter, matrixSupport('tensor-cores', capabilities)) });
+  const mode = webGpuKernelSettings().matmul;
+  setMatmulTried(mode);
   if (mode === 'f32') return '';
-  const support = matrixSupport(mode, { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } });
+  const support = matrixSupport(mode, capabilities);
   let reason = support.reason;
   if (support.ok && mode === 'tensor-cores') {
     setMatrixHardwareSide(support.side ?? 16);

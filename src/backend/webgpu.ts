@@ -10,7 +10,7 @@ import { withEnables } from './webgpu-kernels/matrix.js';
 import { matmulFromEnv } from './webgpu-kernels/settings.js';
 
 const require = createRequire(import.meta.url);
-/** The Dawn toggles that CIFAR_WEBGPU_MATMUL=tensor-cores adds. */
+/** The Dawn toggles that CIFAR_WEBGPU_MATMUL=tensor-cores and auto (the default) add. */
 export const TENSOR_CORE_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'];
 /** Features asked of every device when the adapter offers them, for the float16 programs (matrix.ts). */
 const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
@@ -196,8 +196,9 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
   if (!vulkanLoaderPresent()) return { ok: false, reason: 'no WebGPU adapter (Vulkan loader libvulkan.so.1 not found)' };
   const toggles = dawnToggles(process.env);
   const backend = dawnBackend(process.env);
-  // Subgroup matrices are an experimental (unsafe) feature, and NVIDIA adapters offer shader-f16 only when asked.
-  if (matmulFromEnv(process.env) === 'tensor-cores') {
+  // Subgroup matrices are an experimental (unsafe) feature, and NVIDIA adapters offer shader-f16
+  // only when asked. `auto` asks too: which adapter comes is known only after.
+  if (matmulFromEnv(process.env) !== 'f32' && matmulFromEnv(process.env) !== 'emulated') {
     for (const t of TENSOR_CORE_TOGGLES) if (!toggles.includes(t)) toggles.push(t);
   }
   let dawn: DawnModule;

@@ -11,7 +11,7 @@ import { allowNullBackend, probeWebGpu, takeWebGpuErrors } from '../backend/webg
 import { bindGroupCacheStats, type BindGroupCacheStats } from '../backend/webgpu-bind-groups.js';
 import { registerWebGpuKernels, unregisterWebGpuKernels } from '../backend/webgpu-kernels/register.js';
 import { deviceSgdGroupSize } from '../backend/webgpu-kernels/sgd.js';
-import { type HardwareSide, type MatrixSyntax, matmulFallback, matrixHardwareSide, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
+import { type HardwareSide, type MatrixSyntax, matmulFallback, matmulTried, matrixHardwareSide, matrixSyntax } from '../backend/webgpu-kernels/matrix.js';
 import { type MatrixCheck, matrixCheck } from '../backend/webgpu-kernels/matrix-check.js';
 import { type ProbeGpu, describeProbe, runMatrixProbe } from '../backend/webgpu-kernels/matrix-probe.js';
 import { type KernelVariant, type MatmulMode, configureWebGpuKernels, describeWebGpuKernels, webGpuKernelSettings } from '../backend/webgpu-kernels/settings.js';
@@ -203,14 +203,14 @@ function randomBatch(batch: number, seed: number): { images: Uint8Array; labels:
 }
 
 /**
- * The subgroup-matrix load probe (`runMatrixProbe`) when tensor cores were asked for
- * (CIFAR_WEBGPU_MATMUL, set by --matmul) and the device has subgroup matrices, whether or not
+ * The subgroup-matrix load probe (`runMatrixProbe`) when the backend's start tried tensor cores
+ * (CIFAR_WEBGPU_MATMUL, set by --matmul, or auto) and the device has subgroup matrices, whether or not
  * the float16 GEMMs passed their start-up check; inside a validation error scope, so that a probe
  * that does not compile is reported here and not as the run's device error.
  */
 async function probeMatrixLoads(progress: (m: string) => void): Promise<{ cases: number; failed: string[] } | { error: string } | undefined> {
   const device = (tf.backend() as unknown as { device?: ProbeGpu & { features?: { has(f: string): boolean }; pushErrorScope?(f: string): void; popErrorScope?(): Promise<{ message: string } | null> } }).device;
-  if (process.env['CIFAR_WEBGPU_MATMUL'] !== 'tensor-cores' || device?.features?.has('chromium-experimental-subgroup-matrix') !== true) return undefined;
+  if (matmulTried() !== 'tensor-cores' || device?.features?.has('chromium-experimental-subgroup-matrix') !== true) return undefined;
   progress('probing the subgroup-matrix loads against the specification');
   device.pushErrorScope?.('validation');
   try {
@@ -247,6 +247,8 @@ export async function benchmarkGpu(options: GpuBenchOptions): Promise<GpuBenchRe
   // the kernel check below check the variant measured.
   const asked = Object.entries(options.kernels ?? {}).filter(([, value]) => value !== undefined);
   configureWebGpuKernels({
+    // A mode asked for here is not the environment's `auto`.
+    ...(asked.some(([key]) => key === 'matmul') ? { matmulAuto: false } : {}),
     ...(Object.fromEntries(asked) as Partial<KernelVariant>),
     ...(options.stockForward === undefined ? {} : { ourForward: !options.stockForward }),
   });

@@ -44,8 +44,8 @@ describe('webgpu conv-gradient plans (pure)', () => {
     expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_LOADS: 'scalar', CIFAR_WEBGPU_DX: 'forward' }))).toBe('tiles up to 64, dx as forward');
   });
 
-  it('defaults to the fastest variant measured on an H100 and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4, _TK, _DX, _SPLIT_FORWARD and _LOADS', () => {
-    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: true, matmul: 'f32', matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' });
+  it('defaults to the fastest variant measured on an H100 (the tensor cores where the backend finds them: matmul auto) and takes others from CIFAR_WEBGPU_TILE, _PREFETCH, _CONV, _VEC4, _TK, _DX, _SPLIT_FORWARD and _LOADS', () => {
+    expect(settingsFromEnv({})).toEqual({ maxTileSide: 128, prefetch: true, ourForward: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: true, matmul: 'f32', matmulAuto: true, matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' });
     const env = { CIFAR_WEBGPU_TILE: '64', CIFAR_WEBGPU_PREFETCH: '0', CIFAR_WEBGPU_CONV: 'stock', CIFAR_WEBGPU_VEC4: '0', CIFAR_WEBGPU_TK: '8', CIFAR_WEBGPU_DX: 'forward', CIFAR_WEBGPU_SPLIT_FORWARD: '1', CIFAR_WEBGPU_LOADS: 'scalar' };
     expect(settingsFromEnv(env)).toEqual({
       maxTileSide: 64,
@@ -57,6 +57,7 @@ describe('webgpu conv-gradient plans (pure)', () => {
       splitForward: true,
       wideLoads: false,
       matmul: 'f32',
+      matmulAuto: true,
       matrixDepth: 16,
       matrixScale: 'shared',
       matmulScope: 'all',
@@ -306,9 +307,9 @@ describe.skipIf(!probe.ok)('webgpu conv-gradient kernels vs the cpu backend', ()
   ];
 
   type Variant = KernelVariant;
-  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false, wideLoads: false, matmul: 'f32', matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' };
+  const plain: Variant = { maxTileSide: 64, prefetch: false, vec4: false, deepK: false, inputGradForward: false, splitForward: false, wideLoads: false, matmul: 'f32', matmulAuto: false, matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' };
   // The default with scalar loads from memory (CIFAR_WEBGPU_LOADS=scalar); `wideLoads: true` on it is the default.
-  const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false, matmul: 'f32', matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' };
+  const fastest: Variant = { maxTileSide: 128, prefetch: true, vec4: true, deepK: true, inputGradForward: false, splitForward: false, wideLoads: false, matmul: 'f32', matmulAuto: false, matrixDepth: 16, matrixScale: 'shared', matmulScope: 'all' };
   const describeVariant = describeWebGpuKernels;
   // lavapipe offers 32 KiB of workgroup memory, as the plans see it.
   const LAVAPIPE_STORAGE = 32768;

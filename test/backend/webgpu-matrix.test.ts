@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { probeWebGpu, takeWebGpuErrors } from '../../src/backend/webgpu.js';
-import { absMaxPartials, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
+import { absMaxPartials, autoMatmul, dyScale, matrixGrid, scaledInterface, matrixMainSource, matrixProbeSource, matrixSupport, pickMatrixSyntax, setMatrixHardwareSide, setMatrixSubgroupSize, setMatrixSyntax, withEnables } from '../../src/backend/webgpu-kernels/matrix.js';
 import { MATRIX_CHECK_TOLERANCE, matrixCheckFailure, matrixCheckVerdict, relativeDisagreement } from '../../src/backend/webgpu-kernels/matrix-check.js';
 import { pickTile } from '../../src/backend/webgpu-kernels/plan.js';
 import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/webgpu-kernels/program.js';
@@ -89,14 +89,27 @@ describe('float16 subgroup-matrix GEMMs (pure)', () => {
     configureWebGpuKernels(settingsFromEnv({}));
   });
 
-  it('takes the mode from CIFAR_WEBGPU_MATMUL, f32 by default, and names a bad value in one line', () => {
-    expect(settingsFromEnv({}).matmul).toBe('f32');
-    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensor-cores' }).matmul).toBe('tensor-cores');
+  it('takes the mode from CIFAR_WEBGPU_MATMUL, auto by default (float32 until the backend starts), and names a bad value in one line', () => {
+    expect(settingsFromEnv({})).toMatchObject({ matmul: 'f32', matmulAuto: true });
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'auto' })).toMatchObject({ matmul: 'f32', matmulAuto: true });
+    expect(matmulFromEnv({})).toBe('auto');
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'f32' })).toMatchObject({ matmul: 'f32', matmulAuto: false });
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensor-cores' })).toMatchObject({ matmul: 'tensor-cores', matmulAuto: false });
     expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'emulated' }).matmul).toBe('emulated');
     // Read when the module loads: a typo there must not crash every command; the probe rejects it.
-    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' }).matmul).toBe('f32');
-    expect(() => matmulFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' })).toThrow('CIFAR_WEBGPU_MATMUL: "tensorcores" is not one of f32, tensor-cores, emulated');
+    expect(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' })).toMatchObject({ matmul: 'f32', matmulAuto: false });
+    expect(() => matmulFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensorcores' })).toThrow('CIFAR_WEBGPU_MATMUL: "tensorcores" is not one of auto, f32, tensor-cores, emulated');
     expect(describeWebGpuKernels(settingsFromEnv({ CIFAR_WEBGPU_MATMUL: 'tensor-cores' }))).toContain('float16 tensor cores');
+    expect(describeWebGpuKernels(settingsFromEnv({}))).not.toContain('float16');
+  });
+
+  it('auto tries the tensor cores on a hardware adapter that offers them, and never on a software adapter or Dawn\'s null backend', () => {
+    const offered = { ok: true, subgroupSize: 32, side: 16 as const };
+    const gpu = { software: false, runsNothing: false };
+    expect(autoMatmul(gpu, offered)).toBe('tensor-cores');
+    expect(autoMatmul(gpu, { ok: false, reason: 'the adapter offers no subgroup matrices (chromium-experimental-subgroup-matrix)' })).toBe('f32');
+    expect(autoMatmul({ ...gpu, software: true }, { ...offered, side: 8 })).toBe('f32');
+    expect(autoMatmul({ ...gpu, runsNothing: true }, offered)).toBe('f32');
   });
 
   it('shares a tile\'s 16 x 16 blocks among 8 subgroups of 32 with the fewest loads per subgroup', () => {
@@ -343,7 +356,13 @@ describe.skipIf(!probe.ok)('CIFAR_WEBGPU_MATMUL when the backend starts (dist/, 
 
   it('a value that is not a mode stops the start with a one-line error', async () => {
     const { stdout } = await start('fp16');
-    expect(stdout.trim()).toBe('error: CIFAR_WEBGPU_MATMUL: "fp16" is not one of f32, tensor-cores, emulated');
+    expect(stdout.trim()).toBe('error: CIFAR_WEBGPU_MATMUL: "fp16" is not one of auto, f32, tensor-cores, emulated');
+  }, 60_000);
+
+  it('auto (the default) on an adapter without subgroup matrices: float32 kernels, and the start line says nothing of float16', async () => {
+    const { stdout } = await start('');
+    expect(stdout).toContain('kernels: tiles up to 128');
+    expect(stdout).not.toContain('float16');
   }, 60_000);
 });
 

@@ -95,6 +95,24 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
     expect(report.probe).toEqual({ cases: 128, failed: [] });
   });
 
+  it('auto (CIFAR_WEBGPU_MATMUL unset, the default) leaves them off on this software adapter: float32, no start-up check, nothing said', async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env['CIFAR_WEBGPU_MATMUL'];
+    const { stdout } = await promisify(execFile)(
+      node!,
+      [
+        '--input-type=module',
+        '-e',
+        "import { initBackend } from './dist/backend/index.js'; import { matmulTried } from './dist/backend/webgpu-kernels/matrix.js'; import { matrixCheck } from './dist/backend/webgpu-kernels/matrix-check.js'; const r = await initBackend('webgpu'); console.log(JSON.stringify({ reason: r.reason, tried: matmulTried(), check: matrixCheck() ?? null })); process.exit(0);",
+      ],
+      { env, timeout: 120_000 },
+    );
+    const started = JSON.parse(stdout.trim().split('\n').at(-1)!) as { reason: string; tried: string; check: unknown };
+    expect(started.reason).toContain('software adapter');
+    expect(started.reason).not.toContain('float16');
+    expect(started).toMatchObject({ tried: 'f32', check: null });
+  }, 120_000);
+
   FLOAT16_RUNS.forEach((run, i) => {
     it(`${float16RunName(run)}: dW, dx, conv2d and fused conv2d within 2e-5 of the cpu backend on float16-rounded inputs`, async () => {
       const cpu = await float16Reference(run, inputs[i]!);

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, rate as measureRate, ratiosToReference } from '../../src/bench/gpu.js';
-import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { TENSOR_CORE_TOGGLES, probeWebGpu } from '../../src/backend/webgpu.js';
 import { averageGroupSize } from '../../src/backend/webgpu-kernels/sgd.js';
 
 const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
@@ -36,6 +36,7 @@ const RESULT: GpuBenchResult = {
   splitForward: false,
   wideLoads: false,
   matmul: 'f32',
+  matmulAuto: false,
   matrixDepth: 16,
   matrixScale: 'shared',
   matmulScope: 'all',
@@ -178,8 +179,10 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
       expect(json.backend.name).toBe('webgpu');
       expect(json.gpuErrors).toEqual([]);
       // The toggle reached Dawn's instance and is reported (Dawn ignores names it does not know,
-      // so the report is what was asked); our kernels still match tfjs' with it.
-      expect(json.dawnToggles).toEqual(['disable_robustness']);
+      // so the report is what was asked), with the tensor cores' two that the default matmul mode
+      // (auto) asks for; our kernels still match tfjs' with them. auto left lavapipe on float32.
+      expect(json.dawnToggles).toEqual(['disable_robustness', ...TENSOR_CORE_TOGGLES]);
+      expect(json).toMatchObject({ matmul: 'f32', matmulAuto: true });
       expect([json.vec4, json.deepK, json.prefetch, json.inputGradForward, json.splitForward, json.wideLoads]).toEqual([true, true, false, true, true, true]);
       expect(json.adapterFeatures.length).toBeGreaterThan(0);
       // lavapipe: 32 KiB of workgroup memory, no tensor-core configurations.

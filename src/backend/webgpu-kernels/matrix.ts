@@ -24,7 +24,7 @@ import type { TensorInfo } from '@tensorflow/tfjs';
 import { THREADS_PER_SIDE, type Tile } from './plan.js';
 import type { GemmSource, GpuProgram, ProgramUniform, WebGpuBackendLike } from './program.js';
 import { stagedLoopSource } from './program.js';
-import { webGpuKernelSettings } from './settings.js';
+import { type MatmulMode, webGpuKernelSettings } from './settings.js';
 
 /** The subgroup-matrix shape used: 16 x 16 x 16, float16 operands, float32 results. */
 export const MATRIX_SIDE = 16;
@@ -76,6 +76,28 @@ export function matmulFallback(): string | undefined {
 /** Records why the float16 GEMMs did not start (undefined: they did, or were not asked for). */
 export function setMatmulFallback(why: string | undefined): void {
   fallback = why;
+}
+
+let tried: MatmulMode = 'f32';
+
+/** The mode the backend's last start tried (asked for, or chosen by `auto`), whether or not it passed its start-up check. */
+export function matmulTried(): MatmulMode {
+  return tried;
+}
+
+export function setMatmulTried(mode: MatmulMode): void {
+  tried = mode;
+}
+
+/**
+ * What CIFAR_WEBGPU_MATMUL=auto (the default) tries on a device: the tensor cores where a hardware
+ * adapter offers them (`matrixSupport`), else float32. Never on a software adapter: lavapipe's
+ * subgroup matrices run on the CPU, slower than its float32 (17 against 28 img/s training a
+ * ResNet-10 on this project's 2-core machine); nor on Dawn's null backend, which runs no shader.
+ * @example autoMatmul({ software: false, runsNothing: false }, { ok: true, subgroupSize: 32, side: 16 }) // 'tensor-cores'
+ */
+export function autoMatmul(adapter: { software: boolean; runsNothing: boolean }, support: MatrixSupport): MatmulMode {
+  return support.ok && !adapter.software && !adapter.runsNothing ? 'tensor-cores' : 'f32';
 }
 
 /**

@@ -23,6 +23,11 @@
  *                             copies of their operands on the tensor cores (WGSL subgroup
  *                             matrices, 16 x 16 x 16, float32 accumulators; dy scaled by a power
  *                             of two first), where the adapter offers them (see matrix.ts)
+ *   CIFAR_WEBGPU_MATMUL=auto  (the default, also when unset) the tensor cores on a hardware
+ *                             adapter that offers them, float32 elsewhere (software adapters,
+ *                             whose emulated matrices are slower than their float32): 9,228
+ *                             against 6,401 img/s on the H100 (2026-11-27, tenth session)
+ *   CIFAR_WEBGPU_MATMUL=f32   float32 fused multiply-adds everywhere
  *   CIFAR_WEBGPU_MATRIX_TK=32 those float16 tiles 32 deep instead of 16 (half the barriers per
  *                             multiply-accumulate; 25 instead of 17 KiB of workgroup memory)
  *   CIFAR_WEBGPU_MATMUL=emulated      the same programs with the subgroup-matrix operations
@@ -53,6 +58,11 @@ export interface WebGpuKernelSettings {
   wideLoads: boolean;
   /** How the convolutions' GEMMs multiply: float32 FMAs, or float16 operands on subgroup matrices (real or emulated). */
   matmul: MatmulMode;
+  /**
+   * CIFAR_WEBGPU_MATMUL was `auto` (or unset): the backend's start settles `matmul` on the
+   * tensor cores where a hardware adapter offers them (`autoMatmul`), float32 until then.
+   */
+  matmulAuto: boolean;
   /** K depth of the float16 tiles (two subgroup-matrix steps per barrier at 32). */
   matrixDepth: 16 | 32;
   /**
@@ -77,20 +87,23 @@ export type MatrixScaleMode = 'shared' | 'registers' | 'off';
 /** `f32`: float32 fused multiply-adds; `tensor-cores`: float16 subgroup matrices; `emulated`: those written out in plain WGSL. */
 export type MatmulMode = 'f32' | 'tensor-cores' | 'emulated';
 export const MATMUL_MODES: readonly MatmulMode[] = ['f32', 'tensor-cores', 'emulated'];
+/** What CIFAR_WEBGPU_MATMUL may ask for: a mode, or `auto` (the default) for the backend's start to choose. */
+export type MatmulRequest = 'auto' | MatmulMode;
+export const MATMUL_REQUESTS: readonly MatmulRequest[] = ['auto', ...MATMUL_MODES];
 
-const parseMatmul = (value: string | undefined): MatmulMode | undefined =>
-  value === undefined || value === '' ? 'f32' : (MATMUL_MODES as readonly string[]).includes(value) ? (value as MatmulMode) : undefined;
+const parseMatmul = (value: string | undefined): MatmulRequest | undefined =>
+  value === undefined || value === '' ? 'auto' : (MATMUL_REQUESTS as readonly string[]).includes(value) ? (value as MatmulRequest) : undefined;
 
 /**
- * CIFAR_WEBGPU_MATMUL as a mode (f32 when unset). The settings are read when this module loads,
- * where a bad value becomes f32; the WebGPU probe calls this to stop with a clear error instead.
- * @throws CifarError('USAGE') for a value that is not a mode.
+ * CIFAR_WEBGPU_MATMUL as a request (auto when unset). The settings are read when this module
+ * loads, where a bad value becomes f32; the WebGPU probe calls this to stop with a clear error instead.
+ * @throws CifarError('USAGE') for a value that is not a request.
  */
-export function matmulFromEnv(env: NodeJS.ProcessEnv): MatmulMode {
+export function matmulFromEnv(env: NodeJS.ProcessEnv): MatmulRequest {
   const value = env['CIFAR_WEBGPU_MATMUL'];
-  const mode = parseMatmul(value);
-  if (mode === undefined) throw new CifarError('USAGE', `CIFAR_WEBGPU_MATMUL: "${value}" is not one of ${MATMUL_MODES.join(', ')}`);
-  return mode;
+  const request = parseMatmul(value);
+  if (request === undefined) throw new CifarError('USAGE', `CIFAR_WEBGPU_MATMUL: "${value}" is not one of ${MATMUL_REQUESTS.join(', ')}`);
+  return request;
 }
 
 /** 128: 3% faster a ResNet-18 step than 64 on an H100 (3,319 vs 3,214 img/s at batch 256). */
@@ -101,6 +114,7 @@ export type KernelVariant = Omit<WebGpuKernelSettings, 'ourForward'>;
 
 /** The settings an environment asks for, over the defaults. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
+  const matmulRequest = parseMatmul(env['CIFAR_WEBGPU_MATMUL']);
   return {
     maxTileSide: env['CIFAR_WEBGPU_TILE'] === '64' ? 64 : DEFAULT_MAX_TILE_SIDE,
     prefetch: env['CIFAR_WEBGPU_PREFETCH'] !== '0',
@@ -110,7 +124,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): WebGpuKernelSettings {
     inputGradForward: env['CIFAR_WEBGPU_DX'] === 'forward',
     splitForward: env['CIFAR_WEBGPU_SPLIT_FORWARD'] === '1',
     wideLoads: env['CIFAR_WEBGPU_LOADS'] !== 'scalar',
-    matmul: parseMatmul(env['CIFAR_WEBGPU_MATMUL']) ?? 'f32',
+    matmul: matmulRequest === undefined || matmulRequest === 'auto' ? 'f32' : matmulRequest,
+    matmulAuto: matmulRequest === 'auto',
     matrixDepth: env['CIFAR_WEBGPU_MATRIX_TK'] === '32' ? 32 : 16,
     matrixScale: env['CIFAR_WEBGPU_MATRIX_SCALE'] === '0' ? 'off' : env['CIFAR_WEBGPU_MATRIX_SCALE'] === 'registers' ? 'registers' : 'shared',
     matmulScope: env['CIFAR_WEBGPU_MATMUL_SCOPE'] === 'forward' ? 'forward' : 'all',
