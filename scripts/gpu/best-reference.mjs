@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 /** reference-train.py's flag → cifar train's, for the recipe keys both have (vars(args) names). */
 const FLAGS = [
+  ['epochs', '--epochs'],
   ['batch', '--batch-size'],
   ['lr', '--lr'],
   ['warmup', '--warmup'],

@@ -188,11 +188,17 @@ if [[ ${TRAIN:-1} != 0 ]]; then
   if [[ ${TRAIN_FLAGS:-} == best-reference ]]; then
     TRAIN_FLAGS=$(node "$G/best-reference.mjs" /tmp/reference-runs 2> >(tee -a "$OUT/run.log" >&2))
   fi
+  # Epochs among the flags (best-reference writes the recipe's, e.g. a 100-epoch PyTorch run's)
+  # stand for EPOCHS here: the schedule of that many, stopped at the deadline with a checkpoint.
+  run_epochs=${EPOCHS:-}
+  if [[ ${TRAIN_FLAGS:-} =~ --epochs\ ([0-9]+) ]]; then
+    run_epochs=${BASH_REMATCH[1]}; TRAIN_FLAGS=${TRAIN_FLAGS/--epochs $run_epochs/}
+  fi
   if [[ -n ${RESUME:-} ]]; then
     log "train: resuming the checkpointed run ($(left) s left)"
     run=(train --resume --out "$M" --backend webgpu)
   else
-    epochs=${EPOCHS:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
+    epochs=${run_epochs:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
     [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
     log "train: $epochs epochs ($(left) s left)"
     run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out "$M" $LIMIT ${TRAIN_FLAGS:-})

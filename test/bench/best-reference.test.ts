@@ -29,8 +29,17 @@ describe('best-reference.mjs (TRAIN_FLAGS=best-reference in train-run.sh)', () =
     // Cut at its deadline after 31 epochs: its accuracy is not a 50-epoch figure.
     await writeFile(join(folder, 'reference-train-cut.json'), JSON.stringify(result({ smoothing: 0.2 }, 31, 0.95)));
     const { stdout, stderr } = await run(folder);
-    expect(stdout.trim()).toBe('--batch-size 128 --lr 0.1 --warmup 0.1 --weight-decay 0.0005 --label-smoothing 0.1 --cutout 16 --mixup 0 --cutmix 1 --mix-until 0.8 --ema 0.999');
+    expect(stdout.trim()).toBe('--epochs 50 --batch-size 128 --lr 0.1 --warmup 0.1 --weight-decay 0.0005 --label-smoothing 0.1 --cutout 16 --mixup 0 --cutmix 1 --mix-until 0.8 --ema 0.999');
     expect(stderr).toBe(`best reference: reference-train-cutmix.json, 93.11% after 50 epochs (of 3 run(s)): ${stdout.trim()}\n`);
+  });
+
+  it('a longer schedule that wins passes on its epochs (train-run.sh trains that many)', async () => {
+    const folder = join(dir, 'longer');
+    await mkdir(folder);
+    await writeFile(join(folder, 'reference-train-cutout16.json'), JSON.stringify(result({}, 50, 0.9202)));
+    await writeFile(join(folder, 'reference-train-epochs-100.json'), JSON.stringify(result({ epochs: 100 }, 100, 0.9305)));
+    const { stdout } = await run(folder);
+    expect(stdout.trim()).toMatch(/^--epochs 100 --batch-size 256 /);
   });
 
   it('prints nothing (the config trains as it is) and says why when no run finished, or there is no folder', async () => {
