@@ -24,6 +24,11 @@ export interface ModelMetadata {
   /** The run's wall time (set-up, compilation, test passes, checkpoints included), across resumptions. */
   wallSeconds?: number;
   backend: string;
+  /**
+   * The backend's start line (its device, and for webgpu the kernels in force, e.g. `float16
+   * tensor cores`), so that a model says how it was trained; for a resumed run, its last part's.
+   */
+  backendDetail?: string;
   datasetChecksum: string | null;
   createdAt: string;
   packageVersion: string;

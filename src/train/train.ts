@@ -253,6 +253,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       trainingSeconds: Math.round(state.trainSeconds),
       wallSeconds: Math.round(wall()),
       backend: backend.name,
+      backendDetail: backend.reason,
       datasetChecksum: await datasetChecksum(folder),
       createdAt: new Date().toISOString(),
       packageVersion: options.packageVersion ?? 'unknown',

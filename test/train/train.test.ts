@@ -42,6 +42,8 @@ describe('training', () => {
     expect(counts[2]).toBe(counts[1]);
     expect(result.metadata).toMatchObject({ architecture: 'resnet10-w8', epochs: 3, batchSize: 16, classes: expect.arrayContaining(['cat']) });
     expect(result.metadata.version).toMatch(/^[0-9a-f]{12}$/);
+    // The backend's start line, e.g. 'cpu (plain JS): requested': on webgpu it names the kernels (float16 tensor cores or not).
+    expect(result.metadata.backendDetail).toMatch(new RegExp(`^${result.metadata.backend} \\(.+\\): `));
     // Wall time counts the test passes, checkpoints and set-up too: never less than training.
     expect(result.metadata.wallSeconds).toBeGreaterThanOrEqual(result.metadata.trainingSeconds);
     expect(Object.keys(result.metadata.perClassAccuracy!)).toHaveLength(10);
