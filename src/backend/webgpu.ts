@@ -198,7 +198,8 @@ export async function probeWebGpu(): Promise<WebGpuProbe> {
   const backend = dawnBackend(process.env);
   // Subgroup matrices are an experimental (unsafe) feature, and NVIDIA adapters offer shader-f16
   // only when asked. `auto` asks too: which adapter comes is known only after.
-  if (matmulFromEnv(process.env) !== 'f32' && matmulFromEnv(process.env) !== 'emulated') {
+  const matmul = matmulFromEnv(process.env);
+  if (matmul === 'tensor-cores' || matmul === 'auto') {
     for (const t of TENSOR_CORE_TOGGLES) if (!toggles.includes(t)) toggles.push(t);
   }
   let dawn: DawnModule;
