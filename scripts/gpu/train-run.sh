@@ -38,11 +38,11 @@
 #   toggle run also asks for vulkan_enable_f16_on_nvidia and allow_unsafe_apis, so its JSON says
 #   whether the adapter offers shader-f16 and tensor-core (subgroup matrix) configurations. A
 #   variant whose kernels disagree with tfjs' on the device (beyond float16's rounding for
-#   tensor-cores) is never picked. The default and the toggle run profile a step. Fifth, the
+#   tensor-cores) is never picked. The default and the toggle run profile a step. Sixth, the
 #   default's step with cutout 16 (bench:gpu --cutout 16), never picked: the 2026-11-27 cutout
-#   run's epochs were 10.2-17.3 s where the run without cutout's were 10.8-11.2. Sixth, the
+#   run's epochs were 10.2-17.3 s where the run without cutout's were 10.8-11.2. Seventh, the
 #   default with a new bind group per dispatch (--fresh-bind-groups, tfjs' way, before
-#   2026-11-27's fourth session; never picked); seventh, the CPU side of a step alone on this host (Dawn's null
+#   2026-11-27's fourth session; never picked); eighth, the CPU side of a step alone on this host (Dawn's null
 #   backend, batch 16, no shader runs: its 256 row is absent, so it is never picked).
 # BENCH_ONLY="default f32 tensor-cores-32" keeps only the variants named (any of the table below);
 #   "ema" measures the default's step with the weight average of cifar train --ema 0.999, "mix" with
@@ -199,7 +199,7 @@ if [[ ${TRAIN:-1} != 0 ]]; then
     run=(train --resume --out "$M" --backend webgpu)
   else
     epochs=${run_epochs:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
-    [[ -n ${SOFT:-} && -z ${EPOCHS:-} ]] && epochs=1
+    [[ -n ${SOFT:-} && -z ${run_epochs:-} ]] && epochs=1
     log "train: $epochs epochs ($(left) s left)"
     run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out "$M" $LIMIT ${TRAIN_FLAGS:-})
   fi
