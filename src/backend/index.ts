@@ -138,11 +138,12 @@ async function settleMatmul(probe: AdapterCapabilities & { adapter: AdapterClass
   setMatmulFallback(undefined);
   resetMatrixCheck();
   const capabilities = { ...probe, features: device?.features ?? [], limits: { maxComputeWorkgroupStorageSize: device?.limits?.['maxComputeWorkgroupStorageSize'] } };
-  if (webGpuKernelSettings().matmulAuto) configureWebGpuKernels({ matmul: autoMatmul(probe.adapter, matrixSupport('tensor-cores', capabilities)) });
+  const tensorCores = matrixSupport('tensor-cores', capabilities);
+  if (webGpuKernelSettings().matmulAuto) configureWebGpuKernels({ matmul: autoMatmul(probe.adapter, tensorCores) });
   const mode = webGpuKernelSettings().matmul;
   setMatmulTried(mode);
   if (mode === 'f32') return '';
-  const support = matrixSupport(mode, capabilities);
+  const support = mode === 'tensor-cores' ? tensorCores : matrixSupport(mode, capabilities);
   let reason = support.reason;
   if (support.ok && mode === 'tensor-cores') {
     setMatrixHardwareSide(support.side ?? 16);
