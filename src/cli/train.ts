@@ -4,8 +4,9 @@ import { BACKEND_NAMES } from '../backend/index.js';
 import { CifarError } from '../errors.js';
 import { modelPresetNames } from '../model/resnet.js';
 import { formatSeconds } from '../report/format.js';
-import { epochHeader, formatEpoch, formatRecipe } from '../report/train.js';
+import { epochHeader, formatEpoch, formatPlan, formatRecipe } from '../report/train.js';
 import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
+import { parseDuration } from '../train/plan.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
 import { action, positiveInt } from './run.js';
@@ -33,6 +34,11 @@ export function trainCommand(): Command {
     .option('--config <file>', 'JSON config (configs/NAME.json); flags override it')
     .option('--model <name>', `architecture: ${modelPresetNames().join(', ')} (default resnet18-w4)`)
     .option('--epochs <n>', 'passes over the training set (default 30)', positiveInt('--epochs'))
+    .option('--time-limit <duration>', 'as many epochs as fit in this wall time (e.g. 600, 10m, 1h30m), at most --epochs, the learning-rate schedule fitted to them', (v) => {
+      const seconds = parseDuration(v);
+      if (seconds === undefined) throw new CifarError('USAGE', `--time-limit ${v}: expected a duration such as 600, 600s, 10m or 1h30m`);
+      return seconds;
+    })
     .option('--batch-size <n>', 'images per step (default 128)', positiveInt('--batch-size'))
     .option('--lr <x>', 'peak learning rate of the one-cycle schedule (default 0.1)', positiveNumber('--lr'))
     .addOption(new Option('--backend <name>', 'tfjs backend (default auto)').choices(BACKEND_NAMES as unknown as string[]))
@@ -101,6 +107,10 @@ export function trainCommand(): Command {
               if (p.step <= 10 || !bar.isActive) bar.start(p.steps, p.step, payload);
               else bar.update(p.step, payload);
             }),
+            onPlan: (p) => {
+              epochs = p.epochs;
+              log(formatPlan(p));
+            },
             onCompile: (c) => log(`compiled ${c.programs} GPU programs in parallel in ${c.seconds.toFixed(1)} s`),
             onEpoch: (r) => {
               header();

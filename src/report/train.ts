@@ -40,6 +40,8 @@ export interface RecipeFields {
   mixUntil: number;
   ema: number;
   seed: number;
+  /** Seconds: as many epochs as fit, at most `epochs`. */
+  timeLimit?: number | undefined;
 }
 
 /**
@@ -56,7 +58,7 @@ export function formatRecipe(c: RecipeFields): string {
     [c.mixup > 0 ? `mixup ${c.mixup}` : '', c.cutmix > 0 ? `cutmix ${c.cutmix}` : ''].filter(Boolean).join(' or ') + (c.mixUntil < 1 && (c.mixup > 0 || c.cutmix > 0) ? ` (first ${pct(c.mixUntil)} of the steps)` : ''),
   ].filter(Boolean);
   const optimiser = [
-    `${c.epochs} epochs of batch ${c.batchSize}`,
+    `${c.timeLimit === undefined ? `${c.epochs} epochs` : `the epochs that fit in ${formatSeconds(c.timeLimit)} (at most ${c.epochs})`} of batch ${c.batchSize}`,
     `one-cycle lr ${c.lr} (${pct(c.warmup)} warm-up)`,
     `SGD Nesterov ${c.momentum}`,
     `weight decay ${c.weightDecay}`,
@@ -64,4 +66,29 @@ export function formatRecipe(c: RecipeFields): string {
     ...(c.ema > 0 ? [`weight average ${c.ema}`] : []),
   ];
   return `recipe: ${optimiser.join(', ')}; ${augment.length > 0 ? augment.join(', ') : 'no augmentation'}; seed ${c.seed}`;
+}
+
+/** What formatPlan shows of a time plan (train/train.ts' TimePlan has it all). */
+export interface PlanFields {
+  epochs: number;
+  maxEpochs: number;
+  limitSeconds: number;
+  seconds: number;
+  fits: boolean;
+  stepSeconds: number;
+  atEpoch: number;
+  atStep: number;
+}
+
+/**
+ * A time plan in one line (pure).
+ * @example formatPlan({ epochs: 96, maxEpochs: 200, limitSeconds: 540, seconds: 537.2, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 })
+ * // 'time limit 9m 00s: 96 of at most 200 epochs fit (27.7 ms a step; the run ends at about 8m 57s), planned at epoch 1 step 21'
+ */
+export function formatPlan(p: PlanFields): string {
+  const at = p.atStep === 0 ? `after epoch ${p.atEpoch}` : `at epoch ${p.atEpoch + 1} step ${p.atStep}`;
+  const speed = `${(p.stepSeconds * 1000).toFixed(1)} ms a step`;
+  if (!p.fits) return `time limit ${formatSeconds(p.limitSeconds)}: the run stops after epoch ${p.epochs}, the fewest it can have, at about ${formatSeconds(p.seconds)} (${speed}), planned ${at}`;
+  const fit = p.epochs === p.maxEpochs ? `all ${p.epochs} epochs fit` : `${p.epochs} of at most ${p.maxEpochs} epochs fit`;
+  return `time limit ${formatSeconds(p.limitSeconds)}: ${fit} (${speed}; the run ends at about ${formatSeconds(p.seconds)}), planned ${at}`;
 }

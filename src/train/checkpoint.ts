@@ -21,6 +21,11 @@ export interface TrainState {
    * and checkpoints, up to the last checkpoint (absent in checkpoints written before it existed).
    */
   wallSeconds?: number;
+  /**
+   * A run with a time limit: the most epochs it may have (its config's `epochs` is the number
+   * planned) and the step time the plan last used. Absent until the run is first planned.
+   */
+  plan?: { maxEpochs: number; stepSeconds: number };
 }
 
 const STATE = 'state.json';

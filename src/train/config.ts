@@ -10,8 +10,15 @@ export const TrainConfigSchema = z
   .object({
     /** Model preset (see `cifar train --help` for the list). */
     model: z.string().default('resnet18-w4'),
-    /** Passes over the training set. */
+    /** Passes over the training set (with `timeLimit`: the most; a run records the number planned). */
     epochs: z.number().int().positive().default(30),
+    /**
+     * Wall-time budget of the whole run in seconds (set-up, compilation and test passes included):
+     * the run has as many epochs as fit, at most `epochs`, and its learning-rate schedule ends with
+     * them. Planned from the step time measured early in the run and again after each epoch of the
+     * warm-up; fixed once the warm-up ends. Absent: exactly `epochs`.
+     */
+    timeLimit: z.number().positive().optional(),
     /** Images per optimisation step. */
     batchSize: z.number().int().positive().default(128),
     /** Peak learning rate of the one-cycle schedule. */

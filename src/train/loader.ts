@@ -12,6 +12,8 @@ export interface BatchLoader {
   epoch(epoch: number, fromStep: number, steps: number): AsyncGenerator<Batch>;
   /** Seconds the consumer has spent waiting for a batch that was not ready yet, since the start. */
   waitedSeconds(): number;
+  /** Mix the run's first `n` steps from now on (batches made ahead under another number are made again). */
+  setMixSteps(n: number): void;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
   let nextId = 0;
   let failure: Error | undefined;
   let waited = 0;
+  let mixSteps = plan.mixSteps;
   worker.on('message', (msg: { id: number; batch: Batch }) => {
     pending.get(msg.id)?.resolve(msg.batch);
     pending.delete(msg.id);
@@ -43,27 +46,41 @@ export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
     for (const p of pending.values()) p.reject(err);
     pending.clear();
   });
-  const request = (epoch: number, step: number) =>
-    new Promise<Batch>((resolve, reject) => {
+  const mixing = (plan.mixup ?? 0) > 0 || (plan.cutmix ?? 0) > 0;
+  // Each batch with the mixSteps it was made under.
+  const request = (epoch: number, step: number) => {
+    const made = mixSteps;
+    const batch = new Promise<Batch>((resolve, reject) => {
       if (failure) return reject(failure);
       const id = nextId++;
       pending.set(id, { resolve, reject });
-      worker.postMessage({ id, epoch, step });
+      worker.postMessage({ id, epoch, step, mixSteps: made });
     });
+    return { step, mixSteps: made, batch };
+  };
   return {
     async *epoch(epoch, fromStep, steps) {
-      const queue: Promise<Batch>[] = [];
+      const queue: ReturnType<typeof request>[] = [];
       let asked = fromStep;
       while (asked < steps && queue.length < prefetch) queue.push(request(epoch, asked++));
       while (queue.length > 0) {
         const start = performance.now();
-        const batch = await queue.shift()!;
+        let next = queue.shift()!;
+        // Made ahead before the run's mixed steps changed: made again, as a resumed run makes it.
+        if (mixing && next.mixSteps !== mixSteps) {
+          next.batch.catch(() => undefined); // dropped: its failure, if any, is the next one's too
+          next = request(epoch, next.step);
+        }
+        const batch = await next.batch;
         waited += (performance.now() - start) / 1000;
         if (asked < steps) queue.push(request(epoch, asked++));
         yield batch;
       }
     },
     waitedSeconds: () => waited,
+    setMixSteps(n) {
+      mixSteps = n;
+    },
     async close() {
       await worker.terminate();
     },

@@ -5,8 +5,13 @@
 export function oneCycleLr(step: number, totalSteps: number, lr: number, warmup: number): number {
   const start = lr / 25;
   const end = lr / 2500;
-  const warmSteps = Math.max(1, Math.round(totalSteps * warmup));
+  const warmSteps = warmupSteps(totalSteps, warmup);
   if (step < warmSteps) return start + ((lr - start) * step) / warmSteps;
   const t = Math.min(1, (step - warmSteps) / Math.max(1, totalSteps - warmSteps));
   return end + ((lr - end) * (1 + Math.cos(Math.PI * t))) / 2;
+}
+
+/** Steps of oneCycleLr's warm-up in a run of `totalSteps`. */
+export function warmupSteps(totalSteps: number, warmup: number): number {
+  return Math.max(1, Math.round(totalSteps * warmup));
 }

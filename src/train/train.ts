@@ -18,7 +18,8 @@ import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, ty
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
-import { oneCycleLr } from './schedule.js';
+import { planEpochs, type Plan } from './plan.js';
+import { oneCycleLr, warmupSteps } from './schedule.js';
 import { createTrainer } from './step.js';
 
 export interface StepProgress {
@@ -39,6 +40,21 @@ export interface TrainEvents {
   onCompile?(info: { programs: number; seconds: number }): void;
   onStep?(progress: StepProgress): void;
   onEpoch?(record: EpochRecord): void;
+  /**
+   * A run with a time limit: the epochs that fit, once measured early in the first epoch, and
+   * again whenever a later plan (after each epoch of the warm-up) changes them.
+   */
+  onPlan?(plan: TimePlan): void;
+}
+
+export interface TimePlan extends Plan {
+  limitSeconds: number;
+  maxEpochs: number;
+  /** Seconds a step, as measured for this plan. */
+  stepSeconds: number;
+  /** Epochs finished and steps into the next when it was made. */
+  atEpoch: number;
+  atStep: number;
 }
 
 export interface TrainOptions extends TrainEvents {
@@ -71,7 +87,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const checkpoint = options.resume ? await loadCheckpoint(requested.out) : undefined;
   // A resumed run keeps its recipe; only where it lives and what runs it may change. Parsing
   // fills options added since the checkpoint was written with their defaults (cutout: off).
-  const config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
+  let config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
   const folder = datasetPath(config.data);
   const stats = await loadStats(folder);
   const backend = await initBackend(config.backend);
@@ -83,7 +99,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const train = await loadSplit(folder, 'train', { limit: config.limit });
   const test = await loadSplit(folder, 'test', { limit: config.testLimit });
   const steps = stepsPerEpoch(train.count, config.batchSize);
-  const totalSteps = steps * config.epochs;
+  let totalSteps = steps * config.epochs;
 
   // ---- model
   const model = buildModel(config.model, { seed: config.seed });
@@ -92,7 +108,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
   const mixing = config.mixup > 0 || config.cutmix > 0;
   // Steps of the run whose batches are mixed: its first ones, up to --mix-until.
-  const mixSteps = Math.round(totalSteps * config.mixUntil);
+  let mixSteps = Math.round(totalSteps * config.mixUntil);
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
@@ -116,6 +132,45 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const compileStart = performance.now();
   const programs = (await trainer.precompile(config.batchSize)) + (await compileEvaluation(model, stats, test.count));
   if (programs > 0) options.onCompile?.({ programs, seconds: (performance.now() - compileStart) / 1000 });
+
+  // ---- time limit: the epochs that fit, from speeds measured in this run
+  const limitSeconds = config.timeLimit;
+  const maxEpochs = state.plan?.maxEpochs ?? config.epochs;
+  // Seconds of the last test pass and of the last epoch's checkpoint; before the first test pass,
+  // a third of the training time of as many images per evaluated image (forward only).
+  const measured: { testSeconds?: number; overheadSeconds: number } = { overheadSeconds: 0 };
+  const passes = config.ema > 0 ? 2 : 1;
+  const plan = (stepSeconds: number) => {
+    if (limitSeconds === undefined) return;
+    const testSeconds = measured.testSeconds ?? (passes * test.count * stepSeconds) / config.batchSize / 3;
+    const p = planEpochs({
+      limitSeconds,
+      elapsedSeconds: wall(),
+      maxEpochs,
+      epoch: state.epoch,
+      step: state.step,
+      steps,
+      stepSeconds,
+      testEvery: config.testEvery,
+      testSeconds,
+      epochOverheadSeconds: measured.overheadSeconds,
+      finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
+    });
+    const changed = state.plan === undefined || p.epochs !== config.epochs;
+    config = { ...config, epochs: p.epochs };
+    state.config = config;
+    state.plan = { maxEpochs, stepSeconds };
+    totalSteps = steps * config.epochs;
+    mixSteps = Math.round(totalSteps * config.mixUntil);
+    loader.setMixSteps(mixSteps);
+    if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepSeconds, atEpoch: state.epoch, atStep: state.step });
+  };
+  // First planned after this many steps of an epoch, timed from the end of its first one (which
+  // may carry one-time costs); the plan is made again after each epoch while the learning rate
+  // warms up (changing the number of epochs then only bends the warm-up's slope a little), and
+  // fixed from then on.
+  const calibrationSteps = Math.min(50, Math.max(2, Math.ceil(steps * 0.1)));
+  const inWarmup = () => state.epoch * steps + state.step < warmupSteps(totalSteps, config.warmup);
 
   let stepsThisCall = 0;
   // The files of the last finished epoch (history, curves, checkpoint), written to disk while the
@@ -142,6 +197,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       const waitedBefore = loader.waitedSeconds();
       // The progress read in flight: it is not awaited, so the device's queue never drains for it.
       let reading: Promise<void> = Promise.resolve();
+      let epochSteps = 0;
+      let calibrationStart = 0;
       for await (const batch of loader.epoch(epoch, state.step, steps)) {
         // Prefetched batches resolve at once, so awaiting them never reaches the event loop;
         // yield to it so that Ctrl-C (a signal handler) is seen between steps.
@@ -166,6 +223,13 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         seen += batch.size;
         state.step++;
         stepsThisCall++;
+        epochSteps++;
+        if (limitSeconds !== undefined && state.plan === undefined && (epochSteps === 1 || epochSteps === 1 + calibrationSteps)) {
+          // Timed between two reads, each waiting for the device to finish the steps before it.
+          await readPair(lossSum, correct);
+          if (epochSteps === 1) calibrationStart = performance.now();
+          else plan((performance.now() - calibrationStart) / 1000 / calibrationSteps);
+        }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
           // Reported when the device gets there (reads land in queue order), with the rate up to then.
@@ -195,8 +259,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       const tested = (epoch + 1) % config.testEvery === 0 || epoch + 1 === config.epochs;
       // With a weight average the test figures are the average's (the model to be saved), and
       // the live weights' accuracy is recorded beside them.
+      const testStart = performance.now();
       const ev = tested ? await trainer.withAverage(() => evaluateModel(model, test, stats)) : undefined;
       const live = tested && config.ema > 0 ? await evaluateModel(model, test, stats) : undefined;
+      if (tested) measured.testSeconds = (performance.now() - testStart) / 1000;
       const record: EpochRecord = {
         epoch: epoch + 1,
         trainLoss,
@@ -214,9 +280,13 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       state.epoch++;
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
+      // Planned again from this epoch's step time, before its checkpoint records the plan.
+      if (state.plan === undefined || inWarmup()) plan(seconds / steps);
+      const overheadStart = performance.now();
       await saving;
       state.wallSeconds = wall();
       const snapshot = await snapshotCheckpoint(state, trainer.stateTensors());
+      measured.overheadSeconds = (performance.now() - overheadStart) / 1000;
       // Both writes run to their end before a failure of either is thrown: none is left behind.
       saving = Promise.allSettled([writeHistory(config.out, [...state.history], `${config.model} on ${backend.name}`), writeCheckpoint(config.out, snapshot)]).then((results) => {
         for (const r of results) if (r.status === 'rejected') throw r.reason;

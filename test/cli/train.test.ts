@@ -121,6 +121,21 @@ describe('cifar train (CLI)', () => {
     expect(bad.stderr).toContain('--test-every 0');
   });
 
+  it('passes --time-limit as seconds: the plan is printed and the config records the limit; what is not a duration is a usage error', async () => {
+    const out = join(dir, 'm-limit');
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '2', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--time-limit', '1h']);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/^recipe: the epochs that fit in 60m 00s \(at most 2\) of batch 16/m);
+    expect(res.stderr).toMatch(/^time limit 60m 00s: all 2 epochs fit \([\d.]+ ms a step; the run ends at about .+\), planned at epoch 1 step \d+$/m);
+    expect(res.stderr).toMatch(/^ {2}2\/2 /m);
+    const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    expect(meta.config).toMatchObject({ timeLimit: 3600, epochs: 2 });
+    const bad = await runCli(['train', '--time-limit', 'soon', '--data', join(dir, 'none')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toMatch(/--time-limit soon: expected a duration such as 600, 600s, 10m or 1h30m/);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
     const bad = await runCli(['train', '--model', 'vgg16']);
     expect(bad.code).toBe(2);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { curvesSvg, type EpochRecord } from '../../src/report/curves.js';
-import { formatEpoch, formatRecipe } from '../../src/report/train.js';
+import { formatEpoch, formatPlan, formatRecipe } from '../../src/report/train.js';
 import { parseTrainConfig } from '../../src/train/config.js';
 
 const row = (epoch: number, tested: boolean): EpochRecord => ({
@@ -90,5 +90,23 @@ describe('the recipe line at the start of a run', () => {
     expect(formatRecipe(defaults)).not.toMatch(/cutout|mix|weight average/);
     expect(formatRecipe({ ...defaults, mixup: 0.2, cutmix: 1 })).toContain('flip, mixup 0.2 or cutmix 1; seed 0');
     expect(formatRecipe({ ...defaults, cropPadding: 0, flip: false })).toContain('; no augmentation; ');
+  });
+
+  it('with a time limit, names it and --epochs as the most', () => {
+    const line = formatRecipe(parseTrainConfig({ epochs: 200, batchSize: 256, timeLimit: 540 }));
+    expect(line).toMatch(/^recipe: the epochs that fit in 9m 00s \(at most 200\) of batch 256, one-cycle/);
+  });
+});
+
+describe('the time plan line', () => {
+  const plan = { epochs: 96, maxEpochs: 200, limitSeconds: 540, seconds: 537.2, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 };
+  it('says how many epochs fit of the most, the step time, the projected end, and when it was planned', () => {
+    expect(formatPlan(plan)).toBe('time limit 9m 00s: 96 of at most 200 epochs fit (27.7 ms a step; the run ends at about 8m 57s), planned at epoch 1 step 21');
+    expect(formatPlan({ ...plan, epochs: 200 })).toContain(': all 200 epochs fit (');
+    expect(formatPlan({ ...plan, atEpoch: 3, atStep: 0 })).toMatch(/, planned after epoch 3$/);
+  });
+
+  it('says when not even the epoch in progress fits', () => {
+    expect(formatPlan({ ...plan, epochs: 1, fits: false, limitSeconds: 5, seconds: 9.3, atStep: 3 })).toBe('time limit 5.0 s: the run stops after epoch 1, the fewest it can have, at about 9.3 s (27.7 ms a step), planned at epoch 1 step 3');
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrainConfig, type TrainConfig } from '../../src/train/config.js';
-import { trainModel } from '../../src/train/train.js';
+import { trainModel, type TimePlan } from '../../src/train/train.js';
 import { createTrainer } from '../../src/train/step.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { loadModel } from '../../src/model/store.js';
@@ -146,6 +146,42 @@ describe('training', () => {
 
   it('tells the user to download the dataset when it is missing', async () => {
     await expect(trainModel(config('x', { data: join(dir, 'nothing') }))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
+  });
+});
+
+describe('training to a time limit (timeLimit)', () => {
+  // 80 images in batches of 16: 5 steps an epoch, planned after the first 1 + 2 steps.
+  it('with room for every epoch, plans them all once, early in the first epoch, and trains exactly the run without a limit', async () => {
+    const plans: TimePlan[] = [];
+    const limited = await trainModel(config('limit-room', { timeLimit: 1e6 }), { onPlan: (p) => plans.push(p) });
+    const plain = await trainModel(config('limit-none'));
+    expect(plans).toEqual([expect.objectContaining({ epochs: 3, maxEpochs: 3, fits: true, atEpoch: 0, atStep: 3, limitSeconds: 1e6 })]);
+    expect(plans[0]!.stepSeconds).toBeGreaterThan(0);
+    expect(limited.metadata).toMatchObject({ epochs: 3, config: { timeLimit: 1e6, epochs: 3 } });
+    expect(limited.history).toHaveLength(3);
+    // The same schedule: the plan's reads of the device change no number.
+    expect(limited.metadata.version).toBe(plain.metadata.version);
+  });
+
+  it('too short for more, stops after the epoch in progress with the schedule (and the mixing) fitted to it, and a resumed run keeps that plan', async () => {
+    const recipe = { timeLimit: 0.001, mixup: 0.4, mixUntil: 0.5 };
+    const plans: TimePlan[] = [];
+    const short = await trainModel(config('limit-short', recipe), { onPlan: (p) => plans.push(p) });
+    expect(plans).toEqual([expect.objectContaining({ epochs: 1, maxEpochs: 3, fits: false, atStep: 3 })]);
+    expect(short.history).toHaveLength(1);
+    expect(short.metadata).toMatchObject({ epochs: 1, config: { epochs: 1, timeLimit: 0.001 } });
+    // The last step of a 1-epoch schedule, 0.0073 (of a 3-epoch one it would still be near the peak, 0.047).
+    expect(short.history[0]!.lr).toBeLessThan(0.01);
+    // Half of the one epoch's 5 steps mixed (rounded), as mixUntil asks of the run planned; of 15 steps it would be all 5.
+    expect(short.history[0]!.mixed).toBe(3 / 5);
+
+    // Interrupted after the plan, mid-epoch: the checkpoint holds it, and the resumed run ends as the uninterrupted one.
+    await expect(trainModel(config('limit-split', recipe), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect((await loadCheckpoint(join(dir, 'limit-split'))).state).toMatchObject({ config: { epochs: 1 }, plan: { maxEpochs: 3 } });
+    const resumedPlans: TimePlan[] = [];
+    const resumed = await trainModel(config('limit-split'), { resume: true, onPlan: (p) => resumedPlans.push(p) });
+    expect(resumedPlans).toEqual([]);
+    expect(resumed.metadata.version).toBe(short.metadata.version);
   });
 });
 

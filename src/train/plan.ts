@@ -1,0 +1,86 @@
+/**
+ * Planning a run to a time limit (`cifar train --time-limit`): how many epochs fit, from the
+ * speeds measured so far. Pure; train.ts measures and calls it.
+ */
+
+export interface PlanInput {
+  /** The whole run's wall-time budget, seconds. */
+  limitSeconds: number;
+  /** Wall time the run has spent so far (set-up and compilation included). */
+  elapsedSeconds: number;
+  /** The most epochs the run may have (--epochs). */
+  maxEpochs: number;
+  /** Epochs finished. */
+  epoch: number;
+  /** Steps finished in the epoch in progress (0 at an epoch's end). */
+  step: number;
+  /** Steps an epoch. */
+  steps: number;
+  /** Seconds a training step takes (measured). */
+  stepSeconds: number;
+  /** Test pass after every Nth epoch and after the last. */
+  testEvery: number;
+  /** Seconds one test pass takes (measured, or estimated before the first). */
+  testSeconds: number;
+  /** Seconds an epoch spends besides its steps and its test pass (checkpoint, history). */
+  epochOverheadSeconds: number;
+  /** Seconds after the last epoch: the final evaluation and saving the model. */
+  finalSeconds: number;
+}
+
+export interface Plan {
+  /** Epochs of the run: the most that fit, at least the one in progress (or 1). */
+  epochs: number;
+  /** Projected wall time of the whole run with that many. */
+  seconds: number;
+  /** False when even the fewest possible epochs end past the limit. */
+  fits: boolean;
+}
+
+/** Epochs tested after `done` up to and including the last, `last`. */
+function testPasses(done: number, last: number, every: number): number {
+  if (last <= done) return 0;
+  const multiples = Math.floor(last / every) - Math.floor(done / every);
+  return multiples + (last % every === 0 ? 0 : 1);
+}
+
+/** Projected wall time of the run if it has `epochs` epochs in all. */
+export function projectSeconds(p: PlanInput, epochs: number): number {
+  const stepsLeft = Math.max(0, (epochs - p.epoch) * p.steps - p.step);
+  const epochsLeft = Math.max(0, epochs - p.epoch);
+  return p.elapsedSeconds + stepsLeft * p.stepSeconds + testPasses(p.epoch, epochs, p.testEvery) * p.testSeconds + epochsLeft * p.epochOverheadSeconds + p.finalSeconds;
+}
+
+/**
+ * The most epochs (up to `maxEpochs`) whose projected wall time stays within the limit. A run
+ * cannot end before the epoch in progress does; when even that is past the limit, `fits` is false.
+ * @example planEpochs({ limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 })
+ * // { epochs: 99, seconds: 594.5…, fits: true }
+ */
+export function planEpochs(p: PlanInput): Plan {
+  const fewest = Math.max(1, p.step > 0 ? p.epoch + 1 : p.epoch);
+  const most = Math.max(fewest, p.maxEpochs);
+  if (projectSeconds(p, fewest) > p.limitSeconds) return { epochs: fewest, seconds: projectSeconds(p, fewest), fits: false };
+  // Projected time grows with the epochs: the largest that fits, by bisection.
+  let lo = fewest;
+  let hi = most;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (projectSeconds(p, mid) <= p.limitSeconds) lo = mid;
+    else hi = mid - 1;
+  }
+  return { epochs: lo, seconds: projectSeconds(p, lo), fits: true };
+}
+
+/**
+ * A duration for --time-limit in seconds: a number of seconds, or amounts with units h, m, s
+ * ("600", "600s", "9.5m", "1h30m"); undefined when the text is none of these or not positive.
+ */
+export function parseDuration(text: string): number | undefined {
+  const t = text.trim().toLowerCase();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) > 0 ? Number(t) : undefined;
+  const m = /^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(t);
+  if (!m || t === '') return undefined;
+  const seconds = Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+  return seconds > 0 ? seconds : undefined;
+}
