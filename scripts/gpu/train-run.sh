@@ -9,7 +9,8 @@
 #    bench-*.json), run.log, results.tar.gz (model folder without checkpoint, eval output),
 #    weights.part-aa/ab (the weight file split under 16 MiB). The host has no fonts: curves.png
 #    comes back without text; render it again from curves.svg (sharp) where fonts exist.
-# Epochs: as many as fit before the deadline (the one-cycle schedule fitted to them), or EPOCHS=N
+# Epochs: as many as fit before the deadline (cifar train --time-limit; the one-cycle schedule fitted
+#   to them), at most MAX_EPOCHS (default the config's, 50), or EPOCHS=N
 #   for the recipe's schedule of N epochs (50 in configs/resnet18.json) stopped by SIGTERM at the
 #   deadline with a checkpoint; RESUME=1 in a second call on the same, still warm machine (its
 #   $MODEL_OUT/checkpoint and /tmp/data are still there) continues it: no benchmarks, then
@@ -24,9 +25,8 @@
 #   final test accuracy among the runs that finished their epochs; none: the config as it is).
 #   MODEL_OUT names the
 #   model folder (default models/resnet18; with RESUME=1 give the same one).
-# BENCH=0 skips the benchmarks: the default kernels, and RATE (default 9200, the H100's step
-#   rate at batch 256 with the default float16 tensor cores on 2026-11-27, tenth session: 9,228;
-#   5,700 with CIFAR_WEBGPU_MATMUL=f32) for the epoch estimate.
+# BENCH=0 skips the benchmarks: the default kernels train (on the H100 of 2026-11-27, tenth
+#   session: 9,228 img/s a step at batch 256 with the float16 tensor cores, 6,401 in float32).
 # BENCH=quick: the default kernels with PyTorch's reference in the same call (since the tenth
 #   session of 2026-11-27 the default is CIFAR_WEBGPU_MATMUL=auto: float16 tensor cores where the
 #   adapter offers them and they pass their start-up check), then float32 GEMMs alone
@@ -139,7 +139,7 @@ if [[ -n ${BENCH_ONLY:-} ]]; then
   for v in "${VARIANTS[@]}"; do [[ " $BENCH_ONLY " == *" ${v%%|*} "* ]] && kept+=("$v"); done
   VARIANTS=("${kept[@]}")
 fi
-best=${RATE:-9200}; chosen=default; env=; rates=
+best=0; chosen=default; env=; rates=
 if [[ -n ${RESUME:-} || ${BENCH:-1} == 0 ]]; then
   VARIANTS=()
 fi
@@ -180,11 +180,6 @@ fi
 # TRAIN=0 skips training and its evaluation (a later call on the same machine that only runs
 # REFERENCE_TRAIN and BENCH_AFTER).
 if [[ ${TRAIN:-1} != 0 ]]; then
-  # Without EPOCHS or RESUME, the epochs that fit: 95% of the benchmark's rate plus 1.2 s an epoch
-  # (test pass, history, checkpoint) and 15 s for the first epoch's shader compilation (the H100
-  # run of 2026-11-27: 11.0 s of training an epoch, about 12.2 s in all, at a benchmark rate of
-  # 4,633), 40 s kept for the final evaluation, the reload check and packing.
-  (( best < 1 )) && best=1
   if [[ ${TRAIN_FLAGS:-} == best-reference ]]; then
     TRAIN_FLAGS=$(node "$G/best-reference.mjs" /tmp/reference-runs 2> >(tee -a "$OUT/run.log" >&2))
   fi
@@ -198,15 +193,23 @@ if [[ ${TRAIN:-1} != 0 ]]; then
     log "train: resuming the checkpointed run ($(left) s left)"
     run=(train --resume --out "$M" --backend webgpu)
   else
-    epochs=${run_epochs:-$(node -e "const left=$(left)-55, per=50000/($best*0.95)+1.2; console.log(Math.max(1, Math.min(50, Math.floor(left/per))))")}
-    [[ -n ${SOFT:-} && -z ${run_epochs:-} ]] && epochs=1
-    log "train: $epochs epochs ($(left) s left)"
-    run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data --epochs "$epochs" --weights float16 --out "$M" $LIMIT ${TRAIN_FLAGS:-})
+    if [[ -n ${run_epochs:-} ]]; then
+      schedule=(--epochs "$run_epochs")
+      log "train: $run_epochs epochs ($(left) s left)"
+    else
+      # Without EPOCHS or RESUME, as many epochs as fit before the deadline (cifar train
+      # --time-limit: planned from the run's own step time, the schedule fitted to them), at most
+      # MAX_EPOCHS (default the config's 50; SOFT: 1); 45 s kept for the evaluations and packing.
+      max=${MAX_EPOCHS:-$([[ -n ${SOFT:-} ]] && echo 1)}
+      schedule=(${max:+--epochs $max} --time-limit $(( $(left) - 45 )))
+      log "train: the epochs that fit in $(( $(left) - 45 )) s${max:+, at most $max}"
+    fi
+    run=(train --config "${CONFIG:-configs/resnet18.json}" $MODEL --backend webgpu --data /tmp/data "${schedule[@]}" --weights float16 --out "$M" $LIMIT ${TRAIN_FLAGS:-})
   fi
   # SIGTERM at the deadline: the run saves a checkpoint (exit 143) for RESUME=1.
   timeout -k 30 $(( $(left) - 25 )) node "$G/cli/cifar.mjs" "${run[@]}" >>"$OUT/run.log" 2>&1
   rc=$?; (( rc == 124 )) && rc=143 # timeout reports its own 124 when it had to stop the run
-  grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |saved|error' | tail -n 60
+  grep -v Warning "$OUT/run.log" | grep -E '^ *[0-9]+/[0-9]+ |^time limit|saved|error' | tail -n 60
   if (( rc == 0 )); then
     # The weights and the model folder come back first: a call that runs out of time during the
     # evaluations below still returns the trained model.

@@ -18,6 +18,7 @@ import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, ty
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
+import { IMAGE_BYTES } from '../image/preprocess.js';
 import { planEpochs, type Plan } from './plan.js';
 import { oneCycleLr, warmupSteps } from './schedule.js';
 import { createTrainer } from './step.js';
@@ -71,6 +72,9 @@ export interface TrainResult {
   metadata: ModelMetadata;
   history: EpochRecord[];
 }
+
+// A run planned to a time limit times a test pass on this many test images before it has timed a whole one.
+const SLICE_IMAGES = 1000;
 
 // How often the loss is read back from the device for the progress display: reading syncs the
 // backend, which costs a GPU its pipelining.
@@ -137,12 +141,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const limitSeconds = config.timeLimit;
   const maxEpochs = state.plan?.maxEpochs ?? config.epochs;
   // Seconds of the last test pass and of the last epoch's checkpoint; before the first test pass,
-  // a third of the training time of as many images per evaluated image (forward only).
+  // the time of a slice of the test set, scaled (timeSlice).
   const measured: { testSeconds?: number; overheadSeconds: number } = { overheadSeconds: 0 };
   const passes = config.ema > 0 ? 2 : 1;
-  const plan = (stepSeconds: number) => {
+  const timeSlice = async () => {
+    const n = Math.min(test.count, SLICE_IMAGES);
+    const start = performance.now();
+    await evaluateModel(model, { images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n }, stats);
+    return (passes * ((performance.now() - start) / 1000) * test.count) / n;
+  };
+  const plan = (stepSeconds: number, testSeconds: number) => {
     if (limitSeconds === undefined) return;
-    const testSeconds = measured.testSeconds ?? (passes * test.count * stepSeconds) / config.batchSize / 3;
     const p = planEpochs({
       limitSeconds,
       elapsedSeconds: wall(),
@@ -228,7 +237,13 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           // Timed between two reads, each waiting for the device to finish the steps before it.
           await readPair(lossSum, correct);
           if (epochSteps === 1) calibrationStart = performance.now();
-          else plan((performance.now() - calibrationStart) / 1000 / calibrationSteps);
+          else {
+            const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
+            const sliceStart = performance.now();
+            const testSeconds = measured.testSeconds ?? (await timeSlice());
+            since += performance.now() - sliceStart; // not training time
+            plan(stepSeconds, testSeconds);
+          }
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
@@ -281,7 +296,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
       // Planned again from this epoch's step time, before its checkpoint records the plan.
-      if (state.plan === undefined || inWarmup()) plan(seconds / steps);
+      if (limitSeconds !== undefined && (state.plan === undefined || inWarmup())) plan(seconds / steps, measured.testSeconds ?? (await timeSlice()));
       const overheadStart = performance.now();
       await saving;
       state.wallSeconds = wall();
