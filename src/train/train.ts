@@ -19,7 +19,7 @@ import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { planEpochs, type Plan } from './plan.js';
+import { planEpochs, projectSeconds, type Plan, type PlanInput } from './plan.js';
 import { oneCycleLr, warmupSteps } from './schedule.js';
 import { createTrainer } from './step.js';
 
@@ -150,21 +150,22 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     await evaluateModel(model, { images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n }, stats);
     return (passes * ((performance.now() - start) / 1000) * test.count) / n;
   };
+  const planInput = (limit: number, stepSeconds: number, testSeconds: number): PlanInput => ({
+    limitSeconds: limit,
+    elapsedSeconds: wall(),
+    maxEpochs,
+    epoch: state.epoch,
+    step: state.step,
+    steps,
+    stepSeconds,
+    testEvery: config.testEvery,
+    testSeconds,
+    epochOverheadSeconds: measured.overheadSeconds,
+    finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
+  });
   const plan = (stepSeconds: number, testSeconds: number) => {
     if (limitSeconds === undefined) return;
-    const p = planEpochs({
-      limitSeconds,
-      elapsedSeconds: wall(),
-      maxEpochs,
-      epoch: state.epoch,
-      step: state.step,
-      steps,
-      stepSeconds,
-      testEvery: config.testEvery,
-      testSeconds,
-      epochOverheadSeconds: measured.overheadSeconds,
-      finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
-    });
+    const p = planEpochs(planInput(limitSeconds, stepSeconds, testSeconds));
     const changed = state.plan === undefined || p.epochs !== config.epochs;
     config = { ...config, epochs: p.epochs };
     state.config = config;
@@ -176,10 +177,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
-  // warms up (changing the number of epochs then only bends the warm-up's slope a little), and
-  // fixed from then on.
+  // warms up (changing the number of epochs then only bends the warm-up's slope a little). After
+  // that it only shortens, when the run falls behind it (the schedule then skips ahead).
   const calibrationSteps = Math.min(50, Math.max(2, Math.ceil(steps * 0.1)));
   const inWarmup = () => state.epoch * steps + state.step < warmupSteps(totalSteps, config.warmup);
+  // Seconds a step in each epoch this call finished.
+  const stepTimes: number[] = [];
 
   let stepsThisCall = 0;
   // The files of the last finished epoch (history, curves, checkpoint), written to disk while the
@@ -295,8 +298,19 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       state.epoch++;
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
-      // Planned again from this epoch's step time, before its checkpoint records the plan.
-      if (limitSeconds !== undefined && (state.plan === undefined || inWarmup())) plan(seconds / steps, measured.testSeconds ?? (await timeSlice()));
+      // Planned again before the epoch's checkpoint records the plan: in the warm-up from this
+      // epoch's step time; after it, shortened when this call's typical step time (its epochs',
+      // the first left out once there are others) projects the run past the limit.
+      if (limitSeconds !== undefined) {
+        stepTimes.push(seconds / steps);
+        const testSeconds = measured.testSeconds ?? (await timeSlice());
+        if (state.plan === undefined || inWarmup()) plan(seconds / steps, testSeconds);
+        else {
+          const typical = stepTimes.length > 1 ? stepTimes.slice(1) : stepTimes;
+          const stepSeconds = typical.reduce((a, b) => a + b, 0) / typical.length;
+          if (projectSeconds(planInput(limitSeconds, stepSeconds, testSeconds), config.epochs) > limitSeconds) plan(stepSeconds, testSeconds);
+        }
+      }
       const overheadStart = performance.now();
       await saving;
       state.wallSeconds = wall();

@@ -183,6 +183,22 @@ describe('training to a time limit (timeLimit)', () => {
     expect(resumedPlans).toEqual([]);
     expect(resumed.metadata.version).toBe(short.metadata.version);
   });
+
+  it('after the warm-up, shortens a run that falls behind its plan to what still fits, and says so', async () => {
+    // Planned at 4 epochs, then interrupted in epoch 2 (the warm-up is the first 3 of 20 steps).
+    const plans: TimePlan[] = [];
+    await expect(trainModel(config('limit-behind', { epochs: 4, timeLimit: 2000 }), { maxSteps: 7, onPlan: (p) => plans.push(p) })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(plans).toEqual([expect.objectContaining({ epochs: 4, fits: true })]);
+    // Pretend that call took 1999 s: after epoch 2 the last two epochs no longer fit in 2000.
+    const statePath = join(dir, 'limit-behind', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    await writeFile(statePath, JSON.stringify({ ...saved, wallSeconds: saved.wallSeconds + 1999 }));
+    const resumedPlans: TimePlan[] = [];
+    const resumed = await trainModel(config('limit-behind'), { resume: true, onPlan: (p) => resumedPlans.push(p) });
+    expect(resumedPlans).toEqual([expect.objectContaining({ epochs: 2, fits: false, atEpoch: 2, atStep: 0 })]);
+    expect(resumed.history).toHaveLength(2);
+    expect(resumed.metadata).toMatchObject({ epochs: 2, config: { epochs: 2 } });
+  });
 });
 
 describe('training step with cutout', () => {
