@@ -21,7 +21,7 @@ export function buildProgram(): Command {
     .addCommand(trainCommand())
     .addCommand(evalCommand())
     .addCommand(predictCommand())
-    .addCommand(serveCommand(async (dir, backend) => (await loadPredictor(dir, backend ?? 'auto')).predictor))
+    .addCommand(serveCommand(async (dir, backend, tta) => (await loadPredictor(dir, backend ?? 'auto', { tta })).predictor))
     .addCommand(benchCommand());
 }
 

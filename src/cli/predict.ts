@@ -38,12 +38,13 @@ export function predictCommand(): Command {
     .option('--model <dir>', 'model folder', DEFAULT_MODEL_DIR)
     .option('--top <k>', 'show the K most likely classes', positiveInt('--top'), 1)
     .option('--json', 'one JSON object per image, with the API fields (prediction, class_name, confidence, probabilities)')
+    .option('--tta', 'flip test-time augmentation: the mean of each image\'s and its mirror image\'s probabilities (twice the compute)')
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_NAMES as unknown as string[]).default('auto'))
     .action(
-      action(async (_ctx, paths: string[], opts: { model: string; top: number; json?: boolean; backend: BackendRequest }) => {
+      action(async (_ctx, paths: string[], opts: { model: string; top: number; json?: boolean; tta?: boolean; backend: BackendRequest }) => {
         const files = await expand(paths);
-        const { predictor, backend } = await loadPredictor(opts.model, opts.backend);
-        if (!opts.json) process.stderr.write(`backend: ${backend.reason}\n`);
+        const { predictor, backend } = await loadPredictor(opts.model, opts.backend, { tta: opts.tta === true });
+        if (!opts.json) process.stderr.write(`backend: ${backend.reason}${opts.tta ? '; flip TTA' : ''}\n`);
         const lines: PredictionLine[] = [];
         const good: { index: number; pixels: Uint8Array }[] = [];
         for (const [index, file] of files.entries()) {

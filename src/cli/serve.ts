@@ -14,6 +14,7 @@ const Options = z.object({
   host: z.string().min(1).default(D.host),
   model: z.string().min(1).default(D.model),
   backend: z.enum(BACKEND_NAMES).optional(),
+  tta: z.boolean().default(D.tta),
   workers: int(1, 256).default(D.workers),
   redisUrl: z.string().regex(/^rediss?:\/\//, { message: 'expected a redis:// or rediss:// URL' }).optional(),
   cacheTtl: int(1).default(D.cacheTtlSeconds),
@@ -70,6 +71,7 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
     host: o.host,
     model: o.model,
     backend: o.backend,
+    tta: o.tta,
     workers: o.workers,
     redisUrl: o.redisUrl,
     cacheTtlSeconds: o.cacheTtl,
@@ -89,13 +91,14 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
 }
 
 /** `cifar serve`: the prediction API. `load` turns a model folder into a Predictor. */
-export function serveCommand(load: (modelDir: string, backend: BackendRequest | undefined) => Promise<Predictor>): Command {
+export function serveCommand(load: (modelDir: string, backend: BackendRequest | undefined, tta: boolean) => Promise<Predictor>): Command {
   return new Command('serve')
     .description('serve the prediction API (Hono): dynamic batching, cache, metrics, one worker per core')
     .option('--port <n>', `port to listen on (default ${D.port})`)
     .option('--host <addr>', `address to bind (default ${D.host})`)
     .option('--model <dir>', `model folder (default ${D.model})`)
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')} (default: the loader's)`)
+    .option('--tta', 'flip test-time augmentation: answer with the mean of each image\'s and its mirror image\'s probabilities (twice the compute an image)')
     .option('--workers <n>', `processes, each with its own model (default: CPU cores, ${D.workers})`)
     .option('--redis-url <url>', 'share the cache in Redis (default: in-process LRU; env REDIS_URL)')
     .option('--cache-ttl <seconds>', `Redis cache entry lifetime (default ${D.cacheTtlSeconds})`)
@@ -115,7 +118,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
       action(async ({ signal }, raw: Record<string, unknown>) => {
         const config = parseServeOptions(raw);
         await startServe(config, {
-          loadPredictor: () => load(config.model, config.backend),
+          loadPredictor: () => load(config.model, config.backend, config.tta),
           signal,
           onListening: ({ url, workers }) => process.stderr.write(`serving on ${url} (${workers} worker${workers === 1 ? '' : 's'})\n`),
         });

@@ -13,6 +13,11 @@ export interface PredictorInfo {
   classes: readonly string[];
   /** The tfjs backend running it. */
   backend: string;
+  /**
+   * Flip test-time augmentation: each image's probabilities are the mean of its own and its
+   * mirror image's (two forward passes). Absent: off.
+   */
+  tta?: boolean;
 }
 
 /**
@@ -49,7 +54,11 @@ export type { Normalization };
 export function predictorFromModel(model: tf.LayersModel, norm: Normalization, info: PredictorInfo): Predictor {
   const normalizer = createNormalizer(norm);
   const pass = inferencePass(model);
-  const probabilities = (pixels: Uint8Array, count: number) => tf.softmax(pass.apply(normalizer.apply(pixels, count)));
+  const probabilities = (pixels: Uint8Array, count: number) => {
+    const x = normalizer.apply(pixels, count);
+    // With flip TTA, the mean of the image's softmax and its mirror image's (as cifar eval --tta averages them).
+    return info.tta ? tf.div(tf.add(tf.softmax(pass.apply(x)), tf.softmax(pass.apply(tf.reverse(x, 2)))), 2) : tf.softmax(pass.apply(x));
+  };
   return {
     info,
     compile(counts) {

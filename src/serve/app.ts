@@ -150,6 +150,7 @@ export function createApp(options: AppOptions): CifarApp {
       redis_connected: redis,
       model_name: info?.name ?? null,
       model_version: info?.version ?? null,
+      tta: info ? (info.tta ? 'flip' : 'none') : null,
       classes: info?.classes ?? [],
     });
   });

@@ -36,7 +36,7 @@ export function createClassifier(options: ClassifierOptions): Classify {
     const release = model.acquire();
     try {
       const { info } = model.predictor;
-      const { probs, cached } = await cache.resolve(cacheKey(info.version, bytes), async () => {
+      const { probs, cached } = await cache.resolve(cacheKey(info.version, bytes, info.tta === true), async () => {
         const { pixels } = await prepareImage(bytes, name, { maxPixels: options.maxImagePixels });
         return model.batcher.submit(pixels, deadline);
       });

@@ -11,6 +11,8 @@ export interface ServeConfig {
   model: string;
   /** tfjs backend, or undefined for the loader's default. */
   backend: BackendRequest | undefined;
+  /** Flip test-time augmentation: two forward passes an image (predictor.ts). */
+  tta: boolean;
   workers: number;
   redisUrl: string | undefined;
   cacheTtlSeconds: number;
@@ -38,6 +40,7 @@ export const SERVE_DEFAULTS: ServeConfig = {
   host: '127.0.0.1',
   model: BUNDLED_MODEL_DIR,
   backend: undefined,
+  tta: false,
   // One process per core: tfjs (wasm/cpu) runs one forward pass at a time per process.
   workers: usableCores(),
   redisUrl: undefined,

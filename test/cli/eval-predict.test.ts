@@ -10,6 +10,8 @@ import { runCli } from '../helpers/cli.js';
 import { makeRecords, tempDir } from '../helpers/fixtures.js';
 import { mkdir } from 'node:fs/promises';
 import { BATCH_FILES } from '../../src/data/cifar-binary.js';
+import { saveTinyModel, startServe } from '../helpers/serve.js';
+import { lopsidedPng } from '../serve/helpers.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -133,5 +135,37 @@ describe('cifar predict (CLI)', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/^error: no model at .*nope/);
     expect(existsSync(join(dir, 'nope'))).toBe(false);
+  });
+});
+
+describe('flip TTA in predict and serve (--tta)', () => {
+  it('answers the mean of each image\'s and its mirror image\'s probabilities, in cifar predict and a cifar serve process alike', async () => {
+    const model = join(dir, 'random-model');
+    await saveTinyModel(model, tf.initializers.randomNormal({ seed: 3, stddev: 0.05 }));
+    const [image, mirror] = [join(dir, 'lopsided.png'), join(dir, 'lopsided-mirror.png')];
+    await writeFile(image, await lopsidedPng());
+    await writeFile(mirror, await lopsidedPng(true));
+    const predict = async (...args: string[]) => {
+      const res = await runCli(['predict', ...args, '--model', model, '--backend', 'cpu', '--json']);
+      expect(res.code, res.stderr).toBe(0);
+      return res.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { probabilities: number[] }).probabilities);
+    };
+    const [a, m] = await predict(image, mirror);
+    const [t] = await predict(image, '--tta');
+    t!.forEach((p, i) => expect(p).toBeCloseTo((a![i]! + m![i]!) / 2, 6));
+    expect(Math.max(...a!.map((p, i) => Math.abs(p - t![i]!)))).toBeGreaterThan(1e-4);
+    expect((await runCli(['predict', image, '--model', model, '--backend', 'cpu', '--tta'])).stderr).toMatch(/^backend: cpu .*; flip TTA$/m);
+
+    const server = await startServe(['--model', model, '--backend', 'cpu', '--workers', '1', '--tta']);
+    try {
+      const health = (await (await fetch(`${server.url}/health`)).json()) as { tta: string };
+      expect(health.tta).toBe('flip');
+      const body = new FormData();
+      body.append('file', new Blob([new Uint8Array(await readFile(image))], { type: 'image/png' }), 'lopsided.png');
+      const answer = (await (await fetch(`${server.url}/predict`, { method: 'POST', body })).json()) as { probabilities: number[] };
+      answer.probabilities.forEach((p, i) => expect(p).toBeCloseTo(t![i]!, 6));
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLASSES } from '../../src/data/classes.js';
-import { bombPng, form, png, readyApp, tinyPredictor } from './helpers.js';
+import { memoryStore } from '../../src/serve/cache/memory.js';
+import { bombPng, form, lopsidedPng, png, readyApp, tinyPredictor } from './helpers.js';
 
 type Served = Awaited<ReturnType<typeof readyApp>>;
 type BodyInit = NonNullable<RequestInit['body']>;
@@ -89,7 +90,7 @@ describe('serve API contract', () => {
 
   it('GET /health, /ready, /classes describe the model', async () => {
     const health = (await (await s.app.request('/health')).json()) as Record<string, unknown>;
-    expect(health).toEqual({ status: 'healthy', model_loaded: true, redis_connected: null, model_name: 'tiny', model_version: 'v1', classes: [...CLASSES] });
+    expect(health).toEqual({ status: 'healthy', model_loaded: true, redis_connected: null, model_name: 'tiny', model_version: 'v1', tta: 'none', classes: [...CLASSES] });
     expect((await s.app.request('/ready')).status).toBe(200);
     expect(await (await s.app.request('/classes')).json()).toEqual({ classes: [...CLASSES] });
   });
@@ -265,6 +266,34 @@ describe('overload', () => {
       expect(metrics).toMatch(/^inference_queue_capacity 2$/m);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('serve with flip TTA (--tta)', () => {
+  it('answers the mean over the image and its mirror image, says so on /health, and shares no cache entry with a server without it', async () => {
+    type Answer = { probabilities: number[]; cached: boolean; model_version: string };
+    // Both servers run the same weights (v1, seed 1) over one cache store, as two deployments sharing a Redis would.
+    const store = memoryStore(100);
+    const plain = await readyApp({ store, predictor: await tinyPredictor('v1', 1) });
+    const tta = await readyApp({ store, predictor: await tinyPredictor('v1', 1, true) });
+    try {
+      const [image, mirror] = [await lopsidedPng(), await lopsidedPng(true)];
+      const ask = async (s: Served, bytes: Buffer) => (await (await post(s, '/predict', form('file', bytes))).json()) as Answer;
+      const a = await ask(plain, image);
+      const m = await ask(plain, mirror);
+      const t = await ask(tta, image);
+      expect(t.cached).toBe(false);
+      expect(t.model_version).toBe('v1');
+      t.probabilities.forEach((p, i) => expect(p).toBeCloseTo((a.probabilities[i]! + m.probabilities[i]!) / 2, 6));
+      // The image and its mirror differ enough for the mean to be neither.
+      expect(Math.max(...a.probabilities.map((p, i) => Math.abs(p - t.probabilities[i]!)))).toBeGreaterThan(1e-4);
+      expect(await ask(tta, image)).toEqual({ ...t, cached: true });
+      expect((await ask(plain, image)).probabilities).toEqual(a.probabilities);
+      expect(((await (await tta.app.request('/health')).json()) as { tta: string }).tta).toBe('flip');
+    } finally {
+      await tta.close();
+      await plain.close();
     }
   });
 });

@@ -4,11 +4,12 @@ import { cacheKey, createPredictionCache, memoryStore, type CacheStore } from '.
 const probs = (v: number) => new Float32Array([v, 1 - v]);
 
 describe('prediction cache', () => {
-  it('keys on the bytes and the model version', () => {
+  it('keys on the bytes, the model version and flip TTA', () => {
     const a = new Uint8Array([1, 2, 3]);
     expect(cacheKey('v1', a)).toBe(cacheKey('v1', new Uint8Array([1, 2, 3])));
     expect(cacheKey('v1', a)).not.toBe(cacheKey('v2', a));
     expect(cacheKey('v1', a)).toMatch(/^cifar:pred:v1:[0-9a-f]{64}$/);
+    expect(cacheKey('v1', a, true)).toBe(cacheKey('v1', a).replace('v1:', 'v1+flip:'));
   });
 
   it('the memory store is an LRU bounded by entry count', async () => {

@@ -10,8 +10,9 @@ describe('cifar serve flags', () => {
   });
 
   it('turns flag strings into numbers and lets flags win over the environment', () => {
-    const config = parseServeOptions({ port: '9000', workers: '2', maxBatch: '16', batchWaitMs: '0.5', redisUrl: 'redis://r:1', cacheTtl: '60' }, { REDIS_URL: 'redis://env:2' });
-    expect(config).toMatchObject({ port: 9000, workers: 2, maxBatch: 16, batchWaitMs: 0.5, redisUrl: 'redis://r:1', cacheTtlSeconds: 60 });
+    const config = parseServeOptions({ port: '9000', workers: '2', maxBatch: '16', batchWaitMs: '0.5', redisUrl: 'redis://r:1', cacheTtl: '60', tta: true }, { REDIS_URL: 'redis://env:2' });
+    expect(config).toMatchObject({ port: 9000, workers: 2, maxBatch: 16, batchWaitMs: 0.5, redisUrl: 'redis://r:1', cacheTtlSeconds: 60, tta: true });
+    expect(parseServeOptions({}, {}).tta).toBe(false);
   });
 
   it.each([
@@ -65,7 +66,7 @@ describe('cifar serve flags', () => {
     const cmd = serveCommand(() => Promise.reject(new Error('unused')));
     expect(cmd.name()).toBe('serve');
     const flags = cmd.options.map((o) => o.long);
-    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--max-files', '--max-pixels', '--request-timeout', '--drain-timeout', '--redis-timeout', '--api-key', '--log-level']) {
+    for (const f of ['--port', '--host', '--model', '--backend', '--workers', '--redis-url', '--cache-ttl', '--cache-size', '--max-batch', '--batch-wait-ms', '--max-queue', '--max-upload-bytes', '--max-files', '--max-pixels', '--request-timeout', '--drain-timeout', '--redis-timeout', '--api-key', '--log-level', '--tta']) {
       expect(flags).toContain(f);
     }
   });

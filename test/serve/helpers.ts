@@ -9,13 +9,13 @@ import { predictorFromModel, type Predictor } from '../../src/model/predictor.js
 import { createApp, type AppOptions, type CifarApp } from '../../src/serve/app.js';
 import { PNG_SIGNATURE, pngChunk } from '../../src/image/png.js';
 
-/** A real (tiny) tfjs model: flatten + dense(10) on the cpu backend, seeded per version. */
-export async function tinyPredictor(version = 'v1', seed = 1): Promise<Predictor & { calls: number[] }> {
+/** A real (tiny) tfjs model: flatten + dense(10) on the cpu backend, seeded per version; `tta`: with flip TTA (serve --tta). */
+export async function tinyPredictor(version = 'v1', seed = 1, tta = false): Promise<Predictor & { calls: number[] }> {
   await tf.setBackend('cpu');
   const model = tf.sequential({
     layers: [tf.layers.flatten({ inputShape: [32, 32, 3] }), tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.randomNormal({ seed, stddev: 0.05 }) })],
   });
-  const inner = predictorFromModel(model, { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, { name: 'tiny', version, classes: CLASSES, backend: 'cpu' });
+  const inner = predictorFromModel(model, { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, { name: 'tiny', version, classes: CLASSES, backend: 'cpu', ...(tta ? { tta } : {}) });
   // Records each forward pass's batch size, so tests can see batching and single-flight.
   const calls: number[] = [];
   return {
@@ -35,6 +35,13 @@ export async function readyApp(options: Partial<AppOptions> = {}): Promise<Cifar
   const served = createApp({ predictor, defaultMetrics: false, logger: pino({ level: 'silent' }), ...options, config: { batchWaitMs: 1, ...options.config } });
   await served.ready;
   return Object.assign(served, { predictor });
+}
+
+/** A 32 × 32 PNG darker on the left than on the right, or its mirror image. */
+export function lopsidedPng(mirrored = false): Promise<Buffer> {
+  const raw = Buffer.alloc(32 * 32 * 3);
+  for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) for (let c = 0; c < 3; c++) raw[(y * 32 + x) * 3 + c] = ((mirrored ? 31 - x : x) * 8 + y * c * 2) % 256;
+  return sharp(raw, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
 }
 
 /** A PNG whose pixels depend on `n`, so different n give different bytes and cache keys. */

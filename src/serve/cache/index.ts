@@ -34,10 +34,11 @@ export interface PredictionCache {
 
 /**
  * Key of one upload under one model: a new model version never serves an old model's answer,
- * and identical bytes under another file name still hit.
+ * identical bytes under another file name still hit, and a server with flip TTA (`tta`) never
+ * shares answers with one without, in a Redis they share.
  */
-export function cacheKey(modelVersion: string, bytes: Uint8Array): string {
-  return `cifar:pred:${modelVersion}:${sha256Hex(bytes)}`;
+export function cacheKey(modelVersion: string, bytes: Uint8Array, tta = false): string {
+  return `cifar:pred:${modelVersion}${tta ? '+flip' : ''}:${sha256Hex(bytes)}`;
 }
 
 // The one-shot crypto.hash (Node ≥ 20.12) skips building a Hash object for each upload.
