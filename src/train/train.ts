@@ -141,14 +141,18 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const limitSeconds = config.timeLimit;
   const maxEpochs = state.plan?.maxEpochs ?? config.epochs;
   // Seconds of the last test pass and of the last epoch's checkpoint; before the first test pass,
-  // the time of a slice of the test set, scaled (timeSlice).
-  const measured: { testSeconds?: number; overheadSeconds: number } = { overheadSeconds: 0 };
+  // a slice of the test set timed once and scaled (sliceSeconds).
+  const measured: { testSeconds?: number; sliceSeconds?: number; overheadSeconds: number } = { overheadSeconds: 0 };
   const passes = config.ema > 0 ? 2 : 1;
-  const timeSlice = async () => {
-    const n = Math.min(test.count, SLICE_IMAGES);
-    const start = performance.now();
-    await evaluateModel(model, { images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n }, stats);
-    return (passes * ((performance.now() - start) / 1000) * test.count) / n;
+  const testSeconds = async () => {
+    if (measured.testSeconds !== undefined) return measured.testSeconds;
+    if (measured.sliceSeconds === undefined) {
+      const n = Math.min(test.count, SLICE_IMAGES);
+      const start = performance.now();
+      await evaluateModel(model, { images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n }, stats);
+      measured.sliceSeconds = (passes * ((performance.now() - start) / 1000) * test.count) / n;
+    }
+    return measured.sliceSeconds;
   };
   const planInput = (limit: number, stepSeconds: number, testSeconds: number): PlanInput => ({
     limitSeconds: limit,
@@ -243,9 +247,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           else {
             const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
             const sliceStart = performance.now();
-            const testSeconds = measured.testSeconds ?? (await timeSlice());
+            const testTime = await testSeconds();
             since += performance.now() - sliceStart; // not training time
-            plan(stepSeconds, testSeconds);
+            plan(stepSeconds, testTime);
           }
         }
         const onStep = options.onStep;
@@ -303,12 +307,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // the first left out once there are others) projects the run past the limit.
       if (limitSeconds !== undefined) {
         stepTimes.push(seconds / steps);
-        const testSeconds = measured.testSeconds ?? (await timeSlice());
-        if (state.plan === undefined || inWarmup()) plan(seconds / steps, testSeconds);
+        const testTime = await testSeconds();
+        if (state.plan === undefined || inWarmup()) plan(seconds / steps, testTime);
         else {
           const typical = stepTimes.length > 1 ? stepTimes.slice(1) : stepTimes;
           const stepSeconds = typical.reduce((a, b) => a + b, 0) / typical.length;
-          if (projectSeconds(planInput(limitSeconds, stepSeconds, testSeconds), config.epochs) > limitSeconds) plan(stepSeconds, testSeconds);
+          if (projectSeconds(planInput(limitSeconds, stepSeconds, testTime), config.epochs) > limitSeconds) plan(stepSeconds, testTime);
         }
       }
       const overheadStart = performance.now();
