@@ -66,7 +66,7 @@ export function trainCommand(): Command {
         if (resume) {
           const changed = Object.keys(flags).filter((k) => !['out', 'backend'].includes(k));
           if (file || changed.length > 0) {
-            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map((k) => `--${k}`).join(', ')})`);
+            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')})`);
           }
         }
         if (flags.model !== undefined && !modelPresetNames().includes(String(flags.model))) {

@@ -44,9 +44,10 @@ describe('cifar train (CLI)', () => {
   });
 
   it('refuses to change the recipe of a resumed run', async () => {
-    const res = await runCli(['train', '--resume', '--out', join(dir, 'm-SIGINT'), '--lr', '0.5']);
+    const res = await runCli(['train', '--resume', '--out', join(dir, 'm-SIGINT'), '--lr', '0.5', '--time-limit', '10m']);
     expect(res.code).toBe(2);
-    expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr\)/);
+    // The flags as the user typed them.
+    expect(res.stderr).toMatch(/--resume continues the saved run as it was; .* \(got --lr, --time-limit\)/);
   });
 
   it('names the checkpointed run\'s model and epochs when it resumes, not the defaults', async () => {
