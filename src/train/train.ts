@@ -302,18 +302,16 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       state.epoch++;
       state.step = 0;
       state.partial = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
-      // Planned again before the epoch's checkpoint records the plan: in the warm-up from this
-      // epoch's step time; after it, shortened when this call's typical step time (its epochs',
-      // the first left out once there are others) projects the run past the limit.
+      // Planned again before the epoch's checkpoint records the plan, from this call's typical
+      // step time (the mean of its epochs', the first left out once there are others: one slow
+      // epoch moves it a little, a slower device all the way): in the warm-up, always; after it,
+      // only to shorten the run when that time projects it past the limit.
       if (limitSeconds !== undefined) {
         stepTimes.push(seconds / steps);
+        const typical = stepTimes.length > 1 ? stepTimes.slice(1) : stepTimes;
+        const stepSeconds = typical.reduce((a, b) => a + b, 0) / typical.length;
         const testTime = await testSeconds();
-        if (state.plan === undefined || inWarmup()) plan(seconds / steps, testTime);
-        else {
-          const typical = stepTimes.length > 1 ? stepTimes.slice(1) : stepTimes;
-          const stepSeconds = typical.reduce((a, b) => a + b, 0) / typical.length;
-          if (projectSeconds(planInput(limitSeconds, stepSeconds, testTime), config.epochs) > limitSeconds) plan(stepSeconds, testTime);
-        }
+        if (state.plan === undefined || inWarmup() || projectSeconds(planInput(limitSeconds, stepSeconds, testTime), config.epochs) > limitSeconds) plan(stepSeconds, testTime);
       }
       const overheadStart = performance.now();
       await saving;
