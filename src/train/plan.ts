@@ -73,6 +73,16 @@ export function planEpochs(p: PlanInput): Plan {
 }
 
 /**
+ * The step time a plan uses, from the seconds a step of each epoch a call has finished: their
+ * mean, the first epoch (compilation, caches filling) left out once there are others.
+ * @example typicalStepSeconds([0.05, 0.028, 0.027, 0.037]) // 0.030666…
+ */
+export function typicalStepSeconds(epochs: readonly number[]): number {
+  const kept = epochs.length > 1 ? epochs.slice(1) : epochs;
+  return kept.reduce((a, b) => a + b, 0) / Math.max(1, kept.length);
+}
+
+/**
  * A duration for --time-limit in seconds: a number of seconds, or amounts with units h, m, s
  * ("600", "600s", "9.5m", "1h30m"); undefined when the text is none of these or not positive.
  */

@@ -19,7 +19,7 @@ import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { planEpochs, projectSeconds, type Plan, type PlanInput } from './plan.js';
+import { planEpochs, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
 import { oneCycleLr, warmupSteps } from './schedule.js';
 import { createTrainer } from './step.js';
 
@@ -308,8 +308,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // only to shorten the run when that time projects it past the limit.
       if (limitSeconds !== undefined) {
         stepTimes.push(seconds / steps);
-        const typical = stepTimes.length > 1 ? stepTimes.slice(1) : stepTimes;
-        const stepSeconds = typical.reduce((a, b) => a + b, 0) / typical.length;
+        const stepSeconds = typicalStepSeconds(stepTimes);
         const testTime = await testSeconds();
         if (state.plan === undefined || inWarmup() || projectSeconds(planInput(limitSeconds, stepSeconds, testTime), config.epochs) > limitSeconds) plan(stepSeconds, testTime);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDuration, planEpochs, projectSeconds, type PlanInput } from '../../src/train/plan.js';
+import { parseDuration, planEpochs, projectSeconds, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
 
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
 const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 };
@@ -31,6 +31,15 @@ describe('planning a run to a time limit', () => {
     expect(planEpochs({ ...h100, epoch: 3, step: 0, limitSeconds: 25 })).toMatchObject({ epochs: 3, fits: true });
     // Never fewer than one.
     expect(planEpochs({ ...h100, step: 0, limitSeconds: 1 })).toMatchObject({ epochs: 1, fits: false });
+  });
+});
+
+describe('the step time a plan uses', () => {
+  it('is the mean over the epochs, the first (compilation, caches filling) left out once there are others', () => {
+    expect(typicalStepSeconds([0.5])).toBe(0.5);
+    expect(typicalStepSeconds([0.5, 0.03])).toBe(0.03);
+    // One slow epoch among four moves it by a quarter of its excess, not all of it.
+    expect(typicalStepSeconds([0.5, 0.03, 0.03, 0.03, 0.07])).toBeCloseTo(0.04, 12);
   });
 });
 
