@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { CifarError } from '../errors.js';
+import { parseDuration } from './plan.js';
 
 /**
  * Everything a training run needs, with its default. A config file is applied over these
@@ -15,10 +16,11 @@ export const TrainConfigSchema = z
     /**
      * Wall-time budget of the whole run in seconds (set-up, compilation and test passes included):
      * the run has as many epochs as fit, at most `epochs`, and its learning-rate schedule ends with
-     * them. Planned from the step time measured early in the run and again after each epoch of the
-     * warm-up; fixed once the warm-up ends. Absent: exactly `epochs`.
+     * them. Planned from the step time measured early in the run, again after each epoch of the
+     * warm-up, and after it only shortened when the run falls behind. Absent: exactly `epochs`. A
+     * config file may also give it as the flag takes it ("10m", "1h30m").
      */
-    timeLimit: z.number().positive().optional(),
+    timeLimit: z.preprocess((v) => (typeof v === 'string' ? (parseDuration(v) ?? v) : v), z.number().positive().optional()),
     /** Images per optimisation step. */
     batchSize: z.number().int().positive().default(128),
     /** Peak learning rate of the one-cycle schedule. */

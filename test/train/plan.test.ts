@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseTrainConfig } from '../../src/train/config.js';
 import { parseDuration, planEpochs, projectSeconds, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
 
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
@@ -51,6 +52,14 @@ describe('--time-limit durations', () => {
     expect(parseDuration('1h30m')).toBe(5400);
     expect(parseDuration(' 2M ')).toBe(120);
     expect(parseDuration('1h2m3s')).toBe(3723);
+  });
+
+  it('a config file may give the limit in seconds or as the flag takes it; anything else names the key', () => {
+    expect(parseTrainConfig({ timeLimit: 540 }).timeLimit).toBe(540);
+    expect(parseTrainConfig({ timeLimit: '9m' }).timeLimit).toBe(540);
+    expect(parseTrainConfig({}).timeLimit).toBeUndefined();
+    expect(() => parseTrainConfig({ timeLimit: 'soon' }, 'configs/x.json')).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/^configs\/x\.json: "timeLimit" /) }));
+    expect(() => parseTrainConfig({ timeLimit: 0 })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
   });
 
   it('refuses what is not a positive duration', () => {
