@@ -119,8 +119,10 @@ export function trainCommand(): Command {
           });
           bar?.stop();
           const m = result.metadata;
+          const limit = typeof m.config?.['timeLimit'] === 'number' ? m.config['timeLimit'] : undefined;
+          const within = limit === undefined || m.wallSeconds === undefined ? '' : `, ${m.wallSeconds <= limit ? 'within' : 'past'} the time limit of ${formatSeconds(limit)}`;
           process.stdout.write(
-            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} of training${m.wallSeconds === undefined ? '' : ` (${formatSeconds(m.wallSeconds)} in all)`} on ${m.backend}\n`,
+            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} of training${m.wallSeconds === undefined ? '' : ` (${formatSeconds(m.wallSeconds)} in all${within})`} on ${m.backend}\n`,
           );
         } finally {
           bar?.stop();
