@@ -25,6 +25,8 @@ export interface EpochRecord {
    * targets': lower than a plain batch's.
    */
   mixed?: number;
+  /** The fraction of a full epoch's steps this one had, when fewer (the last of a run planned to a time limit). */
+  fraction?: number;
 }
 
 const W = 900;

@@ -18,6 +18,8 @@ export function formatEpoch(r: EpochRecord, epochs: number): string {
     r.imagesPerSecond.toFixed(1).padStart(7),
     formatSeconds(r.seconds).padStart(7),
     ...(typeof r.liveTestAccuracy === 'number' ? [`(live weights ${(r.liveTestAccuracy * 100).toFixed(2)}%)`] : []),
+    // The last epoch of a run planned to a time limit may be partial.
+    ...(r.fraction !== undefined ? [`(${Math.round(r.fraction * 100)}% of an epoch)`] : []),
     // The train figures of mixed batches are the mixed targets' (lower than a plain batch's).
     ...(r.mixed !== undefined && r.mixed > 0 ? [r.mixed === 1 ? '(mixed)' : `(mixed ${Math.round(r.mixed * 100)}%)`] : []),
   ].join('  ');
@@ -70,7 +72,9 @@ export function formatRecipe(c: RecipeFields): string {
 
 /** What formatPlan shows of a time plan (train/train.ts' TimePlan has it all). */
 export interface PlanFields {
-  epochs: number;
+  /** Steps of the whole run, and of an epoch. */
+  steps: number;
+  stepsPerEpoch: number;
   maxEpochs: number;
   limitSeconds: number;
   seconds: number;
@@ -81,14 +85,15 @@ export interface PlanFields {
 }
 
 /**
- * A time plan in one line (pure).
- * @example formatPlan({ epochs: 96, maxEpochs: 200, limitSeconds: 540, seconds: 537.2, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 })
- * // 'time limit 9m 00s: 96 of at most 200 epochs fit (27.7 ms a step; the run ends at about 8m 57s), planned at epoch 1 step 21'
+ * A time plan in one line (pure): the epochs that fit, to two decimals when the last is partial.
+ * @example formatPlan({ steps: 18424, stepsPerEpoch: 196, maxEpochs: 200, limitSeconds: 540, seconds: 539.8, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 })
+ * // 'time limit 9m 00s: 94 of at most 200 epochs fit (18,424 steps of 27.7 ms; the run ends at about 9m 00s), planned at epoch 1 step 21'
  */
 export function formatPlan(p: PlanFields): string {
   const at = p.atStep === 0 ? `after epoch ${p.atEpoch}` : `at epoch ${p.atEpoch + 1} step ${p.atStep}`;
-  const speed = `${(p.stepSeconds * 1000).toFixed(1)} ms a step`;
-  if (!p.fits) return `time limit ${formatSeconds(p.limitSeconds)}: the run stops after epoch ${p.epochs}, the fewest it can have, at about ${formatSeconds(p.seconds)} (${speed}), planned ${at}`;
-  const fit = p.epochs === p.maxEpochs ? `all ${p.epochs} epochs fit` : `${p.epochs} of at most ${p.maxEpochs} epochs fit`;
-  return `time limit ${formatSeconds(p.limitSeconds)}: ${fit} (${speed}; the run ends at about ${formatSeconds(p.seconds)}), planned ${at}`;
+  const steps = `${p.steps.toLocaleString('en-US')} steps of ${(p.stepSeconds * 1000).toFixed(1)} ms`;
+  if (!p.fits) return `time limit ${formatSeconds(p.limitSeconds)}: not even the steps trained so far fit; the run stops now, after ${steps}, at about ${formatSeconds(p.seconds)}, planned ${at}`;
+  const epochs = p.steps % p.stepsPerEpoch === 0 ? String(p.steps / p.stepsPerEpoch) : (p.steps / p.stepsPerEpoch).toFixed(2);
+  const fit = p.steps === p.maxEpochs * p.stepsPerEpoch ? `all ${p.maxEpochs} epochs fit` : `${epochs} of at most ${p.maxEpochs} epochs fit`;
+  return `time limit ${formatSeconds(p.limitSeconds)}: ${fit} (${steps}; the run ends at about ${formatSeconds(p.seconds)}), planned ${at}`;
 }

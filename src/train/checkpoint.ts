@@ -22,10 +22,11 @@ export interface TrainState {
    */
   wallSeconds?: number;
   /**
-   * A run with a time limit: the most epochs it may have (its config's `epochs` is the number
-   * planned) and the step time the plan last used. Absent until the run is first planned.
+   * A run with a time limit: the most epochs it may have, the step time the plan last used, and
+   * the steps planned in all (the config's `epochs` are the epochs they make, the last one
+   * possibly partial), of which the first `mixSteps` are mixed. Absent until the run is first planned.
    */
-  plan?: { maxEpochs: number; stepSeconds: number };
+  plan?: { maxEpochs: number; stepSeconds: number; totalSteps?: number; mixSteps?: number };
 }
 
 const STATE = 'state.json';

@@ -29,11 +29,13 @@ export interface PlanInput {
 }
 
 export interface Plan {
-  /** Epochs of the run: the most that fit, at least the one in progress (or 1). */
+  /** Optimisation steps of the whole run: the most that fit, at least those already trained. */
+  steps: number;
+  /** The epochs they make, the last one partial unless `steps` is a whole number of epochs. */
   epochs: number;
   /** Projected wall time of the whole run with that many. */
   seconds: number;
-  /** False when even the fewest possible epochs end past the limit. */
+  /** False when even stopping now ends past the limit. */
   fits: boolean;
 }
 
@@ -44,24 +46,31 @@ function testPasses(done: number, last: number, every: number): number {
   return multiples + (last % every === 0 ? 0 : 1);
 }
 
-/** Projected wall time of the run if it has `epochs` epochs in all. */
-export function projectSeconds(p: PlanInput, epochs: number): number {
-  const stepsLeft = Math.max(0, (epochs - p.epoch) * p.steps - p.step);
+/**
+ * Projected wall time of the run if it has `totalSteps` steps in all: the steps left, the test
+ * passes still to come (every Nth epoch and the last, partial or not), each epoch's overhead, the end.
+ */
+export function projectSeconds(p: PlanInput, totalSteps: number): number {
+  const epochs = Math.ceil(totalSteps / p.steps);
+  const stepsLeft = Math.max(0, totalSteps - (p.epoch * p.steps + p.step));
   const epochsLeft = Math.max(0, epochs - p.epoch);
   return p.elapsedSeconds + stepsLeft * p.stepSeconds + testPasses(p.epoch, epochs, p.testEvery) * p.testSeconds + epochsLeft * p.epochOverheadSeconds + p.finalSeconds;
 }
 
 /**
- * The most epochs (up to `maxEpochs`) whose projected wall time stays within the limit. A run
- * cannot end before the epoch in progress does; when even that is past the limit, `fits` is false.
- * @example planEpochs({ limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 })
- * // { epochs: 99, seconds: 594.5…, fits: true }
+ * The most steps (up to `maxEpochs` epochs' worth) whose projected wall time stays within the
+ * limit: whole epochs and a last, partial one, so that the budget is spent rather than rounded
+ * down to an epoch. At least the steps already trained (stopping now); when even that is past the
+ * limit, `fits` is false.
+ * @example planSteps({ limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 })
+ * // { steps: 19592, epochs: 100, seconds: 599.98…, fits: true }
  */
-export function planEpochs(p: PlanInput): Plan {
-  const fewest = Math.max(1, p.step > 0 ? p.epoch + 1 : p.epoch);
-  const most = Math.max(fewest, p.maxEpochs);
-  if (projectSeconds(p, fewest) > p.limitSeconds) return { epochs: fewest, seconds: projectSeconds(p, fewest), fits: false };
-  // Projected time grows with the epochs: the largest that fits, by bisection.
+export function planSteps(p: PlanInput): Plan {
+  const fewest = Math.max(1, p.epoch * p.steps + p.step);
+  const most = Math.max(fewest, p.maxEpochs * p.steps);
+  const plan = (steps: number, fits: boolean): Plan => ({ steps, epochs: Math.ceil(steps / p.steps), seconds: projectSeconds(p, steps), fits });
+  if (projectSeconds(p, fewest) > p.limitSeconds) return plan(fewest, false);
+  // Projected time grows with the steps: the largest that fits, by bisection.
   let lo = fewest;
   let hi = most;
   while (lo < hi) {
@@ -69,7 +78,7 @@ export function planEpochs(p: PlanInput): Plan {
     if (projectSeconds(p, mid) <= p.limitSeconds) lo = mid;
     else hi = mid - 1;
   }
-  return { epochs: lo, seconds: projectSeconds(p, lo), fits: true };
+  return plan(lo, true);
 }
 
 /**

@@ -19,7 +19,7 @@ import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { planEpochs, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
+import { planSteps, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
 import { oneCycleLr, warmupSteps } from './schedule.js';
 import { createTrainer } from './step.js';
 
@@ -51,6 +51,7 @@ export interface TrainEvents {
 export interface TimePlan extends Plan {
   limitSeconds: number;
   maxEpochs: number;
+  stepsPerEpoch: number;
   /** Seconds a step, as measured for this plan. */
   stepSeconds: number;
   /** Epochs finished and steps into the next when it was made. */
@@ -103,7 +104,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const train = await loadSplit(folder, 'train', { limit: config.limit });
   const test = await loadSplit(folder, 'test', { limit: config.testLimit });
   const steps = stepsPerEpoch(train.count, config.batchSize);
-  let totalSteps = steps * config.epochs;
+  // A run planned to a time limit may end within an epoch: its checkpoint says where.
+  let totalSteps = checkpoint?.state.plan?.totalSteps ?? steps * config.epochs;
+  /** Steps of epoch `e` (0-based): all, but fewer in a planned run's last one. */
+  const epochEnd = (e: number) => Math.max(0, Math.min(steps, totalSteps - e * steps));
 
   // ---- model
   const model = buildModel(config.model, { seed: config.seed });
@@ -112,7 +116,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
   const mixing = config.mixup > 0 || config.cutmix > 0;
   // Steps of the run whose batches are mixed: its first ones, up to --mix-until.
-  let mixSteps = Math.round(totalSteps * config.mixUntil);
+  let mixSteps = checkpoint?.state.plan?.mixSteps ?? Math.round(totalSteps * config.mixUntil);
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
@@ -169,15 +173,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   });
   const plan = (stepSeconds: number, testSeconds: number) => {
     if (limitSeconds === undefined) return;
-    const p = planEpochs(planInput(limitSeconds, stepSeconds, testSeconds));
-    const changed = state.plan === undefined || p.epochs !== config.epochs;
+    const p = planSteps(planInput(limitSeconds, stepSeconds, testSeconds));
+    const changed = state.plan === undefined || p.steps !== totalSteps;
     config = { ...config, epochs: p.epochs };
     state.config = config;
-    state.plan = { maxEpochs, stepSeconds };
-    totalSteps = steps * config.epochs;
-    mixSteps = Math.round(totalSteps * config.mixUntil);
+    totalSteps = p.steps;
+    // The steps trained so far keep the mixing they had.
+    const trained = state.epoch * steps + state.step;
+    mixSteps = Math.max(Math.round(totalSteps * config.mixUntil), Math.min(trained, mixSteps));
+    state.plan = { maxEpochs, stepSeconds, totalSteps, mixSteps };
     loader.setMixSteps(mixSteps);
-    if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepSeconds, atEpoch: state.epoch, atStep: state.step });
+    if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepsPerEpoch: steps, stepSeconds, atEpoch: state.epoch, atStep: state.step });
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
@@ -215,7 +221,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       let reading: Promise<void> = Promise.resolve();
       let epochSteps = 0;
       let calibrationStart = 0;
-      for await (const batch of loader.epoch(epoch, state.step, steps)) {
+      for await (const batch of loader.epoch(epoch, state.step, epochEnd(epoch))) {
         // Prefetched batches resolve at once, so awaiting them never reaches the event loop;
         // yield to it so that Ctrl-C (a signal handler) is seen between steps.
         await new Promise((resolve) => setImmediate(resolve));
@@ -253,9 +259,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           }
         }
         const onStep = options.onStep;
-        if (onStep && (state.step % READ_EVERY === 0 || state.step === steps)) {
+        if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {
           // Reported when the device gets there (reads land in queue order), with the rate up to then.
-          const at = { epoch: epoch + 1, epochs: config.epochs, step: state.step, steps, lr, seen };
+          const at = { epoch: epoch + 1, epochs: config.epochs, step: state.step, steps: epochEnd(epoch), lr, seen };
           const before = reading;
           const read = readPair(lossSum, correct);
           reading = Promise.all([before, read]).then(([, [l, c]]) => {
@@ -264,8 +270,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           // A failure is thrown where the read is awaited; until then it is not an unhandled rejection.
           reading.catch(() => undefined);
         }
+        // A plan made within this epoch may end the run in it.
+        if (state.step >= epochEnd(epoch)) break;
       }
       await reading;
+      // Steps this epoch had: all of them, or fewer as the last of a planned run.
+      const ended = state.step;
       const [lossTotal, correctTotal] = await readPair(lossSum, correct);
       const trainLoss = lossTotal / Math.max(1, seen);
       const trainAccuracy = correctTotal / Math.max(1, seen);
@@ -291,12 +301,13 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         trainAccuracy,
         testLoss: ev ? ev.loss : null,
         testAccuracy: ev ? ev.accuracy : null,
-        lr: oneCycleLr((epoch + 1) * steps - 1, totalSteps, config.lr, config.warmup),
+        lr: oneCycleLr(epoch * steps + ended - 1, totalSteps, config.lr, config.warmup),
         imagesPerSecond: seen / seconds,
         seconds,
         loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
         ...(config.ema > 0 ? { liveTestAccuracy: live ? live.accuracy : null } : {}),
-        ...(mixing ? { mixed: mixedStepsOfEpoch(mixSteps, steps, epoch) / steps } : {}),
+        ...(mixing ? { mixed: Math.min(ended, mixedStepsOfEpoch(mixSteps, steps, epoch)) / Math.max(1, ended) } : {}),
+        ...(ended < steps ? { fraction: ended / steps } : {}),
       };
       state.history.push(record);
       state.epoch++;
@@ -305,12 +316,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // Planned again before the epoch's checkpoint records the plan, from this call's typical
       // step time (the mean of its epochs', the first left out once there are others: one slow
       // epoch moves it a little, a slower device all the way): in the warm-up, always; after it,
-      // only to shorten the run when that time projects it past the limit.
-      if (limitSeconds !== undefined) {
-        stepTimes.push(seconds / steps);
+      // only to shorten the run when that time projects it past the limit. Not after its last epoch.
+      if (limitSeconds !== undefined && state.epoch < config.epochs) {
+        stepTimes.push(seconds / Math.max(1, ended));
         const stepSeconds = typicalStepSeconds(stepTimes);
         const testTime = await testSeconds();
-        if (state.plan === undefined || inWarmup() || projectSeconds(planInput(limitSeconds, stepSeconds, testTime), config.epochs) > limitSeconds) plan(stepSeconds, testTime);
+        if (state.plan === undefined || inWarmup() || projectSeconds(planInput(limitSeconds, stepSeconds, testTime), totalSteps) > limitSeconds) plan(stepSeconds, testTime);
       }
       const overheadStart = performance.now();
       await saving;

@@ -127,7 +127,7 @@ describe('cifar train (CLI)', () => {
     const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '2', '--batch-size', '16', '--backend', 'wasm', '--data', join(dir, 'data'), '--out', out, '--time-limit', '1h']);
     expect(res.code, res.stderr).toBe(0);
     expect(res.stderr).toMatch(/^recipe: the epochs that fit in 60m 00s \(at most 2\) of batch 16/m);
-    expect(res.stderr).toMatch(/^time limit 60m 00s: all 2 epochs fit \([\d.]+ ms a step; the run ends at about .+\), planned at epoch 1 step \d+$/m);
+    expect(res.stderr).toMatch(/^time limit 60m 00s: all 2 epochs fit \([\d,]+ steps of [\d.]+ ms; the run ends at about .+\), planned at epoch 1 step \d+$/m);
     expect(res.stderr).toMatch(/^ {2}2\/2 /m);
     expect(res.stdout).toMatch(/^saved .* after 2 epochs in .* of training \(.* in all, within the time limit of 60m 00s\) on wasm$/m);
     const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));

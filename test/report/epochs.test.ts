@@ -99,14 +99,20 @@ describe('the recipe line at the start of a run', () => {
 });
 
 describe('the time plan line', () => {
-  const plan = { epochs: 96, maxEpochs: 200, limitSeconds: 540, seconds: 537.2, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 };
-  it('says how many epochs fit of the most, the step time, the projected end, and when it was planned', () => {
-    expect(formatPlan(plan)).toBe('time limit 9m 00s: 96 of at most 200 epochs fit (27.7 ms a step; the run ends at about 8m 57s), planned at epoch 1 step 21');
-    expect(formatPlan({ ...plan, epochs: 200 })).toContain(': all 200 epochs fit (');
+  const plan = { steps: 18424, stepsPerEpoch: 196, maxEpochs: 200, limitSeconds: 540, seconds: 539.8, fits: true, stepSeconds: 0.0277, atEpoch: 0, atStep: 21 };
+  it('says how many epochs fit of the most, the steps and their time, the projected end, and when it was planned', () => {
+    expect(formatPlan(plan)).toBe('time limit 9m 00s: 94 of at most 200 epochs fit (18,424 steps of 27.7 ms; the run ends at about 9m 00s), planned at epoch 1 step 21');
+    expect(formatPlan({ ...plan, steps: 18500 })).toContain(': 94.39 of at most 200 epochs fit (18,500 steps');
+    expect(formatPlan({ ...plan, steps: 200 * 196 })).toContain(': all 200 epochs fit (39,200 steps');
     expect(formatPlan({ ...plan, atEpoch: 3, atStep: 0 })).toMatch(/, planned after epoch 3$/);
   });
 
-  it('says when not even the epoch in progress fits', () => {
-    expect(formatPlan({ ...plan, epochs: 1, fits: false, limitSeconds: 5, seconds: 9.3, atStep: 3 })).toBe('time limit 5.0 s: the run stops after epoch 1, the fewest it can have, at about 9.3 s (27.7 ms a step), planned at epoch 1 step 3');
+  it('the row of a partial last epoch says how much of an epoch it had', () => {
+    expect(formatEpoch({ ...row(3, true), fraction: 0.6 }, 3)).toMatch(/^ {2}3\/3 .* \(60% of an epoch\)$/);
+    expect(formatEpoch(row(3, true), 3)).not.toContain('of an epoch');
+  });
+
+  it('says when not even stopping now fits', () => {
+    expect(formatPlan({ ...plan, steps: 3, fits: false, limitSeconds: 5, seconds: 9.3, atStep: 3 })).toBe('time limit 5.0 s: not even the steps trained so far fit; the run stops now, after 3 steps of 27.7 ms, at about 9.3 s, planned at epoch 1 step 3');
   });
 });

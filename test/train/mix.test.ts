@@ -6,6 +6,7 @@ import { mixPartner, mixWeight, mixWeights, type SampleMix } from '../../src/ima
 import { createNormalizer, mixPairs } from '../../src/model/normalize.js';
 import { drawMix, sampleBeta } from '../../src/train/augment.js';
 import { makeBatch, type BatchPlan } from '../../src/train/batches.js';
+import { createBatchLoader } from '../../src/train/loader.js';
 import { linearKernelAfterStep } from '../helpers/linear-step.js';
 
 beforeAll(async () => {
@@ -80,6 +81,23 @@ describe('mixed batches from the loader', () => {
     flip: true,
     cutout: 8,
   };
+
+  it('follow a change of `mixSteps` (a run re-planned to its time limit) from the next batch, those made ahead made again', async () => {
+    const mixed = { ...plan, mixup: 0.4, mixSteps: 8 };
+    const loader = createBatchLoader(mixed, 3);
+    try {
+      const got: { mix?: unknown }[] = [];
+      for await (const batch of loader.epoch(0, 0, 4)) {
+        got.push(batch);
+        // After the first batch, three more are already being made under mixSteps 8.
+        if (got.length === 1) loader.setMixSteps(2);
+      }
+      expect(got.map((b) => b.mix !== undefined)).toEqual([true, true, false, false]);
+      expect(got[3]).toEqual(makeBatch({ ...mixed, mixSteps: 2 }, 0, 3));
+    } finally {
+      await loader.close();
+    }
+  });
 
   it('carry a mix before `mixSteps` and none after, drawn apart from the other draws, the same each time', () => {
     // 4 steps an epoch: steps 0–5 of the run are mixed.

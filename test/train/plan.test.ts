@@ -1,37 +1,43 @@
 import { describe, expect, it } from 'vitest';
 import { parseTrainConfig } from '../../src/train/config.js';
-import { parseDuration, planEpochs, projectSeconds, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
+import { parseDuration, planSteps, projectSeconds, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
 
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
 const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 };
 
 describe('planning a run to a time limit', () => {
+  const epochs = (n: number) => n * h100.steps;
   it('projects the remaining steps, the test passes still to come (every Nth and the last), the epochs\' overhead and the end', () => {
     // 99 epochs: 99·196 − 21 steps, tests after epochs 5…95 and 99 (20), 99 checkpoints, the end.
-    expect(projectSeconds(h100, 99)).toBeCloseTo(20 + (99 * 196 - 21) * 0.028 + 20 * 0.5 + 99 * 0.2 + 2, 9);
+    expect(projectSeconds(h100, epochs(99))).toBeCloseTo(20 + (99 * 196 - 21) * 0.028 + 20 * 0.5 + 99 * 0.2 + 2, 9);
     // 100 is a multiple of 5: its last test pass is one of the every-5th ones.
-    expect(projectSeconds(h100, 100)).toBeCloseTo(20 + (100 * 196 - 21) * 0.028 + 20 * 0.5 + 100 * 0.2 + 2, 9);
+    expect(projectSeconds(h100, epochs(100))).toBeCloseTo(20 + (100 * 196 - 21) * 0.028 + 20 * 0.5 + 100 * 0.2 + 2, 9);
+    // A partial last epoch counts as an epoch: tested (it is the last) and checkpointed.
+    expect(projectSeconds(h100, epochs(99) + 50)).toBeCloseTo(20 + (99 * 196 + 50 - 21) * 0.028 + 20 * 0.5 + 100 * 0.2 + 2, 9);
     // After epoch 10, at its end: tests after 15…95 and 99, nine epochs fewer of everything.
-    expect(projectSeconds({ ...h100, epoch: 10, step: 0 }, 99)).toBeCloseTo(20 + 89 * 196 * 0.028 + 18 * 0.5 + 89 * 0.2 + 2, 9);
+    expect(projectSeconds({ ...h100, epoch: 10, step: 0 }, epochs(99))).toBeCloseTo(20 + 89 * 196 * 0.028 + 18 * 0.5 + 89 * 0.2 + 2, 9);
   });
 
-  it('takes the most epochs whose projection stays within the limit', () => {
-    const plan = planEpochs(h100);
-    expect(plan).toEqual({ epochs: 99, seconds: projectSeconds(h100, 99), fits: true });
-    expect(projectSeconds(h100, 100)).toBeGreaterThan(600);
-    // A limit of exactly a projection keeps that many epochs.
-    expect(planEpochs({ ...h100, limitSeconds: projectSeconds(h100, 40) }).epochs).toBe(40);
+  it('takes the most steps whose projection stays within the limit, the last epoch partial', () => {
+    const plan = planSteps(h100);
+    // 99 whole epochs end at 594.5 s, 100 at 600.2 s: the 100th is cut at step 188 of 196.
+    expect(plan).toEqual({ steps: 19592, epochs: 100, seconds: projectSeconds(h100, 19592), fits: true });
+    expect(plan.seconds).toBeLessThanOrEqual(600);
+    expect(projectSeconds(h100, 19593)).toBeGreaterThan(600);
+    // A limit of exactly a projection keeps that many steps.
+    expect(planSteps({ ...h100, limitSeconds: projectSeconds(h100, epochs(40)) }).steps).toBe(epochs(40));
   });
 
-  it('keeps at most --epochs, and at least the epoch in progress, saying when even that is past the limit', () => {
-    expect(planEpochs({ ...h100, maxEpochs: 50 })).toMatchObject({ epochs: 50, fits: true });
-    const late = planEpochs({ ...h100, epoch: 3, step: 5, limitSeconds: 25 });
-    expect(late).toMatchObject({ epochs: 4, fits: false });
-    expect(late.seconds).toBeGreaterThan(25);
-    // At an epoch's end the run may stop right there: the epochs done are enough.
-    expect(planEpochs({ ...h100, epoch: 3, step: 0, limitSeconds: 25 })).toMatchObject({ epochs: 3, fits: true });
-    // Never fewer than one.
-    expect(planEpochs({ ...h100, step: 0, limitSeconds: 1 })).toMatchObject({ epochs: 1, fits: false });
+  it('keeps at most --epochs, and at least the steps already trained, saying when even stopping now is past the limit', () => {
+    expect(planSteps({ ...h100, maxEpochs: 50 })).toMatchObject({ steps: epochs(50), epochs: 50, fits: true });
+    const late = planSteps({ ...h100, epoch: 3, step: 5, limitSeconds: 21 });
+    expect(late).toMatchObject({ steps: epochs(3) + 5, epochs: 4, fits: false });
+    expect(late.seconds).toBeGreaterThan(21);
+    // Short of the epoch's end: the epoch in progress is cut where the limit falls.
+    const cut = planSteps({ ...h100, epoch: 3, step: 5, limitSeconds: 25 });
+    expect(cut).toMatchObject({ epochs: 4, fits: true });
+    expect(cut.steps).toBeGreaterThan(epochs(3) + 5);
+    expect(cut.steps).toBeLessThan(epochs(4));
   });
 });
 

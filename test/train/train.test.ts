@@ -151,53 +151,69 @@ describe('training', () => {
 
 describe('training to a time limit (timeLimit)', () => {
   // 80 images in batches of 16: 5 steps an epoch, planned after the first 1 + 2 steps.
-  it('with room for every epoch, plans them all once, early in the first epoch, and trains exactly the run without a limit', async () => {
+  it('with room for every epoch, plans them all once, early in the first epoch, trains exactly the run without a limit, and resumes to it', async () => {
     const plans: TimePlan[] = [];
     const limited = await trainModel(config('limit-room', { timeLimit: 1e6 }), { onPlan: (p) => plans.push(p) });
     const plain = await trainModel(config('limit-none'));
-    expect(plans).toEqual([expect.objectContaining({ epochs: 3, maxEpochs: 3, fits: true, atEpoch: 0, atStep: 3, limitSeconds: 1e6 })]);
+    expect(plans).toEqual([expect.objectContaining({ steps: 15, epochs: 3, maxEpochs: 3, stepsPerEpoch: 5, fits: true, atEpoch: 0, atStep: 3, limitSeconds: 1e6 })]);
     expect(plans[0]!.stepSeconds).toBeGreaterThan(0);
     expect(limited.metadata).toMatchObject({ epochs: 3, config: { timeLimit: 1e6, epochs: 3 } });
     expect(limited.history).toHaveLength(3);
+    expect(limited.history[2]).not.toHaveProperty('fraction');
     // The same schedule: the plan's reads of the device change no number.
     expect(limited.metadata.version).toBe(plain.metadata.version);
-  });
-
-  it('too short for more, stops after the epoch in progress with the schedule (and the mixing) fitted to it, and a resumed run keeps that plan', async () => {
-    const recipe = { timeLimit: 0.001, mixup: 0.4, mixUntil: 0.5 };
-    const plans: TimePlan[] = [];
-    const short = await trainModel(config('limit-short', recipe), { onPlan: (p) => plans.push(p) });
-    expect(plans).toEqual([expect.objectContaining({ epochs: 1, maxEpochs: 3, fits: false, atStep: 3 })]);
-    expect(short.history).toHaveLength(1);
-    expect(short.metadata).toMatchObject({ epochs: 1, config: { epochs: 1, timeLimit: 0.001 } });
-    // The last step of a 1-epoch schedule, 0.0073 (of a 3-epoch one it would still be near the peak, 0.047).
-    expect(short.history[0]!.lr).toBeLessThan(0.01);
-    // Half of the one epoch's 5 steps mixed (rounded), as mixUntil asks of the run planned; of 15 steps it would be all 5.
-    expect(short.history[0]!.mixed).toBe(3 / 5);
-
-    // Interrupted after the plan, mid-epoch: the checkpoint holds it, and the resumed run ends as the uninterrupted one.
-    await expect(trainModel(config('limit-split', recipe), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
-    expect((await loadCheckpoint(join(dir, 'limit-split'))).state).toMatchObject({ config: { epochs: 1 }, plan: { maxEpochs: 3 } });
+    // Interrupted after the plan, mid-epoch: the checkpoint holds it, and the resumed run plans nothing new.
+    await expect(trainModel(config('limit-split', { timeLimit: 1e6 }), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect((await loadCheckpoint(join(dir, 'limit-split'))).state).toMatchObject({ config: { epochs: 3 }, plan: { maxEpochs: 3, totalSteps: 15 } });
     const resumedPlans: TimePlan[] = [];
     const resumed = await trainModel(config('limit-split'), { resume: true, onPlan: (p) => resumedPlans.push(p) });
     expect(resumedPlans).toEqual([]);
-    expect(resumed.metadata.version).toBe(short.metadata.version);
+    expect(resumed.metadata.version).toBe(limited.metadata.version);
+  });
+
+  it('too short for more, stops where it stands, in the first epoch, and says so; the steps trained keep their mixing', async () => {
+    const plans: TimePlan[] = [];
+    const short = await trainModel(config('limit-short', { timeLimit: 0.001, mixup: 0.4, mixUntil: 0.5 }), { onPlan: (p) => plans.push(p) });
+    expect(plans).toEqual([expect.objectContaining({ steps: 3, epochs: 1, maxEpochs: 3, fits: false, atStep: 3 })]);
+    expect(short.history).toHaveLength(1);
+    // Three of the epoch's five steps, all three mixed (as they were trained, under the plan of 15 steps).
+    expect(short.history[0]).toMatchObject({ fraction: 3 / 5, mixed: 1 });
+    expect(short.history[0]!.testAccuracy).toEqual(expect.any(Number));
+    expect(short.metadata).toMatchObject({ epochs: 1, config: { epochs: 1, timeLimit: 0.001 } });
   });
 
   it('after the warm-up, shortens a run that falls behind its plan to what still fits, and says so', async () => {
     // Planned at 4 epochs, then interrupted in epoch 2 (the warm-up is the first 3 of 20 steps).
     const plans: TimePlan[] = [];
     await expect(trainModel(config('limit-behind', { epochs: 4, timeLimit: 2000 }), { maxSteps: 7, onPlan: (p) => plans.push(p) })).rejects.toMatchObject({ code: 'ABORTED' });
-    expect(plans).toEqual([expect.objectContaining({ epochs: 4, fits: true })]);
-    // Pretend that call took 1999 s: after epoch 2 the last two epochs no longer fit in 2000.
+    expect(plans).toEqual([expect.objectContaining({ steps: 20, epochs: 4, fits: true })]);
+    // Pretend that call took 1999 s: after epoch 2 the steps left no longer fit in 2000.
     const statePath = join(dir, 'limit-behind', 'checkpoint', 'state.json');
     const saved = JSON.parse(await readFile(statePath, 'utf8'));
     await writeFile(statePath, JSON.stringify({ ...saved, wallSeconds: saved.wallSeconds + 1999 }));
     const resumedPlans: TimePlan[] = [];
     const resumed = await trainModel(config('limit-behind'), { resume: true, onPlan: (p) => resumedPlans.push(p) });
-    expect(resumedPlans).toEqual([expect.objectContaining({ epochs: 2, fits: false, atEpoch: 2, atStep: 0 })]);
+    expect(resumedPlans).toEqual([expect.objectContaining({ steps: 10, epochs: 2, fits: false, atEpoch: 2, atStep: 0 })]);
     expect(resumed.history).toHaveLength(2);
     expect(resumed.metadata).toMatchObject({ epochs: 2, config: { epochs: 2 } });
+  });
+
+  it('a plan that ends within an epoch trains that epoch in part, with the schedule ending on its last step, across a resume', async () => {
+    // A 15-step plan interrupted at step 4, its checkpoint then made to say 12 steps: as a plan
+    // whose limit fell two steps into epoch 3 would (how many steps fit depends on the machine's speed).
+    await expect(trainModel(config('limit-cut', { timeLimit: 1e6 }), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const statePath = join(dir, 'limit-cut', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    expect(saved.plan).toMatchObject({ totalSteps: 15 });
+    await writeFile(statePath, JSON.stringify({ ...saved, plan: { ...saved.plan, totalSteps: 12 } }));
+    const plans: TimePlan[] = [];
+    const cut = await trainModel(config('limit-cut'), { resume: true, onPlan: (p) => plans.push(p) });
+    expect(plans).toEqual([]);
+    expect(cut.history.map((r) => r.fraction)).toEqual([undefined, undefined, 2 / 5]);
+    // The lr of step 12 of 12 (0.0012), where step 12 of 15 would still have 0.011.
+    expect(cut.history[2]!.lr).toBeLessThan(0.002);
+    expect(cut.history[2]!.testAccuracy).toEqual(expect.any(Number));
+    expect(cut.metadata).toMatchObject({ epochs: 3 });
   });
 });
 
