@@ -121,8 +121,11 @@ export function trainCommand(): Command {
           const m = result.metadata;
           const limit = typeof m.config?.['timeLimit'] === 'number' ? m.config['timeLimit'] : undefined;
           const within = limit === undefined || m.wallSeconds === undefined ? '' : `, ${m.wallSeconds <= limit ? 'within' : 'past'} the time limit of ${formatSeconds(limit)}`;
+          // A run planned to a time limit may end within its last epoch.
+          const last = result.history.at(-1);
+          const trained = last?.fraction === undefined ? `${m.epochs} epoch${m.epochs === 1 ? '' : 's'}` : `${(result.history.length - 1 + last.fraction).toFixed(2)} epochs`;
           process.stdout.write(
-            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${m.epochs} epochs in ${formatSeconds(m.trainingSeconds)} of training${m.wallSeconds === undefined ? '' : ` (${formatSeconds(m.wallSeconds)} in all${within})`} on ${m.backend}\n`,
+            `saved ${result.out} (version ${m.version}): test accuracy ${((m.testAccuracy ?? 0) * 100).toFixed(2)}% after ${trained} in ${formatSeconds(m.trainingSeconds)} of training${m.wallSeconds === undefined ? '' : ` (${formatSeconds(m.wallSeconds)} in all${within})`} on ${m.backend}\n`,
           );
         } finally {
           bar?.stop();

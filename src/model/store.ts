@@ -19,6 +19,11 @@ export interface ModelMetadata {
   testAccuracy: number | null;
   perClassAccuracy: Record<string, number> | null;
   epochs: number;
+  /**
+   * Optimisation steps trained: `epochs` whole epochs' worth, or fewer when a run planned to a
+   * time limit ended within its last epoch (absent in models from before it was recorded).
+   */
+  steps?: number;
   batchSize: number;
   trainingSeconds: number;
   /** The run's wall time (set-up, compilation, test passes, checkpoints included), across resumptions. */

@@ -360,6 +360,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       testAccuracy: ev.accuracy,
       perClassAccuracy,
       epochs: config.epochs,
+      steps: totalSteps,
       batchSize: config.batchSize,
       trainingSeconds: Math.round(state.trainSeconds),
       wallSeconds: Math.round(wall()),

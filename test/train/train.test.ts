@@ -157,7 +157,7 @@ describe('training to a time limit (timeLimit)', () => {
     const plain = await trainModel(config('limit-none'));
     expect(plans).toEqual([expect.objectContaining({ steps: 15, epochs: 3, maxEpochs: 3, stepsPerEpoch: 5, fits: true, atEpoch: 0, atStep: 3, limitSeconds: 1e6 })]);
     expect(plans[0]!.stepSeconds).toBeGreaterThan(0);
-    expect(limited.metadata).toMatchObject({ epochs: 3, config: { timeLimit: 1e6, epochs: 3 } });
+    expect(limited.metadata).toMatchObject({ epochs: 3, steps: 15, config: { timeLimit: 1e6, epochs: 3 } });
     expect(limited.history).toHaveLength(3);
     expect(limited.history[2]).not.toHaveProperty('fraction');
     // The same schedule: the plan's reads of the device change no number.
@@ -179,7 +179,7 @@ describe('training to a time limit (timeLimit)', () => {
     // Three of the epoch's five steps, all three mixed (as they were trained, under the plan of 15 steps).
     expect(short.history[0]).toMatchObject({ fraction: 3 / 5, mixed: 1 });
     expect(short.history[0]!.testAccuracy).toEqual(expect.any(Number));
-    expect(short.metadata).toMatchObject({ epochs: 1, config: { epochs: 1, timeLimit: 0.001 } });
+    expect(short.metadata).toMatchObject({ epochs: 1, steps: 3, config: { epochs: 1, timeLimit: 0.001 } });
   });
 
   it('after the warm-up, shortens a run that falls behind its plan to what still fits, and says so', async () => {
@@ -213,7 +213,7 @@ describe('training to a time limit (timeLimit)', () => {
     // The lr of step 12 of 12 (0.0012), where step 12 of 15 would still have 0.011.
     expect(cut.history[2]!.lr).toBeLessThan(0.002);
     expect(cut.history[2]!.testAccuracy).toEqual(expect.any(Number));
-    expect(cut.metadata).toMatchObject({ epochs: 3 });
+    expect(cut.metadata).toMatchObject({ epochs: 3, steps: 12 });
   });
 });
 
