@@ -92,14 +92,15 @@ function panel(x0: number, title: string, series: Series[], epochs: number[], yM
  * out). Render it to PNG with sharp when a bitmap is wanted.
  */
 export function curvesSvg(history: readonly EpochRecord[], title = 'training'): string {
-  const epochs = history.map((r) => r.epoch);
+  // Where each epoch ended: a partial last one (a run planned to a time limit) short of its number.
+  const epochs = history.map((r) => r.epoch - 1 + (r.fraction ?? 1));
   const maxLoss = Math.max(0.5, ...history.flatMap((r) => [r.trainLoss, r.testLoss ?? NaN]).filter(Number.isFinite));
   const lossMax = Math.ceil(maxLoss * 2) / 2;
   const best = history.reduce((b, r) => Math.max(b, r.testAccuracy ?? 0), 0);
   // With a weight average (--ema) the test figures are the average's; the live weights' accuracy beside them.
   const averaged = history.some((r) => r.liveTestAccuracy !== undefined);
   // Mixed batches (--mixup, --cutmix) from the start until --mix-until: shaded, their train figures being the mixed targets'.
-  const mixedUpTo = history.reduce((to, r) => ((r.mixed ?? 0) > 0 ? r.epoch - 1 + r.mixed! : to), 0);
+  const mixedUpTo = history.reduce((to, r) => ((r.mixed ?? 0) > 0 ? r.epoch - 1 + r.mixed! * (r.fraction ?? 1) : to), 0);
   const band = mixedUpTo > 0 ? { from: 0, to: mixedUpTo, label: 'mixed batches' } : undefined;
   const loss = panel(0, 'loss', [
     { label: 'train', colour: '#1f77b4', values: history.map((r) => r.trainLoss) },

@@ -112,6 +112,13 @@ describe('the time plan line', () => {
     expect(formatEpoch(row(3, true), 3)).not.toContain('of an epoch');
   });
 
+  it('the curves draw a partial last epoch where it ended, short of its number', () => {
+    const svg = curvesSvg([row(1, true), row(2, true), { ...row(3, true), fraction: 0.5 }]);
+    const xs = svg.match(/<polyline points="([^"]+)"/)![1]!.split(' ').map((p) => Number(p.split(',')[0]));
+    // Epochs 1, 2 and 2.5 of 2.5 on the 378-pixel panel that starts at 56.
+    expect(xs.map((x) => Math.round(x - 56))).toEqual([151, 302, 378]);
+  });
+
   it('says when not even stopping now fits', () => {
     expect(formatPlan({ ...plan, steps: 3, fits: false, limitSeconds: 5, seconds: 9.3, atStep: 3 })).toBe('time limit 5.0 s: not even the steps trained so far fit; the run stops now, after 3 steps of 27.7 ms, at about 9.3 s, planned at epoch 1 step 3');
   });
