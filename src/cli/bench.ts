@@ -6,7 +6,7 @@ import { runBench, type BenchOptions } from '../bench/run.js';
 import { CifarError, fromSystemError } from '../errors.js';
 import { benchJson, formatBench, thresholdFailures } from '../report/bench.js';
 import { createProgress } from '../report/progress.js';
-import { action } from './run.js';
+import { action, flagName } from './run.js';
 
 const int = (min: number) => z.coerce.number({ message: 'expected an integer' }).int({ message: 'expected an integer' }).min(min, { message: `expected an integer ≥ ${min}` });
 const positive = z.coerce.number({ message: 'expected a number' }).positive({ message: 'expected a number above 0' });
@@ -41,7 +41,6 @@ const Options = z.object({
   maxErrorRate: fraction.optional(),
 });
 
-const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** Validate raw commander options into the run's config and spawn settings (USAGE errors name the flag). */
 export function parseBenchOptions(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): { config: BenchConfig; spawn: BenchOptions['spawn']; opts: z.infer<typeof Options> } {

@@ -53,6 +53,11 @@ export function reportError(err: unknown): void {
 }
 
 /** Parse a positive integer option or throw a USAGE error naming the flag. */
+/** The flag of a camelCase option key, as a user types it: `timeLimit` → `--time-limit`. */
+export function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
 export function positiveInt(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);

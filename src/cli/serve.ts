@@ -4,7 +4,7 @@ import { BACKEND_NAMES, type BackendRequest } from '../backend/index.js';
 import { CifarError } from '../errors.js';
 import type { Predictor } from '../model/predictor.js';
 import { SERVE_DEFAULTS, startServe, type ServeConfig } from '../serve/index.js';
-import { action } from './run.js';
+import { action, flagName } from './run.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int({ message: 'expected an integer' }).min(min).max(max);
 const D = SERVE_DEFAULTS;
@@ -44,7 +44,6 @@ const ENV: Partial<Record<keyof z.input<typeof Options>, string>> = {
   redisTimeout: 'CIFAR_REDIS_TIMEOUT',
 };
 
-const flagName = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** Validate raw commander options (plus the variables of ENV) into the server config. */
 export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ServeConfig {

@@ -9,7 +9,7 @@ import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
 import { parseDuration } from '../train/plan.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
-import { action, positiveInt } from './run.js';
+import { action, flagName, positiveInt } from './run.js';
 
 function positiveNumber(flag: string): (v: string) => number {
   return (v) => {
@@ -66,7 +66,7 @@ export function trainCommand(): Command {
         if (resume) {
           const changed = Object.keys(flags).filter((k) => !['out', 'backend'].includes(k));
           if (file || changed.length > 0) {
-            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')})`);
+            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map(flagName).join(', ')})`);
           }
         }
         if (flags.model !== undefined && !modelPresetNames().includes(String(flags.model))) {

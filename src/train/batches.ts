@@ -44,6 +44,11 @@ export function stepsPerEpoch(count: number, batchSize: number): number {
   return Math.max(1, Math.floor(count / batchSize));
 }
 
+/** Whether the plan mixes any batches (MixUp or CutMix on). */
+export function plansMixing(plan: Pick<BatchPlan, 'mixup' | 'cutmix'>): boolean {
+  return (plan.mixup ?? 0) > 0 || (plan.cutmix ?? 0) > 0;
+}
+
 /**
  * How many of epoch `epoch`'s first steps are mixed when the run mixes its first `mixSteps`
  * steps (`steps` an epoch): the loader's rule, and the history's `mixed` share.
@@ -90,7 +95,7 @@ export function makeBatch(plan: BatchPlan, epoch: number, step: number, order = 
     drawn = gatherAugmented(plan.images, indices, images, random, plan.cropPadding, plan.flip, cutout);
   }
   const alphas = { mixup: plan.mixup ?? 0, cutmix: plan.cutmix ?? 0 };
-  const mixed = (alphas.mixup > 0 || alphas.cutmix > 0) && step < mixedStepsOfEpoch(plan.mixSteps ?? Infinity, stepsPerEpoch(plan.count, plan.batchSize), epoch);
+  const mixed = plansMixing(plan) && step < mixedStepsOfEpoch(plan.mixSteps ?? Infinity, stepsPerEpoch(plan.count, plan.batchSize), epoch);
   const sampleMix = mixed ? drawMix(mulberry32(mix(plan.seed, epoch, step, 2)), alphas) : undefined;
   return { images, labels, size, ...(cutout > 0 ? { cutout: { cy: drawn.cy, cx: drawn.cx } } : {}), ...(crops ? { crops } : {}), ...(sampleMix ? { mix: sampleMix } : {}) };
 }

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CifarError } from '../errors.js';
-import { type Batch, type BatchPlan } from './batches.js';
+import { type Batch, type BatchPlan, plansMixing } from './batches.js';
 
 export interface BatchLoader {
   /**
@@ -46,7 +46,7 @@ export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
     for (const p of pending.values()) p.reject(err);
     pending.clear();
   });
-  const mixing = (plan.mixup ?? 0) > 0 || (plan.cutmix ?? 0) > 0;
+  const mixing = plansMixing(plan);
   // Each batch with the mixSteps it was made under.
   const request = (epoch: number, step: number) => {
     const made = mixSteps;

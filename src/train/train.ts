@@ -13,7 +13,7 @@ import { roundToFloat16 } from '../model/float16.js';
 import { normalizesOnDevice } from '../model/normalize.js';
 import { saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
-import { mixedStepsOfEpoch, stepsPerEpoch } from './batches.js';
+import { mixedStepsOfEpoch, plansMixing, stepsPerEpoch } from './batches.js';
 import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainState } from './checkpoint.js';
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
@@ -114,7 +114,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const parameters = countParams(model).trainable;
   // Where the input kernel runs (webgpu), it crops and flips too: the loader only shuffles and copies.
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
-  const mixing = config.mixup > 0 || config.cutmix > 0;
+  const mixing = plansMixing(config);
   // Steps of the run whose batches are mixed: its first ones, up to --mix-until.
   let mixSteps = checkpoint?.state.plan?.mixSteps ?? Math.round(totalSteps * config.mixUntil);
   const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
