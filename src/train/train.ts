@@ -43,7 +43,8 @@ export interface TrainEvents {
   onEpoch?(record: EpochRecord): void;
   /**
    * A run with a time limit: the epochs that fit, once measured early in the first epoch, and
-   * again whenever a later plan (after each epoch of the warm-up) changes them.
+   * again whenever a later plan (after each epoch of the warm-up, or a check that finds the run
+   * behind) changes them.
    */
   onPlan?(plan: TimePlan): void;
 }
@@ -65,6 +66,11 @@ export interface TrainOptions extends TrainEvents {
   resume?: boolean;
   /** Stop (with a checkpoint, as Ctrl-C does) after this many steps in this call: for tests. */
   maxSteps?: number;
+  /**
+   * A run with a time limit checks within an epoch, at most this often (wall seconds; default
+   * 10) and every tenth of an epoch at most, that it still keeps to its limit: 0 in tests.
+   */
+  limitCheckSeconds?: number;
   packageVersion?: string;
 }
 
@@ -188,8 +194,11 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
   // warms up (changing the number of epochs then only bends the warm-up's slope a little). After
-  // that it only shortens, when the run falls behind it (the schedule then skips ahead).
+  // that it only shortens, when the run falls behind it (the schedule then skips ahead). Within
+  // an epoch, every this many steps and limitCheckSeconds, a check shortens it too, so that a
+  // long epoch (a CPU's) cannot carry the run past its limit.
   const calibrationSteps = Math.min(50, Math.max(2, Math.ceil(steps * 0.1)));
+  const checkMs = (options.limitCheckSeconds ?? 10) * 1000;
   const inWarmup = () => state.epoch * steps + state.step < warmupSteps(totalSteps, config.warmup);
   // Seconds a step in each epoch this call finished.
   const stepTimes: number[] = [];
@@ -221,6 +230,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       let reading: Promise<void> = Promise.resolve();
       let epochSteps = 0;
       let calibrationStart = 0;
+      // Checked against the limit every calibrationSteps steps and checkMs after the last check
+      // (or the epoch's start, or its first plan), at the pace of the steps since then: what the
+      // machine does now (a busier one is slower) says more of the rest of the run than the epoch's mean.
+      const lastCheck = { at: since, steps: 0 };
+      /** Runs `f` (a measurement) outside of the epoch's training time. */
+      const untimed = async <T>(f: () => Promise<T>): Promise<T> => {
+        const start = performance.now();
+        const result = await f();
+        since += performance.now() - start;
+        return result;
+      };
       for await (const batch of loader.epoch(epoch, state.step, epochEnd(epoch))) {
         // Prefetched batches resolve at once, so awaiting them never reaches the event loop;
         // yield to it so that Ctrl-C (a signal handler) is seen between steps.
@@ -252,11 +272,16 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           if (epochSteps === 1) calibrationStart = performance.now();
           else {
             const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
-            const sliceStart = performance.now();
-            const testTime = await testSeconds();
-            since += performance.now() - sliceStart; // not training time
-            plan(stepSeconds, testTime);
+            plan(stepSeconds, await untimed(testSeconds));
+            Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
           }
+        } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
+          // Timed up to a read that waits for the device; only ever shortens the plan.
+          await readPair(lossSum, correct);
+          const stepSeconds = (performance.now() - lastCheck.at) / 1000 / (epochSteps - lastCheck.steps);
+          const testTime = await untimed(testSeconds);
+          Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
+          if (projectSeconds(planInput(limitSeconds, stepSeconds, testTime), totalSteps) > limitSeconds) plan(stepSeconds, testTime);
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {

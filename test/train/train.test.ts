@@ -153,7 +153,8 @@ describe('training to a time limit (timeLimit)', () => {
   // 80 images in batches of 16: 5 steps an epoch, planned after the first 1 + 2 steps.
   it('with room for every epoch, plans them all once, early in the first epoch, trains exactly the run without a limit, and resumes to it', async () => {
     const plans: TimePlan[] = [];
-    const limited = await trainModel(config('limit-room', { timeLimit: 1e6 }), { onPlan: (p) => plans.push(p) });
+    // Checked against the limit within every epoch too (every 2 steps): with room, that changes nothing.
+    const limited = await trainModel(config('limit-room', { timeLimit: 1e6 }), { onPlan: (p) => plans.push(p), limitCheckSeconds: 0 });
     const plain = await trainModel(config('limit-none'));
     expect(plans).toEqual([expect.objectContaining({ steps: 15, epochs: 3, maxEpochs: 3, stepsPerEpoch: 5, fits: true, atEpoch: 0, atStep: 3, limitSeconds: 1e6 })]);
     expect(plans[0]!.stepSeconds).toBeGreaterThan(0);
@@ -196,6 +197,21 @@ describe('training to a time limit (timeLimit)', () => {
     expect(resumedPlans).toEqual([expect.objectContaining({ steps: 10, epochs: 2, fits: false, atEpoch: 2, atStep: 0 })]);
     expect(resumed.history).toHaveLength(2);
     expect(resumed.metadata).toMatchObject({ epochs: 2, config: { epochs: 2 } });
+  });
+
+  it('within an epoch, shortens a run that falls behind at the next check instead of at the epoch\'s end', async () => {
+    // As above: planned at 4 epochs, interrupted at step 2 of epoch 2, the call made to have taken 1999 s.
+    await expect(trainModel(config('limit-behind-check', { epochs: 4, timeLimit: 2000 }), { maxSteps: 7 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const statePath = join(dir, 'limit-behind-check', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    await writeFile(statePath, JSON.stringify({ ...saved, wallSeconds: saved.wallSeconds + 1999 }));
+    const plans: TimePlan[] = [];
+    const resumed = await trainModel(config('limit-behind-check'), { resume: true, limitCheckSeconds: 0, onPlan: (p) => plans.push(p) });
+    // Checked after 2 more steps (a tenth of an epoch, at least 2): stopped there, 4 of epoch 2's 5 steps in.
+    expect(plans).toEqual([expect.objectContaining({ steps: 9, epochs: 2, fits: false, atEpoch: 1, atStep: 4 })]);
+    expect(resumed.history.map((r) => r.fraction)).toEqual([undefined, 4 / 5]);
+    expect(resumed.history[1]!.testAccuracy).toEqual(expect.any(Number));
+    expect(resumed.metadata).toMatchObject({ epochs: 2, steps: 9 });
   });
 
   it('a plan that ends within an epoch trains that epoch in part, with the schedule ending on its last step, across a resume', async () => {
