@@ -42,6 +42,12 @@ export function trainCommand(): Command {
     .option('--batch-size <n>', 'images per step (default 128)', positiveInt('--batch-size'))
     .option('--lr <x>', 'peak learning rate of the one-cycle schedule (default 0.1)', positiveNumber('--lr'))
     .addOption(new Option('--backend <name>', 'tfjs backend (default auto)').choices(BACKEND_NAMES as unknown as string[]))
+    .option('--workers <n>', 'training threads on the CPU backends (wasm, cpu), each with a copy of the model and a share of every batch, at least 16 images a share (default auto: one per core there, 1 on a GPU)', (v) => {
+      if (v === 'auto') return v;
+      const n = v.trim() === '' ? NaN : Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new CifarError('USAGE', `--workers ${v}: expected auto or a whole number ≥ 1`);
+      return n;
+    })
     .option('--data <dir>', 'data directory (default data)')
     .option('--out <dir>', 'output folder (default models/default)')
     .option('--resume', 'continue the run checkpointed in --out')
@@ -64,9 +70,9 @@ export function trainCommand(): Command {
       action(async ({ signal }, opts: Record<string, unknown>) => {
         const { config: file, resume, quiet, ...flags } = opts as { config?: string; resume?: boolean; quiet?: boolean } & Record<string, unknown>;
         if (resume) {
-          const changed = Object.keys(flags).filter((k) => !['out', 'backend'].includes(k));
+          const changed = Object.keys(flags).filter((k) => !['out', 'backend', 'workers'].includes(k));
           if (file || changed.length > 0) {
-            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out and --backend (got ${[file ? 'config' : '', ...changed].filter(Boolean).map(flagName).join(', ')})`);
+            throw new CifarError('USAGE', `--resume continues the saved run as it was; it takes only --out, --backend and --workers (got ${[file ? 'config' : '', ...changed].filter(Boolean).map(flagName).join(', ')})`);
           }
         }
         if (flags.model !== undefined && !modelPresetNames().includes(String(flags.model))) {

@@ -67,6 +67,12 @@ export const TrainConfigSchema = z
      * history also records the test accuracy of the weights being trained (`liveTestAccuracy`).
      */
     ema: z.number().min(0).lt(1).default(0),
+    /**
+     * Threads that train on the CPU backends (wasm, cpu), each with a copy of the model and a share
+     * of every batch (data-parallel; at least 16 images a share). "auto": one per CPU core there,
+     * 1 on the others (a GPU, or tfjs-node's own threads).
+     */
+    workers: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
     /** tfjs backend: auto, webgpu, wasm, cpu or tensorflow. */
     backend: z.enum(['auto', 'webgpu', 'wasm', 'cpu', 'tensorflow']).default('auto'),
     /** Data directory holding cifar-10-batches-bin/. */

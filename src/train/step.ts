@@ -65,7 +65,16 @@ export interface TrainerOptions {
   ema?: number;
   /** Batches may come mixed (MixUp, CutMix): `precompile` compiles the input program that mixes too. */
   mix?: boolean;
+  /**
+   * Data-parallel training (train/parallel.ts): turns this trainer's gradients (in the order of
+   * the model's trainable weights) and figures on its share of a batch into the whole batch's,
+   * before the update. Called within the step, synchronously.
+   */
+  reduce?: GradientReducer;
 }
+
+/** See `TrainerOptions.reduce`. */
+export type GradientReducer = (shard: { grads: tf.Tensor[]; lossSum: tf.Scalar; correct: tf.Scalar; size: number }) => { grads: tf.Tensor[]; lossSum: tf.Scalar; correct: tf.Scalar };
 
 /**
  * Mean label-smoothed cross-entropy, written with logSoftmax so it stays stable. The smoothing's
@@ -139,13 +148,22 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     }, params.map((p) => p.variable));
     return { value, grads, correct: correct!, lossSum: lossSum! };
   };
+  /** The whole batch's gradients (by variable name, as tf.variableGrads gives them) and figures from this share's. */
+  const reduced = (own: ReturnType<typeof lossAndGrads>, size: number, reduce: GradientReducer) => {
+    const out = reduce({ grads: params.map((p) => own.grads[p.variable.name]!), lossSum: own.lossSum, correct: own.correct, size });
+    // The share's figures were kept past the tidy: those replaced go now.
+    if (out.lossSum !== own.lossSum) own.lossSum.dispose();
+    if (out.correct !== own.correct) own.correct.dispose();
+    return { grads: Object.fromEntries(params.map((p, i) => [p.variable.name, out.grads[i]!])), lossSum: out.lossSum, correct: out.correct };
+  };
   return {
     step(batch, lr) {
       // A batch the loader did not crop must not reach the model uncropped.
       if (options.crops && !batch.crops) throw new Error('training step: this trainer crops on the device, but the batch came without its crop draws');
       beginStep();
       return tf.tidy(() => {
-        const { grads, correct, lossSum } = lossAndGrads(batch);
+        const own = lossAndGrads(batch);
+        const { grads, correct, lossSum } = options.reduce ? reduced(own, batch.size, options.reduce) : own;
         const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
         if (inPlace) {
           // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).

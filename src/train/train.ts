@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
@@ -21,6 +22,7 @@ import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { planSteps, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
 import { oneCycleLr, warmupSteps } from './schedule.js';
+import { createParallelTrainer, trainingThreads } from './parallel.js';
 import { createTrainer } from './step.js';
 
 export interface StepProgress {
@@ -36,7 +38,8 @@ export interface StepProgress {
 
 export interface TrainEvents {
   /** `config`: the run's own (a resumed run's is its checkpoint's). */
-  onStart?(info: { backend: BackendInfo; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; config: TrainConfig; resumedAt?: { epoch: number; step: number } }): void;
+  /** `threads`: how many train (train/parallel.ts); `backend.reason` then ends with "; N training threads". */
+  onStart?(info: { backend: BackendInfo; threads: number; model: string; epochs: number; trainImages: number; testImages: number; steps: number; parameters: number; config: TrainConfig; resumedAt?: { epoch: number; step: number } }): void;
   /** On webgpu, after the programs of a step and of the test pass were compiled in parallel, before the first step. */
   onCompile?(info: { programs: number; seconds: number }): void;
   onStep?(progress: StepProgress): void;
@@ -98,7 +101,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const checkpoint = options.resume ? await loadCheckpoint(requested.out) : undefined;
   // A resumed run keeps its recipe; only where it lives and what runs it may change. Parsing
   // fills options added since the checkpoint was written with their defaults (cutout: off).
-  let config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
+  let config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, workers: requested.workers, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
   const folder = datasetPath(config.data);
   const stats = await loadStats(folder);
   const backend = await initBackend(config.backend);
@@ -123,13 +126,18 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const mixing = plansMixing(config);
   // Steps of the run whose batches are mixed: its first ones, up to --mix-until.
   let mixSteps = checkpoint?.state.plan?.mixSteps ?? Math.round(totalSteps * config.mixUntil);
-  const trainer = createTrainer(model, { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing });
+  const trainerOptions = { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing };
+  // On the CPU backends, a thread a core, each training a share of every batch (train/parallel.ts).
+  const threads = trainingThreads(config.workers, backend.name, config.batchSize, availableParallelism());
+  const trainer =
+    threads > 1 ? createParallelTrainer(model, trainerOptions, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: config.model, seed: config.seed }) : createTrainer(model, trainerOptions);
+  const backendDetail = threads > 1 ? `${backend.reason}; ${threads} training threads` : backend.reason;
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
   // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
   const wallBefore = state.wallSeconds ?? 0;
   const wall = () => wallBefore + (performance.now() - callStart) / 1000;
-  options.onStart?.({ backend, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, config, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
+  options.onStart?.({ backend: { ...backend, reason: backendDetail }, threads, model: config.model, epochs: config.epochs, trainImages: train.count, testImages: test.count, steps, parameters, config, ...(checkpoint ? { resumedAt: { epoch: state.epoch, step: state.step } } : {}) });
   const loader = createBatchLoader({
     images: train.images,
     labels: train.labels,
@@ -390,7 +398,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       trainingSeconds: Math.round(state.trainSeconds),
       wallSeconds: Math.round(wall()),
       backend: backend.name,
-      backendDetail: backend.reason,
+      backendDetail,
       datasetChecksum: await datasetChecksum(folder),
       createdAt: new Date().toISOString(),
       packageVersion: options.packageVersion ?? 'unknown',

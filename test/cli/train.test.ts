@@ -138,6 +138,20 @@ describe('cifar train (CLI)', () => {
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 
+  it('trains in the threads --workers asks for, says so, and records it; a bad count is a usage error', async () => {
+    const out = join(dir, 'm-workers');
+    const res = await runCli(['train', '--model', 'resnet10-w8', '--epochs', '1', '--batch-size', '32', '--backend', 'wasm', '--workers', '2', '--data', join(dir, 'data'), '--out', out]);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/^backend: wasm \(.+\): requested; 2 training threads$/m);
+    const meta = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    expect(meta.config).toMatchObject({ workers: 2 });
+    for (const v of ['0', 'two', '1.5']) {
+      const bad = await runCli(['train', '--workers', v, '--data', join(dir, 'none')]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr.trim()).toBe(`error: --workers ${v}: expected auto or a whole number ≥ 1`);
+    }
+  });
+
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
     const bad = await runCli(['train', '--model', 'vgg16']);
     expect(bad.code).toBe(2);

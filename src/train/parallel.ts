@@ -1,0 +1,255 @@
+/**
+ * Data-parallel training on the CPU backends (wasm, cpu): tfjs runs one op at a time per thread,
+ * so a run with `workers` > 1 trains in that many threads, each with its own copy of the model.
+ * Every batch is split into shares, one a thread; each computes its share's gradients, and
+ * through memory they all share (SharedArrayBuffer, Atomics) each takes the whole batch's mean
+ * and makes the same update, so the copies stay equal. This thread is the first of them: it
+ * keeps the state that checkpoints, evaluation and the saved model read (the weight average, and
+ * the batch-norm statistics, which like PyTorch's DistributedDataParallel come from its own
+ * shares; each share's batch norm normalises with that share's statistics).
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { CifarError } from '../errors.js';
+import { IMAGE_BYTES } from '../image/preprocess.js';
+import { createTrainer, type GradientReducer, type StepBatch, type Trainer, type TrainerOptions } from './step.js';
+
+/** Images a share of a batch holds at least: a thread gets no share smaller (batch norm needs some). */
+export const MIN_SHARE = 16;
+
+/**
+ * The threads a run trains in: `workers` ("auto": `cores` on wasm and cpu, else 1), at most one
+ * per MIN_SHARE images of a batch. More than one on another backend is a usage error.
+ */
+export function trainingThreads(workers: number | 'auto', backend: string, batchSize: number, cores: number): number {
+  const cpu = backend === 'wasm' || backend === 'cpu';
+  if (!cpu && workers !== 'auto' && workers > 1) {
+    throw new CifarError('USAGE', `--workers ${workers}: training threads are for the wasm and cpu backends; ${backend} trains in one`, { hint: 'leave --workers out (auto) or use --backend wasm' });
+  }
+  const requested = workers === 'auto' ? (cpu ? cores : 1) : workers;
+  return Math.max(1, Math.min(requested, Math.floor(batchSize / MIN_SHARE)));
+}
+
+/** Where each of `ranks` shares of a batch of `size` starts and ends: as even as can be, the larger first. */
+export function shareBounds(size: number, ranks: number): Array<[number, number]> {
+  const base = Math.floor(size / ranks);
+  const extra = size % ranks;
+  const bounds: Array<[number, number]> = [];
+  let start = 0;
+  for (let r = 0; r < ranks; r++) {
+    const end = start + base + (r < extra ? 1 : 0);
+    bounds.push([start, end]);
+    start = end;
+  }
+  return bounds;
+}
+
+/**
+ * Images `start` to `end` of a batch with their draws: views, or with `copy` arrays of their own
+ * (to post to a worker: posting a view would copy the whole batch's buffer).
+ */
+export function shareOf(batch: StepBatch, start: number, end: number, copy = false): StepBatch {
+  const { cutout, crops, mix } = batch;
+  const part = <T extends Uint8Array | Int32Array>(a: T, from = start, to = end): T => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
+  return {
+    images: part(batch.images, start * IMAGE_BYTES, end * IMAGE_BYTES),
+    labels: part(batch.labels),
+    size: end - start,
+    ...(cutout ? { cutout: { cy: part(cutout.cy), cx: part(cutout.cx) } } : {}),
+    ...(crops ? { crops: { dy: part(crops.dy), dx: part(crops.dx), mirror: part(crops.mirror) } } : {}),
+    ...(mix ? { mix } : {}),
+  };
+}
+
+// Layout of the shared memory: control words, a failure message, then two sets (steps alternate
+// between them, so that a thread may write the next step's while another still reads this
+// one's) of each thread's figures (loss sum, correct answers, images) and gradients.
+const CONTROL = { arrived: 0, generation: 1, failed: 2 } as const;
+const CONTROL_BYTES = 16;
+const MESSAGE_BYTES = 512;
+
+/** The memory the threads of a run share, sized for `ranks` threads and `parameters` floats of gradient. */
+export function sharedMemory(ranks: number, parameters: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(CONTROL_BYTES + MESSAGE_BYTES + 2 * ranks * 3 * 8 + 2 * ranks * parameters * 4);
+}
+
+/**
+ * One thread's side of the exchange: `reduce` is the trainer's GradientReducer. All threads call
+ * it once a step, in the same order of steps; it returns when every thread has written its share,
+ * with the same floats on every thread (each sums the shares in the same order).
+ */
+export class GradientExchange {
+  private readonly control: Int32Array;
+  private readonly message: Uint8Array;
+  private readonly figures: Float64Array;
+  private readonly grads: Float32Array;
+  private steps = 0;
+
+  constructor(
+    shared: SharedArrayBuffer,
+    private readonly ranks: number,
+    private readonly rank: number,
+    private readonly parameters: number,
+  ) {
+    this.control = new Int32Array(shared, 0, CONTROL_BYTES / 4);
+    this.message = new Uint8Array(shared, CONTROL_BYTES, MESSAGE_BYTES);
+    this.figures = new Float64Array(shared, CONTROL_BYTES + MESSAGE_BYTES, 2 * ranks * 3);
+    this.grads = new Float32Array(shared, CONTROL_BYTES + MESSAGE_BYTES + 2 * ranks * 3 * 8, 2 * ranks * parameters);
+  }
+
+  readonly reduce: GradientReducer = ({ grads, lossSum, correct, size }) => {
+    const set = this.steps++ % 2;
+    const region = (r: number) => (set * this.ranks + r) * this.parameters;
+    let offset = region(this.rank);
+    for (const g of grads) {
+      this.grads.set(g.dataSync() as Float32Array, offset);
+      offset += g.size;
+    }
+    if (offset - region(this.rank) !== this.parameters) throw new Error(`gradient exchange: ${offset - region(this.rank)} floats of gradient, expected ${this.parameters}`);
+    const f = (set * this.ranks + this.rank) * 3;
+    this.figures.set([lossSum.dataSync()[0]!, correct.dataSync()[0]!, size], f);
+    this.barrier();
+    // The mean over the batch: each share's mean gradient weighted by its images.
+    let images = 0;
+    let loss = 0;
+    let right = 0;
+    for (let r = 0; r < this.ranks; r++) {
+      const q = (set * this.ranks + r) * 3;
+      loss += this.figures[q]!;
+      right += this.figures[q + 1]!;
+      images += this.figures[q + 2]!;
+    }
+    const mean = new Float32Array(this.parameters);
+    for (let r = 0; r < this.ranks; r++) {
+      const weight = this.figures[(set * this.ranks + r) * 3 + 2]! / images;
+      const share = this.grads.subarray(region(r), region(r) + this.parameters);
+      for (let i = 0; i < this.parameters; i++) mean[i]! += weight * share[i]!;
+    }
+    offset = 0;
+    const out = grads.map((g) => {
+      const t = tf.tensor(mean.subarray(offset, offset + g.size), g.shape, 'float32');
+      offset += g.size;
+      return t;
+    });
+    return { grads: out, lossSum: tf.scalar(loss), correct: tf.scalar(right) };
+  };
+
+  /** Stops every thread at its next (or current) wait, with `message` as the reason. */
+  fail(message: string): void {
+    if (Atomics.compareExchange(this.control, CONTROL.failed, 0, 1) === 0) {
+      const bytes = new TextEncoder().encode(message.slice(0, MESSAGE_BYTES / 4));
+      this.message.set(bytes.subarray(0, MESSAGE_BYTES));
+    }
+    Atomics.notify(this.control, CONTROL.generation);
+  }
+
+  /** Waits until every thread has arrived (a generation counter, so it can be used again). */
+  private barrier(): void {
+    const generation = Atomics.load(this.control, CONTROL.generation);
+    if (Atomics.add(this.control, CONTROL.arrived, 1) === this.ranks - 1) {
+      Atomics.store(this.control, CONTROL.arrived, 0);
+      Atomics.add(this.control, CONTROL.generation, 1);
+      Atomics.notify(this.control, CONTROL.generation);
+    } else {
+      while (Atomics.load(this.control, CONTROL.generation) === generation && Atomics.load(this.control, CONTROL.failed) === 0) {
+        Atomics.wait(this.control, CONTROL.generation, generation, 1000);
+      }
+    }
+    if (Atomics.load(this.control, CONTROL.failed) !== 0) {
+      const end = this.message.indexOf(0);
+      const text = new TextDecoder().decode(this.message.slice(0, end < 0 ? MESSAGE_BYTES : end));
+      throw new CifarError('BACKEND_FAILED', `a training thread stopped: ${text}`);
+    }
+  }
+}
+
+/** What a worker thread needs to build its copy of the model and its trainer. */
+export interface WorkerSetup {
+  rank: number;
+  ranks: number;
+  shared: SharedArrayBuffer;
+  parameters: number;
+  backend: 'wasm' | 'cpu';
+  model: string;
+  seed: number;
+  trainer: Omit<TrainerOptions, 'reduce' | 'ema' | 'fusedUpdate'>;
+}
+
+/** Messages to a worker thread: the state to take (weights, then velocities), or a share to train. */
+export type WorkerMessage = { type: 'state'; arrays: Array<{ shape: number[]; values: Float32Array }> } | { type: 'step'; batch: StepBatch; lr: number };
+
+function workerUrl(): URL {
+  const here = new URL('./parallel-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  // Under vitest this module runs from src/ (TypeScript), which a worker cannot load: the build's.
+  const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new CifarError('NOT_BUILT', 'the training worker is not built; run `npm run build`');
+}
+
+/**
+ * A Trainer over `ranks` threads: this one (rank 0, with `model`) and ranks − 1 workers, each
+ * with a copy built from `model` (its preset name) and given this one's weights and velocities
+ * before the first step and after a `restore`.
+ */
+export function createParallelTrainer(model: tf.LayersModel, options: TrainerOptions, setup: { ranks: number; backend: 'wasm' | 'cpu'; model: string; seed: number }): Trainer {
+  const parameters = model.trainableWeights.reduce((n, w) => n + w.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
+  const shared = sharedMemory(setup.ranks, parameters);
+  const exchange = new GradientExchange(shared, setup.ranks, 0, parameters);
+  const own = createTrainer(model, { ...options, reduce: exchange.reduce });
+  // What a worker's trainer takes (no weight average: this thread keeps it).
+  const { momentum, weightDecay, labelSmoothing, mean, std, classes, cutout, crops, mix } = options;
+  const trainer: WorkerSetup['trainer'] = { momentum, weightDecay, labelSmoothing, mean, std, classes, ...(cutout === undefined ? {} : { cutout }), ...(crops === undefined ? {} : { crops }), ...(mix === undefined ? {} : { mix }) };
+  const workers = Array.from({ length: setup.ranks - 1 }, (_, i) => {
+    const data: WorkerSetup = { rank: i + 1, ranks: setup.ranks, shared, parameters, backend: setup.backend, model: setup.model, seed: setup.seed, trainer };
+    const worker = new Worker(workerUrl(), { workerData: data });
+    // A worker that fails says so through the shared memory (it catches its errors); one that
+    // dies anyway stops the others' waits the same way.
+    worker.on('error', (err) => exchange.fail(`worker ${i + 1}: ${err.message}`));
+    // Never what keeps the process alive: a run that fails before `dispose` still exits.
+    worker.unref();
+    return worker;
+  });
+  const modelState = () => model.weights.length + model.trainableWeights.length;
+  let synced = false;
+  const sync = () => {
+    const arrays = own
+      .stateTensors()
+      .slice(0, modelState())
+      .map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+    for (const w of workers) w.postMessage({ type: 'state', arrays } satisfies WorkerMessage);
+    synced = true;
+  };
+  return {
+    step(batch, lr) {
+      if (!synced) sync();
+      const bounds = shareBounds(batch.size, setup.ranks);
+      workers.forEach((w, i) => {
+        const [start, end] = bounds[i + 1]!;
+        w.postMessage({ type: 'step', batch: shareOf(batch, start, end, true), lr } satisfies WorkerMessage);
+      });
+      try {
+        return own.step(shareOf(batch, ...bounds[0]!), lr);
+      } catch (err) {
+        // The workers must not wait for this thread's share.
+        exchange.fail(`the first thread: ${(err as Error).message}`);
+        throw err;
+      }
+    },
+    precompile: (size) => own.precompile(size),
+    withAverage: (fn) => own.withAverage(fn),
+    adoptAverage: () => own.adoptAverage(),
+    stateTensors: () => own.stateTensors(),
+    restore(arrays) {
+      own.restore(arrays);
+      synced = false;
+    },
+    dispose() {
+      exchange.fail('the run ended');
+      for (const w of workers) void w.terminate();
+      own.dispose();
+    },
+  };
+}
