@@ -13,7 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
+import { evaluateModel, type Evaluation } from '../eval/evaluate.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
+import type { Normalization } from '../model/normalize.js';
 import { createTrainer, type GradientReducer, type StepBatch, type Trainer, type TrainerOptions } from './step.js';
 
 /** Images a share of a batch holds at least: a thread gets no share smaller (batch norm needs some). */
@@ -177,8 +179,31 @@ export interface WorkerSetup {
   trainer: Omit<TrainerOptions, 'reduce' | 'ema' | 'fusedUpdate'>;
 }
 
-/** Messages to a worker thread: the state to take (weights, then velocities), or a share to train. */
-export type WorkerMessage = { type: 'state'; arrays: Array<{ shape: number[]; values: Float32Array }> } | { type: 'step'; batch: StepBatch; lr: number };
+type Arrays = Array<{ shape: number[]; values: Float32Array }>;
+
+/**
+ * Messages to a worker thread: the state to take (weights, then velocities), a share to train,
+ * or a share of labelled images to evaluate with the model's weights `weights` (model.weights' order).
+ */
+export type WorkerMessage =
+  | { type: 'state'; arrays: Arrays }
+  | { type: 'step'; batch: StepBatch; lr: number }
+  | { type: 'evaluate'; id: number; weights: Arrays; norm: Normalization; images: Uint8Array; labels: Uint8Array; count: number };
+
+/** A worker's answer to 'evaluate'. */
+export type WorkerReply = { id: number; loss: number; predictions: Uint8Array } | { id: number; error: string };
+
+/** A Trainer whose test passes are shared between its threads too. */
+export interface ParallelTrainer extends Trainer {
+  /**
+   * `evaluateModel` of the model as it is now in this thread (weights and batch-norm statistics;
+   * inside `withAverage`, the average), each thread evaluating a share of the images: the same
+   * predictions, and the loss up to the order of its sum.
+   */
+  evaluate(data: LabelledImages, norm: Normalization): Promise<Evaluation>;
+}
+
+type LabelledImages = { images: Uint8Array; labels: Uint8Array; count: number };
 
 function workerUrl(): URL {
   const here = new URL('./parallel-worker.js', import.meta.url);
@@ -194,7 +219,7 @@ function workerUrl(): URL {
  * with a copy built from `model` (its preset name) and given this one's weights and velocities
  * before the first step and after a `restore`.
  */
-export function createParallelTrainer(model: tf.LayersModel, options: TrainerOptions, setup: { ranks: number; backend: 'wasm' | 'cpu'; model: string; seed: number }): Trainer {
+export function createParallelTrainer(model: tf.LayersModel, options: TrainerOptions, setup: { ranks: number; backend: 'wasm' | 'cpu'; model: string; seed: number }): ParallelTrainer {
   const parameters = model.trainableWeights.reduce((n, w) => n + w.shape.reduce<number>((a, b) => a * (b ?? 1), 1), 0);
   const shared = sharedMemory(setup.ranks, parameters);
   const exchange = new GradientExchange(shared, setup.ranks, 0, parameters);
@@ -202,12 +227,26 @@ export function createParallelTrainer(model: tf.LayersModel, options: TrainerOpt
   // What a worker's trainer takes (no weight average: this thread keeps it).
   const { momentum, weightDecay, labelSmoothing, mean, std, classes, cutout, crops, mix } = options;
   const trainer: WorkerSetup['trainer'] = { momentum, weightDecay, labelSmoothing, mean, std, classes, ...(cutout === undefined ? {} : { cutout }), ...(crops === undefined ? {} : { crops }), ...(mix === undefined ? {} : { mix }) };
+  // Evaluations waiting for a worker's answer, by id.
+  const pending = new Map<number, { resolve: (r: { loss: number; predictions: Uint8Array }) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  const stopped = (message: string) => new CifarError('BACKEND_FAILED', `a training thread stopped: ${message}`);
   const workers = Array.from({ length: setup.ranks - 1 }, (_, i) => {
     const data: WorkerSetup = { rank: i + 1, ranks: setup.ranks, shared, parameters, backend: setup.backend, model: setup.model, seed: setup.seed, trainer };
     const worker = new Worker(workerUrl(), { workerData: data });
     // A worker that fails says so through the shared memory (it catches its errors); one that
     // dies anyway stops the others' waits the same way.
-    worker.on('error', (err) => exchange.fail(`worker ${i + 1}: ${err.message}`));
+    worker.on('error', (err) => {
+      exchange.fail(`worker ${i + 1}: ${err.message}`);
+      for (const p of pending.values()) p.reject(stopped(`worker ${i + 1}: ${err.message}`));
+      pending.clear();
+    });
+    worker.on('message', (reply: WorkerReply) => {
+      const p = pending.get(reply.id);
+      pending.delete(reply.id);
+      if ('error' in reply) p?.reject(stopped(`worker ${i + 1}: ${reply.error}`));
+      else p?.resolve(reply);
+    });
     // Never what keeps the process alive: a run that fails before `dispose` still exits.
     worker.unref();
     return worker;
@@ -237,6 +276,36 @@ export function createParallelTrainer(model: tf.LayersModel, options: TrainerOpt
         exchange.fail(`the first thread: ${(err as Error).message}`);
         throw err;
       }
+    },
+    async evaluate(data, norm) {
+      const weights = model.weights.map((w) => ({ shape: w.shape as number[], values: Float32Array.from(w.read().dataSync()) }));
+      const bounds = shareBounds(data.count, setup.ranks);
+      const part = ([start, end]: [number, number], copy: boolean) => {
+        const cut = <T extends Uint8Array>(a: T, from: number, to: number) => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
+        return { images: cut(data.images, start * IMAGE_BYTES, end * IMAGE_BYTES), labels: cut(data.labels, start, end), count: end - start };
+      };
+      const answers = workers.map(
+        (w, i) =>
+          new Promise<{ loss: number; predictions: Uint8Array }>((resolve, reject) => {
+            const id = nextId++;
+            pending.set(id, { resolve, reject });
+            w.postMessage({ type: 'evaluate', id, weights, norm: { mean: [...norm.mean], std: [...norm.std] }, ...part(bounds[i + 1]!, true) } satisfies WorkerMessage);
+          }),
+      );
+      // All answers are awaited, so that none is left to fail unheard.
+      const [mine, others] = await Promise.all([evaluateModel(model, part(bounds[0]!, false), norm), Promise.all(answers)]);
+      const shares = [mine, ...others];
+      const predictions = new Uint8Array(data.count);
+      let lossSum = 0;
+      shares.forEach((e, r) => {
+        const [start, end] = bounds[r]!;
+        predictions.set(e.predictions, start);
+        lossSum += e.loss * (end - start);
+      });
+      let correct = 0;
+      for (let i = 0; i < data.count; i++) if (predictions[i] === data.labels[i]) correct++;
+      const n = Math.max(1, data.count);
+      return { loss: lossSum / n, accuracy: correct / n, predictions, tta: false };
     },
     precompile: (size) => own.precompile(size),
     withAverage: (fn) => own.withAverage(fn),

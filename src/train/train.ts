@@ -129,8 +129,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const trainerOptions = { ...config, mean: stats.mean, std: stats.std, classes: CLASSES.length, crops: cropOnDevice, mix: mixing };
   // On the CPU backends, a thread a core, each training a share of every batch (train/parallel.ts).
   const threads = trainingThreads(config.workers, backend.name, config.batchSize, availableParallelism());
-  const trainer =
-    threads > 1 ? createParallelTrainer(model, trainerOptions, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: config.model, seed: config.seed }) : createTrainer(model, trainerOptions);
+  const parallel = threads > 1 ? createParallelTrainer(model, trainerOptions, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: config.model, seed: config.seed }) : undefined;
+  const trainer = parallel ?? createTrainer(model, trainerOptions);
+  /** A test pass of the model as it is now: shared between the training threads too, where there are several. */
+  const evaluate = (data: { images: Uint8Array; labels: Uint8Array; count: number }) => (parallel ? parallel.evaluate(data, stats) : evaluateModel(model, data, stats));
   const backendDetail = threads > 1 ? `${backend.reason}; ${threads} training threads` : backend.reason;
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) trainer.restore(checkpoint.arrays);
@@ -167,7 +169,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     if (measured.sliceSeconds === undefined) {
       const n = Math.min(test.count, SLICE_IMAGES);
       const start = performance.now();
-      await evaluateModel(model, { images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n }, stats);
+      await evaluate({ images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n });
       measured.sliceSeconds = (passes * ((performance.now() - start) / 1000) * test.count) / n;
     }
     return measured.sliceSeconds;
@@ -325,8 +327,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // With a weight average the test figures are the average's (the model to be saved), and
       // the live weights' accuracy is recorded beside them.
       const testStart = performance.now();
-      const ev = tested ? await trainer.withAverage(() => evaluateModel(model, test, stats)) : undefined;
-      const live = tested && config.ema > 0 ? await evaluateModel(model, test, stats) : undefined;
+      const ev = tested ? await trainer.withAverage(() => evaluate(test)) : undefined;
+      const live = tested && config.ema > 0 ? await evaluate(test) : undefined;
       if (tested) measured.testSeconds = (performance.now() - testStart) / 1000;
       const record: EpochRecord = {
         epoch: epoch + 1,
@@ -375,7 +377,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     trainer.adoptAverage();
     // Stored as float16: measure the weights the file will hold.
     if (config.weights === 'float16') await roundWeightsToFloat16(model);
-    const ev = await evaluateModel(model, test, stats);
+    const ev = await evaluate(test);
     const perClassAccuracy = Object.fromEntries(
       CLASSES.map((name, c) => {
         let n = 0;

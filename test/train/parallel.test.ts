@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
+import { evaluateModel } from '../../src/eval/evaluate.js';
+import { datasetPath, loadSplit } from '../../src/data/cifar-binary.js';
+import { loadModel } from '../../src/model/store.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { parseTrainConfig, type TrainConfig } from '../../src/train/config.js';
@@ -98,6 +101,13 @@ describe('data-parallel training steps (wasm, 2 threads)', () => {
       }
       // Bit for bit, after three steps: the worker's copy took every update this thread took.
       expect(weightsOf(parallel)).toEqual(weightsOf(single));
+      // A test pass shared between the threads (17 and 16 images) gives this thread's alone.
+      const test = batchOf(33, 9);
+      const data = { images: test.images, labels: test.labels, count: 33 };
+      const [shared, alone] = [await parallel.evaluate(data, options), await evaluateModel(two, data, options)];
+      expect(shared.predictions).toEqual(alone.predictions);
+      expect(shared.accuracy).toBe(alone.accuracy);
+      expect(shared.loss).toBeCloseTo(alone.loss, 5);
     } finally {
       single.dispose();
       parallel.dispose();
@@ -167,6 +177,12 @@ describe('cifar training in two threads (trainModel, wasm)', () => {
     expect(threads).toBe(2);
     expect(full.metadata.backendDetail).toMatch(/^wasm \(.+\): requested; 2 training threads$/);
     expect(full.history[2]!.trainLoss).toBeLessThan(full.history[0]!.trainLoss * 0.9);
+    // Its test passes were shared between the threads: the saved model, evaluated alone, scores the same.
+    const { model: saved, metadata } = await loadModel(join(dir, 'two'));
+    const test = await loadSplit(datasetPath(join(dir, 'data')), 'test');
+    expect((await evaluateModel(saved, test, metadata.normalization)).accuracy).toBe(metadata.testAccuracy);
+    expect(full.history[2]!.testAccuracy).toBe(metadata.testAccuracy);
+    saved.dispose();
     // Interrupted mid-epoch 2: the resumed call sends the checkpoint's state to its new worker.
     await expect(trainModel(config('split'), { maxSteps: 7 })).rejects.toMatchObject({ code: 'ABORTED' });
     const resumed = await trainModel(config('split'), { resume: true });
