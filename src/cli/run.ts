@@ -58,6 +58,14 @@ export function flagName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
+/** --workers of train and eval: "auto" or a whole number of threads. */
+export function workersArg(value: string): number | 'auto' {
+  if (value === 'auto') return value;
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new CifarError('USAGE', `--workers ${value}: expected auto or a whole number ≥ 1`);
+  return n;
+}
+
 export function positiveInt(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);

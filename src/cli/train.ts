@@ -9,7 +9,7 @@ import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
 import { parseDuration } from '../train/plan.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
-import { action, flagName, positiveInt } from './run.js';
+import { action, flagName, positiveInt, workersArg } from './run.js';
 
 function positiveNumber(flag: string): (v: string) => number {
   return (v) => {
@@ -42,12 +42,7 @@ export function trainCommand(): Command {
     .option('--batch-size <n>', 'images per step (default 128)', positiveInt('--batch-size'))
     .option('--lr <x>', 'peak learning rate of the one-cycle schedule (default 0.1)', positiveNumber('--lr'))
     .addOption(new Option('--backend <name>', 'tfjs backend (default auto)').choices(BACKEND_NAMES as unknown as string[]))
-    .option('--workers <n>', 'training threads on the CPU backends (wasm, cpu), each with a copy of the model and a share of every batch, at least 16 images a share (default auto: one per core there, 1 on a GPU)', (v) => {
-      if (v === 'auto') return v;
-      const n = v.trim() === '' ? NaN : Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new CifarError('USAGE', `--workers ${v}: expected auto or a whole number ≥ 1`);
-      return n;
-    })
+    .option('--workers <n>', 'training threads on the CPU backends (wasm, cpu), each with a copy of the model and a share of every batch, at least 16 images a share (default auto: one per core there, 1 on a GPU)', workersArg)
     .option('--data <dir>', 'data directory (default data)')
     .option('--out <dir>', 'output folder (default models/default)')
     .option('--resume', 'continue the run checkpointed in --out')

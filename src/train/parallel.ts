@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
-import { evaluateModel, type Evaluation } from '../eval/evaluate.js';
+import { evaluateModel, type EvaluateOptions, type Evaluation } from '../eval/evaluate.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import type { Normalization } from '../model/normalize.js';
 import { createTrainer, type GradientReducer, type StepBatch, type Trainer, type TrainerOptions } from './step.js';
@@ -21,17 +21,30 @@ import { createTrainer, type GradientReducer, type StepBatch, type Trainer, type
 /** Images a share of a batch holds at least: a thread gets no share smaller (batch norm needs some). */
 export const MIN_SHARE = 16;
 
+/** Images an evaluation thread gets at least: fewer would not pay for starting it (about a second). */
+export const MIN_EVALUATION_SHARE = 250;
+
 /**
- * The threads a run trains in: `workers` ("auto": `cores` on wasm and cpu, else 1), at most one
- * per MIN_SHARE images of a batch. More than one on another backend is a usage error.
+ * Threads for `workers` ("auto": `cores` on wasm and cpu, else 1), at most `most`. More than one
+ * on another backend is a usage error.
  */
-export function trainingThreads(workers: number | 'auto', backend: string, batchSize: number, cores: number): number {
+function cpuThreads(workers: number | 'auto', backend: string, most: number, cores: number, what: string): number {
   const cpu = backend === 'wasm' || backend === 'cpu';
   if (!cpu && workers !== 'auto' && workers > 1) {
-    throw new CifarError('USAGE', `--workers ${workers}: training threads are for the wasm and cpu backends; ${backend} trains in one`, { hint: 'leave --workers out (auto) or use --backend wasm' });
+    throw new CifarError('USAGE', `--workers ${workers}: ${what} threads are for the wasm and cpu backends; ${backend} runs in one`, { hint: 'leave --workers out (auto) or use --backend wasm' });
   }
   const requested = workers === 'auto' ? (cpu ? cores : 1) : workers;
-  return Math.max(1, Math.min(requested, Math.floor(batchSize / MIN_SHARE)));
+  return Math.max(1, Math.min(requested, most));
+}
+
+/** The threads a run trains in: at most one per MIN_SHARE images of a batch. */
+export function trainingThreads(workers: number | 'auto', backend: string, batchSize: number, cores: number): number {
+  return cpuThreads(workers, backend, Math.floor(batchSize / MIN_SHARE), cores, 'training');
+}
+
+/** The threads `cifar eval` evaluates `count` images in: at most one per MIN_EVALUATION_SHARE images. */
+export function evaluationThreads(workers: number | 'auto', backend: string, count: number, cores: number): number {
+  return cpuThreads(workers, backend, Math.ceil(count / MIN_EVALUATION_SHARE), cores, 'evaluation');
 }
 
 /** Where each of `ranks` shares of a batch of `size` starts and ends: as even as can be, the larger first. */
@@ -167,16 +180,15 @@ export class GradientExchange {
   }
 }
 
-/** What a worker thread needs to build its copy of the model and its trainer. */
+/** What a worker thread needs to build its copy of the model, and for training its trainer. */
 export interface WorkerSetup {
   rank: number;
-  ranks: number;
-  shared: SharedArrayBuffer;
-  parameters: number;
   backend: 'wasm' | 'cpu';
+  /** The model's preset (model/resnet.ts). */
   model: string;
   seed: number;
-  trainer: Omit<TrainerOptions, 'reduce' | 'ema' | 'fusedUpdate'>;
+  /** Absent in a thread that only evaluates. */
+  training?: { ranks: number; shared: SharedArrayBuffer; parameters: number; trainer: Omit<TrainerOptions, 'reduce' | 'ema' | 'fusedUpdate'> };
 }
 
 type Arrays = Array<{ shape: number[]; values: Float32Array }>;
@@ -188,22 +200,12 @@ type Arrays = Array<{ shape: number[]; values: Float32Array }>;
 export type WorkerMessage =
   | { type: 'state'; arrays: Arrays }
   | { type: 'step'; batch: StepBatch; lr: number }
-  | { type: 'evaluate'; id: number; weights: Arrays; norm: Normalization; images: Uint8Array; labels: Uint8Array; count: number };
+  | ({ type: 'evaluate'; id: number; weights: Arrays; norm: Normalization; options: EvaluateOptions } & LabelledImages);
 
 /** A worker's answer to 'evaluate'. */
 export type WorkerReply = { id: number; loss: number; predictions: Uint8Array } | { id: number; error: string };
 
-/** A Trainer whose test passes are shared between its threads too. */
-export interface ParallelTrainer extends Trainer {
-  /**
-   * `evaluateModel` of the model as it is now in this thread (weights and batch-norm statistics;
-   * inside `withAverage`, the average), each thread evaluating a share of the images: the same
-   * predictions, and the loss up to the order of its sum.
-   */
-  evaluate(data: LabelledImages, norm: Normalization): Promise<Evaluation>;
-}
-
-type LabelledImages = { images: Uint8Array; labels: Uint8Array; count: number };
+export type LabelledImages = { images: Uint8Array; labels: Uint8Array; count: number };
 
 function workerUrl(): URL {
   const here = new URL('./parallel-worker.js', import.meta.url);
@@ -212,6 +214,104 @@ function workerUrl(): URL {
   const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
   if (existsSync(fileURLToPath(built))) return built;
   throw new CifarError('NOT_BUILT', 'the training worker is not built; run `npm run build`');
+}
+
+/** Worker threads (parallel-worker.ts), ranks 1 to n, and their answers to 'evaluate'. */
+class WorkerPool {
+  readonly workers: Worker[];
+  private readonly pending = new Map<number, { resolve: (r: { loss: number; predictions: Uint8Array }) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+
+  /** `onFailure`: a worker died (it catches its own errors, so this is rare); pending answers fail too. */
+  constructor(setups: WorkerSetup[], onFailure: (message: string) => void = () => undefined) {
+    this.workers = setups.map((setup) => {
+      const worker = new Worker(workerUrl(), { workerData: setup });
+      worker.on('error', (err) => {
+        onFailure(`worker ${setup.rank}: ${err.message}`);
+        for (const p of this.pending.values()) p.reject(stopped(`worker ${setup.rank}: ${err.message}`));
+        this.pending.clear();
+      });
+      worker.on('message', (reply: WorkerReply) => {
+        const p = this.pending.get(reply.id);
+        this.pending.delete(reply.id);
+        if ('error' in reply) p?.reject(stopped(`worker ${setup.rank}: ${reply.error}`));
+        else p?.resolve(reply);
+      });
+      // Never what keeps the process alive: a run that fails before it ends them still exits.
+      worker.unref();
+      return worker;
+    });
+  }
+
+  /**
+   * `evaluateModel` of `model` as it is now in this thread (weights and batch-norm statistics),
+   * this thread and each worker evaluating a share of the images: the same predictions, and the
+   * loss up to the order of its sum.
+   */
+  async evaluate(model: tf.LayersModel, data: LabelledImages, norm: Normalization, options: EvaluateOptions = {}): Promise<Evaluation> {
+    const weights = model.weights.map((w) => ({ shape: w.shape as number[], values: Float32Array.from(w.read().dataSync()) }));
+    const bounds = shareBounds(data.count, this.workers.length + 1);
+    const part = ([start, end]: [number, number], copy: boolean): LabelledImages => {
+      const cut = <T extends Uint8Array>(a: T, from: number, to: number) => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
+      return { images: cut(data.images, start * IMAGE_BYTES, end * IMAGE_BYTES), labels: cut(data.labels, start, end), count: end - start };
+    };
+    const answers = this.workers.map(
+      (w, i) =>
+        new Promise<{ loss: number; predictions: Uint8Array }>((resolve, reject) => {
+          const id = this.nextId++;
+          this.pending.set(id, { resolve, reject });
+          w.postMessage({ type: 'evaluate', id, weights, norm: { mean: [...norm.mean], std: [...norm.std] }, options, ...part(bounds[i + 1]!, true) } satisfies WorkerMessage);
+        }),
+    );
+    // All answers are awaited, so that none is left to fail unheard; meanwhile the workers keep
+    // the process alive (an unreferenced one would let it end while waiting for them).
+    for (const w of this.workers) w.ref();
+    const [mine, others] = await Promise.all([evaluateModel(model, part(bounds[0]!, false), norm, options), Promise.all(answers)]).finally(() => {
+      for (const w of this.workers) w.unref();
+    });
+    const predictions = new Uint8Array(data.count);
+    let lossSum = 0;
+    [mine, ...others].forEach((e, r) => {
+      const [start, end] = bounds[r]!;
+      predictions.set(e.predictions, start);
+      lossSum += e.loss * (end - start);
+    });
+    let correct = 0;
+    for (let i = 0; i < data.count; i++) if (predictions[i] === data.labels[i]) correct++;
+    const n = Math.max(1, data.count);
+    return { loss: lossSum / n, accuracy: correct / n, predictions, tta: options.tta === true };
+  }
+
+  terminate(): void {
+    for (const w of this.workers) void w.terminate();
+  }
+}
+
+const stopped = (message: string) => new CifarError('BACKEND_FAILED', `a worker thread stopped: ${message}`);
+
+/** Evaluation shared between this thread and `ranks` − 1 workers (cifar eval --workers). */
+export interface ParallelEvaluator {
+  /** `evaluateModel` of the model as it is now, each thread a share of the images. */
+  evaluate(data: LabelledImages, norm: Normalization, options?: EvaluateOptions): Promise<Evaluation>;
+  dispose(): void;
+}
+
+/** `model` (preset `setup.model`) evaluated in `ranks` threads: this one and ranks − 1 workers with copies of it. */
+export function createParallelEvaluator(model: tf.LayersModel, setup: { ranks: number; backend: 'wasm' | 'cpu'; model: string }): ParallelEvaluator {
+  const pool = new WorkerPool(Array.from({ length: setup.ranks - 1 }, (_, i) => ({ rank: i + 1, backend: setup.backend, model: setup.model, seed: 0 })));
+  return {
+    evaluate: (data, norm, options) => pool.evaluate(model, data, norm, options),
+    dispose: () => pool.terminate(),
+  };
+}
+
+/** A Trainer whose test passes are shared between its threads too. */
+export interface ParallelTrainer extends Trainer {
+  /**
+   * `evaluateModel` of the model as it is now in this thread (weights and batch-norm statistics;
+   * inside `withAverage`, the average), each thread evaluating a share of the images.
+   */
+  evaluate(data: LabelledImages, norm: Normalization): Promise<Evaluation>;
 }
 
 /**
@@ -226,31 +326,14 @@ export function createParallelTrainer(model: tf.LayersModel, options: TrainerOpt
   const own = createTrainer(model, { ...options, reduce: exchange.reduce });
   // What a worker's trainer takes (no weight average: this thread keeps it).
   const { momentum, weightDecay, labelSmoothing, mean, std, classes, cutout, crops, mix } = options;
-  const trainer: WorkerSetup['trainer'] = { momentum, weightDecay, labelSmoothing, mean, std, classes, ...(cutout === undefined ? {} : { cutout }), ...(crops === undefined ? {} : { crops }), ...(mix === undefined ? {} : { mix }) };
-  // Evaluations waiting for a worker's answer, by id.
-  const pending = new Map<number, { resolve: (r: { loss: number; predictions: Uint8Array }) => void; reject: (e: Error) => void }>();
-  let nextId = 0;
-  const stopped = (message: string) => new CifarError('BACKEND_FAILED', `a training thread stopped: ${message}`);
-  const workers = Array.from({ length: setup.ranks - 1 }, (_, i) => {
-    const data: WorkerSetup = { rank: i + 1, ranks: setup.ranks, shared, parameters, backend: setup.backend, model: setup.model, seed: setup.seed, trainer };
-    const worker = new Worker(workerUrl(), { workerData: data });
-    // A worker that fails says so through the shared memory (it catches its errors); one that
-    // dies anyway stops the others' waits the same way.
-    worker.on('error', (err) => {
-      exchange.fail(`worker ${i + 1}: ${err.message}`);
-      for (const p of pending.values()) p.reject(stopped(`worker ${i + 1}: ${err.message}`));
-      pending.clear();
-    });
-    worker.on('message', (reply: WorkerReply) => {
-      const p = pending.get(reply.id);
-      pending.delete(reply.id);
-      if ('error' in reply) p?.reject(stopped(`worker ${i + 1}: ${reply.error}`));
-      else p?.resolve(reply);
-    });
-    // Never what keeps the process alive: a run that fails before `dispose` still exits.
-    worker.unref();
-    return worker;
-  });
+  const trainer = { momentum, weightDecay, labelSmoothing, mean, std, classes, ...(cutout === undefined ? {} : { cutout }), ...(crops === undefined ? {} : { crops }), ...(mix === undefined ? {} : { mix }) };
+  const training = { ranks: setup.ranks, shared, parameters, trainer };
+  // A worker that dies stops the others' waits at the exchange.
+  const pool = new WorkerPool(
+    Array.from({ length: setup.ranks - 1 }, (_, i) => ({ rank: i + 1, backend: setup.backend, model: setup.model, seed: setup.seed, training })),
+    (message) => exchange.fail(message),
+  );
+  const { workers } = pool;
   const modelState = () => model.weights.length + model.trainableWeights.length;
   let synced = false;
   const sync = () => {
@@ -277,36 +360,7 @@ export function createParallelTrainer(model: tf.LayersModel, options: TrainerOpt
         throw err;
       }
     },
-    async evaluate(data, norm) {
-      const weights = model.weights.map((w) => ({ shape: w.shape as number[], values: Float32Array.from(w.read().dataSync()) }));
-      const bounds = shareBounds(data.count, setup.ranks);
-      const part = ([start, end]: [number, number], copy: boolean) => {
-        const cut = <T extends Uint8Array>(a: T, from: number, to: number) => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
-        return { images: cut(data.images, start * IMAGE_BYTES, end * IMAGE_BYTES), labels: cut(data.labels, start, end), count: end - start };
-      };
-      const answers = workers.map(
-        (w, i) =>
-          new Promise<{ loss: number; predictions: Uint8Array }>((resolve, reject) => {
-            const id = nextId++;
-            pending.set(id, { resolve, reject });
-            w.postMessage({ type: 'evaluate', id, weights, norm: { mean: [...norm.mean], std: [...norm.std] }, ...part(bounds[i + 1]!, true) } satisfies WorkerMessage);
-          }),
-      );
-      // All answers are awaited, so that none is left to fail unheard.
-      const [mine, others] = await Promise.all([evaluateModel(model, part(bounds[0]!, false), norm), Promise.all(answers)]);
-      const shares = [mine, ...others];
-      const predictions = new Uint8Array(data.count);
-      let lossSum = 0;
-      shares.forEach((e, r) => {
-        const [start, end] = bounds[r]!;
-        predictions.set(e.predictions, start);
-        lossSum += e.loss * (end - start);
-      });
-      let correct = 0;
-      for (let i = 0; i < data.count; i++) if (predictions[i] === data.labels[i]) correct++;
-      const n = Math.max(1, data.count);
-      return { loss: lossSum / n, accuracy: correct / n, predictions, tta: false };
-    },
+    evaluate: (data, norm) => pool.evaluate(model, data, norm),
     precompile: (size) => own.precompile(size),
     withAverage: (fn) => own.withAverage(fn),
     adoptAverage: () => own.adoptAverage(),
@@ -317,7 +371,7 @@ export function createParallelTrainer(model: tf.LayersModel, options: TrainerOpt
     },
     dispose() {
       exchange.fail('the run ended');
-      for (const w of workers) void w.terminate();
+      pool.terminate();
       own.dispose();
     },
   };

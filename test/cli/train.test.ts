@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
+import { BATCH_FILES } from '../../src/data/cifar-binary.js';
+import { makeRecords, tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -150,6 +151,25 @@ describe('cifar train (CLI)', () => {
       expect(bad.code).toBe(2);
       expect(bad.stderr.trim()).toBe(`error: --workers ${v}: expected auto or a whole number ≥ 1`);
     }
+  });
+
+  it('cifar eval --workers shares the test set between threads with the answers of one thread, and prints them', async () => {
+    // The model trained above; 600 test images: 2 threads (at least 250 images a thread).
+    const data = join(dir, 'data-600');
+    await mkdir(join(data, 'cifar-10-batches-bin'), { recursive: true });
+    for (const [i, f] of BATCH_FILES.entries()) await writeFile(join(data, 'cifar-10-batches-bin', f), makeRecords(600, i));
+    const args = ['eval', '--model', join(dir, 'm-workers'), '--data', data, '--backend', 'wasm'];
+    const [one, two, shown] = [await runCli([...args, '--workers', '1', '--json']), await runCli([...args, '--workers', '2', '--json']), await runCli([...args, '--workers', '2'])];
+    expect(two.code, two.stderr).toBe(0);
+    const [a, b] = [JSON.parse(one.stdout), JSON.parse(two.stdout)];
+    expect(b.accuracy).toBe(a.accuracy);
+    expect(b.confusion).toEqual(a.confusion);
+    expect(b.loss).toBeCloseTo(a.loss, 5);
+    expect(shown.stderr).toMatch(/^backend: wasm \(.+\): requested; 2 evaluation threads$/m);
+    expect(shown.stdout).toMatch(/^accuracy [\d.]+% on 600 test images/m);
+    const bad = await runCli([...args, '--workers', 'none']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('error: --workers none: expected auto or a whole number ≥ 1');
   });
 
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {

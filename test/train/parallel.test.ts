@@ -9,7 +9,7 @@ import { loadModel } from '../../src/model/store.js';
 import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { parseTrainConfig, type TrainConfig } from '../../src/train/config.js';
-import { createParallelTrainer, shareBounds, shareOf, trainingThreads } from '../../src/train/parallel.js';
+import { createParallelEvaluator, createParallelTrainer, evaluationThreads, shareBounds, shareOf, trainingThreads } from '../../src/train/parallel.js';
 import { createTrainer, type StepBatch, type TrainerOptions } from '../../src/train/step.js';
 import { trainModel } from '../../src/train/train.js';
 import { benchmarkTraining, formatTrainBench } from '../../src/train/bench.js';
@@ -55,6 +55,14 @@ describe('sharing a batch between training threads', () => {
     expect(trainingThreads('auto', 'webgpu', 256, 16)).toBe(1);
     expect(trainingThreads(1, 'tensorflow', 256, 16)).toBe(1);
     expect(() => trainingThreads(4, 'webgpu', 256, 16)).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(/^--workers 4: .*wasm and cpu/) }));
+  });
+
+  it('evaluates in one thread per core on wasm and cpu, at least 250 images a thread', () => {
+    expect(evaluationThreads('auto', 'wasm', 10_000, 8)).toBe(8);
+    expect(evaluationThreads('auto', 'wasm', 600, 8)).toBe(3);
+    expect(evaluationThreads(2, 'wasm', 100, 8)).toBe(1);
+    expect(evaluationThreads('auto', 'webgpu', 10_000, 8)).toBe(1);
+    expect(() => evaluationThreads(2, 'webgpu', 10_000, 8)).toThrow(expect.objectContaining({ code: 'USAGE', message: expect.stringMatching(/^--workers 2: evaluation threads are for the wasm and cpu backends/) }));
   });
 
   it('config: "workers" is auto by default, or a whole number of threads', () => {
@@ -143,6 +151,24 @@ describe('data-parallel training steps (wasm, 2 threads)', () => {
     } finally {
       [single, other, parallel].forEach((t) => t.dispose());
       models.forEach((m) => m.dispose());
+    }
+  });
+
+  it('cifar eval\'s threads (createParallelEvaluator) answer as one thread does, with and without flip TTA', async () => {
+    const model = buildModel('resnet10-w8', { seed: 5 });
+    const evaluator = createParallelEvaluator(model, { ranks: 2, backend: 'wasm', model: 'resnet10-w8' });
+    try {
+      const test = batchOf(41, 11);
+      const data = { images: test.images, labels: test.labels, count: 41 };
+      for (const tta of [false, true]) {
+        const [shared, alone] = [await evaluator.evaluate(data, options, { tta, batchSize: 8 }), await evaluateModel(model, data, options, { tta })];
+        expect(shared.predictions).toEqual(alone.predictions);
+        expect(shared).toMatchObject({ accuracy: alone.accuracy, tta });
+        expect(shared.loss).toBeCloseTo(alone.loss, 5);
+      }
+    } finally {
+      evaluator.dispose();
+      model.dispose();
     }
   });
 
