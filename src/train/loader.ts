@@ -18,20 +18,21 @@ export interface BatchLoader {
 }
 
 /**
- * Where the compiled worker is. Under vitest this module runs from src/ (TypeScript), which a
- * worker thread cannot load, so fall back to the build in dist/ (`npm test` builds first).
+ * Where the compiled worker `file` of this folder is, the one `what` names in an error. Under
+ * vitest these modules run from src/ (TypeScript), which a worker thread cannot load, so fall back
+ * to the build in dist/ (`npm test` builds first).
  */
-function workerUrl(): URL {
-  const here = new URL('./loader-worker.js', import.meta.url);
+export function workerUrl(file: string, what: string): URL {
+  const here = new URL(`./${file}`, import.meta.url);
   if (existsSync(fileURLToPath(here))) return here;
   const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
   if (existsSync(fileURLToPath(built))) return built;
-  throw new CifarError('NOT_BUILT', 'the batch-loader worker is not built; run `npm run build`');
+  throw new CifarError('NOT_BUILT', `the ${what} is not built; run \`npm run build\``);
 }
 
 /** Start a worker that holds the training set (copied once) and makes augmented batches. */
 export function createBatchLoader(plan: BatchPlan, prefetch = 3): BatchLoader {
-  const worker = new Worker(workerUrl(), { workerData: plan });
+  const worker = new Worker(workerUrl('loader-worker.js', 'batch-loader worker'), { workerData: plan });
   const pending = new Map<number, { resolve: (b: Batch) => void; reject: (e: Error) => void }>();
   let nextId = 0;
   let failure: Error | undefined;

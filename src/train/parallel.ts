@@ -8,14 +8,13 @@
  * the batch-norm statistics, which like PyTorch's DistributedDataParallel come from its own
  * shares; each share's batch norm normalises with that share's statistics).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError } from '../errors.js';
 import { evaluateModel, type EvaluateOptions, type Evaluation } from '../eval/evaluate.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import type { Normalization } from '../model/normalize.js';
+import { workerUrl } from './loader.js';
 import { createTrainer, type GradientReducer, type StepBatch, type Trainer, type TrainerOptions } from './step.js';
 
 /** Images a share of a batch holds at least: a thread gets no share smaller (batch norm needs some). */
@@ -207,15 +206,6 @@ export type WorkerReply = { id: number; loss: number; predictions: Uint8Array } 
 
 export type LabelledImages = { images: Uint8Array; labels: Uint8Array; count: number };
 
-function workerUrl(): URL {
-  const here = new URL('./parallel-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  // Under vitest this module runs from src/ (TypeScript), which a worker cannot load: the build's.
-  const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
-  if (existsSync(fileURLToPath(built))) return built;
-  throw new CifarError('NOT_BUILT', 'the training worker is not built; run `npm run build`');
-}
-
 /** Worker threads (parallel-worker.ts), ranks 1 to n, and their answers to 'evaluate'. */
 class WorkerPool {
   readonly workers: Worker[];
@@ -225,7 +215,7 @@ class WorkerPool {
   /** `onFailure`: a worker died (it catches its own errors, so this is rare); pending answers fail too. */
   constructor(setups: WorkerSetup[], onFailure: (message: string) => void = () => undefined) {
     this.workers = setups.map((setup) => {
-      const worker = new Worker(workerUrl(), { workerData: setup });
+      const worker = new Worker(workerUrl('parallel-worker.js', 'training worker'), { workerData: setup });
       worker.on('error', (err) => {
         onFailure(`worker ${setup.rank}: ${err.message}`);
         for (const p of this.pending.values()) p.reject(stopped(`worker ${setup.rank}: ${err.message}`));
