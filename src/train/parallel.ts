@@ -60,13 +60,15 @@ export function shareBounds(size: number, ranks: number): Array<[number, number]
   return bounds;
 }
 
-/**
- * Images `start` to `end` of a batch with their draws: views, or with `copy` arrays of their own
- * (to post to a worker: posting a view would copy the whole batch's buffer).
- */
+/** Elements `from` to `to` of `a`: a view, or with `copy` an array of its own (to post to a worker: posting a view copies its whole buffer). */
+function cut<T extends Uint8Array | Int32Array>(a: T, from: number, to: number, copy: boolean): T {
+  return (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
+}
+
+/** Images `start` to `end` of a batch with their draws: views, or with `copy` arrays of their own. */
 export function shareOf(batch: StepBatch, start: number, end: number, copy = false): StepBatch {
   const { cutout, crops, mix } = batch;
-  const part = <T extends Uint8Array | Int32Array>(a: T, from = start, to = end): T => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
+  const part = <T extends Uint8Array | Int32Array>(a: T, from = start, to = end): T => cut(a, from, to, copy);
   return {
     images: part(batch.images, start * IMAGE_BYTES, end * IMAGE_BYTES),
     labels: part(batch.labels),
@@ -150,11 +152,16 @@ export class GradientExchange {
     return { grads: out, lossSum: tf.scalar(loss), correct: tf.scalar(right) };
   };
 
-  /** Stops every thread at its next (or current) wait, with `message` as the reason. */
+  /**
+   * Stops every thread at its next (or current) wait, with `message` as the reason (the first
+   * failure's: `failed` goes 0 → 2 while its message is written, then 1).
+   */
   fail(message: string): void {
-    if (Atomics.compareExchange(this.control, CONTROL.failed, 0, 1) === 0) {
+    if (Atomics.compareExchange(this.control, CONTROL.failed, 0, 2) === 0) {
       const bytes = new TextEncoder().encode(message.slice(0, MESSAGE_BYTES / 4));
       this.message.set(bytes.subarray(0, MESSAGE_BYTES));
+      Atomics.store(this.control, CONTROL.failed, 1);
+      Atomics.notify(this.control, CONTROL.failed);
     }
     Atomics.notify(this.control, CONTROL.generation);
   }
@@ -172,6 +179,7 @@ export class GradientExchange {
       }
     }
     if (Atomics.load(this.control, CONTROL.failed) !== 0) {
+      while (Atomics.load(this.control, CONTROL.failed) === 2) Atomics.wait(this.control, CONTROL.failed, 2, 10);
       const end = this.message.indexOf(0);
       const text = new TextDecoder().decode(this.message.slice(0, end < 0 ? MESSAGE_BYTES : end));
       throw new CifarError('BACKEND_FAILED', `a training thread stopped: ${text}`);
@@ -241,10 +249,11 @@ class WorkerPool {
   async evaluate(model: tf.LayersModel, data: LabelledImages, norm: Normalization, options: EvaluateOptions = {}): Promise<Evaluation> {
     const weights = model.weights.map((w) => ({ shape: w.shape as number[], values: Float32Array.from(w.read().dataSync()) }));
     const bounds = shareBounds(data.count, this.workers.length + 1);
-    const part = ([start, end]: [number, number], copy: boolean): LabelledImages => {
-      const cut = <T extends Uint8Array>(a: T, from: number, to: number) => (copy ? a.slice(from, to) : a.subarray(from, to)) as T;
-      return { images: cut(data.images, start * IMAGE_BYTES, end * IMAGE_BYTES), labels: cut(data.labels, start, end), count: end - start };
-    };
+    const part = ([start, end]: [number, number], copy: boolean): LabelledImages => ({
+      images: cut(data.images, start * IMAGE_BYTES, end * IMAGE_BYTES, copy),
+      labels: cut(data.labels, start, end, copy),
+      count: end - start,
+    });
     const answers = this.workers.map(
       (w, i) =>
         new Promise<{ loss: number; predictions: Uint8Array }>((resolve, reject) => {
