@@ -60,7 +60,7 @@ export function formatRecipe(c: RecipeFields): string {
     [c.mixup > 0 ? `mixup ${c.mixup}` : '', c.cutmix > 0 ? `cutmix ${c.cutmix}` : ''].filter(Boolean).join(' or ') + (c.mixUntil < 1 && (c.mixup > 0 || c.cutmix > 0) ? ` (first ${pct(c.mixUntil)} of the steps)` : ''),
   ].filter(Boolean);
   const optimiser = [
-    `${c.timeLimit === undefined ? `${c.epochs} epochs` : `the epochs that fit in ${formatSeconds(c.timeLimit)} (at most ${c.epochs})`} of batch ${c.batchSize}`,
+    `${c.timeLimit === undefined ? `${c.epochs} epoch${c.epochs === 1 ? '' : 's'}` : `the epochs that fit in ${formatSeconds(c.timeLimit)} (at most ${c.epochs})`} of batch ${c.batchSize}`,
     `one-cycle lr ${c.lr} (${pct(c.warmup)} warm-up)`,
     `SGD Nesterov ${c.momentum}`,
     `weight decay ${c.weightDecay}`,

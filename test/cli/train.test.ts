@@ -91,7 +91,7 @@ describe('cifar train (CLI)', () => {
     // With an average, the epoch row adds the live weights' test accuracy; mixing until 80% of the steps, how much was mixed.
     expect(res.stderr).toMatch(/^ +1\/1 .*\(live weights \d+\.\d\d%\) {2}\(mixed 80%\)$/m);
     // The recipe line before the epochs says what the flags set.
-    expect(res.stderr).toMatch(/^recipe: 1 epochs of batch 16, .*SGD Nesterov 0\.8, weight decay 0, label smoothing 0\.2, weight average 0\.9; .*mixup 0\.2 or cutmix 1 \(first 80% of the steps\); seed 0$/m);
+    expect(res.stderr).toMatch(/^recipe: 1 epoch of batch 16, .*SGD Nesterov 0\.8, weight decay 0, label smoothing 0\.2, weight average 0\.9; .*mixup 0\.2 or cutmix 1 \(first 80% of the steps\); seed 0$/m);
     const cases: [string, string, string][] = [
       ['--ema', '1', 'a decay from 0 \\(off\\) to below 1'],
       ['--ema', '-0.1', 'a decay from 0 \\(off\\) to below 1'],

@@ -90,6 +90,7 @@ describe('the recipe line at the start of a run', () => {
     expect(formatRecipe(defaults)).not.toMatch(/cutout|mix|weight average/);
     expect(formatRecipe({ ...defaults, mixup: 0.2, cutmix: 1 })).toContain('flip, mixup 0.2 or cutmix 1; seed 0');
     expect(formatRecipe({ ...defaults, cropPadding: 0, flip: false })).toContain('; no augmentation; ');
+    expect(formatRecipe({ ...defaults, epochs: 1 })).toMatch(/^recipe: 1 epoch of batch 128,/);
   });
 
   it('with a time limit, names it and --epochs as the most', () => {
