@@ -99,8 +99,17 @@ export async function loadCheckpoint(out: string): Promise<{ state: TrainState; 
   } catch {
     throw new CifarError('USAGE', `--resume: no checkpoint in ${out}`, { hint: 'start the run without --resume' });
   }
-  const parsed = JSON.parse(raw) as TrainState & { tensors: TensorIndex };
-  const bytes = await readFile(join(dir, TENSORS));
+  const damaged = (what: string) => new CifarError('DATASET_CORRUPT', `${dir}: the checkpoint is damaged (${what})`, { hint: 'start the run again without --resume' });
+  let parsed: TrainState & { tensors: TensorIndex };
+  try {
+    parsed = JSON.parse(raw) as TrainState & { tensors: TensorIndex };
+  } catch (err) {
+    throw damaged(`${STATE}: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(parsed?.tensors?.shapes)) throw damaged(`${STATE} has no tensor index`);
+  const bytes = await readFile(join(dir, TENSORS)).catch((err) => {
+    throw fromSystemError(err, join(dir, TENSORS));
+  });
   const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   let at = 0;
   const arrays = parsed.tensors.shapes.map((shape) => {

@@ -135,7 +135,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const evaluate = (data: { images: Uint8Array; labels: Uint8Array; count: number }) => (parallel ? parallel.evaluate(data, stats) : evaluateModel(model, data, stats));
   const backendDetail = threads > 1 ? `${backend.reason}; ${threads} training threads` : backend.reason;
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
-  if (checkpoint) trainer.restore(checkpoint.arrays);
+  if (checkpoint) {
+    try {
+      trainer.restore(checkpoint.arrays);
+    } catch (err) {
+      trainer.dispose();
+      model.dispose();
+      throw new CifarError('DATASET_CORRUPT', `${join(config.out, 'checkpoint')} does not fit a ${config.model} model: ${(err as Error).message}`, {
+        hint: 'start the run again without --resume',
+      });
+    }
+  }
   // The run's wall time: what earlier calls spent up to their last checkpoint, plus this call.
   const wallBefore = state.wallSeconds ?? 0;
   const wall = () => wallBefore + (performance.now() - callStart) / 1000;

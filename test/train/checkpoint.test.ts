@@ -36,3 +36,21 @@ describe('checkpoint snapshot', () => {
     tf.dispose([w, v]);
   });
 });
+
+describe('a damaged checkpoint', () => {
+  it('is refused with one line that names it and says how to go on, not a parse error', async () => {
+    const state: TrainState = { config: parseTrainConfig({}), epoch: 1, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 1 };
+    const w = tf.variable(tf.tensor1d([1, 2]));
+    await writeCheckpoint(join(dir, 'damaged'), await snapshotCheckpoint(state, [w]));
+    tf.dispose(w);
+    const statePath = join(dir, 'damaged', 'checkpoint', 'state.json');
+    const { writeFile, rm } = await import('node:fs/promises');
+    await writeFile(statePath, '{"epoch": 1,');
+    await expect(loadCheckpoint(join(dir, 'damaged'))).rejects.toMatchObject({ code: 'DATASET_CORRUPT', message: expect.stringMatching(/checkpoint: the checkpoint is damaged \(state\.json: .*JSON/), hint: 'start the run again without --resume' });
+    await writeFile(statePath, '{"epoch": 1}');
+    await expect(loadCheckpoint(join(dir, 'damaged'))).rejects.toMatchObject({ code: 'DATASET_CORRUPT', message: expect.stringMatching(/damaged \(state\.json has no tensor index\)$/) });
+    await writeFile(statePath, JSON.stringify({ ...state, tensors: { shapes: [[2]] } }));
+    await rm(join(dir, 'damaged', 'checkpoint', 'tensors.bin'));
+    await expect(loadCheckpoint(join(dir, 'damaged'))).rejects.toMatchObject({ name: 'CifarError', message: expect.stringContaining('tensors.bin') });
+  });
+});

@@ -149,6 +149,20 @@ describe('training', () => {
   });
 });
 
+describe('resuming a checkpoint of another model', () => {
+  it('is refused with one line naming the checkpoint and the model, not a failure inside the trainer', async () => {
+    await expect(trainModel(config('other'), { maxSteps: 1 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const statePath = join(dir, 'other', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    await writeFile(statePath, JSON.stringify({ ...saved, config: { ...saved.config, model: 'resnet18-w4' } }));
+    await expect(trainModel(config('other'), { resume: true })).rejects.toMatchObject({
+      code: 'DATASET_CORRUPT',
+      message: expect.stringMatching(/other\/checkpoint does not fit a resnet18-w4 model: checkpoint holds \d+ tensors, the model needs \d+$/),
+      hint: 'start the run again without --resume',
+    });
+  });
+});
+
 describe('training to a time limit (timeLimit)', () => {
   // 80 images in batches of 16: 5 steps an epoch, planned after the first 1 + 2 steps.
   it('with room for every epoch, plans them all once, early in the first epoch, trains exactly the run without a limit, and resumes to it', async () => {
