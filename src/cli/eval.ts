@@ -21,7 +21,7 @@ export function evalCommand(): Command {
     .option('--data <dir>', 'data directory', 'data')
     .option('--limit <n>', 'evaluate the first N test images only', positiveInt('--limit'))
     .addOption(new Option('--backend <name>', 'tfjs backend').choices(BACKEND_NAMES as unknown as string[]).default('auto'))
-    .option('--workers <n>', 'evaluation threads on the CPU backends (wasm, cpu), each with a copy of the model and a share of the images, at least 250 a thread (default auto: one per core there, 1 on a GPU)', workersArg, 'auto')
+    .option('--workers <n>', 'evaluation threads on the CPU backends (wasm, cpu), each with a copy of the model and a share of the images, at least 250 a thread (auto: one per core there, 1 on a GPU)', workersArg, 'auto')
     .option('--tta', 'test-time augmentation: average the predictions on each image and its mirror image (twice the time)')
     .option('--json', 'print one JSON object with all the numbers')
     .option('--plot <file>', 'write the confusion matrix as a picture (.png or .svg)')
