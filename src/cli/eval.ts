@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import sharp from 'sharp';
 import { BACKEND_NAMES, initBackend, type BackendRequest } from '../backend/index.js';
 import { datasetPath, loadSplit } from '../data/cifar-binary.js';
-import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
+import { compileEvaluation } from '../eval/evaluate.js';
 import { confusionMatrix, metricsFromConfusion } from '../eval/metrics.js';
 import { CifarError } from '../errors.js';
 import { MODEL_PRESETS } from '../model/resnet.js';
@@ -41,13 +41,14 @@ export function evalCommand(): Command {
         // On webgpu, all of its programs compile at once instead of one by one as they first run
         // (and the rate below leaves compilation out).
         await compileEvaluation(model, metadata.normalization, test.count, evalOptions);
-        const parallel = threads > 1 ? createParallelEvaluator(model, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: metadata.architecture }) : undefined;
+        // One thread: no workers, evaluateModel on the whole test set.
+        const evaluator = createParallelEvaluator(model, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: metadata.architecture });
         const started = performance.now();
         let ev;
         try {
-          ev = parallel ? await parallel.evaluate(test, metadata.normalization, evalOptions) : await evaluateModel(model, test, metadata.normalization, evalOptions);
+          ev = await evaluator.evaluate(test, metadata.normalization, evalOptions);
         } finally {
-          parallel?.dispose();
+          evaluator.dispose();
         }
         const imagesPerSecond = test.count / ((performance.now() - started) / 1000);
         model.dispose();

@@ -10,6 +10,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import type { LabelledImages } from '../data/cifar-binary.js';
 import { CifarError } from '../errors.js';
 import { evaluateModel, type EvaluateOptions, type Evaluation } from '../eval/evaluate.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
@@ -212,8 +213,6 @@ export type WorkerMessage =
 /** A worker's answer to 'evaluate'. */
 export type WorkerReply = { id: number; loss: number; predictions: Uint8Array } | { id: number; error: string };
 
-export type LabelledImages = { images: Uint8Array; labels: Uint8Array; count: number };
-
 /** Worker threads (parallel-worker.ts), ranks 1 to n, and their answers to 'evaluate'. */
 class WorkerPool {
   readonly workers: Worker[];
@@ -295,7 +294,10 @@ export interface ParallelEvaluator {
   dispose(): void;
 }
 
-/** `model` (preset `setup.model`) evaluated in `ranks` threads: this one and ranks − 1 workers with copies of it. */
+/**
+ * `model` (preset `setup.model`) evaluated in `ranks` threads: this one and ranks − 1 workers with
+ * copies of it. With `ranks` 1 there are no workers: `evaluateModel` on the whole set.
+ */
 export function createParallelEvaluator(model: tf.LayersModel, setup: { ranks: number; backend: 'wasm' | 'cpu'; model: string }): ParallelEvaluator {
   const pool = new WorkerPool(Array.from({ length: setup.ranks - 1 }, (_, i) => ({ rank: i + 1, backend: setup.backend, model: setup.model, seed: 0 })));
   return {

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { assertNoWebGpuErrors } from '../backend/webgpu.js';
-import { datasetPath, loadSplit, loadStats } from '../data/cifar-binary.js';
+import { datasetPath, loadSplit, loadStats, type LabelledImages } from '../data/cifar-binary.js';
 import { CLASSES } from '../data/classes.js';
 import { CifarError, fromSystemError } from '../errors.js';
 import { buildModel, countParams } from '../model/resnet.js';
@@ -132,7 +132,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const parallel = threads > 1 ? createParallelTrainer(model, trainerOptions, { ranks: threads, backend: backend.name as 'wasm' | 'cpu', model: config.model, seed: config.seed }) : undefined;
   const trainer = parallel ?? createTrainer(model, trainerOptions);
   /** A test pass of the model as it is now: shared between the training threads too, where there are several. */
-  const evaluate = (data: { images: Uint8Array; labels: Uint8Array; count: number }) => (parallel ? parallel.evaluate(data, stats) : evaluateModel(model, data, stats));
+  const evaluate = (data: LabelledImages) => (parallel ? parallel.evaluate(data, stats) : evaluateModel(model, data, stats));
   const backendDetail = threads > 1 ? `${backend.reason}; ${threads} training threads` : backend.reason;
   const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
   if (checkpoint) {
