@@ -246,6 +246,8 @@ class WorkerPool {
    * loss up to the order of its sum.
    */
   async evaluate(model: tf.LayersModel, data: LabelledImages, norm: Normalization, options: EvaluateOptions = {}): Promise<Evaluation> {
+    // Without workers, nothing to share: no weights are read back (on a GPU that is a copy).
+    if (this.workers.length === 0) return evaluateModel(model, data, norm, options);
     const weights = model.weights.map((w) => ({ shape: w.shape as number[], values: Float32Array.from(w.read().dataSync()) }));
     const bounds = shareBounds(data.count, this.workers.length + 1);
     const part = ([start, end]: [number, number], copy: boolean): LabelledImages => ({
