@@ -20,11 +20,13 @@ describe('training on wasm', () => {
     const batch = 3;
     const xs = randomArray(batch * 32 * 32 * 3, 11);
     const labels = [1, 7, 3];
+    // Seeded: from unseeded weights a pre-activation could now and then fall within rounding of
+    // zero, where the two backends' ReLUs disagree (one CI run failed so; 40 seeds all agree to 4e-6).
     const grads: Record<string, Float32Array[]> = {};
     let weights: tf.Tensor[] | undefined;
     for (const backend of ['cpu', 'wasm']) {
       await tf.setBackend(backend);
-      const model = buildModel(config);
+      const model = buildModel(config, { seed: 0 });
       if (weights) model.setWeights(weights);
       else weights = model.getWeights().map((w) => tf.keep(w.clone()));
       const x = tf.tensor4d(xs, [batch, 32, 32, 3]);
@@ -50,7 +52,7 @@ describe('training on wasm', () => {
       return tf.add(tf.mul(tf.tensor4d(noise, [n, 32, 32, 3]), 0.5), perImage);
     });
     const y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
-    const model = buildModel({ baseWidth: 4, blocks: [1, 1, 1, 1] });
+    const model = buildModel({ baseWidth: 4, blocks: [1, 1, 1, 1] }, { seed: 0 });
     const optimizer = tf.train.adam(0.01);
     const losses: number[] = [];
     for (let step = 0; step < 12; step++) {
