@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CifarError, fromSystemError } from '../errors.js';
 import type { EpochRecord } from '../report/curves.js';
 import type { TrainConfig } from './config.js';
+import type { LrSchedule } from './schedule.js';
 
 /** Where a run stands: enough to continue it exactly. */
 export interface TrainState {
@@ -24,9 +25,11 @@ export interface TrainState {
   /**
    * A run with a time limit: the most epochs it may have, the step time the plan last used, and
    * the steps planned in all (the config's `epochs` are the epochs they make, the last one
-   * possibly partial), of which the first `mixSteps` are mixed. Absent until the run is first planned.
+   * possibly partial), of which the first `mixSteps` are mixed, and the learning rate's schedule
+   * as last fitted to them (absent in checkpoints before it: oneCycleLr's of `totalSteps`).
+   * Absent until the run is first planned.
    */
-  plan?: { maxEpochs: number; stepSeconds: number; totalSteps?: number; mixSteps?: number };
+  plan?: { maxEpochs: number; stepSeconds: number; totalSteps?: number; mixSteps?: number; schedule?: LrSchedule };
 }
 
 const STATE = 'state.json';

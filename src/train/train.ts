@@ -21,7 +21,7 @@ import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { planSteps, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
-import { oneCycleLr, warmupSteps } from './schedule.js';
+import { oneCycle, refit, scheduledLr, type LrSchedule } from './schedule.js';
 import { createParallelTrainer, trainingThreads } from './parallel.js';
 import { createTrainer } from './step.js';
 
@@ -83,6 +83,8 @@ export interface TrainResult {
   history: EpochRecord[];
 }
 
+// A run planned to a time limit is lengthened after its warm-up only when this fraction more steps fit.
+const LENGTHEN_AT = 0.01;
 // A run planned to a time limit times a test pass on this many test images before it has timed a whole one.
 const SLICE_IMAGES = 1000;
 
@@ -115,6 +117,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const steps = stepsPerEpoch(train.count, config.batchSize);
   // A run planned to a time limit may end within an epoch: its checkpoint says where.
   let totalSteps = checkpoint?.state.plan?.totalSteps ?? steps * config.epochs;
+  // The learning rate's schedule: one cycle over the steps, re-fitted to each new plan's.
+  let schedule: LrSchedule = checkpoint?.state.plan?.schedule ?? oneCycle(totalSteps, config.warmup);
   /** Steps of epoch `e` (0-based): all, but fewer in a planned run's last one. */
   const epochEnd = (e: number) => Math.max(0, Math.min(steps, totalSteps - e * steps));
 
@@ -197,29 +201,45 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     epochOverheadSeconds: measured.overheadSeconds,
     finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
   });
-  const plan = (stepSeconds: number, testSeconds: number) => {
+  const adopt = (p: Plan, stepSeconds: number) => {
     if (limitSeconds === undefined) return;
-    const p = planSteps(planInput(limitSeconds, stepSeconds, testSeconds));
     const changed = state.plan === undefined || p.steps !== totalSteps;
     config = { ...config, epochs: p.epochs };
     state.config = config;
     totalSteps = p.steps;
-    // The steps trained so far keep the mixing they had.
+    // The steps trained so far keep the mixing and the learning rates they had.
     const trained = state.epoch * steps + state.step;
+    schedule = refit(schedule, trained, totalSteps, config.warmup);
     mixSteps = Math.max(Math.round(totalSteps * config.mixUntil), Math.min(trained, mixSteps));
-    state.plan = { maxEpochs, stepSeconds, totalSteps, mixSteps };
+    state.plan = { maxEpochs, stepSeconds, totalSteps, mixSteps, schedule };
     loader.setMixSteps(mixSteps);
     if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepsPerEpoch: steps, stepSeconds, atEpoch: state.epoch, atStep: state.step });
+  };
+  /**
+   * Plans the run again from the speeds measured: always when `always` (its first plan, and
+   * after each epoch of the warm-up); otherwise only to shorten a run that projects past the
+   * limit, or to lengthen one by at least LENGTHEN_AT of its steps when more fit (a run that
+   * sped up, or whose first plan was made on a busy machine), so that small swings in speed
+   * do not re-plan it back and forth.
+   */
+  const replan = (stepSeconds: number, testSeconds: number, always: boolean) => {
+    if (limitSeconds === undefined) return;
+    const input = planInput(limitSeconds, stepSeconds, testSeconds);
+    const p = planSteps(input);
+    const behind = projectSeconds(input, totalSteps) > limitSeconds;
+    const ahead = p.steps >= totalSteps + Math.max(1, Math.ceil(totalSteps * LENGTHEN_AT));
+    if (always || state.plan === undefined || behind || ahead) adopt(p, stepSeconds);
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
   // warms up (changing the number of epochs then only bends the warm-up's slope a little). After
-  // that it only shortens, when the run falls behind it (the schedule then skips ahead). Within
-  // an epoch, every this many steps and limitCheckSeconds, a check shortens it too, so that a
-  // long epoch (a CPU's) cannot carry the run past its limit.
+  // that, at each epoch's end and, within an epoch, every this many steps and limitCheckSeconds
+  // (so that a long epoch, a CPU's, cannot carry the run past its limit), it is shortened when
+  // the run falls behind and lengthened when it is well ahead; the decay of the learning rate
+  // then goes on from where it stands over the steps now planned (schedule.ts, refit).
   const calibrationSteps = Math.min(50, Math.max(2, Math.ceil(steps * 0.1)));
   const checkMs = (options.limitCheckSeconds ?? 10) * 1000;
-  const inWarmup = () => state.epoch * steps + state.step < warmupSteps(totalSteps, config.warmup);
+  const inWarmup = () => state.epoch * steps + state.step < schedule.warmSteps;
   // Seconds a step in each epoch this call finished.
   const stepTimes: number[] = [];
 
@@ -249,6 +269,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // The progress read in flight: it is not awaited, so the device's queue never drains for it.
       let reading: Promise<void> = Promise.resolve();
       let epochSteps = 0;
+      // The learning rate of the epoch's last step so far, for its record.
+      let lastLr = scheduledLr(schedule, epoch * steps + Math.max(0, state.step - 1), config.lr);
       let calibrationStart = 0;
       // Checked against the limit every calibrationSteps steps and checkMs after the last check
       // (or the epoch's start, or its first plan), at the pace of the steps since then: what the
@@ -275,7 +297,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           correct.dispose();
           return await interrupted();
         }
-        const lr = oneCycleLr(epoch * steps + state.step, totalSteps, config.lr, config.warmup);
+        const lr = scheduledLr(schedule, epoch * steps + state.step, config.lr);
+        lastLr = lr;
         const out = guardMemory(() => trainer.step(batch, lr), config, backend.name);
         const [l, c] = [lossSum.add(out.lossSum), correct.add(out.correct)];
         [lossSum, correct].forEach((t) => t.dispose());
@@ -292,16 +315,16 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           if (epochSteps === 1) calibrationStart = performance.now();
           else {
             const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
-            plan(stepSeconds, await untimed(testSeconds));
+            replan(stepSeconds, await untimed(testSeconds), true);
             Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
           }
         } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
-          // Timed up to a read that waits for the device; only ever shortens the plan.
+          // Timed up to a read that waits for the device.
           await readPair(lossSum, correct);
           const stepSeconds = (performance.now() - lastCheck.at) / 1000 / (epochSteps - lastCheck.steps);
           const testTime = await untimed(testSeconds);
           Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
-          if (projectSeconds(planInput(limitSeconds, stepSeconds, testTime), totalSteps) > limitSeconds) plan(stepSeconds, testTime);
+          replan(stepSeconds, testTime, false);
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {
@@ -346,7 +369,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         trainAccuracy,
         testLoss: ev ? ev.loss : null,
         testAccuracy: ev ? ev.accuracy : null,
-        lr: oneCycleLr(epoch * steps + ended - 1, totalSteps, config.lr, config.warmup),
+        lr: lastLr,
         imagesPerSecond: seen / seconds,
         seconds,
         loaderWaitSeconds: loader.waitedSeconds() - waitedBefore,
@@ -361,12 +384,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // Planned again before the epoch's checkpoint records the plan, from this call's typical
       // step time (the mean of its epochs', the first left out once there are others: one slow
       // epoch moves it a little, a slower device all the way): in the warm-up, always; after it,
-      // only to shorten the run when that time projects it past the limit. Not after its last epoch.
+      // when the run is behind or well ahead (replan). Not after its last epoch.
       if (limitSeconds !== undefined && state.epoch < config.epochs) {
         stepTimes.push(seconds / Math.max(1, ended));
         const stepSeconds = typicalStepSeconds(stepTimes);
         const testTime = await testSeconds();
-        if (state.plan === undefined || inWarmup() || projectSeconds(planInput(limitSeconds, stepSeconds, testTime), totalSteps) > limitSeconds) plan(stepSeconds, testTime);
+        replan(stepSeconds, testTime, inWarmup());
       }
       const overheadStart = performance.now();
       await saving;

@@ -5,7 +5,7 @@ import { mulberry32 } from '../../src/data/shuffle.js';
 import { cutoutBox, drawAugmentParams, gatherAugmented } from '../../src/train/augment.js';
 import { makeBatch, stepsPerEpoch, type BatchPlan } from '../../src/train/batches.js';
 import { parseTrainConfig, resolveTrainConfig } from '../../src/train/config.js';
-import { oneCycleLr } from '../../src/train/schedule.js';
+import { oneCycle, oneCycleLr, refit, scheduledLr } from '../../src/train/schedule.js';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/fixtures.js';
@@ -173,6 +173,44 @@ describe('one-cycle learning rate', () => {
     expect(oneCycleLr(1000, total, 0.1, 0.2)).toBeCloseTo(0.00004, 8);
     const mid = oneCycleLr(600, total, 0.1, 0.2);
     expect(mid).toBeCloseTo(0.00004 + (0.1 - 0.00004) / 2, 6);
+  });
+
+  describe('re-fitted to a new number of steps (a run re-planned to its time limit)', () => {
+    const lr = 0.1;
+    const base = oneCycle(1000, 0.2);
+    it('after the warm-up, goes on from the learning rate it had, keeps the warm-up and reaches lr/2500 at the new end', () => {
+      for (const total of [1400, 700]) {
+        const s = refit(base, 500, total, 0.2);
+        expect(s).toMatchObject({ totalSteps: total, warmSteps: 200 });
+        // No jump: step 500 has the rate it had under the old schedule; the steps before keep theirs.
+        expect(scheduledLr(s, 500, lr)).toBeCloseTo(oneCycleLr(500, 1000, lr, 0.2), 12);
+        expect(scheduledLr(s, 100, lr)).toBeCloseTo(oneCycleLr(100, 1000, lr, 0.2), 12);
+        expect(scheduledLr(s, total - 1, lr)).toBeGreaterThan(lr / 2500);
+        expect(scheduledLr(s, total, lr)).toBeCloseTo(lr / 2500, 12);
+        // Decreasing all the way from there, at the slope the steps left call for.
+        const after = Array.from({ length: total - 500 }, (_, i) => scheduledLr(s, 500 + i, lr));
+        after.slice(1).forEach((v, i) => expect(v).toBeLessThan(after[i]!));
+      }
+      // Longer: a slower decay than the old schedule's; shorter: a faster one.
+      expect(scheduledLr(refit(base, 500, 1400, 0.2), 800, lr)).toBeGreaterThan(oneCycleLr(800, 1000, lr, 0.2));
+      expect(scheduledLr(refit(base, 500, 700, 0.2), 600, lr)).toBeLessThan(oneCycleLr(600, 1000, lr, 0.2));
+    });
+
+    it('re-fitted twice, still continuous at each point; fitted to its own length, unchanged', () => {
+      const once = refit(base, 500, 1400, 0.2);
+      const twice = refit(once, 900, 1200, 0.2);
+      expect(scheduledLr(twice, 900, lr)).toBeCloseTo(scheduledLr(once, 900, lr), 12);
+      expect(scheduledLr(twice, 1200, lr)).toBeCloseTo(lr / 2500, 12);
+      expect(refit(once, 950, 1400, 0.2)).toBe(once);
+      // A plain schedule re-fitted at its own length gives oneCycleLr's rates.
+      expect(scheduledLr(refit(base, 300, 1000, 0.2), 700, lr)).toBe(oneCycleLr(700, 1000, lr, 0.2));
+    });
+
+    it('in the warm-up, becomes the one-cycle schedule of the new length; cut below the step reached, ends the warm-up there', () => {
+      expect(refit(base, 50, 2000, 0.2)).toEqual(oneCycle(2000, 0.2));
+      expect(refit(base, 150, 500, 0.2)).toEqual({ totalSteps: 500, warmSteps: 150, from: 150, t: 0 });
+      expect(scheduledLr(refit(base, 150, 500, 0.2), 150, lr)).toBeCloseTo(lr, 12);
+    });
   });
 });
 

@@ -9,6 +9,7 @@ import { IMAGE_BYTES } from '../../src/image/preprocess.js';
 import { loadModel } from '../../src/model/store.js';
 import { buildModel } from '../../src/model/resnet.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { oneCycle, oneCycleLr, refit, scheduledLr } from '../../src/train/schedule.js';
 import { expectClose } from '../backend/helpers.js';
 import { tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
 import { linearKernelAfterStep } from '../helpers/linear-step.js';
@@ -229,13 +230,13 @@ describe('training to a time limit (timeLimit)', () => {
   });
 
   it('a plan that ends within an epoch trains that epoch in part, with the schedule ending on its last step, across a resume', async () => {
-    // A 15-step plan interrupted at step 4, its checkpoint then made to say 12 steps: as a plan
+    // A 15-step plan interrupted at step 11, its checkpoint then made to say 12 steps: as a plan
     // whose limit fell two steps into epoch 3 would (how many steps fit depends on the machine's speed).
-    await expect(trainModel(config('limit-cut', { timeLimit: 1e6 }), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(trainModel(config('limit-cut', { timeLimit: 1e6 }), { maxSteps: 11 })).rejects.toMatchObject({ code: 'ABORTED' });
     const statePath = join(dir, 'limit-cut', 'checkpoint', 'state.json');
     const saved = JSON.parse(await readFile(statePath, 'utf8'));
-    expect(saved.plan).toMatchObject({ totalSteps: 15 });
-    await writeFile(statePath, JSON.stringify({ ...saved, plan: { ...saved.plan, totalSteps: 12 } }));
+    expect(saved.plan).toMatchObject({ totalSteps: 15, schedule: { totalSteps: 15 } });
+    await writeFile(statePath, JSON.stringify({ ...saved, plan: { ...saved.plan, totalSteps: 12, schedule: oneCycle(12, saved.config.warmup) } }));
     const plans: TimePlan[] = [];
     const cut = await trainModel(config('limit-cut'), { resume: true, onPlan: (p) => plans.push(p) });
     expect(plans).toEqual([]);
@@ -244,6 +245,31 @@ describe('training to a time limit (timeLimit)', () => {
     expect(cut.history[2]!.lr).toBeLessThan(0.002);
     expect(cut.history[2]!.testAccuracy).toEqual(expect.any(Number));
     expect(cut.metadata).toMatchObject({ epochs: 3, steps: 12 });
+  });
+
+  it('after the warm-up, lengthens a run well ahead of its plan, the learning rate going on from where it stood', async () => {
+    // A run planned at 10 steps (2 epochs) when 15 fit: as one first planned on a busier machine.
+    await expect(trainModel(config('limit-ahead', { timeLimit: 1e6, warmup: 0.1 }), { maxSteps: 4 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const statePath = join(dir, 'limit-ahead', 'checkpoint', 'state.json');
+    const saved = JSON.parse(await readFile(statePath, 'utf8'));
+    const warmup: number = saved.config.warmup;
+    await writeFile(statePath, JSON.stringify({ ...saved, config: { ...saved.config, epochs: 2 }, plan: { ...saved.plan, totalSteps: 10, schedule: oneCycle(10, warmup) } }));
+    const plans: TimePlan[] = [];
+    const grown = await trainModel(config('limit-ahead'), { resume: true, onPlan: (p) => plans.push(p) });
+    // Re-planned at the end of epoch 1, past the warm-up (1 step of 10): the 3 epochs there is room for.
+    expect(plans).toEqual([expect.objectContaining({ steps: 15, epochs: 3, fits: true, atEpoch: 1, atStep: 0 })]);
+    expect(grown.history.map((r) => r.fraction)).toEqual([undefined, undefined, undefined]);
+    expect(grown.metadata).toMatchObject({ epochs: 3, steps: 15, config: { epochs: 3 } });
+    // Epoch 1's last step had the 10-step schedule's rate; from step 5 the decay goes on over 15.
+    const lr = saved.config.lr as number;
+    const grownSchedule = refit(oneCycle(10, warmup), 5, 15, warmup);
+    expect(grown.history.map((r) => r.lr)).toEqual([oneCycleLr(4, 10, lr, warmup), scheduledLr(grownSchedule, 9, lr), scheduledLr(grownSchedule, 14, lr)]);
+    // Step 9: the decay's progress was 4/9 at step 5 (of steps 1 to 10) and goes on to 1 at step 15,
+    // 4/9 + 5/9 · 4/10 = 2/3 at step 9, a quarter of the way from lr/2500 up to lr.
+    expect(grown.history[1]!.lr).toBeCloseTo(lr / 2500 + (lr - lr / 2500) * 0.25, 10);
+    // Slower than the 10-step plan's decay, which would have ended at step 10 (0.0015 at step 9 against 0.0125 now).
+    expect(grown.history[1]!.lr).toBeGreaterThan(5 * oneCycleLr(9, 10, lr, warmup));
+    expect((await loadCheckpoint(join(dir, 'limit-ahead'))).state.plan).toMatchObject({ totalSteps: 15, schedule: grownSchedule });
   });
 });
 
