@@ -26,6 +26,11 @@ export interface PlanInput {
   epochOverheadSeconds: number;
   /** Seconds after the last epoch: the final evaluation and saving the model. */
   finalSeconds: number;
+  /**
+   * The share of the time left that a plan keeps in hand (default 0): a run planned so has room
+   * for small swings in speed before it projects past the limit.
+   */
+  margin?: number;
 }
 
 export interface Plan {
@@ -59,9 +64,9 @@ export function projectSeconds(p: PlanInput, totalSteps: number): number {
 
 /**
  * The most steps (up to `maxEpochs` epochs' worth) whose projected wall time stays within the
- * limit: whole epochs and a last, partial one, so that the budget is spent rather than rounded
- * down to an epoch. At least the steps already trained (stopping now); when even that is past the
- * limit, `fits` is false.
+ * limit, less the margin: whole epochs and a last, partial one, so that the budget is spent
+ * rather than rounded down to an epoch. At least the steps already trained (stopping now); when
+ * even that is past the limit, `fits` is false.
  * @example planSteps({ limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 })
  * // { steps: 19592, epochs: 100, seconds: 599.98…, fits: true }
  */
@@ -70,12 +75,13 @@ export function planSteps(p: PlanInput): Plan {
   const most = Math.max(fewest, p.maxEpochs * p.steps);
   const plan = (steps: number, fits: boolean): Plan => ({ steps, epochs: Math.ceil(steps / p.steps), seconds: projectSeconds(p, steps), fits });
   if (projectSeconds(p, fewest) > p.limitSeconds) return plan(fewest, false);
+  const target = p.limitSeconds - (p.margin ?? 0) * Math.max(0, p.limitSeconds - p.elapsedSeconds);
   // Projected time grows with the steps: the largest that fits, by bisection.
   let lo = fewest;
   let hi = most;
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (projectSeconds(p, mid) <= p.limitSeconds) lo = mid;
+    if (projectSeconds(p, mid) <= target) lo = mid;
     else hi = mid - 1;
   }
   return plan(lo, true);

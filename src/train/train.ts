@@ -83,7 +83,10 @@ export interface TrainResult {
   history: EpochRecord[];
 }
 
-// A run planned to a time limit is lengthened after its warm-up only when this fraction more steps fit.
+// A run planned to a time limit keeps this share of the time left in hand (plan.ts, margin), and
+// after its warm-up is lengthened only when at least this fraction more steps fit: so that swings
+// in speed of a few percent (a CPU's, from one check to the next) do not re-plan it back and forth.
+const PLAN_MARGIN = 0.02;
 const LENGTHEN_AT = 0.01;
 // A run planned to a time limit times a test pass on this many test images before it has timed a whole one.
 const SLICE_IMAGES = 1000;
@@ -200,6 +203,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     testSeconds,
     epochOverheadSeconds: measured.overheadSeconds,
     finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
+    margin: PLAN_MARGIN,
   });
   const adopt = (p: Plan, stepSeconds: number) => {
     if (limitSeconds === undefined) return;
@@ -216,19 +220,21 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepsPerEpoch: steps, stepSeconds, atEpoch: state.epoch, atStep: state.step });
   };
   /**
-   * Plans the run again from the speeds measured: always when `always` (its first plan, and
-   * after each epoch of the warm-up); otherwise only to shorten a run that projects past the
-   * limit, or to lengthen one by at least LENGTHEN_AT of its steps when more fit (a run that
-   * sped up, or whose first plan was made on a busy machine), so that small swings in speed
-   * do not re-plan it back and forth.
+   * Plans the run again from the speeds measured: `recent`, the seconds a step since the last
+   * check, and `steady`, over a longer stretch (the epoch so far, or the call's epochs). Always
+   * when `always` (the first plan, and after each epoch of the warm-up); otherwise shorter when
+   * the run projects past the limit at the recent pace, and longer when, at both paces, at least
+   * LENGTHEN_AT more of its steps fit (a run that sped up, or whose first plan was made while the
+   * machine was busier), to the more careful of the two plans.
    */
-  const replan = (stepSeconds: number, testSeconds: number, always: boolean) => {
+  const replan = (recent: number, steady: number, testSeconds: number, always: boolean) => {
     if (limitSeconds === undefined) return;
-    const input = planInput(limitSeconds, stepSeconds, testSeconds);
+    const input = planInput(limitSeconds, recent, testSeconds);
     const p = planSteps(input);
-    const behind = projectSeconds(input, totalSteps) > limitSeconds;
-    const ahead = p.steps >= totalSteps + Math.max(1, Math.ceil(totalSteps * LENGTHEN_AT));
-    if (always || state.plan === undefined || behind || ahead) adopt(p, stepSeconds);
+    if (always || state.plan === undefined || projectSeconds(input, totalSteps) > limitSeconds) return adopt(p, recent);
+    const q = steady === recent ? p : planSteps(planInput(limitSeconds, steady, testSeconds));
+    const [longer, pace] = q.steps < p.steps ? [q, steady] : [p, recent];
+    if (longer.steps >= totalSteps + Math.max(1, Math.ceil(totalSteps * LENGTHEN_AT))) adopt(longer, pace);
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
@@ -315,16 +321,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           if (epochSteps === 1) calibrationStart = performance.now();
           else {
             const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
-            replan(stepSeconds, await untimed(testSeconds), true);
+            replan(stepSeconds, stepSeconds, await untimed(testSeconds), true);
             Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
           }
         } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
           // Timed up to a read that waits for the device.
           await readPair(lossSum, correct);
           const stepSeconds = (performance.now() - lastCheck.at) / 1000 / (epochSteps - lastCheck.steps);
+          const epochPace = (performance.now() - since) / 1000 / epochSteps;
           const testTime = await untimed(testSeconds);
           Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
-          replan(stepSeconds, testTime, false);
+          replan(stepSeconds, epochPace, testTime, false);
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {
@@ -389,7 +396,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         stepTimes.push(seconds / Math.max(1, ended));
         const stepSeconds = typicalStepSeconds(stepTimes);
         const testTime = await testSeconds();
-        replan(stepSeconds, testTime, inWarmup());
+        replan(stepSeconds, stepSeconds, testTime, inWarmup());
       }
       const overheadStart = performance.now();
       await saving;

@@ -5,8 +5,9 @@ import { parseDuration, planSteps, projectSeconds, typicalStepSeconds, type Plan
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
 const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 };
 
+const epochs = (n: number) => n * h100.steps;
+
 describe('planning a run to a time limit', () => {
-  const epochs = (n: number) => n * h100.steps;
   it('projects the remaining steps, the test passes still to come (every Nth and the last), the epochs\' overhead and the end', () => {
     // 99 epochs: 99·196 − 21 steps, tests after epochs 5…95 and 99 (20), 99 checkpoints, the end.
     expect(projectSeconds(h100, epochs(99))).toBeCloseTo(20 + (99 * 196 - 21) * 0.028 + 20 * 0.5 + 99 * 0.2 + 2, 9);
@@ -38,6 +39,20 @@ describe('planning a run to a time limit', () => {
     expect(cut).toMatchObject({ epochs: 4, fits: true });
     expect(cut.steps).toBeGreaterThan(epochs(3) + 5);
     expect(cut.steps).toBeLessThan(epochs(4));
+  });
+});
+
+describe('a plan with a margin', () => {
+  it('keeps that share of the time left in hand, and still fits when only stopping now does', () => {
+    // 2% of the 580 s left: the plan ends by 588.4 s, within epoch 98 (98 whole epochs end at 588.8 s).
+    const kept = planSteps({ ...h100, margin: 0.02 });
+    expect(kept.seconds).toBeLessThanOrEqual(600 - 0.02 * 580);
+    expect(projectSeconds(h100, kept.steps + 1)).toBeGreaterThan(600 - 0.02 * 580);
+    expect(kept).toMatchObject({ epochs: 98, fits: true });
+    expect(kept.steps).toBeGreaterThan(epochs(97));
+    // Stopping now ends within the limit but not within the margin: stop, and it fits.
+    const now = projectSeconds({ ...h100, epoch: 3, step: 5 }, epochs(3) + 5);
+    expect(planSteps({ ...h100, epoch: 3, step: 5, limitSeconds: now + 0.01, margin: 0.5 })).toMatchObject({ steps: epochs(3) + 5, fits: true });
   });
 });
 
