@@ -88,6 +88,23 @@ export function planSteps(p: PlanInput): Plan {
 }
 
 /**
+ * What a check of a run planned to `totalSteps` steps does, from two measures of its speed:
+ * `recent` (the steps since the last check: what the machine does now) and `steady` (a longer
+ * stretch), the same but for `stepSeconds`. A run that projects past the limit at the recent
+ * pace is planned again at it (shorter: a machine that slows down is followed at once). One that
+ * would gain at least `lengthenAt` of its steps at both paces is planned again at the slower of
+ * the two (a fast stretch alone does not lengthen it). Otherwise the plan stands: undefined.
+ * @example revise(700, { ...input, stepSeconds: 1.5 }, { ...input, stepSeconds: 1.4 }, 0.01) // { plan, stepSeconds: 1.5 } when 700 steps at 1.5 s are past the limit
+ */
+export function revise(totalSteps: number, recent: PlanInput, steady: PlanInput, lengthenAt: number): { plan: Plan; stepSeconds: number } | undefined {
+  const atRecent = planSteps(recent);
+  if (projectSeconds(recent, totalSteps) > recent.limitSeconds) return { plan: atRecent, stepSeconds: recent.stepSeconds };
+  const atSteady = steady.stepSeconds === recent.stepSeconds ? atRecent : planSteps(steady);
+  const careful = atSteady.steps < atRecent.steps ? { plan: atSteady, stepSeconds: steady.stepSeconds } : { plan: atRecent, stepSeconds: recent.stepSeconds };
+  return careful.plan.steps >= totalSteps + Math.max(1, Math.ceil(totalSteps * lengthenAt)) ? careful : undefined;
+}
+
+/**
  * The step time a plan uses, from the seconds a step of each epoch a call has finished: their
  * mean, the first epoch (compilation, caches filling) left out once there are others.
  * @example typicalStepSeconds([0.05, 0.028, 0.027, 0.037]) // 0.030666…

@@ -20,7 +20,7 @@ import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { planSteps, projectSeconds, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
+import { planSteps, revise, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
 import { oneCycle, refit, scheduledLr, type LrSchedule } from './schedule.js';
 import { createParallelTrainer, trainingThreads } from './parallel.js';
 import { createTrainer } from './step.js';
@@ -85,8 +85,10 @@ export interface TrainResult {
 
 // A run planned to a time limit keeps this share of the time left in hand (plan.ts, margin), and
 // after its warm-up is lengthened only when at least this fraction more steps fit: so that swings
-// in speed of a few percent (a CPU's, from one check to the next) do not re-plan it back and forth.
-const PLAN_MARGIN = 0.02;
+// in speed of a few percent (a CPU's from one check to the next: ±5% on a 2-core machine) do not
+// re-plan it back and forth. The margin shrinks with the time left, so the run ends within about
+// 1% of its limit: it is lengthened again as the time kept in hand frees 1% of its steps.
+const PLAN_MARGIN = 0.05;
 const LENGTHEN_AT = 0.01;
 // A run planned to a time limit times a test pass on this many test images before it has timed a whole one.
 const SLICE_IMAGES = 1000;
@@ -220,21 +222,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
     if (changed) options.onPlan?.({ ...p, limitSeconds, maxEpochs, stepsPerEpoch: steps, stepSeconds, atEpoch: state.epoch, atStep: state.step });
   };
   /**
-   * Plans the run again from the speeds measured: `recent`, the seconds a step since the last
-   * check, and `steady`, over a longer stretch (the epoch so far, or the call's epochs). Always
-   * when `always` (the first plan, and after each epoch of the warm-up); otherwise shorter when
-   * the run projects past the limit at the recent pace, and longer when, at both paces, at least
-   * LENGTHEN_AT more of its steps fit (a run that sped up, or whose first plan was made while the
-   * machine was busier), to the more careful of the two plans.
+   * Plans the run again from the speeds measured, `recent` (seconds a step since the last check)
+   * and `steady` (since the call's first plan): always when `always` (the first plan, and after
+   * each epoch of the warm-up); otherwise shorter when it falls behind at the recent pace, longer
+   * when at least LENGTHEN_AT more of its steps fit at both (plan.ts, revise).
    */
   const replan = (recent: number, steady: number, testSeconds: number, always: boolean) => {
     if (limitSeconds === undefined) return;
     const input = planInput(limitSeconds, recent, testSeconds);
-    const p = planSteps(input);
-    if (always || state.plan === undefined || projectSeconds(input, totalSteps) > limitSeconds) return adopt(p, recent);
-    const q = steady === recent ? p : planSteps(planInput(limitSeconds, steady, testSeconds));
-    const [longer, pace] = q.steps < p.steps ? [q, steady] : [p, recent];
-    if (longer.steps >= totalSteps + Math.max(1, Math.ceil(totalSteps * LENGTHEN_AT))) adopt(longer, pace);
+    if (always || state.plan === undefined) return adopt(planSteps(input), recent);
+    const revised = revise(totalSteps, input, { ...input, stepSeconds: steady }, LENGTHEN_AT);
+    if (revised) adopt(revised.plan, revised.stepSeconds);
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
   // may carry one-time costs); the plan is made again after each epoch while the learning rate
@@ -248,6 +246,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   const inWarmup = () => state.epoch * steps + state.step < schedule.warmSteps;
   // Seconds a step in each epoch this call finished.
   const stepTimes: number[] = [];
+  // Training seconds and steps since this call's first plan, checks and test passes left out: the
+  // steady pace a check weighs against the recent one.
+  const paced = { seconds: 0, steps: 0 };
 
   let stepsThisCall = 0;
   // The files of the last finished epoch (history, curves, checkpoint), written to disk while the
@@ -327,11 +328,12 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
           // Timed up to a read that waits for the device.
           await readPair(lossSum, correct);
-          const stepSeconds = (performance.now() - lastCheck.at) / 1000 / (epochSteps - lastCheck.steps);
-          const epochPace = (performance.now() - since) / 1000 / epochSteps;
+          const window = { seconds: (performance.now() - lastCheck.at) / 1000, steps: epochSteps - lastCheck.steps };
+          paced.seconds += window.seconds;
+          paced.steps += window.steps;
           const testTime = await untimed(testSeconds);
           Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
-          replan(stepSeconds, epochPace, testTime, false);
+          replan(window.seconds / window.steps, paced.seconds / paced.steps, testTime, false);
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {
@@ -361,6 +363,10 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       if (backend.name === 'webgpu') assertNoWebGpuErrors(`in epoch ${epoch + 1}`, 'the last checkpoint is from before this epoch');
       seconds += (performance.now() - since) / 1000;
       state.trainSeconds += (performance.now() - since) / 1000;
+      if (state.plan !== undefined) {
+        paced.seconds += (performance.now() - lastCheck.at) / 1000;
+        paced.steps += epochSteps - lastCheck.steps;
+      }
 
       // ---- evaluation (every config.testEvery epochs and after the last)
       const tested = (epoch + 1) % config.testEvery === 0 || epoch + 1 === config.epochs;

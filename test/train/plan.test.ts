@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTrainConfig } from '../../src/train/config.js';
-import { parseDuration, planSteps, projectSeconds, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
+import { parseDuration, planSteps, projectSeconds, revise, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
 
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
 const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 };
@@ -53,6 +53,37 @@ describe('a plan with a margin', () => {
     // Stopping now ends within the limit but not within the margin: stop, and it fits.
     const now = projectSeconds({ ...h100, epoch: 3, step: 5 }, epochs(3) + 5);
     expect(planSteps({ ...h100, epoch: 3, step: 5, limitSeconds: now + 0.01, margin: 0.5 })).toMatchObject({ steps: epochs(3) + 5, fits: true });
+  });
+});
+
+describe('a check of a planned run (revise)', () => {
+  // A CPU-like run halfway through a 20-minute budget: epochs of 390 steps of about 1.4 s.
+  const cpu: PlanInput = { limitSeconds: 1200, elapsedSeconds: 600, maxEpochs: 12, epoch: 1, step: 100, steps: 390, stepSeconds: 1.4, testEvery: 1, testSeconds: 30, epochOverheadSeconds: 1, finalSeconds: 32, margin: 0.05 };
+  const at = (stepSeconds: number) => ({ ...cpu, stepSeconds });
+  const planned = planSteps(cpu).steps;
+
+  it('shortens a run that falls behind at the recent pace, to the plan at that pace, whatever the steady pace says', () => {
+    expect(projectSeconds(at(1.55), planned)).toBeGreaterThan(1200);
+    const r = revise(planned, at(1.55), at(1.4), 0.01);
+    expect(r?.stepSeconds).toBe(1.55);
+    expect(r?.plan.steps).toBe(planSteps(at(1.55)).steps);
+    expect(r!.plan.steps).toBeLessThan(planned);
+  });
+
+  it('leaves the plan alone when a slower stretch stays within the margin, or a faster one is not borne out by the steady pace', () => {
+    expect(projectSeconds(at(1.43), planned)).toBeLessThanOrEqual(1200);
+    expect(revise(planned, at(1.43), at(1.4), 0.01)).toBeUndefined();
+    expect(planSteps(at(1.25)).steps).toBeGreaterThan(planned * 1.01);
+    expect(revise(planned, at(1.25), at(1.4), 0.01)).toBeUndefined();
+  });
+
+  it('lengthens a run ahead at both paces to the more careful plan, and only by at least the share given', () => {
+    const r = revise(planned, at(1.25), at(1.3), 0.01);
+    expect(r).toEqual({ plan: planSteps(at(1.3)), stepSeconds: 1.3 });
+    expect(revise(planned, at(1.3), at(1.25), 0.01)).toEqual({ plan: planSteps(at(1.3)), stepSeconds: 1.3 });
+    const near = planSteps(at(1.3)).steps - 3;
+    expect(revise(near, at(1.3), at(1.3), 0.01)).toBeUndefined();
+    expect(revise(near, at(1.3), at(1.3), 0.001)?.plan.steps).toBe(near + 3);
   });
 });
 
