@@ -160,7 +160,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     try {
       const out = join(dir, 'bench-gpu.json');
       const args = ['scripts/bench-gpu.mjs', ...SMOKE_ARGS, '--out', out];
-      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 300_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 900_000 });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       smoke = json;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -194,7 +194,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 300_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
+  }, 900_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
 
   it('--dawn-backend null measures the CPU side alone: the dispatches and uploads of the smoke run above, no check or profile, and says so', async () => {
     expect(smoke, 'the smoke test above ran').toBeDefined();
