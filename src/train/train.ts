@@ -283,6 +283,13 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       // (or the epoch's start, or its first plan), at the pace of the steps since then: what the
       // machine does now (a busier one is slower) says more of the rest of the run than the epoch's mean.
       const lastCheck = { at: since, steps: 0 };
+      /** The seconds and steps since the last check, added to the steady pace's. */
+      const sinceCheck = () => {
+        const window = { seconds: (performance.now() - lastCheck.at) / 1000, steps: epochSteps - lastCheck.steps };
+        paced.seconds += window.seconds;
+        paced.steps += window.steps;
+        return window;
+      };
       /** Runs `f` (a measurement) outside of the epoch's training time. */
       const untimed = async <T>(f: () => Promise<T>): Promise<T> => {
         const start = performance.now();
@@ -328,9 +335,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
         } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
           // Timed up to a read that waits for the device.
           await readPair(lossSum, correct);
-          const window = { seconds: (performance.now() - lastCheck.at) / 1000, steps: epochSteps - lastCheck.steps };
-          paced.seconds += window.seconds;
-          paced.steps += window.steps;
+          const window = sinceCheck();
           const testTime = await untimed(testSeconds);
           Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
           replan(window.seconds / window.steps, paced.seconds / paced.steps, testTime, false);
@@ -363,10 +368,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       if (backend.name === 'webgpu') assertNoWebGpuErrors(`in epoch ${epoch + 1}`, 'the last checkpoint is from before this epoch');
       seconds += (performance.now() - since) / 1000;
       state.trainSeconds += (performance.now() - since) / 1000;
-      if (state.plan !== undefined) {
-        paced.seconds += (performance.now() - lastCheck.at) / 1000;
-        paced.steps += epochSteps - lastCheck.steps;
-      }
+      if (state.plan !== undefined) sinceCheck();
 
       // ---- evaluation (every config.testEvery epochs and after the last)
       const tested = (epoch + 1) % config.testEvery === 0 || epoch + 1 === config.epochs;
