@@ -1,7 +1,12 @@
 import { configDefaults, defineConfig } from 'vitest/config';
+import { LAVAPIPE_TIMEOUT_MS } from './test/helpers/lavapipe.js';
 
 /** Runs alone, after everything else: its child process keeps lavapipe compiling on both cores for minutes. */
 const TENSOR_CORES = 'test/backend/webgpu-tensor-cores.test.ts';
+/** The files whose tests run WebGPU programs on lavapipe (when it is there): minutes of shader compiles each. */
+const LAVAPIPE = ['test/backend/webgpu-*.test.ts', 'test/bench/bench-gpu.test.ts', 'test/cli/webgpu.test.ts', 'test/model/training-graph.test.ts'];
+/** Slow-compiler limits for the lavapipe files (test/helpers/lavapipe.ts says why). */
+const lavapipeLimits = { testTimeout: LAVAPIPE_TIMEOUT_MS, hookTimeout: LAVAPIPE_TIMEOUT_MS };
 
 export default defineConfig({
   test: {
@@ -11,8 +16,9 @@ export default defineConfig({
     maxWorkers: 2,
     minWorkers: 1,
     projects: [
-      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, TENSOR_CORES], sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'tensor-cores', include: [TENSOR_CORES], sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...LAVAPIPE], sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'webgpu', include: LAVAPIPE, exclude: [...configDefaults.exclude, TENSOR_CORES], ...lavapipeLimits, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'tensor-cores', include: [TENSOR_CORES], ...lavapipeLimits, sequence: { groupOrder: 1 } } },
     ],
   },
 });

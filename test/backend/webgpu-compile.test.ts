@@ -88,5 +88,5 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
       a.dispose();
       b.dispose();
     }
-  }, 240_000); // lavapipe compiles every program of a step: 82 s with a cold shader cache on 2 busy cores
+  });
 });

@@ -215,5 +215,5 @@ describe.skipIf(!probe.ok)('the input transform from bytes on webgpu (CifarNorma
       trainer.dispose();
       model.dispose();
     }
-  }, 120_000);
+  });
 });

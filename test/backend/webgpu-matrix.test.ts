@@ -11,6 +11,7 @@ import { gemmKey, gemmMainSource, gemmWorkgroupSize } from '../../src/backend/we
 import { configureWebGpuKernels, describeWebGpuKernels, matmulFromEnv, settingsFromEnv } from '../../src/backend/webgpu-kernels/settings.js';
 import { cosine, expectClose, randomArray, read, resnetGradsOnBoth } from './helpers.js';
 import { FLOAT16_RUNS, float16Convs, float16Inputs, float16Reference, float16RunName, roundToHalfPrecision, type Shape4 } from '../helpers/float16.js';
+import { LAVAPIPE_TIMEOUT_MS } from '../helpers/lavapipe.js';
 
 /** The argument list of the call whose '(' is at `open`, and the index after its ')'. */
 function callArgs(code: string, open: number): { args: string; end: number } {
@@ -324,14 +325,14 @@ describe.skipIf(!probe.ok)('CIFAR_WEBGPU_MATMUL when the backend starts (dist/, 
     promisify(execFile)(
       process.execPath,
       ['--input-type=module', '-e', "import { initBackend } from './dist/backend/index.js'; try { console.log((await initBackend('webgpu')).reason); } catch (e) { console.log('error:', e.message); } process.exit(0);"],
-      { env: { ...process.env, CIFAR_WEBGPU_MATMUL: matmul }, timeout: 60_000 },
+      { env: { ...process.env, CIFAR_WEBGPU_MATMUL: matmul }, timeout: LAVAPIPE_TIMEOUT_MS },
     );
 
   it('tensor-cores on an adapter without subgroup matrices (lavapipe): float32 kernels, and the start line says why', async () => {
     const { stdout } = await start('tensor-cores');
     expect(stdout).toContain('(float16 tensor-cores not available: the adapter offers no subgroup matrices (chromium-experimental-subgroup-matrix); float32 kernels)');
     expect(stdout).not.toContain('float16 tensor cores,');
-  }, 60_000);
+  });
 
   it.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('emulated float16 GEMMs start only after their convolutions agree with float32 on the device (the check ran both: they differ, by float16\'s rounding)', async () => {
     const { stdout } = await promisify(execFile)(
@@ -341,7 +342,7 @@ describe.skipIf(!probe.ok)('CIFAR_WEBGPU_MATMUL when the backend starts (dist/, 
         '-e',
         "import { initBackend } from './dist/backend/index.js'; import { matrixCheck } from './dist/backend/webgpu-kernels/matrix-check.js'; const r = await initBackend('webgpu'); console.log(r.reason); console.log(JSON.stringify(matrixCheck())); process.exit(0);",
       ],
-      { env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'emulated' }, timeout: 90_000 },
+      { env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'emulated' }, timeout: LAVAPIPE_TIMEOUT_MS },
     );
     const [detail, figures] = stdout.trim().split('\n').slice(-2);
     expect(detail).toContain('float16 subgroup matrices emulated');
@@ -352,18 +353,18 @@ describe.skipIf(!probe.ok)('CIFAR_WEBGPU_MATMUL when the backend starts (dist/, 
       expect(e).toBeGreaterThan(1e-5); // float16 operands: had both runs used the same program, 0
       expect(e).toBeLessThanOrEqual(MATRIX_CHECK_TOLERANCE);
     }
-  }, 90_000);
+  });
 
   it('a value that is not a mode stops the start with a one-line error', async () => {
     const { stdout } = await start('fp16');
     expect(stdout.trim()).toBe('error: CIFAR_WEBGPU_MATMUL: "fp16" is not one of auto, f32, tensor-cores, emulated');
-  }, 60_000);
+  });
 
   it('auto (the default) on an adapter without subgroup matrices: float32 kernels, and the start line says nothing of float16', async () => {
     const { stdout } = await start('');
     expect(stdout).toContain('kernels: tiles up to 128');
     expect(stdout).not.toContain('float16');
-  }, 60_000);
+  });
 });
 
 // lavapipe has shader-f16 but no subgroup matrices: the emulation checks everything but the three operations themselves.
@@ -395,7 +396,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       expect(keys).toMatch(new RegExp(`cifarConvInputGrad_${f}x${f}_s${s}x${s}_\\S+e${wide ? 'w' : ''}_s\\d+`));
       expect(keys).toMatch(/cifarConvForward_\S+e\w*_bias_relu/);
       expect(keys).toMatch(new RegExp(`cifarConvFilterGrad_\\S+_\\d+x\\d+x${depth}p?e`));
-    }, 120_000); // lavapipe compiles the 32-deep programs for tens of seconds with a cold shader cache
+    });
   }
 
   it('asks the real WGSL compiler: on lavapipe, without subgroup matrices, neither syntax compiles and the reason is Tint\'s', async () => {
@@ -454,7 +455,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
       device.createShaderModule = create;
       configureWebGpuKernels(settingsFromEnv({}));
     }
-  }, 120_000);
+  });
 
   it('float32 kernels on the same inputs differ from the float16-rounded reference by over 5x the tolerance above (the comparison can fail)', async () => {
     const x: Shape4 = [2, 8, 8, 16];
@@ -509,7 +510,7 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     expect(Array.from(forwardOnly[2]!)).toEqual(Array.from(all[2]!)); // the forward: float16's
     expect(Array.from(forwardOnly[2]!)).not.toEqual(Array.from(f32[2]!));
     expect(Array.from(all[0]!)).not.toEqual(Array.from(f32[0]!));
-  }, 120_000); // lavapipe compiles every program cold on a busy 2-core machine (30 s was exceeded in CI)
+  });
 
   it('a whole ResNet with float16 GEMMs: the cpu backend\'s float32 loss within 1e-3, and its gradients\' directions', async () => {
     configureWebGpuKernels({ ...settingsFromEnv({}), matmul: 'emulated' });
@@ -521,5 +522,5 @@ describe.skipIf(!probe.ok || !probe.features.includes('shader-f16'))('float16 GE
     // random initialisations. A wrong index or scale gives cosines near 0.
     expectClose(gpu[0]!, cpu[0]!, 1e-3, 'loss');
     cpu.slice(1).forEach((expected, i) => expect(cosine(gpu[i + 1]!, expected), `gradient ${i}`).toBeGreaterThan(expected.length > 100 ? 0.99 : 0.95));
-  }, 240_000);
+  });
 });

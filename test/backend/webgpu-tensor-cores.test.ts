@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../../src/model/resnet.js';
 import { FLOAT16_RUNS, float16Inputs, float16Reference, float16RunName } from '../helpers/float16.js';
 import { cosine, expectClose, randomArray, read, resnetLossAndGrads } from './helpers.js';
+import { LAVAPIPE_TIMEOUT_MS } from '../helpers/lavapipe.js';
 
 const node = process.env['CIFAR_SUBGROUP_MATRIX_NODE'];
 
@@ -64,10 +65,10 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
     writeFileSync(path.join(dir, 'in.json'), JSON.stringify({ cases, resnet }));
     await promisify(execFile)(node!, ['test/helpers/tensor-cores-child.mjs', path.join(dir, 'in.json'), path.join(dir, 'out.json')], {
       env: { ...process.env, CIFAR_WEBGPU_MATMUL: 'tensor-cores' },
-      timeout: 600_000,
+      timeout: LAVAPIPE_TIMEOUT_MS,
     });
     report = JSON.parse(readFileSync(path.join(dir, 'out.json'), 'utf8')) as ChildReport;
-  }, 600_000);
+  });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -105,13 +106,13 @@ describe.skipIf(!node)('float16 tensor cores on real subgroup matrices (CIFAR_SU
         '-e',
         "import { initBackend } from './dist/backend/index.js'; import { matmulTried } from './dist/backend/webgpu-kernels/matrix.js'; import { matrixCheck } from './dist/backend/webgpu-kernels/matrix-check.js'; const r = await initBackend('webgpu'); console.log(JSON.stringify({ reason: r.reason, tried: matmulTried(), check: matrixCheck() ?? null })); process.exit(0);",
       ],
-      { env, timeout: 120_000 },
+      { env, timeout: LAVAPIPE_TIMEOUT_MS },
     );
     const started = JSON.parse(stdout.trim().split('\n').at(-1)!) as { reason: string; tried: string; check: unknown };
     expect(started.reason).toContain('software adapter');
     expect(started.reason).not.toContain('float16');
     expect(started).toMatchObject({ tried: 'f32', check: null });
-  }, 120_000);
+  });
 
   FLOAT16_RUNS.forEach((run, i) => {
     it(`${float16RunName(run)}: dW, dx, conv2d and fused conv2d within 2e-5 of the cpu backend on float16-rounded inputs`, async () => {

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type GpuBenchResult, convFlops, convKernelTimes, formatGpuBench, parseTorchReference, rate as measureRate, ratiosToReference } from '../../src/bench/gpu.js';
 import { TENSOR_CORE_TOGGLES, probeWebGpu } from '../../src/backend/webgpu.js';
 import { averageGroupSize } from '../../src/backend/webgpu-kernels/sgd.js';
+import { LAVAPIPE_TIMEOUT_MS } from '../helpers/lavapipe.js';
 
 const TORCH_OUTPUT = `torch fp32 batch=256: train 18261 img/s (epoch of 50k ~ 2.7 s), infer 61234 img/s, loss 2.301
 torch bf16-cl batch=256: train 27544 img/s (epoch of 50k ~ 1.8 s), infer 90000 img/s, loss 2.299
@@ -160,7 +161,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     try {
       const out = join(dir, 'bench-gpu.json');
       const args = ['scripts/bench-gpu.mjs', ...SMOKE_ARGS, '--out', out];
-      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 900_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: LAVAPIPE_TIMEOUT_MS });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       smoke = json;
       expect(json.rows.map((r) => r.batch)).toEqual([2]);
@@ -194,7 +195,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 900_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
+  });
 
   it('--dawn-backend null measures the CPU side alone: the dispatches and uploads of the smoke run above, no check or profile, and says so', async () => {
     expect(smoke, 'the smoke test above ran').toBeDefined();
@@ -202,7 +203,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     try {
       const out = join(dir, 'null.json');
       const args = ['scripts/bench-gpu.mjs', ...SMOKE_ARGS, '--dawn-backend', 'null', '--out', out];
-      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 120_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: LAVAPIPE_TIMEOUT_MS });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect([json.runsNothing, smoke!.runsNothing]).toEqual([true, false]);
       expect(json.adapter).toBe('null-backend');
@@ -241,7 +242,7 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     try {
       const out = join(dir, 'bench-gpu.json');
       const args = ['scripts/bench-gpu.mjs', '--allow-software', '--model', 'resnet10-w8', '--batches', '2', '--iterations', '1', '--check-batch', '2', '--no-profile', '--no-reference', '--matmul', 'emulated', '--out', out];
-      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: 300_000 });
+      const { stdout } = await promisify(execFile)(process.execPath, args, { env: { ...process.env, XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? tmpdir() }, timeout: LAVAPIPE_TIMEOUT_MS });
       const json = JSON.parse(await readFile(out, 'utf8')) as GpuBenchResult;
       expect(json.matmul).toBe('emulated');
       expect(json.gpuErrors).toEqual([]);
@@ -255,5 +256,5 @@ describe.skipIf(!probe.ok)('npm run bench:gpu on the available adapter (smoke te
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 300_000); // a cold shader cache on a busy 2-core machine: lavapipe compiles every program
+  });
 });

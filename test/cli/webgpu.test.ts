@@ -9,6 +9,7 @@ import { probeWebGpu } from '../../src/backend/webgpu.js';
 import { runCli } from '../helpers/cli.js';
 import { solidPng, tempDir, writeLearnableDataset } from '../helpers/fixtures.js';
 import { startServe } from '../helpers/serve.js';
+import { LAVAPIPE_TIMEOUT_MS } from '../helpers/lavapipe.js';
 
 const adapter = (await probeWebGpu()).ok;
 const env = { XDG_RUNTIME_DIR: process.env['XDG_RUNTIME_DIR'] ?? '/tmp' };
@@ -58,7 +59,7 @@ describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', 
     expect(first.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
 
     // cifar serve on webgpu answers what cifar predict computed.
-    const server = await startServe(['--model', out, '--backend', 'webgpu', '--workers', '1'], { env, readyMs: 60_000 });
+    const server = await startServe(['--model', out, '--backend', 'webgpu', '--workers', '1'], { env, readyMs: LAVAPIPE_TIMEOUT_MS });
     try {
       const health = (await (await fetch(`${server.url}/health`)).json()) as { model_loaded: boolean };
       expect(health.model_loaded).toBe(true);
@@ -73,5 +74,5 @@ describe.skipIf(!adapter)('the webgpu backend end to end (any WebGPU adapter)', 
     } finally {
       await server.stop();
     }
-  }, 180_000);
+  });
 });

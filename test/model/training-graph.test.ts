@@ -188,7 +188,7 @@ describe.skipIf(!probe.ok)('the training-graph rewrites on webgpu', () => {
       // resnet10-w8: 4 blocks, 4 residual adds; Add and Relu become one program, the gradient stays one.
       expect(plain.dispatches - fused.dispatches).toBe(4);
     });
-  }, 120_000);
+  });
 
   it('useFusedBatchNormRelu: the same loss, gradients, moving statistics and predictions with two dispatches fewer per fused pair', async () => {
     await compareRewrite(useFusedBatchNormRelu, 6, (plain, fused, rewritten) => {
@@ -197,5 +197,5 @@ describe.skipIf(!probe.ok)('the training-graph rewrites on webgpu', () => {
       // A ReLU and its gradient (CifarReluGrad) a pair: both folded into the batch norm's programs.
       expect(plain.dispatches - fused.dispatches).toBe(2 * pairs);
     });
-  }, 120_000);
+  });
 });
