@@ -67,7 +67,9 @@ cat > "$dir/node" <<EOF
 #!/bin/sh
 # Node.js on Debian sid's C library, with only sid's lavapipe as its Vulkan driver
 # (written by scripts/lavapipe-subgroup-matrix.sh). Its own child processes run without it.
-exec env VK_ICD_FILENAMES="$dir/lvp.json" VK_DRIVER_FILES="$dir/lvp.json" \\
+# lavapipe at its full SIMD width (256 bits): subgroups of 8, the only size it offers 8 x 8 x 8
+# subgroup matrices for (at LP_NATIVE_VECTOR_WIDTH=128, subgroups of 4, it offers none).
+exec env VK_ICD_FILENAMES="$dir/lvp.json" VK_DRIVER_FILES="$dir/lvp.json" LP_NATIVE_VECTOR_WIDTH=256 \\
   "$lib/ld-linux-x86-64.so.2" --library-path "$lib" "\$(command -v node)" "\$@"
 EOF
 chmod +x "$dir/node"
