@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
+import { compileInParallel } from '../../src/backend/webgpu-kernels/compile.js';
 import { buildModel } from '../../src/model/resnet.js';
 
 /** Deterministic uniform(-1, 1) values (mulberry32), so failures reproduce. */
@@ -60,6 +61,11 @@ export async function resnetGradsOnBoth(baseWidth: number, batch: number, labels
     const model = buildModel({ baseWidth, blocks: [1, 1, 1, 1] }, { seed: 0 });
     if (weights) model.setWeights(weights);
     else weights = model.getWeights().map((w) => tf.keep(w.clone()));
+    // On webgpu, its programs compiled first, in parallel and awaited (as the trainer does): run
+    // as they come, lavapipe compiles them for over a minute without a break, and vitest's worker,
+    // whose messages wait meanwhile, fails the run ('Timeout calling "onTaskUpdate"', at 60 s).
+    // The compile-only pass leaves the moving statistics undefined; only the gradients are read.
+    await compileInParallel(() => { resnetLossAndGrads(model, xs, labels); });
     results[backend] = await read(() => resnetLossAndGrads(model, xs, labels));
     model.dispose();
   }
