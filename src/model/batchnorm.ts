@@ -186,8 +186,8 @@ export class BatchNorm extends tf.layers.Layer {
     const backend = webGpuBackendFor(x);
     if (backend) {
       // The moving averages straight from the [2, C] statistics, momentum as a uniform, no scalar
-      // tensors: in place, in the dispatch that finishes the statistics, else (e.g. while tfjs
-      // only compiles) one program each.
+      // tensors: in place, in the dispatch that finishes the statistics (while tfjs only
+      // compiles, that dispatch is compiled and writes nothing), else one program each.
       let moving: MovingStats | undefined;
       if (canUpdateInPlace()) {
         const [mean, variance] = [movingMean.read() as tf.Variable, movingVariance.read() as tf.Variable];

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { fusedSmoothedCrossEntropy } from '../backend/webgpu-kernels/loss.js';
 import { averageAllInPlace, canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
+import { compilingOnly } from '../backend/webgpu-kernels/in-place.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { prepareForTraining } from '../model/training-graph.js';
@@ -19,9 +20,9 @@ export interface Trainer {
    */
   step(batch: StepBatch, lr: number): { lossSum: tf.Scalar; correct: tf.Scalar };
   /**
-   * On webgpu, compiles the programs of a step on `size` images (forward and backward) in
-   * parallel before the first step needs them, and returns how many; changes no weight or
-   * statistic. Elsewhere it does nothing and returns 0.
+   * On webgpu, compiles the programs of a step on `size` images (forward, backward, update, our
+   * in-place ones included) in parallel before the first step needs them, and returns how many;
+   * changes no weight or statistic. Elsewhere it does nothing and returns 0.
    */
   precompile(size: number): Promise<number>;
   /**
@@ -156,6 +157,44 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
     if (out.correct !== own.correct) own.correct.dispose();
     return { grads: Object.fromEntries(params.map((p, i) => [p.variable.name, out.grads[i]!])), lossSum: out.lossSum, correct: out.correct };
   };
+  /**
+   * SGD with momentum and weight decay, then the weight average. While tfjs only compiles
+   * (precompile), it compiles the programs and changes nothing: the in-place dispatches record
+   * nothing, and the tfjs ops' results, never computed, are not assigned.
+   */
+  const update = (grads: tf.NamedTensorMap, lr: number) => {
+    if (options.fusedUpdate !== false && canUpdateInPlace()) {
+      // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).
+      const items = params.map((p, i) => {
+        const v = velocities[i]!;
+        ensureOwnStorage(p.variable);
+        ensureOwnStorage(v);
+        return { weights: p.variable, velocity: v, grad: grads[p.variable.name]!, weightDecay: p.decay ? options.weightDecay : 0 };
+      });
+      sgdUpdateAllInPlace(items, { lr, momentum: options.momentum });
+      if (decay > 0) {
+        averages.forEach((a) => ensureOwnStorage(a));
+        averageAllInPlace(averages.map((average, i) => ({ average, value: weights[i]!.read() })), decay);
+      }
+      return;
+    }
+    const assign = !compilingOnly();
+    params.forEach((p, i) => {
+      let g = grads[p.variable.name]!;
+      const v = velocities[i]!;
+      if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
+      const vNext = v.mul(options.momentum).add(g);
+      const wNext = p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr));
+      if (assign) {
+        v.assign(vNext);
+        p.variable.assign(wNext);
+      }
+    });
+    averages.forEach((a, i) => {
+      const next = tf.add(tf.mul(a, decay), tf.mul(weights[i]!.read(), 1 - decay));
+      if (assign) a.assign(next);
+    });
+  };
   return {
     step(batch, lr) {
       // A batch the loader did not crop must not reach the model uncropped.
@@ -164,31 +203,7 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
       return tf.tidy(() => {
         const own = lossAndGrads(batch);
         const { grads, correct, lossSum } = options.reduce ? reduced(own, batch.size, options.reduce) : own;
-        const inPlace = options.fusedUpdate !== false && canUpdateInPlace();
-        if (inPlace) {
-          // WebGPU: several tensors a dispatch (by the device's storage-buffer limit), no scalar uploads (see sgd.ts).
-          const items = params.map((p, i) => {
-            const v = velocities[i]!;
-            ensureOwnStorage(p.variable);
-            ensureOwnStorage(v);
-            return { weights: p.variable, velocity: v, grad: grads[p.variable.name]!, weightDecay: p.decay ? options.weightDecay : 0 };
-          });
-          sgdUpdateAllInPlace(items, { lr, momentum: options.momentum });
-          if (decay > 0) {
-            averages.forEach((a) => ensureOwnStorage(a));
-            averageAllInPlace(averages.map((average, i) => ({ average, value: weights[i]!.read() })), decay);
-          }
-        } else {
-          params.forEach((p, i) => {
-            let g = grads[p.variable.name]!;
-            const v = velocities[i]!;
-            if (p.decay && options.weightDecay > 0) g = g.add(p.variable.mul(options.weightDecay));
-            const vNext = v.mul(options.momentum).add(g);
-            v.assign(vNext);
-            p.variable.assign(p.variable.sub(g.add(vNext.mul(options.momentum)).mul(lr)));
-          });
-          averages.forEach((a, i) => a.assign(tf.add(tf.mul(a, decay), tf.mul(weights[i]!.read(), 1 - decay))));
-        }
+        update(grads, lr);
         return { lossSum, correct };
       });
     },
@@ -202,7 +217,8 @@ export function createTrainer(model: tf.LayersModel, options: TrainerOptions): T
         const batch: StepBatch = { images: new Uint8Array(size * IMAGE_BYTES), labels: new Uint8Array(size), size, ...(side > 0 ? { cutout: centres } : {}), ...(options.crops ? { crops } : {}) };
         return await compileInParallel(() => {
           // Mixing: the step on a mixed batch, and the input of a plain one (after --mix-until).
-          const { correct, lossSum } = lossAndGrads(options.mix ? { ...batch, mix: { kind: 'mixup', lambda: 0.5, box: { top: 0, bottom: 0, left: 0, right: 0 } } } : batch);
+          const { correct, lossSum, grads } = lossAndGrads(options.mix ? { ...batch, mix: { kind: 'mixup', lambda: 0.5, box: { top: 0, bottom: 0, left: 0, right: 0 } } } : batch);
+          update(grads, 0.1);
           tf.dispose([correct, lossSum]);
           if (options.mix) tf.dispose(normalizer.apply(batch.images, size, augmentOf(batch)));
         });

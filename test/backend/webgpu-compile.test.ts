@@ -36,7 +36,7 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
     await tf.setBackend('cpu');
   });
 
-  it('compiles the programs of a step and of the test pass before they run, changes no weight or statistic, and both then give what they give without it', async () => {
+  it('compiles all the programs of a step (its update included) and most of the test pass before they run, changes no weight or statistic, and both then give what they give without it', async () => {
     const random = mulberry32(7);
     const images = Uint8Array.from({ length: SIZE * IMAGE_BYTES }, () => Math.floor(random() * 256));
     const labels = Uint8Array.from({ length: SIZE }, () => Math.floor(random() * 10));
@@ -52,12 +52,13 @@ describe.skipIf(!probe.ok)('compiling a training step in parallel on webgpu', ()
       expect(programs).toBeGreaterThan(20);
       // Nothing ran: the weights and batch-norm statistics are as they were.
       expect(await snapshot(a)).toEqual(before);
-      // The step itself then compiles only the few small programs the forward and backward pass
-      // do not use (the loss sum, the first update's copies of shared weights: 6 here, against
-      // over 100), and gives what the other trainer's step gives.
+      // The step itself then compiles no program (ours in place, the fused loss, SGD and batch
+      // norm's, included: made synchronously after work was submitted, one held lavapipe's
+      // JavaScript thread for the whole compilation of that work), and gives what the other
+      // trainer's step gives.
       const count = compiledProgramCount();
       const out = ta.step({ images, labels, size: SIZE, cutout: centres }, 0.05);
-      expect(compiledProgramCount() - count).toBeLessThan(programs / 10);
+      expect(compiledProgramCount() - count).toBe(0);
       const ref = tb.step({ images, labels, size: SIZE, cutout: centres }, 0.05);
       expect((await out.lossSum.data())[0]).toBeCloseTo((await ref.lossSum.data())[0]!, 5);
       const [wa, wb] = [await snapshot(a), await snapshot(b)];

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { probeWebGpu } from '../../src/backend/webgpu.js';
+import { compiledProgramCount, compileInParallel } from '../../src/backend/webgpu-kernels/compile.js';
 import { flatDispatch } from '../../src/backend/webgpu-kernels/program.js';
 import { averageAllInPlace, averageGroupSize, canUpdateInPlace, deviceSgdGroupSize, sgdGroupSize, sgdUpdateAllInPlace } from '../../src/backend/webgpu-kernels/sgd.js';
 import { countBackendCalls } from '../../src/bench/gpu-counts.js';
@@ -61,6 +62,25 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     await tf.setBackend('cpu');
     expect(canUpdateInPlace()).toBe(false);
     await tf.setBackend('webgpu');
+  });
+
+  it('while tfjs only compiles, compiles its program and changes nothing; the update then runs without compiling', async () => {
+    const [w, v] = [tf.variable(tf.tensor1d([1, 2, 3])), tf.variable(tf.tensor1d([0.5, 0, -0.5]))];
+    const g = tf.tensor1d([1, 1, 1]);
+    const items = [{ weights: w, velocity: v, grad: g, weightDecay: 0 }];
+    try {
+      await compileInParallel(() => sgdUpdateAllInPlace(items, { lr: 0.1, momentum: 0.9 }));
+      expect(Array.from(await w.data())).toEqual([1, 2, 3]);
+      expect(Array.from(await v.data())).toEqual([0.5, 0, -0.5]);
+      const programs = compiledProgramCount();
+      sgdUpdateAllInPlace(items, { lr: 0.1, momentum: 0.9 });
+      expect(compiledProgramCount()).toBe(programs);
+      // v = 0.9·v + g; w = w − 0.1·(g + 0.9·v)
+      expectClose((await v.data()) as Float32Array, Float32Array.from([1.45, 1, 0.55]), 1e-6, 'velocity');
+      expectClose((await w.data()) as Float32Array, Float32Array.from([1 - 0.1 * (1 + 0.9 * 1.45), 2 - 0.1 * 1.9, 3 - 0.1 * (1 + 0.9 * 0.55)]), 1e-6, 'weights');
+    } finally {
+      tf.dispose([w, v, g]);
+    }
   });
 
   for (const decay of [0, 5e-4]) {
@@ -164,6 +184,9 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
       const model = buildModel('resnet10-w8');
       model.setWeights(init.map((w) => tf.tensor(w.values, w.shape)));
       const trainer = createTrainer(model, { ...options, fusedUpdate });
+      // As \`cifar train\` does: compiled first, in parallel (on lavapipe, a step that compiled its
+      // own programs held the JavaScript thread for over a minute).
+      await trainer.precompile(batch);
       const step = async (): Promise<void> => {
         const { lossSum, correct } = trainer.step({ images, labels, size: batch }, 0.05);
         await lossSum.data();
@@ -208,6 +231,7 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
       await tf.setBackend(backend);
       const model = buildModel('resnet10-w8', { seed: 9 });
       const trainer = createTrainer(model, options);
+      await trainer.precompile(batch);
       const { lossSum, correct } = trainer.step({ images, labels, size: batch, crops, mix }, 0.05);
       const figures = [(await lossSum.data())[0]!, (await correct.data())[0]!];
       tf.dispose([lossSum, correct]);
@@ -237,6 +261,7 @@ describe.skipIf(!probe.ok)('in-place SGD update on webgpu', () => {
     const run = async (fusedUpdate: boolean) => {
       const model = buildModel('resnet10-w8', { seed: 5 });
       const trainer = createTrainer(model, { ...options, fusedUpdate });
+      await trainer.precompile(batch);
       for (let s = 0; s < 2; s++) {
         const { lossSum, correct } = trainer.step({ images, labels, size: batch }, 0.05);
         await lossSum.data();

@@ -14,7 +14,7 @@
  *   `PartialSumProgram` twice (dbeta, dgamma) -> `NormalizeGradProgram` (dx). 4 dispatches.
  * - moving statistics: `StatsRowProgram`, one per variable (2 dispatches).
  *
- * Where in-place dispatches can run (`canUpdateInPlace`: not while tfjs only compiles), two
+ * Where in-place dispatches can run (`canUpdateInPlace`: on webgpu, compiling only included), two
  * pairs become one dispatch each, as tfjs programs have a single output and these write
  * several tensors: the statistics' final reduction with both moving averages
  * (`runBatchNormStats` with `moving`), and dbeta with dgamma (`runBatchNormGrad`). A layer's

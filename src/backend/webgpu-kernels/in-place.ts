@@ -9,6 +9,13 @@ import * as tf from '@tensorflow/tfjs';
 import type { Tensor } from '@tensorflow/tfjs';
 
 // The subset of the WebGPU API and of tfjs-backend-webgpu's internals used here.
+interface PipelineDescriptor {
+  layout: 'auto';
+  compute: { module: unknown; entryPoint: string };
+}
+interface Pipeline {
+  getBindGroupLayout(i: number): unknown;
+}
 interface Pass {
   setPipeline(p: unknown): void;
   setBindGroup(i: number, g: unknown): void;
@@ -17,7 +24,8 @@ interface Pass {
 interface Internals {
   device: {
     createShaderModule(d: { code: string }): unknown;
-    createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string } }): { getBindGroupLayout(i: number): unknown };
+    createComputePipeline(d: PipelineDescriptor): Pipeline;
+    createComputePipelineAsync(d: PipelineDescriptor): Promise<Pipeline>;
     createBindGroup(d: { layout: unknown; entries: Array<{ binding: number; resource: unknown }> }): unknown;
   };
   tensorMap: { get(id: object): { resource?: unknown; values?: unknown } | undefined };
@@ -39,12 +47,20 @@ interface Internals {
 }
 
 /**
- * Whether the active backend is webgpu with the internals these dispatches rely on, and is not
- * only compiling (tfjs' compile-only mode, the trainer's precompile: an in-place dispatch is not
- * a tfjs program, so it would really run, on values that were never computed).
+ * Whether the webgpu backend only compiles the programs ops would run (`compileInParallel`),
+ * recording none; false on other backends (where the flag is not even registered).
+ */
+export function compilingOnly(): boolean {
+  return tf.getBackend() === 'webgpu' && tf.env().getBool('WEBGPU_ENGINE_COMPILE_ONLY');
+}
+
+/**
+ * Whether the active backend is webgpu with the internals these dispatches rely on. While tfjs
+ * only compiles (its compile-only mode: `compileInParallel`, the trainer's precompile), so do
+ * they: a dispatch then starts compiling its program in the background and records nothing.
  */
 export function canUpdateInPlace(): boolean {
-  if (tf.getBackend() !== 'webgpu' || tf.env().getBool('WEBGPU_ENGINE_COMPILE_ONLY')) return false;
+  if (tf.getBackend() !== 'webgpu') return false;
   const b = tf.backend() as unknown as Partial<Internals>;
   return (
     typeof b.makeUniforms === 'function' &&
@@ -62,10 +78,46 @@ export function canUpdateInPlace(): boolean {
  */
 export function ensureOwnStorage(variable: tf.Variable): void {
   const b = tf.backend() as unknown as Internals;
-  if (b.refCount(variable.dataId) > 1) variable.assign(tf.tidy(() => tf.mul(variable, tf.scalar(1))));
+  if (b.refCount(variable.dataId) <= 1) return;
+  const copy = tf.tidy(() => tf.mul(variable, tf.scalar(1)));
+  // While only compiling, the copy holds nothing computed: its program is compiled, the variable kept.
+  if (compilingOnly()) copy.dispose();
+  else variable.assign(copy);
 }
 
-const pipelines = new WeakMap<object, Map<string, ReturnType<Internals['device']['createComputePipeline']>>>();
+/** Each device's in-place programs by key, and those still compiling in the background. */
+const pipelines = new WeakMap<object, Map<string, Pipeline>>();
+const compiling = new WeakMap<object, Map<string, Promise<void>>>();
+
+function programsOf(device: object): { ready: Map<string, Pipeline>; pending: Map<string, Promise<void>> } {
+  let ready = pipelines.get(device);
+  if (!ready) pipelines.set(device, (ready = new Map()));
+  let pending = compiling.get(device);
+  if (!pending) compiling.set(device, (pending = new Map()));
+  return { ready, pending };
+}
+
+function pipelineDescriptor(b: Internals, d: InPlaceDispatch): PipelineDescriptor {
+  return { layout: 'auto', compute: { module: b.device.createShaderModule({ code: d.code() }), entryPoint: 'main' } };
+}
+
+/** In-place programs compiled, or being compiled, on the active webgpu backend's device (0 elsewhere). */
+export function inPlaceProgramCount(): number {
+  if (!canUpdateInPlace()) return 0;
+  const { ready, pending } = programsOf((tf.backend() as unknown as Internals).device);
+  return ready.size + pending.size;
+}
+
+/**
+ * Waits for the in-place programs that dispatches started compiling while tfjs only compiled;
+ * rejects with the first compilation error (the program is then compiled again, and its error
+ * reported, where it is first dispatched).
+ */
+export async function inPlaceCompilation(): Promise<void> {
+  if (!canUpdateInPlace()) return;
+  const { pending } = programsOf((tf.backend() as unknown as Internals).device);
+  await Promise.all(pending.values());
+}
 
 export interface InPlaceDispatch {
   /** Names the program among this device's in-place programs (its WGSL is made once per key). */
@@ -81,15 +133,28 @@ export interface InPlaceDispatch {
   name: string;
 }
 
-/** Records one dispatch of an in-place program (check `canUpdateInPlace()` first). */
+/**
+ * Records one dispatch of an in-place program (check `canUpdateInPlace()` first). While tfjs only
+ * compiles, starts compiling the program in the background instead (`inPlaceCompilation` waits
+ * for it) and records nothing, so no tensor changes.
+ */
 export function dispatchInPlace(d: InPlaceDispatch): void {
   const b = tf.backend() as unknown as Internals;
-  let byKey = pipelines.get(b.device);
-  if (!byKey) pipelines.set(b.device, (byKey = new Map()));
-  let pipeline = byKey.get(d.key);
+  const { ready, pending } = programsOf(b.device);
+  if (compilingOnly()) {
+    if (!ready.has(d.key) && !pending.has(d.key)) {
+      const compiled = b.device
+        .createComputePipelineAsync(pipelineDescriptor(b, d))
+        .then((pipeline) => void ready.set(d.key, pipeline))
+        .finally(() => pending.delete(d.key));
+      pending.set(d.key, compiled);
+    }
+    return;
+  }
+  let pipeline = ready.get(d.key);
   if (!pipeline) {
-    pipeline = b.device.createComputePipeline({ layout: 'auto', compute: { module: b.device.createShaderModule({ code: d.code() }), entryPoint: 'main' } });
-    byKey.set(d.key, pipeline);
+    pipeline = b.device.createComputePipeline(pipelineDescriptor(b, d));
+    ready.set(d.key, pipeline);
   }
   for (const t of d.tensors) b.uploadToGPU(t.dataId);
   // A read (t.data()) leaves a copy of the values on the CPU, which later reads return without

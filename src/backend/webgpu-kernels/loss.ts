@@ -9,8 +9,8 @@
  * workgroup walks the rows (arg max, log-sum-exp, the smoothed target's dot product) and reduces
  * them; the gradient is (softmax − target) · dy / n per element, recomputing its row's
  * log-sum-exp (ten values). The forward writes three scalars in place (`dispatchInPlace`: a tfjs
- * program has one output), so it runs where in-place dispatches do (`canUpdateInPlace`); the
- * trainer falls back to the ops elsewhere, e.g. while tfjs only compiles.
+ * program has one output), so it runs where in-place dispatches do (`canUpdateInPlace`: on
+ * webgpu, compiling only included); the trainer falls back to the ops elsewhere.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Scalar, Tensor, Tensor1D, Tensor2D } from '@tensorflow/tfjs';
