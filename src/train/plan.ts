@@ -44,6 +44,23 @@ export interface Plan {
   fits: boolean;
 }
 
+/** A test pass's time as measured, with the pace of the training steps just before it. */
+export interface TestTiming {
+  seconds: number;
+  /** Seconds a training step took when the test pass was timed. */
+  stepSeconds: number;
+}
+
+/**
+ * A test pass's expected time when steps take `stepSeconds`: the time measured, scaled by how much
+ * slower (or faster) the steps have become since, as both share the machine. A test pass timed
+ * before a machine got busy would otherwise be planned at its idle time.
+ * @example testSecondsAt({ seconds: 10, stepSeconds: 0.3 }, 0.6) // 20
+ */
+export function testSecondsAt(timing: TestTiming, stepSeconds: number): number {
+  return timing.stepSeconds > 0 && stepSeconds > 0 ? (timing.seconds * stepSeconds) / timing.stepSeconds : timing.seconds;
+}
+
 /** Epochs tested after `done` up to and including the last, `last`. */
 function testPasses(done: number, last: number, every: number): number {
   if (last <= done) return 0;

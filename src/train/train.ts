@@ -20,7 +20,7 @@ import { parseTrainConfig, type TrainConfig } from './config.js';
 import { compileEvaluation, evaluateModel } from '../eval/evaluate.js';
 import { createBatchLoader } from './loader.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
-import { planSteps, revise, typicalStepSeconds, type Plan, type PlanInput } from './plan.js';
+import { planSteps, revise, testSecondsAt, typicalStepSeconds, type Plan, type PlanInput, type TestTiming } from './plan.js';
 import { oneCycle, refit, scheduledLr, type LrSchedule } from './schedule.js';
 import { createParallelTrainer, trainingThreads } from './parallel.js';
 import { createTrainer } from './step.js';
@@ -179,34 +179,36 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // ---- time limit: the epochs that fit, from speeds measured in this run
   const limitSeconds = config.timeLimit;
   const maxEpochs = state.plan?.maxEpochs ?? config.epochs;
-  // Seconds of the last test pass and of the last epoch's checkpoint; before the first test pass,
-  // a slice of the test set timed once and scaled (sliceSeconds).
-  const measured: { testSeconds?: number; sliceSeconds?: number; overheadSeconds: number } = { overheadSeconds: 0 };
+  // The last test pass's time and the last epoch's checkpoint's; before the first test pass, a
+  // slice of the test set timed once and scaled. Each test time comes with the pace of the steps
+  // then, and is planned scaled to the pace now (testSecondsAt).
+  const measured: { test?: TestTiming; overheadSeconds: number } = { overheadSeconds: 0 };
   const passes = config.ema > 0 ? 2 : 1;
-  const testSeconds = async () => {
-    if (measured.testSeconds !== undefined) return measured.testSeconds;
-    if (measured.sliceSeconds === undefined) {
-      const n = Math.min(test.count, SLICE_IMAGES);
-      const start = performance.now();
-      await evaluate({ images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n });
-      measured.sliceSeconds = (passes * ((performance.now() - start) / 1000) * test.count) / n;
-    }
-    return measured.sliceSeconds;
+  /** Times the slice of the test set, the first time only, at steps of `stepSeconds`. */
+  const timeTestSlice = async (stepSeconds: number) => {
+    if (measured.test !== undefined) return;
+    const n = Math.min(test.count, SLICE_IMAGES);
+    const start = performance.now();
+    await evaluate({ images: test.images.subarray(0, n * IMAGE_BYTES), labels: test.labels.subarray(0, n), count: n });
+    measured.test = { seconds: (passes * ((performance.now() - start) / 1000) * test.count) / n, stepSeconds };
   };
-  const planInput = (limit: number, stepSeconds: number, testSeconds: number): PlanInput => ({
-    limitSeconds: limit,
-    elapsedSeconds: wall(),
-    maxEpochs,
-    epoch: state.epoch,
-    step: state.step,
-    steps,
-    stepSeconds,
-    testEvery: config.testEvery,
-    testSeconds,
-    epochOverheadSeconds: measured.overheadSeconds,
-    finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
-    margin: PLAN_MARGIN,
-  });
+  const planInput = (limit: number, stepSeconds: number): PlanInput => {
+    const testSeconds = testSecondsAt(measured.test!, stepSeconds);
+    return {
+      limitSeconds: limit,
+      elapsedSeconds: wall(),
+      maxEpochs,
+      epoch: state.epoch,
+      step: state.step,
+      steps,
+      stepSeconds,
+      testEvery: config.testEvery,
+      testSeconds,
+      epochOverheadSeconds: measured.overheadSeconds,
+      finalSeconds: testSeconds / passes + measured.overheadSeconds + 1,
+      margin: PLAN_MARGIN,
+    };
+  };
   const adopt = (p: Plan, stepSeconds: number) => {
     if (limitSeconds === undefined) return;
     const changed = state.plan === undefined || p.steps !== totalSteps;
@@ -227,11 +229,11 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
    * each epoch of the warm-up); otherwise shorter when it falls behind at the recent pace, longer
    * when at least LENGTHEN_AT more of its steps fit at both (plan.ts, revise).
    */
-  const replan = (recent: number, steady: number, testSeconds: number, always: boolean) => {
+  const replan = (recent: number, steady: number, always: boolean) => {
     if (limitSeconds === undefined) return;
-    const input = planInput(limitSeconds, recent, testSeconds);
+    const input = planInput(limitSeconds, recent);
     if (always || state.plan === undefined) return adopt(planSteps(input), recent);
-    const revised = revise(totalSteps, input, { ...input, stepSeconds: steady }, LENGTHEN_AT);
+    const revised = revise(totalSteps, input, planInput(limitSeconds, steady), LENGTHEN_AT);
     if (revised) adopt(revised.plan, revised.stepSeconds);
   };
   // First planned after this many steps of an epoch, timed from the end of its first one (which
@@ -329,16 +331,19 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
           if (epochSteps === 1) calibrationStart = performance.now();
           else {
             const stepSeconds = (performance.now() - calibrationStart) / 1000 / calibrationSteps;
-            replan(stepSeconds, stepSeconds, await untimed(testSeconds), true);
+            await untimed(() => timeTestSlice(stepSeconds));
+            replan(stepSeconds, stepSeconds, true);
             Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
           }
         } else if (limitSeconds !== undefined && state.plan !== undefined && state.step < epochEnd(epoch) && epochSteps - lastCheck.steps >= calibrationSteps && performance.now() - lastCheck.at >= checkMs) {
           // Timed up to a read that waits for the device.
           await readPair(lossSum, correct);
           const window = sinceCheck();
-          const testTime = await untimed(testSeconds);
+          const recent = window.seconds / window.steps;
+          // A resumed run's first check: its test slice is timed here.
+          await untimed(() => timeTestSlice(recent));
           Object.assign(lastCheck, { at: performance.now(), steps: epochSteps });
-          replan(window.seconds / window.steps, paced.seconds / paced.steps, testTime, false);
+          replan(recent, paced.seconds / paced.steps, false);
         }
         const onStep = options.onStep;
         if (onStep && (state.step % READ_EVERY === 0 || state.step >= epochEnd(epoch))) {
@@ -377,7 +382,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       const testStart = performance.now();
       const ev = tested ? await trainer.withAverage(() => evaluate(test)) : undefined;
       const live = tested && config.ema > 0 ? await evaluate(test) : undefined;
-      if (tested) measured.testSeconds = (performance.now() - testStart) / 1000;
+      if (tested) measured.test = { seconds: (performance.now() - testStart) / 1000, stepSeconds: seconds / Math.max(1, ended) };
       const record: EpochRecord = {
         epoch: epoch + 1,
         trainLoss,
@@ -403,8 +408,8 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       if (limitSeconds !== undefined && state.epoch < config.epochs) {
         stepTimes.push(seconds / Math.max(1, ended));
         const stepSeconds = typicalStepSeconds(stepTimes);
-        const testTime = await testSeconds();
-        replan(stepSeconds, stepSeconds, testTime, inWarmup());
+        await timeTestSlice(stepSeconds);
+        replan(stepSeconds, stepSeconds, inWarmup());
       }
       const overheadStart = performance.now();
       await saving;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTrainConfig } from '../../src/train/config.js';
-import { parseDuration, planSteps, projectSeconds, revise, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
+import { parseDuration, planSteps, projectSeconds, revise, testSecondsAt, typicalStepSeconds, type PlanInput } from '../../src/train/plan.js';
 
 // An H100-like run early in its first epoch: 196 steps of 28 ms, a test pass of 0.5 s every 5th epoch.
 const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200, epoch: 0, step: 21, steps: 196, stepSeconds: 0.028, testEvery: 5, testSeconds: 0.5, epochOverheadSeconds: 0.2, finalSeconds: 2 };
@@ -8,6 +8,16 @@ const h100: PlanInput = { limitSeconds: 600, elapsedSeconds: 20, maxEpochs: 200,
 const epochs = (n: number) => n * h100.steps;
 
 describe('planning a run to a time limit', () => {
+  it('plans a test pass at the steps\' pace now: twice as long once steps take twice as long as when it was timed, as long when they do not', () => {
+    // The 3-minute run on a machine made busy after its plan: steps went from 0.35 s to 0.67 s.
+    const timed = { seconds: 8, stepSeconds: 0.35 };
+    expect(testSecondsAt(timed, 0.7)).toBeCloseTo(16, 10);
+    expect(testSecondsAt(timed, 0.35)).toBe(8);
+    expect(testSecondsAt(timed, 0.175)).toBeCloseTo(4, 10);
+    // Without a pace to scale by (none measured), the time as measured.
+    expect(testSecondsAt({ seconds: 8, stepSeconds: 0 }, 0.7)).toBe(8);
+  });
+
   it('projects the remaining steps, the test passes still to come (every Nth and the last), the epochs\' overhead and the end', () => {
     // 99 epochs: 99·196 − 21 steps, tests after epochs 5…95 and 99 (20), 99 checkpoints, the end.
     expect(projectSeconds(h100, epochs(99))).toBeCloseTo(20 + (99 * 196 - 21) * 0.028 + 20 * 0.5 + 99 * 0.2 + 2, 9);
