@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { compileInParallel } from '../backend/webgpu-kernels/compile.js';
 import { fusedSmoothedCrossEntropy } from '../backend/webgpu-kernels/loss.js';
-import { averageAllInPlace, canUpdateInPlace, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
-import { compilingOnly } from '../backend/webgpu-kernels/in-place.js';
+import { averageAllInPlace, canUpdateInPlace, compilingOnly, ensureOwnStorage, sgdUpdateAllInPlace } from '../backend/webgpu-kernels/sgd.js';
 import { beginStep } from '../backend/webgpu-bind-groups.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { prepareForTraining } from '../model/training-graph.js';

@@ -61,10 +61,9 @@ export async function resnetGradsOnBoth(baseWidth: number, batch: number, labels
     const model = buildModel({ baseWidth, blocks: [1, 1, 1, 1] }, { seed: 0 });
     if (weights) model.setWeights(weights);
     else weights = model.getWeights().map((w) => tf.keep(w.clone()));
-    // On webgpu, its programs compiled first, in parallel and awaited (as the trainer does): run
-    // as they come, lavapipe compiles them for over a minute without a break, and vitest's worker,
-    // whose messages wait meanwhile, fails the run ('Timeout calling "onTaskUpdate"', at 60 s).
-    // The compile-only pass leaves the moving statistics undefined; only the gradients are read.
+    // On webgpu, its programs compiled first, in parallel and awaited (as the trainer does): made
+    // as they come, after work was submitted, each waits for lavapipe to compile that work, and
+    // vitest's worker, blocked meanwhile, fails the run past 60 s ('Timeout calling "onTaskUpdate"').
     await compileInParallel(() => { resnetLossAndGrads(model, xs, labels); });
     results[backend] = await read(() => resnetLossAndGrads(model, xs, labels));
     model.dispose();

@@ -85,16 +85,22 @@ export function ensureOwnStorage(variable: tf.Variable): void {
   else variable.assign(copy);
 }
 
-/** Each device's in-place programs by key, and those still compiling in the background. */
-const pipelines = new WeakMap<object, Map<string, Pipeline>>();
-const compiling = new WeakMap<object, Map<string, Promise<void>>>();
+/** A device's in-place programs by key: those compiled, and those still compiling in the background. */
+interface Programs {
+  ready: Map<string, Pipeline>;
+  pending: Map<string, Promise<void>>;
+}
+const programs = new WeakMap<object, Programs>();
 
-function programsOf(device: object): { ready: Map<string, Pipeline>; pending: Map<string, Promise<void>> } {
-  let ready = pipelines.get(device);
-  if (!ready) pipelines.set(device, (ready = new Map()));
-  let pending = compiling.get(device);
-  if (!pending) compiling.set(device, (pending = new Map()));
-  return { ready, pending };
+function programsOf(device: object): Programs {
+  let p = programs.get(device);
+  if (!p) programs.set(device, (p = { ready: new Map(), pending: new Map() }));
+  return p;
+}
+
+/** The active backend's device's, where in-place dispatches run. */
+function activePrograms(): Programs | undefined {
+  return canUpdateInPlace() ? programsOf((tf.backend() as unknown as Internals).device) : undefined;
 }
 
 function pipelineDescriptor(b: Internals, d: InPlaceDispatch): PipelineDescriptor {
@@ -103,9 +109,8 @@ function pipelineDescriptor(b: Internals, d: InPlaceDispatch): PipelineDescripto
 
 /** In-place programs compiled, or being compiled, on the active webgpu backend's device (0 elsewhere). */
 export function inPlaceProgramCount(): number {
-  if (!canUpdateInPlace()) return 0;
-  const { ready, pending } = programsOf((tf.backend() as unknown as Internals).device);
-  return ready.size + pending.size;
+  const p = activePrograms();
+  return p ? p.ready.size + p.pending.size : 0;
 }
 
 /**
@@ -114,9 +119,7 @@ export function inPlaceProgramCount(): number {
  * reported, where it is first dispatched).
  */
 export async function inPlaceCompilation(): Promise<void> {
-  if (!canUpdateInPlace()) return;
-  const { pending } = programsOf((tf.backend() as unknown as Internals).device);
-  await Promise.all(pending.values());
+  await Promise.all(activePrograms()?.pending.values() ?? []);
 }
 
 export interface InPlaceDispatch {

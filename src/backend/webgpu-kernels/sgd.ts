@@ -16,7 +16,7 @@ import type { Tensor } from '@tensorflow/tfjs';
 import { dispatchInPlace } from './in-place.js';
 import { FLAT_THREADS, MAX_GROUPS_X, flatDispatch } from './program.js';
 
-export { canUpdateInPlace, ensureOwnStorage } from './in-place.js';
+export { canUpdateInPlace, compilingOnly, ensureOwnStorage } from './in-place.js';
 
 export interface SgdHyper {
   lr: number;
