@@ -24,11 +24,23 @@ async function start(over: Partial<ServeConfig>, load: () => Promise<Predictor>)
   return { url, stop: () => (stop.abort(), running) };
 }
 
-/** The tiny predictor, answering after `ms` once its two warm-up batches are done. */
-async function delayedPredictor(ms: number): Promise<Predictor> {
+/**
+ * The tiny predictor, answering after `ms` once its two warm-up batches are done; `asked` hears
+ * of each later batch (its image count) as it starts.
+ */
+async function delayedPredictor(ms: number, asked?: (images: number) => void): Promise<Predictor> {
   const p = await tinyPredictor();
   let warm = 0;
-  return { ...p, info: p.info, predict: async (px, n) => (warm++ < 2 ? p.predict(px, n) : (await new Promise((r) => setTimeout(r, ms)), p.predict(px, n))) };
+  return {
+    ...p,
+    info: p.info,
+    predict: async (px, n) => {
+      if (warm++ < 2) return p.predict(px, n);
+      asked?.(n);
+      await new Promise((r) => setTimeout(r, ms));
+      return p.predict(px, n);
+    },
+  };
 }
 
 /** Send raw bytes on a socket and collect whatever comes back until it closes. */
@@ -51,10 +63,15 @@ function rawExchange(port: number, chunks: { data: string | Buffer; delayMs?: nu
 
 describe('cifar serve over the network', () => {
   it('graceful shutdown finishes in-flight requests, then stops accepting', async () => {
-    const server = await start({ maxBatch: 4 }, () => delayedPredictor(400));
+    // Stopped once every request has reached the model (its last batch still running), not after
+    // a fixed wait: on a busy machine some had not even connected 150 ms after being sent.
+    let asked = 0;
+    let allAsked!: () => void;
+    const reached = new Promise<void>((resolve) => (allAsked = resolve));
+    const server = await start({ maxBatch: 4 }, () => delayedPredictor(400, (n) => (asked += n) >= 6 && allAsked()));
     const images = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => png(500 + n)));
     const inFlight = images.map((img) => fetch(`${server.url}/predict`, { method: 'POST', body: form('file', img) }));
-    await new Promise((r) => setTimeout(r, 150));
+    await reached;
     const stopped = server.stop();
     const answers = await Promise.all(inFlight);
     expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
