@@ -33,6 +33,7 @@ export function trainCommand(): Command {
     .description('train a model on data/cifar-10-batches-bin and save it to models/NAME')
     .option('--config <file>', 'JSON config (configs/NAME.json); flags override it')
     .option('--model <name>', `architecture: ${modelPresetNames().join(', ')} (default resnet18-w4)`)
+    .option('--init <dir>', 'start from the weights of this saved model (fine-tuning, or more epochs for a finished one) instead of random ones; same --model')
     .option('--epochs <n>', 'passes over the training set (default 30)', positiveInt('--epochs'))
     .option('--time-limit <duration>', 'as many epochs as fit in this wall time (e.g. 600, 10m, 1h30m), at most --epochs, the learning-rate schedule fitted to them', (v) => {
       const seconds = parseDuration(v);

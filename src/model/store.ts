@@ -38,6 +38,8 @@ export interface ModelMetadata {
   createdAt: string;
   packageVersion: string;
   config?: Record<string, unknown>;
+  /** The version of the saved model the run started from (`config.init`), if it did. */
+  initVersion?: string;
 }
 
 /** The model bundled with the package, wherever it is installed: what --model defaults to. */

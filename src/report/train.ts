@@ -44,6 +44,8 @@ export interface RecipeFields {
   seed: number;
   /** Seconds: as many epochs as fit, at most `epochs`. */
   timeLimit?: number | undefined;
+  /** The saved model the run starts from (--init). */
+  init?: string | undefined;
 }
 
 /**
@@ -67,7 +69,7 @@ export function formatRecipe(c: RecipeFields): string {
     `label smoothing ${c.labelSmoothing}`,
     ...(c.ema > 0 ? [`weight average ${c.ema}`] : []),
   ];
-  return `recipe: ${optimiser.join(', ')}; ${augment.length > 0 ? augment.join(', ') : 'no augmentation'}; seed ${c.seed}`;
+  return `recipe: ${optimiser.join(', ')}; ${augment.length > 0 ? augment.join(', ') : 'no augmentation'}; seed ${c.seed}${c.init === undefined ? '' : `; initial weights from ${c.init}`}`;
 }
 
 /** What formatPlan shows of a time plan (train/train.ts' TimePlan has it all). */

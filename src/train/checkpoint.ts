@@ -22,6 +22,8 @@ export interface TrainState {
    * and checkpoints, up to the last checkpoint (absent in checkpoints written before it existed).
    */
   wallSeconds?: number;
+  /** A run started from a saved model (--init): its version and the input normalisation it keeps. */
+  init?: { version: string; normalization: { mean: number[]; std: number[] } };
   /**
    * A run with a time limit: the most epochs it may have, the step time the plan last used, and
    * the steps planned in all (the config's `epochs` are the epochs they make, the last one

@@ -11,6 +11,12 @@ export const TrainConfigSchema = z
   .object({
     /** Model preset (see `cifar train --help` for the list). */
     model: z.string().default('resnet18-w4'),
+    /**
+     * A saved model folder (one `cifar train` wrote) whose weights and batch-norm statistics the run
+     * starts from instead of random ones: fine-tuning, or more epochs for a finished model. It must
+     * be a `model` model; the run keeps its input normalisation. The recipe is the run's own.
+     */
+    init: z.string().min(1).optional(),
     /** Passes over the training set (with `timeLimit`: the most; a run records the number planned). */
     epochs: z.number().int().positive().default(30),
     /**

@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendInfo } from '../backend/index.js';
 import { assertNoWebGpuErrors } from '../backend/webgpu.js';
 import { datasetPath, loadSplit, loadStats, type LabelledImages } from '../data/cifar-binary.js';
 import { CLASSES } from '../data/classes.js';
-import { CifarError, fromSystemError } from '../errors.js';
+import { CifarError, fromSystemError, isCifarError } from '../errors.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { roundToFloat16 } from '../model/float16.js';
-import { normalizesOnDevice } from '../model/normalize.js';
-import { saveModel, type ModelMetadata } from '../model/store.js';
+import { normalizesOnDevice, type Normalization } from '../model/normalize.js';
+import { loadModel, saveModel, type ModelMetadata } from '../model/store.js';
 import { curvesSvg, type EpochRecord } from '../report/curves.js';
 import { mixedStepsOfEpoch, plansMixing, stepsPerEpoch } from './batches.js';
 import { loadCheckpoint, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainState } from './checkpoint.js';
@@ -109,9 +109,17 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   // A resumed run keeps its recipe; only where it lives and what runs it may change. Parsing
   // fills options added since the checkpoint was written with their defaults (cutout: off).
   let config: TrainConfig = checkpoint ? parseTrainConfig({ ...checkpoint.state.config, backend: requested.backend, workers: requested.workers, out: requested.out }, `${join(requested.out, 'checkpoint')} config`) : requested;
+  if (config.init !== undefined && resolve(config.init) === resolve(config.out)) {
+    // The run writes its history, curves and checkpoint into --out as it goes: the model it starts from would be mixed with them.
+    throw new CifarError('USAGE', `--init ${config.init}: --out must be another folder (the run writes its history and checkpoint there as it trains)`, { hint: 'train into a new folder, then move it' });
+  }
   const folder = datasetPath(config.data);
-  const stats = await loadStats(folder);
+  const dataStats = await loadStats(folder);
   const backend = await initBackend(config.backend);
+  // --init: the saved model's weights (a fresh run; a resumed one has its own) and, always, its
+  // input normalisation, which its weights were trained for.
+  const init: InitModel | undefined = checkpoint ? checkpoint.state.init : config.init !== undefined ? await loadInitModel(config.init, config.model) : undefined;
+  const stats: Normalization = init?.normalization ?? dataStats;
   await mkdir(config.out, { recursive: true }).catch((err) => {
     throw fromSystemError(err, config.out);
   });
@@ -129,6 +137,16 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
 
   // ---- model
   const model = buildModel(config.model, { seed: config.seed });
+  if (init?.weights) {
+    try {
+      model.setWeights(init.weights);
+    } catch (err) {
+      model.dispose();
+      throw new CifarError('MODEL_INVALID', `--init ${config.init}: its weights do not fit a ${config.model} model (${String((err as Error).message).split('\n')[0]})`);
+    } finally {
+      tf.dispose(init.weights);
+    }
+  }
   const parameters = countParams(model).trainable;
   // Where the input kernel runs (webgpu), it crops and flips too: the loader only shuffles and copies.
   const cropOnDevice = normalizesOnDevice() && (config.cropPadding > 0 || config.flip);
@@ -143,7 +161,9 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
   /** A test pass of the model as it is now: shared between the training threads too, where there are several. */
   const evaluate = (data: LabelledImages) => (parallel ? parallel.evaluate(data, stats) : evaluateModel(model, data, stats));
   const backendDetail = threads > 1 ? `${backend.reason}; ${threads} training threads` : backend.reason;
-  const state: TrainState = checkpoint ? { ...checkpoint.state, config } : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0 };
+  const state: TrainState = checkpoint
+    ? { ...checkpoint.state, config }
+    : { config, epoch: 0, step: 0, partial: { lossSum: 0, correct: 0, seen: 0, seconds: 0 }, history: [], trainSeconds: 0, ...(init ? { init: { version: init.version, normalization: init.normalization } } : {}) };
   if (checkpoint) {
     try {
       trainer.restore(checkpoint.arrays);
@@ -458,6 +478,7 @@ export async function trainModel(requested: TrainConfig, options: TrainOptions =
       createdAt: new Date().toISOString(),
       packageVersion: options.packageVersion ?? 'unknown',
       config: { ...config, testImages: test.count },
+      ...(state.init ? { initVersion: state.init.version } : {}),
     }, { weights: config.weights });
     return { out: config.out, metadata, history: state.history };
   } finally {
@@ -486,6 +507,33 @@ async function roundWeightsToFloat16(model: tf.LayersModel): Promise<void> {
   const rounded = await Promise.all(model.getWeights().map(async (w) => tf.tensor(roundToFloat16((await w.data()) as Float32Array), w.shape)));
   model.setWeights(rounded);
   tf.dispose(rounded);
+}
+
+/** What a run started from a saved model (--init) takes of it; `weights` the caller disposes. */
+interface InitModel {
+  version: string;
+  normalization: { mean: number[]; std: number[] };
+  weights?: tf.Tensor[];
+}
+
+/**
+ * The weights (batch-norm statistics included) and input normalisation of the saved model at
+ * `dir`, which must be a `architecture` model: a one-line error otherwise.
+ */
+async function loadInitModel(dir: string, architecture: string): Promise<InitModel> {
+  const { model, metadata } = await loadModel(dir).catch((err: unknown) => {
+    throw isCifarError(err) ? new CifarError(err.code, `--init: ${err.message}`, { hint: 'pass --init a folder that `cifar train` saved a model in' }) : err;
+  });
+  try {
+    if (metadata.architecture !== architecture) {
+      throw new CifarError('USAGE', `--init ${dir}: a ${metadata.architecture} model cannot start a ${architecture} run`, { hint: `pass --model ${metadata.architecture}, or another model folder` });
+    }
+    // Copies: the loaded model is disposed below.
+    const weights = model.getWeights().map((w) => w.clone());
+    return { version: metadata.version, normalization: { mean: [...metadata.normalization.mean], std: [...metadata.normalization.std] }, weights };
+  } finally {
+    model.dispose();
+  }
 }
 
 /** sha256 over the per-file checksums of the dataset's manifest (or its files when absent). */

@@ -172,6 +172,22 @@ describe('cifar train (CLI)', () => {
     expect(bad.stderr.trim()).toBe('error: --workers none: expected auto or a whole number ≥ 1');
   });
 
+  it('starts from a saved model with --init, and names one of another architecture or a folder without one in one line', async () => {
+    const common = ['train', '--batch-size', '16', '--epochs', '1', '--backend', 'wasm', '--data', join(dir, 'data')];
+    const ok = await runCli([...common, '--model', 'resnet18-w4', '--init', 'models/default', '--limit', '16', '--test-limit', '16', '--out', join(dir, 'm-init')]);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toMatch(/; seed 0; initial weights from models\/default\n/);
+    const saved = JSON.parse(await readFile(join(dir, 'm-init', 'metadata.json'), 'utf8'));
+    const bundled = JSON.parse(await readFile('models/default/metadata.json', 'utf8'));
+    expect(saved).toMatchObject({ initVersion: bundled.version, normalization: bundled.normalization, config: { init: 'models/default' } });
+    const other = await runCli([...common, '--model', 'resnet10-w8', '--init', 'models/default', '--out', join(dir, 'm-init-bad')]);
+    expect(other.code).toBe(2);
+    expect(other.stderr.trim()).toBe('error: --init models/default: a resnet18-w4 model cannot start a resnet10-w8 run — pass --model resnet18-w4, or another model folder');
+    const none = await runCli([...common, '--init', join(dir, 'none'), '--out', join(dir, 'm-init-bad')]);
+    expect(none.code).toBe(1);
+    expect(none.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: --init: no model at .*none \(model.json and metadata.json are needed\) — pass --init a folder/)]);
+  });
+
   it('names an unknown model, a bad config key and a missing dataset in one line', async () => {
     const bad = await runCli(['train', '--model', 'vgg16']);
     expect(bad.code).toBe(2);

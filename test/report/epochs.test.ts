@@ -93,6 +93,11 @@ describe('the recipe line at the start of a run', () => {
     expect(formatRecipe({ ...defaults, epochs: 1 })).toMatch(/^recipe: 1 epoch of batch 128,/);
   });
 
+  it('names the saved model a run starts from (--init) last, and nothing when it starts from random weights', () => {
+    expect(formatRecipe(parseTrainConfig({ init: 'models/default' }))).toMatch(/; seed 0; initial weights from models\/default$/);
+    expect(formatRecipe(parseTrainConfig({}))).not.toContain('initial weights');
+  });
+
   it('with a time limit, names it and --epochs as the most', () => {
     const line = formatRecipe(parseTrainConfig({ epochs: 200, batchSize: 256, timeLimit: 540 }));
     expect(line).toMatch(/^recipe: the epochs that fit in 9m 00s \(at most 200\) of batch 256, one-cycle/);

@@ -33,6 +33,51 @@ async function weightsOf(out: string): Promise<Float32Array[]> {
   return arrays;
 }
 
+/** The trainable weights of a saved model (not the batch-norm statistics, which training moves at any learning rate). */
+async function trainableOf(out: string): Promise<Float32Array[]> {
+  const { model } = await loadModel(out);
+  const arrays = model.trainableWeights.map((w) => w.read().dataSync() as Float32Array);
+  model.dispose();
+  return arrays;
+}
+
+describe('a run started from a saved model (init)', () => {
+  it('starts from its weights, keeps its input normalisation and records its version, across a resumption too', async () => {
+    const base = await trainModel(config('init-base', { epochs: 1 }));
+    // A normalisation unlike the data's, so that keeping the model's own is seen.
+    const metaPath = join(dir, 'init-base', 'metadata.json');
+    const norm = { mean: [0.3, 0.4, 0.5], std: [0.2, 0.25, 0.3] };
+    await writeFile(metaPath, JSON.stringify({ ...JSON.parse(await readFile(metaPath, 'utf8')), normalization: norm }));
+    // Steps too small to move a weight measurably, and another seed: the run ends with the model's
+    // weights if it started from them, and with a fresh seed's if not.
+    const tiny = { epochs: 1, lr: 1e-9, momentum: 0, weightDecay: 0, seed: 7 };
+    const run = { ...tiny, init: join(dir, 'init-base') };
+    await expect(trainModel(config('init-run', run), { maxSteps: 2 })).rejects.toMatchObject({ code: 'ABORTED' });
+    const resumed = await trainModel(config('init-run', run), { resume: true });
+    expect(resumed.metadata.initVersion).toBe(base.metadata.version);
+    expect(resumed.metadata.normalization).toEqual(norm);
+    expect(resumed.metadata.config).toMatchObject({ init: join(dir, 'init-base') });
+    const from = await trainableOf(join(dir, 'init-base'));
+    (await trainableOf(join(dir, 'init-run'))).forEach((w, i) => expectClose(w, from[i]!, 1e-6));
+
+    const scratch = await trainModel(config('init-scratch', tiny));
+    expect(scratch.metadata.initVersion).toBeUndefined();
+    const fresh = await trainableOf(join(dir, 'init-scratch'));
+    expect(fresh.some((w, i) => w.some((v, j) => Math.abs(v - from[i]![j]!) > 1e-3))).toBe(true);
+  });
+
+  it('refuses a model of another architecture, its own folder as --out, or a folder without a model, in one line', async () => {
+    await trainModel(config('init-other', { epochs: 1, limit: 16 }));
+    await expect(trainModel(config('init-bad', { model: 'resnet18-w4', init: join(dir, 'init-other') }))).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringMatching(/a resnet10-w8 model cannot start a resnet18-w4 run$/),
+      hint: 'pass --model resnet10-w8, or another model folder',
+    });
+    await expect(trainModel(config('init-other', { init: join(dir, 'init-other') }))).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('--out must be another folder') });
+    await expect(trainModel(config('init-bad', { init: join(dir, 'nowhere') }))).rejects.toMatchObject({ code: 'MODEL_MISSING', message: expect.stringMatching(/^--init: no model at /) });
+  });
+});
+
 describe('training', () => {
   it('lowers the loss on a learnable dataset, writes the model, history and curves, and leaks no tensors', async () => {
     const counts: number[] = [];
