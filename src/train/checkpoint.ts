@@ -2,6 +2,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError, fromSystemError } from '../errors.js';
+import type { ModelMetadata } from '../model/store.js';
 import type { EpochRecord } from '../report/curves.js';
 import type { TrainConfig } from './config.js';
 import type { LrSchedule } from './schedule.js';
@@ -23,7 +24,7 @@ export interface TrainState {
    */
   wallSeconds?: number;
   /** A run started from a saved model (--init): its version and the input normalisation it keeps. */
-  init?: { version: string; normalization: { mean: number[]; std: number[] } };
+  init?: { version: string; normalization: ModelMetadata['normalization'] };
   /**
    * A run with a time limit: the most epochs it may have, the step time the plan last used, and
    * the steps planned in all (the config's `epochs` are the epochs they make, the last one

@@ -509,12 +509,8 @@ async function roundWeightsToFloat16(model: tf.LayersModel): Promise<void> {
   tf.dispose(rounded);
 }
 
-/** What a run started from a saved model (--init) takes of it; `weights` the caller disposes. */
-interface InitModel {
-  version: string;
-  normalization: { mean: number[]; std: number[] };
-  weights?: tf.Tensor[];
-}
+/** What a run started from a saved model (--init) keeps of it, and, for a fresh run, its weights (the caller disposes them). */
+type InitModel = NonNullable<TrainState['init']> & { weights?: tf.Tensor[] };
 
 /**
  * The weights (batch-norm statistics included) and input normalisation of the saved model at
