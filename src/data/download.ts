@@ -174,7 +174,7 @@ async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obt
     const path = resolve(from);
     const info = await stat(path).catch(() => undefined);
     if (!info) throw new CifarError('USAGE', `--from ${from}: no such file`);
-    if (!info.isFile()) throw new CifarError('USAGE', `--from ${from}: not a file (give a .tar or .tar.gz archive)`);
+    if (!info.isFile()) throw new CifarError('USAGE', `--from ${from}: not a file (give a .tar, .tar.gz or .zip archive)`);
     if (options.md5) await verifyMd5(path, options.md5, from, options);
     return { archive: path, source: path, md5: options.md5?.toLowerCase(), downloaded: false };
   }

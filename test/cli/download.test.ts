@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeBinaryArchive, tempDir } from '../helpers/fixtures.js';
+import { binaryLayoutFiles, makeBinaryArchive, makeZip, tempDir } from '../helpers/fixtures.js';
 import { runCli } from '../helpers/cli.js';
 import { startFileServer } from '../helpers/server.js';
 
@@ -54,6 +54,23 @@ describe('cifar download (CLI)', () => {
     expect(res.stderr).toMatch(/^error: .*md5 [0-9a-f]{32} does not match the expected f{32}/);
     noStack(res.stderr);
     expect(existsSync(join(dir, 'data', 'cifar-10-batches-bin'))).toBe(false);
+  });
+
+  it('imports a zip, and exits 1 with one line naming the entry when a zip entry is damaged', async () => {
+    const files = Object.fromEntries(Object.entries(binaryLayoutFiles()).map(([name, bytes]) => [`cifar/${name}`, bytes]));
+    const zip = await makeZip(dir, 'a.zip', files, false);
+    const ok = await runCli(['download', '--dir', join(dir, 'data'), '--from', zip, '--quiet']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/train 100, test 20/);
+    const damaged = await readFile(zip);
+    damaged[30 + damaged.readUInt16LE(26) + 100]! ^= 1; // a byte of the first entry's (stored) records
+    await writeFile(join(dir, 'bad.zip'), damaged);
+    const bad = await runCli(['download', '--dir', join(dir, 'other'), '--from', join(dir, 'bad.zip'), '--quiet']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^error: .*bad\.zip: archive is corrupt \(cifar\/\S+\.(bin|txt) does not match its CRC-32\)$/m);
+    noStack(bad.stderr);
+    expect(existsSync(join(dir, 'other', 'cifar-10-batches-bin'))).toBe(false);
   });
 
   it('exits 2 on usage errors: a missing --from file, a malformed --md5, two sources', async () => {

@@ -1,8 +1,11 @@
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import * as tar from 'tar';
+import yazl from 'yazl';
 import { RECORD_BYTES, TEST_FILES, TRAIN_FILES } from '../../src/data/cifar-binary.js';
 import { CLASSES } from '../../src/data/classes.js';
 
@@ -30,17 +33,22 @@ export interface BinaryArchiveOptions {
   folder?: string;
 }
 
-/** Build a small archive in the official binary layout; returns its path. */
-export async function makeBinaryArchive(dir: string, name: string, options: BinaryArchiveOptions = {}): Promise<string> {
+/** The batch files (and `batches.meta.txt`) of a small binary-layout dataset, by file name. */
+export function binaryLayoutFiles(options: Pick<BinaryArchiveOptions, 'recordsPerBatch' | 'override'> = {}): Record<string, Uint8Array> {
   const per = options.recordsPerBatch ?? 20;
-  const folder = options.folder ?? 'cifar-10-batches-bin';
-  const src = join(dir, `${name}-src`);
-  await mkdir(join(src, folder), { recursive: true });
   const files: Record<string, Uint8Array | null> = {};
   [...TRAIN_FILES, ...TEST_FILES].forEach((f, i) => (files[f] = makeRecords(per, i + 1)));
   files['batches.meta.txt'] = new TextEncoder().encode(CLASSES.join('\n') + '\n\n');
   Object.assign(files, options.override ?? {});
-  for (const [f, bytes] of Object.entries(files)) if (bytes) await writeFile(join(src, folder, f), bytes);
+  return Object.fromEntries(Object.entries(files).filter((e): e is [string, Uint8Array] => e[1] !== null));
+}
+
+/** Build a small archive in the official binary layout; returns its path. */
+export async function makeBinaryArchive(dir: string, name: string, options: BinaryArchiveOptions = {}): Promise<string> {
+  const folder = options.folder ?? 'cifar-10-batches-bin';
+  const src = join(dir, `${name}-src`);
+  await mkdir(join(src, folder), { recursive: true });
+  for (const [f, bytes] of Object.entries(binaryLayoutFiles(options))) await writeFile(join(src, folder, f), bytes);
   const file = join(dir, name);
   await tar.c({ gzip: options.gzip ?? true, file, cwd: src, portable: true }, [folder]);
   return file;
@@ -84,6 +92,37 @@ export async function makeImageFolderArchive(dir: string, name: string, images: 
   const file = join(dir, name);
   await tar.c({ gzip: true, file, cwd: src, portable: true }, [root]);
   return file;
+}
+
+export interface ZipEntry {
+  data: Buffer | Uint8Array;
+  /** Unix mode, e.g. 0o120777 for a symbolic link (whose data is its target). */
+  mode?: number;
+}
+
+/**
+ * Build a zip of `files` (archive path → contents; a path ending in "/" is a folder entry), deflated
+ * unless `compress` is false; returns its path.
+ */
+export async function makeZip(dir: string, name: string, files: Record<string, Buffer | Uint8Array | ZipEntry>, compress = true): Promise<string> {
+  const zip = new yazl.ZipFile();
+  for (const [path, entry] of Object.entries(files)) {
+    if (path.endsWith('/')) {
+      zip.addEmptyDirectory(path);
+      continue;
+    }
+    const { data, mode } = entry instanceof Uint8Array ? { data: entry, mode: undefined } : entry;
+    zip.addBuffer(Buffer.from(data), path, { compress, ...(mode === undefined ? {} : { mode }) });
+  }
+  zip.end();
+  const file = join(dir, name);
+  await pipeline(zip.outputStream, createWriteStream(file));
+  return file;
+}
+
+/** The archive paths and contents of an image folder, as `makeImageFolderArchive` lays them out. */
+export function imageFolderFiles(images: ImageSpec[], root = 'cifar-10-images'): Record<string, Buffer> {
+  return Object.fromEntries(images.map((img) => [`${root ? `${root}/` : ''}${img.split}/${img.cls}/${img.name}`, img.data]));
 }
 
 /**
