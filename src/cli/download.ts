@@ -25,7 +25,7 @@ export function downloadCommand(): Command {
     .option('--dir <dir>', 'data directory', 'data')
     .option('--url <url>', `archive URL of a mirror (default ${OFFICIAL_URL})`)
     .option('--md5 <hex>', "expected md5 of the archive (the official one by default)")
-    .option('--from <path-or-url>', 'a local file or URL of a .tar, .tar.gz or .zip: the binary release, or an image folder <root>/{train,test}/<class>/*')
+    .option('--from <path-or-url>', 'a .tar, .tar.gz or .zip (a path or URL), or a folder: the binary release, or an image folder <root>/{train,test}/<class>/*')
     .option('--force', 'redo it even when a valid dataset is present')
     .option('--quiet', 'no progress output')
     .option('--json', 'print one JSON object with the result')
@@ -41,7 +41,7 @@ export function downloadCommand(): Command {
         const progress = createProgress({
           quiet: opts.quiet,
           bytePhases: ['download', 'checksum', 'read'],
-          labels: { download: 'download', checksum: 'md5', read: 'extract', decode: 'decode', write: 'verify' },
+          labels: { download: 'download', checksum: 'md5', read: 'extract', files: 'read', decode: 'decode', write: 'verify' },
         });
         try {
           const result = await downloadDataset({

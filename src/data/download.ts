@@ -20,7 +20,8 @@ import {
 import { CLASSES } from './classes.js';
 import { fetchToFile, type FetchOptions } from './fetch.js';
 import { importImageFolder } from './image-folder.js';
-import { detectLayout } from './layout.js';
+import { listFolder, readFolderFiles } from './folder.js';
+import { detectLayout, layoutFiles } from './layout.js';
 
 /** The official binary release and its published md5. */
 export const OFFICIAL_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
@@ -28,7 +29,8 @@ export const OFFICIAL_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
 /** Written beside the batch files: where the dataset came from and what it holds. */
 export const MANIFEST_FILE = 'manifest.json';
 
-export type DownloadPhase = 'download' | 'checksum' | 'read' | 'decode' | 'write';
+/** `read` counts an archive's bytes, `files` a folder source's files. */
+export type DownloadPhase = 'download' | 'checksum' | 'read' | 'files' | 'decode' | 'write';
 
 export interface DownloadOptions {
   /** Data directory; the dataset lands in `<dir>/cifar-10-batches-bin`. */
@@ -84,14 +86,9 @@ export async function downloadDataset(options: DownloadOptions): Promise<Downloa
   });
   const tmp = join(dir, `.${DATASET_FOLDER}.tmp-${process.pid}-${randomBytes(3).toString('hex')}`);
   try {
-    const { archive, source, md5, downloaded } = await obtainArchive(dir, options);
+    const { archive, folder, source, md5, downloaded } = await obtainArchive(dir, options);
     throwIfAborted(options.signal);
-    const archiveBytes = (await stat(archive)).size;
-    const entries = await readArchive(archive, {
-      signal: options.signal,
-      onBytes: (n) => options.onProgress?.('read', n, archiveBytes),
-    });
-    const layout = detectLayout(entries, source);
+    const { entries, layout } = folder ? await readFolderSource(archive, options) : await readArchiveSource(archive, source, options);
     await mkdir(tmp);
     let resized = 0;
     if (layout.kind === 'binary') {
@@ -133,6 +130,26 @@ export async function downloadDataset(options: DownloadOptions): Promise<Downloa
   }
 }
 
+async function readArchiveSource(archive: string, source: string, options: DownloadOptions) {
+  const archiveBytes = (await stat(archive)).size;
+  const entries = await readArchive(archive, {
+    signal: options.signal,
+    onBytes: (n) => options.onProgress?.('read', n, archiveBytes),
+  });
+  return { entries, layout: detectLayout(entries.keys(), source) };
+}
+
+/** An unpacked archive: the layout is told from the paths, and only the files it names are read. */
+async function readFolderSource(folder: string, options: DownloadOptions) {
+  const files = await listFolder(folder, options.signal);
+  const layout = detectLayout(files.keys(), folder);
+  const entries = await readFolderFiles(files, layoutFiles(layout), {
+    signal: options.signal,
+    onFiles: (done, total) => options.onProgress?.('files', done, total),
+  });
+  return { entries, layout };
+}
+
 /** A valid dataset already in place, or undefined (noting why an existing one is not usable). */
 async function inspectExisting(target: string, onNote?: (m: string) => void) {
   try {
@@ -160,7 +177,9 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 }
 
 interface Obtained {
+  /** The archive file, or the folder `--from` named. */
   archive: string;
+  folder: boolean;
   source: string;
   md5: string | undefined;
   /** The archive is our own download, to delete once installed. */
@@ -174,9 +193,10 @@ async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obt
     const path = resolve(from);
     const info = await stat(path).catch(() => undefined);
     if (!info) throw new CifarError('USAGE', `--from ${from}: no such file`);
-    if (!info.isFile()) throw new CifarError('USAGE', `--from ${from}: not a file (give a .tar, .tar.gz or .zip archive)`);
+    if (!info.isFile() && !info.isDirectory()) throw new CifarError('USAGE', `--from ${from}: neither a file nor a folder`);
+    if (info.isDirectory() && options.md5) throw new CifarError('USAGE', `--md5 checks an archive, and --from ${from} is a folder`);
     if (options.md5) await verifyMd5(path, options.md5, from, options);
-    return { archive: path, source: path, md5: options.md5?.toLowerCase(), downloaded: false };
+    return { archive: path, folder: info.isDirectory(), source: path, md5: options.md5?.toLowerCase(), downloaded: false };
   }
   const url = from ?? options.url ?? OFFICIAL_URL;
   const md5 = options.md5 ?? (url === OFFICIAL_URL ? OFFICIAL_MD5 : undefined);
@@ -202,7 +222,7 @@ async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obt
       throw err;
     }
   }
-  return { archive: part, source: url, md5: md5?.toLowerCase(), downloaded: true };
+  return { archive: part, folder: false, source: url, md5: md5?.toLowerCase(), downloaded: true };
 }
 
 async function verifyMd5(path: string, expected: string, label: string, options: DownloadOptions): Promise<void> {

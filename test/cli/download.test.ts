@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { binaryLayoutFiles, makeBinaryArchive, makeZip, tempDir } from '../helpers/fixtures.js';
@@ -71,6 +71,16 @@ describe('cifar download (CLI)', () => {
     expect(bad.stderr).toMatch(/^error: .*bad\.zip: archive is corrupt \(cifar\/\S+\.(bin|txt) does not match its CRC-32\)$/m);
     noStack(bad.stderr);
     expect(existsSync(join(dir, 'other', 'cifar-10-batches-bin'))).toBe(false);
+  });
+
+  it('imports an unpacked folder, counting the files it reads', async () => {
+    const folder = join(dir, 'unpacked', 'cifar-10-batches-bin');
+    await mkdir(folder, { recursive: true });
+    for (const [name, bytes] of Object.entries(binaryLayoutFiles())) await writeFile(join(folder, name), bytes);
+    const res = await runCli(['download', '--dir', join(dir, 'data'), '--from', join(dir, 'unpacked')]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/train 100, test 20/);
+    expect(res.stderr).toMatch(/^read: started \(7\)$/m); // six batch files and batches.meta.txt
   });
 
   it('exits 2 on usage errors: a missing --from file, a malformed --md5, two sources', async () => {
