@@ -81,7 +81,9 @@ export async function startFileServer(files: Record<string, Buffer>, options: Fi
     }
     if (options.dropAfterBytes !== undefined && drops < (options.dropTimes ?? 1)) {
       drops++;
-      res.write(rest.subarray(0, options.dropAfterBytes), () => setTimeout(() => res.socket?.destroy(), 20));
+      // The client must have read and saved the bytes before the drop: 20 ms was too short with both cores busy
+      // (the file was still empty, so the retry started over instead of resuming).
+      res.write(rest.subarray(0, options.dropAfterBytes), () => setTimeout(() => res.socket?.destroy(), 250));
       return;
     }
     res.end(rest);
