@@ -24,7 +24,7 @@ export function downloadCommand(): Command {
     .description('download CIFAR-10 (or import an archive) into <dir>/cifar-10-batches-bin, verified and atomic')
     .option('--dir <dir>', 'data directory', 'data')
     .option('--url <url>', `archive URL of a mirror (default ${OFFICIAL_URL})`)
-    .option('--md5 <hex>', "expected md5 of the archive (the official one by default)")
+    .option('--md5 <hex>', 'expected md5 of the archive (the published one for the official binary and python archives)')
     .option('--from <path-or-url>', 'a .tar, .tar.gz or .zip (a path or URL), or a folder: the binary release, or an image folder <root>/{train,test}/<class>/*')
     .option('--force', 'redo it even when a valid dataset is present')
     .option('--quiet', 'no progress output')

@@ -18,6 +18,7 @@ import {
   type DatasetSummary,
 } from './cifar-binary.js';
 import { CLASSES } from './classes.js';
+import { pythonBatchToRecords } from './cifar-python.js';
 import { fetchToFile, type FetchOptions } from './fetch.js';
 import { importImageFolder } from './image-folder.js';
 import { listFolder, readFolderFiles } from './folder.js';
@@ -26,6 +27,9 @@ import { detectLayout, layoutFiles } from './layout.js';
 /** The official binary release and its published md5. */
 export const OFFICIAL_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const OFFICIAL_MD5 = 'c32a1d4ab5d03f1284b67883e8d87530';
+/** The same host's "python version" (pickled batches), with the md5 torchvision checks it against. */
+export const PYTHON_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz';
+const KNOWN_MD5: Record<string, string> = { [OFFICIAL_URL]: OFFICIAL_MD5, [PYTHON_URL]: 'c58f30108f718f92721af3b95e74349a' };
 /** Written beside the batch files: where the dataset came from and what it holds. */
 export const MANIFEST_FILE = 'manifest.json';
 
@@ -55,7 +59,7 @@ export interface DownloadResult extends DatasetSummary {
   /** True when a valid dataset was already there and nothing was done. */
   alreadyPresent: boolean;
   source: string;
-  format: 'binary' | 'image-folder' | 'existing';
+  format: 'binary' | 'python' | 'image-folder' | 'existing';
   /** Images of another size that were cropped and resized to 32×32 (image folders only). */
   resized: number;
   md5: string | undefined;
@@ -91,9 +95,10 @@ export async function downloadDataset(options: DownloadOptions): Promise<Downloa
     const { entries, layout } = folder ? await readFolderSource(archive, options) : await readArchiveSource(archive, source, options);
     await mkdir(tmp);
     let resized = 0;
-    if (layout.kind === 'binary') {
+    if (layout.kind !== 'image-folder') {
       for (const file of BATCH_FILES) {
-        const bytes = entries.get(layout.files[file]!)!;
+        const path = layout.files[file]!;
+        const bytes = layout.kind === 'python' ? pythonBatchToRecords(entries.get(path)!, `${source}: ${path}`) : entries.get(path)!;
         inspectBatch(file, bytes);
         await writeFile(join(tmp, file), bytes);
       }
@@ -199,7 +204,7 @@ async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obt
     return { archive: path, folder: info.isDirectory(), source: path, md5: options.md5?.toLowerCase(), downloaded: false };
   }
   const url = from ?? options.url ?? OFFICIAL_URL;
-  const md5 = options.md5 ?? (url === OFFICIAL_URL ? OFFICIAL_MD5 : undefined);
+  const md5 = options.md5 ?? KNOWN_MD5[url];
   const cache = join(dir, '.downloads');
   await mkdir(cache, { recursive: true }).catch((err) => {
     throw fromSystemError(err, cache);

@@ -3,12 +3,16 @@ import { CifarError } from '../errors.js';
 import { BATCH_FILES, META_FILE, type SplitName } from './cifar-binary.js';
 import { CLASSES, classIndex } from './classes.js';
 
-/** The official binary release: the six batch files, found in one folder of the archive. */
+/**
+ * The official binary release (`binary`: data_batch_1.bin …) or its "python version" (`python`:
+ * data_batch_1 … as pickles, what torchvision downloads): the six batch files, found in one
+ * folder of the archive.
+ */
 export interface BinaryLayout {
-  kind: 'binary';
-  /** Archive path of each batch file, by file name. */
+  kind: 'binary' | 'python';
+  /** Archive path of each batch file, by the binary release's file name (data_batch_1.bin …). */
   files: Record<string, string>;
-  /** Archive path of batches.meta.txt when present. */
+  /** Archive path of batches.meta.txt when present (binary release only). */
   meta: string | undefined;
 }
 
@@ -31,6 +35,7 @@ export type ArchiveLayout = BinaryLayout | ImageFolderLayout;
 const NATURAL = new Intl.Collator('en', { numeric: true });
 
 const BATCH_RE = /^(data_batch_[1-5]|test_batch)\.bin$/;
+const PYTHON_BATCH_RE = /^(data_batch_[1-5]|test_batch)$/;
 const IMAGE_RE = /^(?:(.*)\/)?(train|test)\/([^/]+)\/([^/]+)$/;
 
 /** Files that archivers add and nobody means as data. */
@@ -46,28 +51,31 @@ function isJunk(path: string): boolean {
 export function detectLayout(files: Iterable<string>, source: string): ArchiveLayout {
   const paths = [...files].filter((p) => !isJunk(p));
   const batches = paths.filter((p) => BATCH_RE.test(posix.basename(p)));
-  if (batches.length > 0) return binaryLayout(batches, paths, source);
+  if (batches.length > 0) return binaryLayout('binary', batches, paths, source);
+  const pickles = paths.filter((p) => PYTHON_BATCH_RE.test(posix.basename(p)));
+  if (pickles.length > 0) return binaryLayout('python', pickles, paths, source);
   const images = paths.map((p) => ({ p, m: IMAGE_RE.exec(p) })).filter((x) => x.m !== null);
   if (images.length > 0) return imageFolderLayout(images as { p: string; m: RegExpExecArray }[], source);
   throw new CifarError(
     'ARCHIVE_INVALID',
-    `${source}: neither the CIFAR-10 binary layout (data_batch_1.bin … test_batch.bin) nor an image folder (<root>/train/<class>/<image>) is in it`,
+    `${source}: neither the CIFAR-10 binary release (data_batch_1.bin … test_batch.bin), its python version (data_batch_1 … test_batch) nor an image folder (<root>/train/<class>/<image>) is in it`,
   );
 }
 
-function binaryLayout(batches: string[], paths: string[], source: string): BinaryLayout {
+function binaryLayout(kind: BinaryLayout['kind'], batches: string[], paths: string[], source: string): BinaryLayout {
   const folders = new Set(batches.map((p) => posix.dirname(p)));
   if (folders.size > 1) {
     throw new CifarError('ARCHIVE_INVALID', `${source}: batch files in more than one folder (${[...folders].join(', ')})`);
   }
   const folder = [...folders][0]!;
-  const join = (f: string) => (folder === '.' ? f : `${folder}/${f}`);
+  const name = (f: string) => (kind === 'python' ? f.replace(/\.bin$/, '') : f);
+  const join = (f: string) => (folder === '.' ? name(f) : `${folder}/${name(f)}`);
   const missing = BATCH_FILES.filter((f) => !batches.includes(join(f)));
   if (missing.length > 0) {
-    throw new CifarError('ARCHIVE_INVALID', `${source}: incomplete CIFAR-10 binary layout, missing ${missing.join(', ')}`);
+    throw new CifarError('ARCHIVE_INVALID', `${source}: incomplete CIFAR-10 ${kind === 'python' ? 'python version' : 'binary release'}, missing ${missing.map(name).join(', ')}`);
   }
-  const meta = paths.includes(join(META_FILE)) ? join(META_FILE) : undefined;
-  return { kind: 'binary', files: Object.fromEntries(BATCH_FILES.map((f) => [f, join(f)])), meta };
+  const meta = kind === 'binary' && paths.includes(join(META_FILE)) ? join(META_FILE) : undefined;
+  return { kind, files: Object.fromEntries(BATCH_FILES.map((f) => [f, join(f)])), meta };
 }
 
 function imageFolderLayout(images: { p: string; m: RegExpExecArray }[], source: string): ImageFolderLayout {
@@ -106,6 +114,6 @@ function imageFolderLayout(images: { p: string; m: RegExpExecArray }[], source: 
 
 /** The paths of the files a layout reads: its batch files (and meta file), or its images. */
 export function layoutFiles(layout: ArchiveLayout): string[] {
-  if (layout.kind === 'binary') return [...Object.values(layout.files), ...(layout.meta ? [layout.meta] : [])];
+  if (layout.kind !== 'image-folder') return [...Object.values(layout.files), ...(layout.meta ? [layout.meta] : [])];
   return [...layout.splits.train, ...layout.splits.test].map((f) => f.path);
 }

@@ -1,13 +1,20 @@
 import type { DownloadResult } from '../data/download.js';
 import { formatCount, formatSeconds } from './format.js';
 
+const FORMAT_NAMES: Record<DownloadResult['format'], string> = {
+  binary: 'binary release',
+  python: 'imported python version',
+  'image-folder': 'imported image folder',
+  existing: 'already present',
+};
+
 /** The human summary of `cifar download`, as lines (pure: no colours, no I/O). */
 export function formatDownload(result: DownloadResult): string {
   const lines: string[] = [];
   if (result.alreadyPresent) {
     lines.push(`CIFAR-10 is already complete at ${result.path} (use --force to redo it)`);
   } else {
-    lines.push(`CIFAR-10 ready at ${result.path} (${result.format === 'binary' ? 'binary release' : 'imported image folder'}, ${formatSeconds(result.seconds)})`);
+    lines.push(`CIFAR-10 ready at ${result.path} (${FORMAT_NAMES[result.format]}, ${formatSeconds(result.seconds)})`);
     lines.push(`source   ${result.source}${result.md5 ? ` (md5 ${result.md5} verified)` : ''}`);
   }
   lines.push(`records  train ${formatCount(result.counts.train)}, test ${formatCount(result.counts.test)}`);

@@ -51,7 +51,7 @@ describe('a folder as the source (an unpacked archive)', () => {
 
   it('says what is wrong with a folder that holds neither layout, or with --md5 for a folder', async () => {
     const empty = await writeFolder('empty', { 'notes.txt': Buffer.from('hello') });
-    await expect(importFrom(empty)).rejects.toMatchObject({ code: 'ARCHIVE_INVALID', message: expect.stringMatching(/empty: neither the CIFAR-10 binary layout .* nor an image folder .* is in it$/) });
+    await expect(importFrom(empty)).rejects.toMatchObject({ code: 'ARCHIVE_INVALID', message: expect.stringMatching(/empty: neither the CIFAR-10 binary release .*, its python version .* nor an image folder .* is in it$/) });
     await expect(importFrom(empty, 'data', { md5: 'a'.repeat(32) })).rejects.toMatchObject({ code: 'USAGE', message: `--md5 checks an archive, and --from ${empty} is a folder` });
   });
 });
