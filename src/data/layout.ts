@@ -65,7 +65,7 @@ export function detectLayout(files: Iterable<string>, source: string): ArchiveLa
 function binaryLayout(kind: BinaryLayout['kind'], batches: string[], paths: string[], source: string): BinaryLayout {
   const folders = new Set(batches.map((p) => posix.dirname(p)));
   if (folders.size > 1) {
-    throw new CifarError('ARCHIVE_INVALID', `${source}: batch files in more than one folder (${[...folders].join(', ')})`);
+    throw new CifarError('ARCHIVE_INVALID', `${source}: batch files in more than one folder (${fewOf([...folders].sort())})`);
   }
   const folder = [...folders][0]!;
   const name = (f: string) => (kind === 'python' ? f.replace(/\.bin$/, '') : f);
@@ -81,7 +81,7 @@ function binaryLayout(kind: BinaryLayout['kind'], batches: string[], paths: stri
 function imageFolderLayout(images: { p: string; m: RegExpExecArray }[], source: string): ImageFolderLayout {
   const roots = new Set(images.map(({ m }) => m[1] ?? ''));
   if (roots.size > 1) {
-    throw new CifarError('ARCHIVE_INVALID', `${source}: more than one image-folder root (${[...roots].map((r) => r || '.').join(', ')})`);
+    throw new CifarError('ARCHIVE_INVALID', `${source}: more than one image-folder root (${fewOf([...roots].map((r) => r || '.').sort())})`);
   }
   const root = [...roots][0]!;
   const splits: Record<SplitName, ImageFile[]> = { train: [], test: [] };
@@ -116,4 +116,9 @@ function imageFolderLayout(images: { p: string; m: RegExpExecArray }[], source: 
 export function layoutFiles(layout: ArchiveLayout): string[] {
   if (layout.kind !== 'image-folder') return [...Object.values(layout.files), ...(layout.meta ? [layout.meta] : [])];
   return [...layout.splits.train, ...layout.splits.test].map((f) => f.path);
+}
+
+/** The first three names and how many more: an error stays one readable line. */
+function fewOf(names: string[]): string {
+  return names.length <= 3 ? names.join(', ') : `${names.slice(0, 3).join(', ')} and ${names.length - 3} more`;
 }

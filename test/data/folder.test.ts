@@ -49,6 +49,13 @@ describe('a folder as the source (an unpacked archive)', () => {
     expect((await loadSplit(result.path, 'test')).count).toBe(20);
   });
 
+  it('names at most three folders when batch files are in several', async () => {
+    const files: Record<string, Uint8Array> = {};
+    for (const copy of ['a', 'b', 'c', 'd', 'e']) for (const [name, bytes] of Object.entries(binaryLayoutFiles())) files[`${copy}/${name}`] = bytes;
+    const folder = await writeFolder('copies', files);
+    await expect(importFrom(folder)).rejects.toMatchObject({ message: `${folder}: batch files in more than one folder (a, b, c and 2 more)` });
+  });
+
   it('says what is wrong with a folder that holds neither layout, or with --md5 for a folder', async () => {
     const empty = await writeFolder('empty', { 'notes.txt': Buffer.from('hello') });
     await expect(importFrom(empty)).rejects.toMatchObject({ code: 'ARCHIVE_INVALID', message: expect.stringMatching(/empty: neither the CIFAR-10 binary release .*, its python version .* nor an image folder .* is in it$/) });
