@@ -21,11 +21,11 @@ const Options = z.object({
 
 export function downloadCommand(): Command {
   return new Command('download')
-    .description('download CIFAR-10 (or import an archive) into <dir>/cifar-10-batches-bin, verified and atomic')
+    .description('download CIFAR-10 (or import an archive or folder) into <dir>/cifar-10-batches-bin, verified and atomic')
     .option('--dir <dir>', 'data directory', 'data')
     .option('--url <url>', `archive URL of a mirror (default ${OFFICIAL_URL})`)
     .option('--md5 <hex>', 'expected md5 of the archive (the published one for the official binary and python archives)')
-    .option('--from <path-or-url>', 'a .tar, .tar.gz or .zip (a path or URL), or a folder: the binary release, or an image folder <root>/{train,test}/<class>/*')
+    .option('--from <path-or-url>', 'a .tar, .tar.gz or .zip (a path or URL), or a folder: the binary release, its python version (cifar-10-batches-py), or an image folder <root>/{train,test}/<class>/*')
     .option('--force', 'redo it even when a valid dataset is present')
     .option('--quiet', 'no progress output')
     .option('--json', 'print one JSON object with the result')

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CifarError, fromSystemError } from '../errors.js';
 import { IMAGE_BYTES } from '../image/preprocess.js';
 import { CLASSES } from './classes.js';
@@ -104,9 +105,12 @@ async function readDatasetFile(folder: string, file: string): Promise<Uint8Array
 }
 
 function missing(folder: string, why: string): CifarError {
-  return new CifarError('DATASET_MISSING', `no CIFAR-10 dataset at ${folder} (${why})`, {
-    hint: 'run `cifar download` first (or `cifar download --from ARCHIVE`)',
-  });
+  // torchvision's download (the python version) beside it: say how to import it.
+  const python = join(dirname(folder), 'cifar-10-batches-py');
+  const hint = existsSync(python)
+    ? `${python} (the python version, as torchvision downloads it) is there: import it with \`cifar download --from ${python} --dir ${dirname(folder)}\``
+    : 'run `cifar download` first (or `cifar download --from ARCHIVE|FOLDER`)';
+  return new CifarError('DATASET_MISSING', `no CIFAR-10 dataset at ${folder} (${why})`, { hint });
 }
 
 /** Labelled images as typed arrays: `images` holds `count` 32×32×3 images back to back. */

@@ -5,6 +5,7 @@ import {
   BATCH_FILES,
   RECORD_BYTES,
   computeStats,
+  datasetPath,
   inspectBatch,
   inspectDataset,
   loadSplit,
@@ -52,6 +53,12 @@ describe('batch file validation', () => {
 
   it('reports a missing dataset with a hint to run cifar download', async () => {
     await expect(inspectDataset(join(dir, 'nothing'))).rejects.toMatchObject({ code: 'DATASET_MISSING', hint: expect.stringContaining('cifar download') });
+    // A data folder where torchvision left the python version: the hint gives the command that imports it.
+    await mkdir(join(dir, 'torch', 'cifar-10-batches-py'), { recursive: true });
+    await expect(inspectDataset(datasetPath(join(dir, 'torch')))).rejects.toMatchObject({
+      code: 'DATASET_MISSING',
+      hint: `${join(dir, 'torch', 'cifar-10-batches-py')} (the python version, as torchvision downloads it) is there: import it with \`cifar download --from ${join(dir, 'torch', 'cifar-10-batches-py')} --dir ${join(dir, 'torch')}\``,
+    });
   });
 });
 
