@@ -30,14 +30,18 @@ function firstCentralRecord(zip: Buffer): number {
 }
 
 describe('zip archives', () => {
-  it('imports an image-folder zip into the same batch files as a tar.gz of the same images', async () => {
+  it('imports an image-folder zip, plain and zip64, into the same batch files as a tar.gz of the same images', async () => {
     const images = await standardImages(2);
     const fromTar = await importFrom(await makeImageFolderArchive(dir, 'imgs.tgz', images), 'from-tar');
-    const fromZip = await importFrom(await makeZip(dir, 'imgs.zip', imageFolderFiles(images)), 'from-zip');
-    expect(fromZip.format).toBe('image-folder');
-    expect(fromZip.counts).toEqual({ train: 20, test: 20 });
-    for (const f of batchFiles) {
-      expect(Buffer.compare(await readFile(join(fromZip.path, f)), await readFile(join(fromTar.path, f))), f).toBe(0);
+    for (const zip64 of [false, true]) {
+      const zip = await makeZip(dir, `imgs-${zip64}.zip`, imageFolderFiles(images), true, zip64);
+      expect((await readFile(zip)).includes(Buffer.from([0x50, 0x4b, 6, 6])), 'a zip64 end record').toBe(zip64);
+      const fromZip = await importFrom(zip, `from-zip-${zip64}`);
+      expect(fromZip.format).toBe('image-folder');
+      expect(fromZip.counts).toEqual({ train: 20, test: 20 });
+      for (const f of batchFiles) {
+        expect(Buffer.compare(await readFile(join(fromZip.path, f)), await readFile(join(fromTar.path, f))), `${f}, zip64 ${zip64}`).toBe(0);
+      }
     }
   });
 

@@ -102,9 +102,9 @@ export interface ZipEntry {
 
 /**
  * Build a zip of `files` (archive path → contents; a path ending in "/" is a folder entry), deflated
- * unless `compress` is false; returns its path.
+ * unless `compress` is false, in the zip64 format if `zip64`; returns its path.
  */
-export async function makeZip(dir: string, name: string, files: Record<string, Buffer | Uint8Array | ZipEntry>, compress = true): Promise<string> {
+export async function makeZip(dir: string, name: string, files: Record<string, Buffer | Uint8Array | ZipEntry>, compress = true, zip64 = false): Promise<string> {
   const zip = new yazl.ZipFile();
   for (const [path, entry] of Object.entries(files)) {
     if (path.endsWith('/')) {
@@ -112,9 +112,9 @@ export async function makeZip(dir: string, name: string, files: Record<string, B
       continue;
     }
     const { data, mode } = entry instanceof Uint8Array ? { data: entry, mode: undefined } : entry;
-    zip.addBuffer(Buffer.from(data), path, { compress, ...(mode === undefined ? {} : { mode }) });
+    zip.addBuffer(Buffer.from(data), path, { compress, forceZip64Format: zip64, ...(mode === undefined ? {} : { mode }) });
   }
-  zip.end();
+  zip.end({ forceZip64Format: zip64, comment: '' });
   const file = join(dir, name);
   await pipeline(zip.outputStream, createWriteStream(file));
   return file;
