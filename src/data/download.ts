@@ -197,7 +197,7 @@ async function obtainArchive(dir: string, options: DownloadOptions): Promise<Obt
   if (from !== undefined && !isUrl(from)) {
     const path = resolve(from);
     const info = await stat(path).catch(() => undefined);
-    if (!info) throw new CifarError('USAGE', `--from ${from}: no such file`);
+    if (!info) throw new CifarError('USAGE', `--from ${from}: no such file or folder`);
     if (!info.isFile() && !info.isDirectory()) throw new CifarError('USAGE', `--from ${from}: neither a file nor a folder`);
     if (info.isDirectory() && options.md5) throw new CifarError('USAGE', `--md5 checks an archive, and --from ${from} is a folder`);
     if (options.md5) await verifyMd5(path, options.md5, from, options);

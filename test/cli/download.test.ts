@@ -93,6 +93,10 @@ describe('cifar download (CLI)', () => {
       expect(res.code, args.join(' ')).toBe(2);
       expect(res.stderr.trim().split('\n')).toHaveLength(1);
     }
+    const fifo = await runCli(['download', '--dir', join(dir, 'data'), '--from', '/dev/null']);
+    expect([fifo.code, fifo.stderr.trim()]).toEqual([2, 'error: --from /dev/null: neither a file nor a folder']);
+    const missing = await runCli(['download', '--dir', join(dir, 'data'), '--from', join(dir, 'nope.tgz')]);
+    expect(missing.stderr.trim()).toBe(`error: --from ${join(dir, 'nope.tgz')}: no such file or folder`);
   });
 
   it('on Ctrl-C exits 130, installs nothing and keeps the partial download for a resume', async () => {
