@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import * as tar from 'tar';
@@ -84,10 +84,9 @@ export async function standardImages(perClass = 2): Promise<ImageSpec[]> {
 /** Build an image-folder archive `<root>/<split>/<class>/<name>`; returns its path. */
 export async function makeImageFolderArchive(dir: string, name: string, images: ImageSpec[], root = 'cifar-10-images'): Promise<string> {
   const src = join(dir, `${name}-src`);
-  for (const img of images) {
-    const folder = join(src, root, img.split, img.cls);
-    await mkdir(folder, { recursive: true });
-    await writeFile(join(folder, img.name), img.data);
+  for (const [path, data] of Object.entries(imageFolderFiles(images, root))) {
+    await mkdir(dirname(join(src, path)), { recursive: true });
+    await writeFile(join(src, path), data);
   }
   const file = join(dir, name);
   await tar.c({ gzip: true, file, cwd: src, portable: true }, [root]);
