@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { z } from 'zod';
+import { MAX_UNPACKED_BYTES } from '../data/archive.js';
 import { downloadDataset, OFFICIAL_URL } from '../data/download.js';
 import { CifarError } from '../errors.js';
 import { downloadJson, formatDownload } from '../report/download.js';
@@ -14,6 +15,11 @@ const Options = z.object({
     .regex(/^[0-9a-fA-F]{32}$/, { message: 'expected 32 hexadecimal digits' })
     .optional(),
   from: z.string().min(1).optional(),
+  maxUnpackedBytes: z
+    .string()
+    .regex(/^[1-9][0-9]*$/, { message: 'expected a positive whole number of bytes' })
+    .transform(Number)
+    .optional(),
   force: z.boolean().default(false),
   quiet: z.boolean().default(false),
   json: z.boolean().default(false),
@@ -26,6 +32,7 @@ export function downloadCommand(): Command {
     .option('--url <url>', `archive URL of a mirror (default ${OFFICIAL_URL})`)
     .option('--md5 <hex>', 'expected md5 of the archive (the published one for the official binary and python archives)')
     .option('--from <path-or-url>', 'a .tar, .tar.gz or .zip (a path or URL), or a folder: the binary release, its python version (cifar-10-batches-py), or an image folder <root>/{train,test}/<class>/*')
+    .option('--max-unpacked-bytes <n>', `most bytes the source's files may unpack to, held in memory (default ${MAX_UNPACKED_BYTES}, 4 GiB)`)
     .option('--force', 'redo it even when a valid dataset is present')
     .option('--quiet', 'no progress output')
     .option('--json', 'print one JSON object with the result')
@@ -34,7 +41,9 @@ export function downloadCommand(): Command {
         const parsed = Options.safeParse(raw);
         if (!parsed.success) {
           const issue = parsed.error.issues[0]!;
-          throw new CifarError('USAGE', `--${String(issue.path[0])} ${String(raw[String(issue.path[0])])}: ${issue.message}`);
+          const key = String(issue.path[0]);
+          const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+          throw new CifarError('USAGE', `--${flag} ${String(raw[key])}: ${issue.message}`);
         }
         const opts = parsed.data;
         if (opts.from && opts.url) throw new CifarError('USAGE', '--from and --url are two sources: give one');

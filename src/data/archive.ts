@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { crc32, inflateRawSync } from 'node:zlib';
 import * as tar from 'tar';
@@ -13,6 +13,47 @@ export interface ReadArchiveOptions {
   signal?: AbortSignal;
   /** Called with the number of archive bytes consumed so far. */
   onBytes?: (bytes: number) => void;
+  /** Most bytes the files may unpack to, all together (default `MAX_UNPACKED_BYTES`). */
+  maxBytes?: number;
+  /** A zip larger than this is read entry by entry from the file instead of whole (default: 2 GiB, `readFile`'s limit). */
+  wholeZipBytes?: number;
+}
+
+/**
+ * The default limit on what a source may unpack to. Sources are held in memory; the binary
+ * release unpacks to 184 MB and our JPEG image folder of CIFAR-10 to 55 MB, so 4 GiB leaves room
+ * for image folders of larger pictures while a gzip or zip bomb is refused before it fills the
+ * memory.
+ */
+export const MAX_UNPACKED_BYTES = 4 * 1024 ** 3;
+
+/**
+ * Counts the bytes a source's files unpack to, throwing a one-line error once they pass the limit.
+ * Each file's size is added before its bytes are read, so the refusal comes before the memory
+ * is used.
+ */
+export function unpackedBudget(source: string, maxBytes = MAX_UNPACKED_BYTES): (name: string, bytes: number) => void {
+  let total = 0;
+  return (name, bytes) => {
+    total += bytes;
+    if (total > maxBytes) {
+      throw new CifarError(
+        'ARCHIVE_UNSUPPORTED',
+        `${source}: unpacks to more than ${formatBytes(maxBytes)} (passed at ${name}); sources are held in memory`,
+        { hint: 'if this is intended, raise the limit with --max-unpacked-bytes' },
+      );
+    }
+  };
+}
+
+function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1 && Number.isInteger(n / 1024)) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toLocaleString('en')} ${units[i]}`;
 }
 
 /**
@@ -29,10 +70,20 @@ export async function readArchive(path: string, options: ReadArchiveOptions = {}
 
 async function readTar(path: string, options: ReadArchiveOptions): Promise<ArchiveEntries> {
   const entries: ArchiveEntries = new Map();
+  const count = unpackedBudget(path, options.maxBytes);
+  const source = createReadStream(path);
   const parser = new tar.Parser({
     strict: true,
     onReadEntry: (entry) => {
       if (entry.type !== 'File' && entry.type !== 'OldFile') {
+        entry.resume();
+        return;
+      }
+      try {
+        // The header's size is what the parser will hand over for this entry, whatever gzip inflates to.
+        count(entry.path, entry.size);
+      } catch (err) {
+        source.destroy(err as Error);
         entry.resume();
         return;
       }
@@ -42,7 +93,6 @@ async function readTar(path: string, options: ReadArchiveOptions): Promise<Archi
     },
   });
   let consumed = 0;
-  const source = createReadStream(path);
   source.on('data', (chunk) => {
     consumed += chunk.length;
     options.onBytes?.(consumed);
@@ -52,12 +102,14 @@ async function readTar(path: string, options: ReadArchiveOptions): Promise<Archi
   try {
     await pipeline(source, parser as unknown as NodeJS.WritableStream, { signal: options.signal });
   } catch (err) {
-    throw archiveError(path, err);
+    throw err instanceof CifarError ? err : archiveError(path, err);
   }
   if (!sawEnd) throw new CifarError('ARCHIVE_INVALID', `${path}: archive ended early (truncated?)`);
   return entries;
 }
 
+/** `readFile` takes at most 2 GiB. */
+const WHOLE_ZIP_BYTES = 2 ** 31 - 1;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -68,13 +120,17 @@ const S_IFLNK = 0o120000;
  */
 async function readZip(path: string, options: ReadArchiveOptions): Promise<ArchiveEntries> {
   const { signal, onBytes } = options;
+  const count = unpackedBudget(path, options.maxBytes);
   let zip: yauzl.ZipFile;
   try {
     signal?.throwIfAborted();
+    const zipOptions = { lazyEntries: true, validateEntrySizes: true, strictFileNames: false };
     // Read whole, like the tar path's entries: 60,000 small entries read from the file one by one
-    // took twice as long as the same images from a tar.gz.
-    const bytes = await readFile(path, { signal });
-    zip = await yauzl.fromBufferPromise(bytes, { lazyEntries: true, validateEntrySizes: true, strictFileNames: false });
+    // took twice as long as the same images from a tar.gz. A zip too large for one buffer is read
+    // from the file.
+    zip = (await stat(path)).size > (options.wholeZipBytes ?? WHOLE_ZIP_BYTES)
+      ? await yauzl.openPromise(path, zipOptions)
+      : await yauzl.fromBufferPromise(await readFile(path, { signal }), zipOptions);
   } catch (err) {
     throw archiveError(path, err);
   }
@@ -107,6 +163,13 @@ async function readZip(path: string, options: ReadArchiveOptions): Promise<Archi
         }
         if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
           fail(new CifarError('ARCHIVE_UNSUPPORTED', `${path}: ${entry.fileName} uses zip compression method ${entry.compressionMethod}; only stored and deflated entries are read (re-create the zip with the default settings, or give a .tar.gz)`));
+          return;
+        }
+        try {
+          // Inflation is capped at the directory's size below, so this counts what will be held.
+          count(entry.fileName, entry.uncompressedSize);
+        } catch (err) {
+          fail(err);
           return;
         }
         // The raw bytes, inflated here in one call: a stream per small entry costs more than the inflation.

@@ -45,6 +45,8 @@ export interface DownloadOptions {
   md5?: string;
   /** A local archive or a URL of one, in either layout, instead of `url`. */
   from?: string;
+  /** Most bytes the source's files may unpack to (default `MAX_UNPACKED_BYTES`, 4 GiB). */
+  maxUnpackedBytes?: number;
   /** Rebuild even when a valid dataset is present. */
   force?: boolean;
   signal?: AbortSignal;
@@ -139,6 +141,7 @@ async function readArchiveSource(archive: string, source: string, options: Downl
   const archiveBytes = (await stat(archive)).size;
   const entries = await readArchive(archive, {
     signal: options.signal,
+    maxBytes: options.maxUnpackedBytes,
     onBytes: (n) => options.onProgress?.('read', n, archiveBytes),
   });
   return { entries, layout: detectLayout(entries.keys(), source) };
@@ -150,6 +153,8 @@ async function readFolderSource(folder: string, options: DownloadOptions) {
   const layout = detectLayout(files.keys(), folder);
   const entries = await readFolderFiles(files, layoutFiles(layout), {
     signal: options.signal,
+    source: folder,
+    maxBytes: options.maxUnpackedBytes,
     onFiles: (done, total) => options.onProgress?.('files', done, total),
   });
   return { entries, layout };

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { opendir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fromSystemError } from '../errors.js';
-import type { ArchiveEntries } from './archive.js';
+import { fromSystemError, isCifarError } from '../errors.js';
+import { unpackedBudget, type ArchiveEntries } from './archive.js';
 
 /** The files found under a folder source: absolute path by path inside the folder. */
 export type FolderFiles = Map<string, string>;
@@ -50,20 +50,24 @@ const READ_CHUNK = 256;
 export async function readFolderFiles(
   files: FolderFiles,
   names: Iterable<string>,
-  options: { signal?: AbortSignal; onFiles?: (done: number, total: number) => void } = {},
+  options: { signal?: AbortSignal; onFiles?: (done: number, total: number) => void; source?: string; maxBytes?: number } = {},
 ): Promise<ArchiveEntries> {
   const wanted = [...names];
+  const count = unpackedBudget(options.source ?? 'the folder', options.maxBytes);
   const entries: ArchiveEntries = new Map();
   for (let start = 0; start < wanted.length; start += READ_CHUNK) {
     await new Promise((resolve) => setImmediate(resolve));
     options.signal?.throwIfAborted();
     for (const name of wanted.slice(start, start + READ_CHUNK)) {
       const path = files.get(name)!;
+      let bytes: Buffer;
       try {
-        entries.set(name, readFileSync(path));
+        count(name, statSync(path).size);
+        bytes = readFileSync(path);
       } catch (err) {
-        throw fromSystemError(err, path);
+        throw isCifarError(err) ? err : fromSystemError(err, path);
       }
+      entries.set(name, bytes);
     }
     options.onFiles?.(entries.size, wanted.length);
   }

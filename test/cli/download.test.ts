@@ -83,6 +83,19 @@ describe('cifar download (CLI)', () => {
     expect(res.stderr).toMatch(/^read: started \(7\)$/m); // six batch files and batches.meta.txt
   });
 
+  it('--max-unpacked-bytes: a source that unpacks to more exits 1 with one line and the flag as the hint; a malformed value exits 2', async () => {
+    const archive = await makeBinaryArchive(dir, 'a.tgz');
+    const over = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--max-unpacked-bytes', '1000', '--quiet']);
+    expect(over.code).toBe(1);
+    expect(over.stderr.trim()).toMatch(/^error: .*a\.tgz: unpacks to more than 1,000 bytes \(passed at cifar-10-batches-bin\/[a-z_0-9.]+\); sources are held in memory — if this is intended, raise the limit with --max-unpacked-bytes$/);
+    for (const bad of ['0', '4G', '-5']) {
+      const res = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--max-unpacked-bytes', bad]);
+      expect([res.code, res.stderr.trim()], bad).toEqual([2, `error: --max-unpacked-bytes ${bad}: expected a positive whole number of bytes`]);
+    }
+    const ok = await runCli(['download', '--dir', join(dir, 'data'), '--from', archive, '--max-unpacked-bytes', '400000', '--quiet']);
+    expect(ok.code).toBe(0);
+  });
+
   it('exits 2 on usage errors: a missing --from file, a malformed --md5, two sources', async () => {
     for (const args of [
       ['--from', join(dir, 'nope.tgz')],
