@@ -5,7 +5,7 @@ import { downloadDataset, OFFICIAL_URL } from '../data/download.js';
 import { CifarError } from '../errors.js';
 import { downloadJson, formatDownload } from '../report/download.js';
 import { createProgress } from '../report/progress.js';
-import { action } from './run.js';
+import { action, flagName } from './run.js';
 
 const Options = z.object({
   dir: z.string().min(1),
@@ -42,8 +42,7 @@ export function downloadCommand(): Command {
         if (!parsed.success) {
           const issue = parsed.error.issues[0]!;
           const key = String(issue.path[0]);
-          const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-          throw new CifarError('USAGE', `--${flag} ${String(raw[key])}: ${issue.message}`);
+          throw new CifarError('USAGE', `${flagName(key)} ${String(raw[key])}: ${issue.message}`);
         }
         const opts = parsed.data;
         if (opts.from && opts.url) throw new CifarError('USAGE', '--from and --url are two sources: give one');

@@ -52,7 +52,6 @@ export function reportError(err: unknown): void {
   if (process.env.CIFAR_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
 }
 
-/** Parse a positive integer option or throw a USAGE error naming the flag. */
 /** The flag of a camelCase option key, as a user types it: `timeLimit` → `--time-limit`. */
 export function flagName(key: string): string {
   return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -66,6 +65,7 @@ export function workersArg(value: string): number | 'auto' {
   return n;
 }
 
+/** Parse a positive integer option or throw a USAGE error naming the flag. */
 export function positiveInt(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
