@@ -5,6 +5,7 @@ import { evalCommand } from './eval.js';
 import { predictCommand } from './predict.js';
 import { serveCommand } from './serve.js';
 import { benchCommand } from './bench.js';
+import { dashboardCommand } from './dashboard.js';
 import { loadPredictor } from '../model/load.js';
 import { reportError } from './run.js';
 import { exitCodeFor } from '../errors.js';
@@ -22,7 +23,8 @@ export function buildProgram(): Command {
     .addCommand(evalCommand())
     .addCommand(predictCommand())
     .addCommand(serveCommand(async (dir, backend, tta) => (await loadPredictor(dir, backend ?? 'auto', { tta })).predictor))
-    .addCommand(benchCommand());
+    .addCommand(benchCommand())
+    .addCommand(dashboardCommand());
 }
 
 async function main(): Promise<void> {

@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/fixtures.js';
 import { saveTinyModel, startServe, stopProcess, type ServeProcess } from '../helpers/serve.js';
 import { eventually, form, freePort, png, startRedis, type TestRedis } from '../serve/helpers.js';
@@ -100,6 +102,34 @@ describe('monitoring against a running cifar serve', () => {
 
       // Every dashboard query is valid PromQL to this Prometheus (query() throws otherwise).
       for (const e of dashboardExprs(dashboard)) await query(e.replaceAll('$__rate_interval', '1m'));
+      // `cifar dashboard` draws every panel from this Prometheus: each query answers without error,
+      // and the stats show the healthy server as it is.
+      const picture = join(dir, 'dashboard.png');
+      const drawn = await runCli(['dashboard', '--prometheus', prom, '--since', '1m', '--scrape-interval', '1s', '--out', picture, '--json']);
+      expect(drawn.code, drawn.stderr).toBe(0);
+      const summary = JSON.parse(drawn.stdout) as { panels: Array<{ title: string; error?: string; series: Array<{ name: string; points: number; last: number | null; max: number | null }> }> };
+      expect(summary.panels.filter((p) => p.error)).toEqual([]);
+      expect(summary.panels.map((p) => p.title).sort()).toEqual(dashboard.panels.map((p: { title: string }) => p.title).sort());
+      const panelOf = (title: string) => summary.panels.find((p) => p.title === title)!;
+      for (const title of ['API targets up', 'Model loaded', 'Redis up']) expect(panelOf(title).series.map((s) => s.last), title).toEqual([1]);
+      // No 5xx: 0%, not "No data" (the numerator is `or vector(0)`).
+      expect(panelOf('5xx ratio').series.map((s) => [s.points > 0, s.max])).toEqual([[true, 0]]);
+      expect(panelOf('Request rate by route and status').series.map((s) => s.name)).toContain('/predict 200');
+      expect(panelOf('Predictions by class').series.length).toBeGreaterThan(0);
+      expect(await sharp(picture).metadata()).toMatchObject({ format: 'png', width: 1800 });
+      // A query Prometheus refuses is shown in its panel and named on stdout; the others are drawn.
+      const mixed = { title: 'mixed', panels: [
+        { type: 'timeseries', title: 'Up', gridPos: { x: 0, y: 0, w: 12, h: 8 }, targets: [{ refId: 'A', expr: 'up{job="cifar-api"}' }] },
+        { type: 'timeseries', title: 'Broken', gridPos: { x: 12, y: 0, w: 12, h: 8 }, targets: [{ refId: 'A', expr: 'rate(up[$__rate_interval]' }] },
+      ] };
+      await writeFile(join(dir, 'mixed.json'), JSON.stringify(mixed));
+      const partly = await runCli(['dashboard', '--prometheus', prom, '--dashboard', join(dir, 'mixed.json'), '--since', '1m', '--scrape-interval', '1s', '--out', join(dir, 'mixed.svg')]);
+      expect(partly.code, partly.stderr).toBe(0);
+      expect(partly.stdout).toMatch(/^.*mixed\.svg: 2 panels, 1 series, .*\n  Broken: A: .*parse error.*\n$/);
+      const svg = readFileSync(join(dir, 'mixed.svg'), 'utf8');
+      expect(svg).toContain('class="panel-error">A: ');
+      expect(svg.match(/class="series"/g)).toHaveLength(1);
+
       // Every alert rule was evaluated, without error, and none fires on a healthy server.
       let rules: any[] = [];
       await eventually(async () => {
