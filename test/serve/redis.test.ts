@@ -67,6 +67,37 @@ describe('Redis cache', () => {
     }
   });
 
+  it('a reply that arrived while the event loop was blocked (a forward pass) is not a timeout', async () => {
+    const errors: Error[] = [];
+    const store = redisStore({ url: redis.url, ttlSeconds: 60, commandTimeoutMs: 50, onError: (e) => errors.push(e) });
+    try {
+      await eventually(() => store.connected() === true);
+      const probs = new Float32Array([0.5, 0.5]);
+      await store.set(`cifar:pred:${run}:blocked`, probs);
+      const hold = () => {
+        const until = performance.now() + 200;
+        while (performance.now() < until);
+      };
+      for (let i = 0; i < 4; i++) {
+        const pending = store.get(`cifar:pred:${run}:blocked`);
+        if (i % 2 === 0) {
+          // The loop is held for 4 deadlines from a setImmediate callback, where the batcher
+          // starts a forward pass, while Redis answers at once: the next turn of the loop meets
+          // the expired timer before it reads the reply waiting in the socket.
+          await new Promise<void>((done) => setImmediate(() => (hold(), done())));
+        } else {
+          // Held at once, in the same turn: the auto-pipelined command is not even written yet.
+          hold();
+        }
+        expect(await pending, `round ${i}`).toEqual(probs);
+      }
+      expect(store.connected()).toBe(true);
+      expect(errors.map((e) => e.message)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a Redis outage mid-test: still 200s, /health degraded, errors counted, then recovery', async () => {
     const s = await readyApp({ config: { redisUrl: redis.url } });
     const probe = redisStore({ url: redis.url, ttlSeconds: 60 });

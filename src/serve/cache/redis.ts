@@ -21,6 +21,62 @@ export interface RedisStoreOptions {
 /** Default deadline of one cache command: a loopback or LAN Redis answers in well under 1 ms. */
 export const REDIS_COMMAND_TIMEOUT_MS = 100;
 
+const TIMED_OUT = 'Command timed out';
+
+/**
+ * `promise`, or a "Command timed out" error once `ms` have passed without an answer while the
+ * process could have read one. A serving worker runs its forward passes on the event loop
+ * (100–250 ms a batch on two busy cores). A timer that expires during one fires late, and before
+ * the loop reads the socket, where the reply may have waited all along; with auto-pipelining
+ * the command may not even have been written before the pass began. So a timer that fired late
+ * (the loop was held for over half the deadline) starts the deadline again instead of failing,
+ * up to `MAX_LATE_FIRES` times; one that fired on time fails from a setImmediate, which runs
+ * after the loop's next read of the socket. Without this, under inference load most cache
+ * commands "timed out" (up to 450 cache errors/s in `npm run dashboard:demo`'s overload phase)
+ * and the cache was skipped just when it saves the most work.
+ */
+export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    let timer: NodeJS.Timeout;
+    let lateFires = 0;
+    const arm = () => {
+      const due = performance.now() + ms;
+      timer = setTimeout(() => {
+        if (settled) return;
+        if (performance.now() - due > ms / 2 && lateFires < MAX_LATE_FIRES) {
+          lateFires++;
+          arm();
+          return;
+        }
+        setImmediate(() => {
+          if (settled) return;
+          settled = true;
+          reject(new Error(TIMED_OUT));
+        });
+      }, ms);
+    };
+    arm();
+    promise.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Late timer fires that restart a deadline: a loop held again and again still ends a stalled command. */
+const MAX_LATE_FIRES = 4;
+
 /**
  * A Redis cache shared by all workers: `SETEX` with a TTL, commands pipelined automatically.
  * It never queues commands while disconnected and times out slow ones, so a Redis outage turns
@@ -39,7 +95,9 @@ export function redisStore(options: RedisStoreOptions): CacheStore {
     enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: timeoutMs,
+    // No commandTimeout: ioredis's timer rejects when it fires, and after a forward pass has held
+    // the event loop past the deadline it fires before the reply waiting in the socket is read.
+    // `run` keeps the deadline instead (withDeadline).
     connectTimeout: 2000,
     // Reconnect for ever, backing off to one try every 2 s.
     retryStrategy: (times) => Math.min(times * 100, 2000),
@@ -70,11 +128,11 @@ export function redisStore(options: RedisStoreOptions): CacheStore {
   const run = async <T>(command: () => Promise<T>): Promise<T> => {
     if (slow) throw new CifarError('IO', `redis missed a ${timeoutMs} ms deadline; skipping the cache until it answers in time`);
     try {
-      const result = await command();
+      const result = await withDeadline(command(), timeoutMs);
       lastAnswer = Date.now();
       return result;
     } catch (err) {
-      if (err instanceof Error && err.message === 'Command timed out') markSlow(err);
+      if (err instanceof Error && err.message === TIMED_OUT) markSlow(err);
       throw err;
     }
   };
