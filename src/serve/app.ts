@@ -122,7 +122,13 @@ export function createApp(options: AppOptions): CifarApp {
   app.onError((err, c) => {
     const { status, body } = errorResponse(err);
     if (err instanceof CifarError && err.code === 'OVERLOADED') metrics.rejected.inc();
-    if (status >= 500) logger.error({ err: err.message, stack: err.stack, request_id: c.get('requestId') }, 'request failed');
+    c.set('errorCode', body.error.code);
+    // A fault gets its own line with the stack. A 503 the server chose (overloaded, loading,
+    // past the deadline: each counted in the metrics) is only the access log's warning: a
+    // stack a rejected request would flood the log just when the server is shedding load.
+    if (status >= 500 && !(status === 503 && err instanceof CifarError && err.code !== 'BACKEND_FAILED')) {
+      logger.error({ err: err.message, stack: err.stack, request_id: c.get('requestId') }, 'request failed');
+    }
     if (isRetryable(status)) c.header('Retry-After', '1');
     // The rest of an over-limit body is never read: close the connection rather than drain it.
     if (status === 413 || status === 408) c.header('Connection', 'close');

@@ -5,6 +5,8 @@ declare module 'hono' {
     requestId: string;
     /** Whether the answer came without inference (set by the prediction routes). */
     cached: boolean | undefined;
+    /** The error code of an error answer (set by the app's error handler), for the access log. */
+    errorCode: string | undefined;
   }
 }
 export {};

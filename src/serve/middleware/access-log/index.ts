@@ -33,8 +33,11 @@ export function accessLog(options: AccessLogOptions): MiddlewareHandler {
       status: c.res.status,
       latency_ms: Math.round((performance.now() - started) * 100) / 100,
       cached: c.get('cached'),
+      error: c.get('errorCode'),
     };
-    if (c.res.status >= 500) logger.error(line, 'request');
+    // 503 is the server's own choice (overloaded, not ready yet, past the deadline): a warning.
+    if (c.res.status === 503) logger.warn(line, 'request');
+    else if (c.res.status >= 500) logger.error(line, 'request');
     else logger.info(line, 'request');
   };
 }
