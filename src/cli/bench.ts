@@ -1,9 +1,9 @@
-import { rename, writeFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { BENCH_DEFAULTS as D, type BenchConfig } from '../bench/config.js';
 import { runBench, type BenchOptions } from '../bench/run.js';
-import { CifarError, fromSystemError } from '../errors.js';
+import { CifarError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { benchJson, formatBench, thresholdFailures } from '../report/bench.js';
 import { createProgress } from '../report/progress.js';
 import { action, flagName } from './run.js';
@@ -82,17 +82,6 @@ export function parseBenchOptions(raw: Record<string, unknown>, env: NodeJS.Proc
   return { config, spawn, opts: o };
 }
 
-/** Write `text` to `file` through a temporary file and a rename, so readers never see half of it. */
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, file);
-  } catch (err) {
-    throw fromSystemError(err, `--out ${file}`);
-  }
-}
-
 /** `cifar bench`: load-test the prediction API over HTTP. */
 export function benchCommand(): Command {
   return new Command('bench')
@@ -133,7 +122,7 @@ export function benchCommand(): Command {
           });
           progress.stop();
           process.stdout.write(opts.json ? benchJson(result) : formatBench(result));
-          if (opts.out) await writeAtomic(opts.out, benchJson(result));
+          if (opts.out) await writeFileAtomic(opts.out, benchJson(result), `--out ${opts.out}`);
           if (result.interrupted) throw new CifarError('ABORTED', 'interrupted');
           if (!result.thresholds.passed) throw new CifarError('THRESHOLD_MISSED', `threshold missed: ${thresholdFailures(result)}`);
         } finally {

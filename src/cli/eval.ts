@@ -1,4 +1,3 @@
-import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import sharp from 'sharp';
@@ -7,6 +6,7 @@ import { datasetPath, loadSplit } from '../data/cifar-binary.js';
 import { compileEvaluation } from '../eval/evaluate.js';
 import { confusionMatrix, metricsFromConfusion } from '../eval/metrics.js';
 import { CifarError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { MODEL_PRESETS } from '../model/resnet.js';
 import { loadModel } from '../model/store.js';
 import { createParallelEvaluator, evaluationThreads } from '../train/parallel.js';
@@ -55,7 +55,7 @@ export function evalCommand(): Command {
         const metrics = metricsFromConfusion(confusionMatrix(test.labels, ev.predictions, metadata.classes.length), metadata.classes);
         if (opts.plot) {
           const svg = confusionSvg(metrics, `${metadata.name} (${metadata.version})`);
-          await writeFile(opts.plot, /\.svg$/i.test(opts.plot) ? svg : await sharp(Buffer.from(svg)).png().toBuffer());
+          await writeFileAtomic(opts.plot, /\.svg$/i.test(opts.plot) ? svg : await sharp(Buffer.from(svg)).png().toBuffer(), `--plot ${opts.plot}`);
         }
         const tta = ev.tta ? 'flip' : 'none';
         const result = { model: opts.model, modelVersion: metadata.version, backend: backend.name, tta, loss: ev.loss, imagesPerSecond, ...metrics };

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { CifarError, fromSystemError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import './batchnorm.js'; // registers CifarBatchNorm for deserialisation
 import { toFloat16 } from './float16.js';
 
@@ -51,17 +52,6 @@ const METADATA_JSON = 'metadata.json';
 /** Short sha256 of the weights: the model's version, which changes whenever a weight does. */
 export function modelVersion(weights: Uint8Array): string {
   return createHash('sha256').update(weights).digest('hex').slice(0, 12);
-}
-
-async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** How saved weights are stored: float32, or float16 (half the size; tfjs reads it back as float32). */
@@ -117,9 +107,10 @@ export async function saveModel(dir: string, model: tf.LayersModel, metadata: Om
       };
       saved = { ...metadata, version };
       try {
-        await writeAtomic(join(dir, weightsFile), bytes);
-        await writeAtomic(join(dir, METADATA_JSON), JSON.stringify(saved, null, 2) + '\n');
-        await writeAtomic(join(dir, MODEL_JSON), JSON.stringify(manifest));
+        const what = `saving the model in ${dir}`;
+        await writeFileAtomic(join(dir, weightsFile), bytes, what);
+        await writeFileAtomic(join(dir, METADATA_JSON), JSON.stringify(saved, null, 2) + '\n', what);
+        await writeFileAtomic(join(dir, MODEL_JSON), JSON.stringify(manifest), what);
         for (const f of await readdir(dir)) {
           if (/^weights-[0-9a-f]+\.bin$/.test(f) && f !== weightsFile) await rm(join(dir, f), { force: true });
         }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -9,6 +9,7 @@ import { assertNoWebGpuErrors } from '../backend/webgpu.js';
 import { datasetPath, loadSplit, loadStats, type LabelledImages } from '../data/cifar-binary.js';
 import { CLASSES } from '../data/classes.js';
 import { CifarError, fromSystemError, isCifarError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { buildModel, countParams } from '../model/resnet.js';
 import { roundToFloat16 } from '../model/float16.js';
 import { normalizesOnDevice, type Normalization } from '../model/normalize.js';
@@ -551,15 +552,7 @@ async function writeHistory(out: string, history: EpochRecord[], title: string):
     ['curves.svg', svg],
     ['curves.png', await sharp(Buffer.from(svg)).png().toBuffer()],
   ];
-  for (const [name, data] of files) {
-    const path = join(out, name);
-    try {
-      await writeFile(`${path}.tmp`, data);
-      await rename(`${path}.tmp`, path);
-    } catch (err) {
-      throw fromSystemError(err, `writing ${path}`);
-    }
-  }
+  for (const [name, data] of files) await writeFileAtomic(join(out, name), data, `writing ${join(out, name)}`);
 }
 
 /**

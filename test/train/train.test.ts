@@ -182,9 +182,9 @@ describe('training', () => {
   });
 
   it('fails with one line naming the file when an epoch\'s files cannot be written behind the training', async () => {
-    // A folder where history.jsonl's temporary file goes: the first epoch's write fails.
+    // A folder where history.jsonl goes: the first epoch's write (a rename onto it) fails.
     const { mkdir } = await import('node:fs/promises');
-    await mkdir(join(dir, 'unwritable', 'history.jsonl.tmp'), { recursive: true });
+    await mkdir(join(dir, 'unwritable', 'history.jsonl'), { recursive: true });
     const run = trainModel(config('unwritable'));
     await expect(run).rejects.toMatchObject({ code: 'IO', message: expect.stringContaining('history.jsonl') });
     await expect(run).rejects.toMatchObject({ message: expect.not.stringContaining('\n') });
