@@ -4,12 +4,15 @@ import sharp from 'sharp';
 import { CifarError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { loadDashboard, queryDashboard, type DashboardData } from '../monitoring/dashboard.js';
-import { dashboardSvg } from '../report/dashboard.js';
+import { dashboardSvg, extent } from '../report/dashboard.js';
 import { parseDuration } from '../train/plan.js';
 import { action } from './run.js';
 
 /** The Grafana dashboard shipped in monitoring/, wherever cifar is installed. */
 export const BUNDLED_DASHBOARD = fileURLToPath(new URL('../../monitoring/grafana/dashboards/cifar-api.json', import.meta.url));
+
+/** Prometheus refuses a range query of more points a series than this. */
+const PROMETHEUS_MAX_POINTS = 11_000;
 
 interface DashboardOptions {
   prometheus: string;
@@ -58,8 +61,8 @@ export function dashboardJson(data: DashboardData, out: string): string {
         name: s.name,
         points: s.points.length,
         last: values.length ? values[values.length - 1] : null,
-        min: values.length ? Math.min(...values) : null,
-        max: values.length ? Math.max(...values) : null,
+        min: values.length ? extent(values)[0] : null,
+        max: values.length ? extent(values)[1] : null,
       };
     }),
   }));
@@ -88,13 +91,18 @@ export function dashboardCommand(): Command {
         const to = opts.to !== undefined ? parseTime('--to', opts.to, now) : now;
         const from = opts.from !== undefined ? parseTime('--from', opts.from, now) : to - seconds('--since', opts.since ?? '15m');
         if (from >= to) throw new CifarError('USAGE', `--from must come before --to (${new Date(from * 1000).toISOString()} is not before ${new Date(to * 1000).toISOString()})`);
+        const scrapeInterval = seconds('--scrape-interval', opts.scrapeInterval);
+        const step = opts.step !== undefined ? seconds('--step', opts.step) : undefined;
+        if (step !== undefined && (to - from) / step > PROMETHEUS_MAX_POINTS) {
+          throw new CifarError('USAGE', `--step ${opts.step}: ${Math.ceil((to - from) / step).toLocaleString('en')} points a series over this range, and Prometheus answers at most ${PROMETHEUS_MAX_POINTS.toLocaleString('en')}: use --step ${Math.ceil((to - from) / PROMETHEUS_MAX_POINTS)}s or more`);
+        }
         const dashboard = await loadDashboard(opts.dashboard);
         const data = await queryDashboard(dashboard, {
           prometheus: opts.prometheus,
           from: Math.floor(from),
           to: Math.ceil(to),
-          scrapeInterval: seconds('--scrape-interval', opts.scrapeInterval),
-          ...(opts.step !== undefined ? { step: seconds('--step', opts.step) } : {}),
+          scrapeInterval,
+          ...(step !== undefined ? { step } : {}),
           signal,
         });
         const svg = dashboardSvg(data);

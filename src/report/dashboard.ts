@@ -32,6 +32,16 @@ export function colour(name: string): string {
 
 // ---------------------------------------------------------------- values and units
 
+/** Lowest and highest of `values` and `start` (a loop: spreading a long series into Math.min overflows the stack). */
+export function extent(values: Iterable<number>, start: [number, number] = [Infinity, -Infinity]): [number, number] {
+  let [lo, hi] = start;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 function trimmed(v: number, decimals: number): string {
   return v.toFixed(decimals).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
 }
@@ -265,8 +275,8 @@ function statPanel(d: PanelData, b: Box, data: DashboardData): string {
     if (s && sparkH > 0 && s.points.length > 1) {
       const x0 = b.x + cellW * i;
       const ys = s.points.map(([, v]) => v);
-      const lo = Math.min(0, ...ys);
-      const hi = Math.max(...ys, lo + 1e-12);
+      const [lo, top] = extent(ys, [0, -Infinity]);
+      const hi = Math.max(top, lo + 1e-12);
       const sx = (t: number) => x0 + ((t - data.from) / (data.to - data.from)) * cellW;
       const sy = (v: number) => b.y + b.h - 4 - ((v - lo) / (hi - lo)) * sparkH;
       const line = s.points.map(([t, v]) => [sx(t), sy(v)] as [number, number]);
@@ -344,10 +354,9 @@ function timeSeriesPanel(d: PanelData, b: Box, data: DashboardData): string {
   for (const item of right) drawn.set(item, { line: item.s.points, base: [] });
 
   const axis = (items: typeof series) => {
-    const vals = items.flatMap((it) => drawn.get(it)!.line.map(([, v]) => v));
     const config = items[0]?.config ?? panel.fieldConfig.defaults;
-    const lo = Math.min(config.min ?? 0, ...vals);
-    const hi = Math.max(config.max ?? -Infinity, ...vals);
+    let [lo, hi] = [config.min ?? 0, config.max ?? -Infinity];
+    for (const it of items) [lo, hi] = extent(drawn.get(it)!.line.map(([, v]) => v), [lo, hi]);
     const ticks = yTicks(lo, hi, config.unit);
     const min = ticks[0]!;
     const max = ticks[ticks.length - 1]!;

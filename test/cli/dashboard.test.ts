@@ -24,6 +24,7 @@ describe('cifar dashboard (CLI)', () => {
       [['--from', 'yesterday'], 'error: --from yesterday: expected now, now-DURATION (now-15m), unix seconds or an ISO 8601 time'],
       [['--from', 'now', '--to', 'now-5m'], ''],
       [['--prometheus', 'localhost:9090'], 'error: --prometheus localhost:9090: expected an http(s) URL'],
+      [['--since', '24h', '--step', '1s'], "error: --step 1s: 86,400 points a series over this range, and Prometheus answers at most 11,000: use --step 8s or more"],
     ];
     for (const [args, line] of cases) {
       const res = await runCli(['dashboard', '--out', join(dir, 'd.png'), ...args]);
