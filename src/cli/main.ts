@@ -6,7 +6,7 @@ import { predictCommand } from './predict.js';
 import { serveCommand } from './serve.js';
 import { benchCommand } from './bench.js';
 import { dashboardCommand } from './dashboard.js';
-import { loadPredictor } from '../model/load.js';
+import { loadServingPredictor } from '../model/load.js';
 import { reportError } from './run.js';
 import { exitCodeFor } from '../errors.js';
 import { PACKAGE_VERSION } from './defaults.js';
@@ -22,7 +22,7 @@ export function buildProgram(): Command {
     .addCommand(trainCommand())
     .addCommand(evalCommand())
     .addCommand(predictCommand())
-    .addCommand(serveCommand(async (dir, backend, tta) => (await loadPredictor(dir, backend ?? 'auto', { tta })).predictor))
+    .addCommand(serveCommand((dir, backend, options) => loadServingPredictor(dir, backend ?? 'auto', options)))
     .addCommand(benchCommand())
     .addCommand(dashboardCommand());
 }

@@ -15,6 +15,7 @@ const Options = z.object({
   model: z.string().min(1).default(D.model),
   backend: z.enum(BACKEND_NAMES).optional(),
   tta: z.boolean().default(D.tta),
+  inferenceThread: z.boolean().default(D.inferenceThread),
   workers: int(1, 256).default(D.workers),
   redisUrl: z.string().regex(/^rediss?:\/\//, { message: 'expected a redis:// or rediss:// URL' }).optional(),
   cacheTtl: int(1).default(D.cacheTtlSeconds),
@@ -71,6 +72,7 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
     model: o.model,
     backend: o.backend,
     tta: o.tta,
+    inferenceThread: o.inferenceThread,
     workers: o.workers,
     redisUrl: o.redisUrl,
     cacheTtlSeconds: o.cacheTtl,
@@ -90,7 +92,7 @@ export function parseServeOptions(raw: Record<string, unknown>, env: NodeJS.Proc
 }
 
 /** `cifar serve`: the prediction API. `load` turns a model folder into a Predictor. */
-export function serveCommand(load: (modelDir: string, backend: BackendRequest | undefined, tta: boolean) => Promise<Predictor>): Command {
+export function serveCommand(load: (modelDir: string, backend: BackendRequest | undefined, options: { tta: boolean; thread: boolean }) => Promise<Predictor>): Command {
   return new Command('serve')
     .description('serve the prediction API (Hono): dynamic batching, cache, metrics, one worker per core')
     .option('--port <n>', `port to listen on (default ${D.port})`)
@@ -98,6 +100,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
     .option('--model <dir>', `model folder (default ${D.model})`)
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')} (default: the loader's)`)
     .option('--tta', 'flip test-time augmentation: answer with the mean of each image\'s and its mirror image\'s probabilities (twice the compute an image)')
+    .option('--inference-thread', 'run the model in a worker thread of each process (wasm, cpu), so forward passes never delay cache hits, /health or /metrics (costs some uncached throughput on few cores)')
     .option('--workers <n>', `processes, each with its own model (default: CPU cores, ${D.workers})`)
     .option('--redis-url <url>', 'share the cache in Redis (default: in-process LRU; env REDIS_URL)')
     .option('--cache-ttl <seconds>', `Redis cache entry lifetime (default ${D.cacheTtlSeconds})`)
@@ -117,7 +120,7 @@ export function serveCommand(load: (modelDir: string, backend: BackendRequest | 
       action(async ({ signal }, raw: Record<string, unknown>) => {
         const config = parseServeOptions(raw);
         await startServe(config, {
-          loadPredictor: () => load(config.model, config.backend, config.tta),
+          loadPredictor: () => load(config.model, config.backend, { tta: config.tta, thread: config.inferenceThread }),
           signal,
           onListening: ({ url, workers }) => process.stderr.write(`serving on ${url} (${workers} worker${workers === 1 ? '' : 's'})\n`),
         });

@@ -18,6 +18,8 @@ export interface PredictorInfo {
    * mirror image's (two forward passes). Absent: off.
    */
   tta?: boolean;
+  /** The model runs in a worker thread of its own (`cifar serve --inference-thread`). Absent: in the caller's. */
+  thread?: boolean;
 }
 
 /**

@@ -157,6 +157,7 @@ export function createApp(options: AppOptions): CifarApp {
       model_name: info?.name ?? null,
       model_version: info?.version ?? null,
       tta: info ? (info.tta ? 'flip' : 'none') : null,
+      inference: info ? (info.thread ? 'thread' : 'inline') : null,
       classes: info?.classes ?? [],
     });
   });

@@ -13,6 +13,8 @@ export interface ServeConfig {
   backend: BackendRequest | undefined;
   /** Flip test-time augmentation: two forward passes an image (predictor.ts). */
   tta: boolean;
+  /** Run the model in a worker thread of each process (CPU backends), off the event loop. */
+  inferenceThread: boolean;
   workers: number;
   redisUrl: string | undefined;
   cacheTtlSeconds: number;
@@ -41,6 +43,8 @@ export const SERVE_DEFAULTS: ServeConfig = {
   model: BUNDLED_MODEL_DIR,
   backend: undefined,
   tta: false,
+  // Off: on 2 cores the thread cost 6-16% of the uncached throughput (README, cifar serve).
+  inferenceThread: false,
   // One process per core: tfjs (wasm/cpu) runs one forward pass at a time per process.
   workers: usableCores(),
   redisUrl: undefined,

@@ -18,14 +18,15 @@ export interface BatchLoader {
 }
 
 /**
- * Where the compiled worker `file` of this folder is, the one `what` names in an error. Under
- * vitest these modules run from src/ (TypeScript), which a worker thread cannot load, so fall back
- * to the build in dist/ (`npm test` builds first).
+ * Where the compiled worker `file` is, beside the module `from` (default: this folder's), the one
+ * `what` names in an error. Under vitest these modules run from src/ (TypeScript), which a worker
+ * thread cannot load, so fall back to the build in dist/ (`npm test` builds first).
  */
-export function workerUrl(file: string, what: string): URL {
-  const here = new URL(`./${file}`, import.meta.url);
+export function workerUrl(file: string, what: string, from: string = import.meta.url): URL {
+  const here = new URL(`./${file}`, from);
   if (existsSync(fileURLToPath(here))) return here;
-  const built = new URL(here.href.replace('/src/train/', '/dist/train/'));
+  const at = here.href.lastIndexOf('/src/');
+  const built = new URL(`${here.href.slice(0, at)}/dist/${here.href.slice(at + 5)}`);
   if (existsSync(fileURLToPath(built))) return built;
   throw new CifarError('NOT_BUILT', `the ${what} is not built; run \`npm run build\``);
 }

@@ -90,7 +90,7 @@ describe('serve API contract', () => {
 
   it('GET /health, /ready, /classes describe the model', async () => {
     const health = (await (await s.app.request('/health')).json()) as Record<string, unknown>;
-    expect(health).toEqual({ status: 'healthy', model_loaded: true, redis_connected: null, model_name: 'tiny', model_version: 'v1', tta: 'none', classes: [...CLASSES] });
+    expect(health).toEqual({ status: 'healthy', model_loaded: true, redis_connected: null, model_name: 'tiny', model_version: 'v1', tta: 'none', inference: 'inline', classes: [...CLASSES] });
     expect((await s.app.request('/ready')).status).toBe(200);
     expect(await (await s.app.request('/classes')).json()).toEqual({ classes: [...CLASSES] });
   });
