@@ -25,6 +25,8 @@ COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY configs ./configs
 COPY models ./models
+# The dashboard `cifar dashboard` draws by default.
+COPY monitoring/grafana/dashboards/cifar-api.json ./monitoring/grafana/dashboards/cifar-api.json
 
 # The official image's unprivileged user (uid 1000); nothing under /app is writable by it.
 USER node

@@ -32,6 +32,8 @@ describe('Dockerfile', () => {
     expect(all('COPY')).toContain('--from=build /app/dist ./dist');
     // The bundled model goes in the image: `cifar serve` defaults to models/default.
     expect(all('COPY')).toContain('models ./models');
+    // And the dashboard, which `cifar dashboard` draws by default (cli/dashboard.ts's BUNDLED_DASHBOARD).
+    expect(all('COPY')).toContain('monitoring/grafana/dashboards/cifar-api.json ./monitoring/grafana/dashboards/cifar-api.json');
   });
 
   it('runs as a non-root user, checks /health and serves on 0.0.0.0 with valid flags', () => {
@@ -50,6 +52,8 @@ describe('Dockerfile', () => {
     const ignored = readFileSync(repoPath('.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     for (const p of ['node_modules', 'dist', 'data', '.git']) expect(ignored).toContain(p);
     for (const p of ['src', 'bin', 'models', 'configs', 'package.json', 'package-lock.json', 'tsconfig.json']) expect(ignored).not.toContain(p);
+    // monitoring/ stays out but for the dashboard, re-included after it (later lines win).
+    expect(ignored.indexOf('!monitoring/grafana/dashboards/cifar-api.json')).toBeGreaterThan(ignored.indexOf('monitoring'));
   });
 });
 
