@@ -6,7 +6,7 @@ import { writeFileAtomic } from '../files.js';
 import { loadDashboard, queryDashboard, type DashboardData } from '../monitoring/dashboard.js';
 import { dashboardSvg, extent } from '../report/dashboard.js';
 import { parseDuration } from '../train/plan.js';
-import { action } from './run.js';
+import { action, durationArg } from './run.js';
 
 /** The Grafana dashboard shipped in monitoring/, wherever cifar is installed. */
 export const BUNDLED_DASHBOARD = fileURLToPath(new URL('../../monitoring/grafana/dashboards/cifar-api.json', import.meta.url));
@@ -43,11 +43,7 @@ export function parseTime(flag: string, value: string, now: number): number {
   throw new CifarError('USAGE', `${flag} ${value}: expected now, now-DURATION (now-15m), unix seconds or an ISO 8601 time`);
 }
 
-function seconds(flag: string, value: string): number {
-  const s = parseDuration(value);
-  if (s === undefined) throw new CifarError('USAGE', `${flag} ${value}: expected a duration such as 15s, 5m or 1h30m`);
-  return s;
-}
+const seconds = (flag: string, value: string) => durationArg(flag, value, '15s, 5m or 1h30m');
 
 /** The --json summary: each panel's series with their last, lowest and highest values. */
 export function dashboardJson(data: DashboardData, out: string): string {
@@ -56,14 +52,9 @@ export function dashboardJson(data: DashboardData, out: string): string {
     type: panel.type,
     ...(error ? { error } : {}),
     series: series.map((s) => {
-      const values = s.points.map(([, v]) => v);
-      return {
-        name: s.name,
-        points: s.points.length,
-        last: values.length ? values[values.length - 1] : null,
-        min: values.length ? extent(values)[0] : null,
-        max: values.length ? extent(values)[1] : null,
-      };
+      const [min, max] = extent(s.points.map(([, v]) => v));
+      const empty = s.points.length === 0;
+      return { name: s.name, points: s.points.length, last: empty ? null : s.points[s.points.length - 1]![1], min: empty ? null : min, max: empty ? null : max };
     }),
   }));
   const { title, prometheus, from, to, step, scrapeInterval, rateInterval } = data;

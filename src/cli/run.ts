@@ -1,5 +1,6 @@
 import chalk from 'chalk';
 import { CifarError, exitCodeFor, isCifarError } from '../errors.js';
+import { parseDuration } from '../train/plan.js';
 
 /** What every command's action gets besides its options: an abort signal tied to Ctrl-C and SIGTERM. */
 export interface ActionContext {
@@ -63,6 +64,13 @@ export function workersArg(value: string): number | 'auto' {
   const n = value.trim() === '' ? NaN : Number(value);
   if (!Number.isInteger(n) || n < 1) throw new CifarError('USAGE', `--workers ${value}: expected auto or a whole number ≥ 1`);
   return n;
+}
+
+/** A duration flag's seconds (600, 600s, 10m, 1h30m), or a USAGE error naming the flag and `examples`. */
+export function durationArg(flag: string, value: string, examples: string): number {
+  const seconds = parseDuration(value);
+  if (seconds === undefined) throw new CifarError('USAGE', `${flag} ${value}: expected a duration such as ${examples}`);
+  return seconds;
 }
 
 /** Parse a positive integer option or throw a USAGE error naming the flag. */

@@ -6,10 +6,9 @@ import { modelPresetNames } from '../model/resnet.js';
 import { formatSeconds } from '../report/format.js';
 import { epochHeader, formatEpoch, formatPlan, formatRecipe } from '../report/train.js';
 import { resolveTrainConfig, TrainConfigSchema } from '../train/config.js';
-import { parseDuration } from '../train/plan.js';
 import { trainModel } from '../train/train.js';
 import { PACKAGE_VERSION } from './defaults.js';
-import { action, flagName, positiveInt, workersArg } from './run.js';
+import { action, durationArg, flagName, positiveInt, workersArg } from './run.js';
 
 function positiveNumber(flag: string): (v: string) => number {
   return (v) => {
@@ -35,11 +34,7 @@ export function trainCommand(): Command {
     .option('--model <name>', `architecture: ${modelPresetNames().join(', ')} (default resnet18-w4)`)
     .option('--init <dir>', 'start from the weights of this saved model (fine-tuning, or more epochs for a finished one) instead of random ones; same --model')
     .option('--epochs <n>', 'passes over the training set (default 30)', positiveInt('--epochs'))
-    .option('--time-limit <duration>', 'as many epochs as fit in this wall time (e.g. 600, 10m, 1h30m), at most --epochs, the learning-rate schedule fitted to them', (v) => {
-      const seconds = parseDuration(v);
-      if (seconds === undefined) throw new CifarError('USAGE', `--time-limit ${v}: expected a duration such as 600, 600s, 10m or 1h30m`);
-      return seconds;
-    })
+    .option('--time-limit <duration>', 'as many epochs as fit in this wall time (e.g. 600, 10m, 1h30m), at most --epochs, the learning-rate schedule fitted to them', (v) => durationArg('--time-limit', v, '600, 600s, 10m or 1h30m'))
     .option('--batch-size <n>', 'images per step (default 128)', positiveInt('--batch-size'))
     .option('--lr <x>', 'peak learning rate of the one-cycle schedule (default 0.1)', positiveNumber('--lr'))
     .addOption(new Option('--backend <name>', 'tfjs backend (default auto)').choices(BACKEND_NAMES as unknown as string[]))

@@ -107,10 +107,10 @@ export async function loadDashboard(path: string): Promise<Dashboard> {
 }
 
 /**
- * The panels to draw, in reading order: a collapsed row's panels are hidden in Grafana and left
- * out here too (the row itself stays, as a title line).
+ * The top-level panels in reading order (by row, then column). A collapsed row keeps its panels
+ * in its own `panels`, hidden in Grafana, so they are not among these; the row stays, as a title.
  */
-export function visiblePanels(dashboard: Dashboard): Panel[] {
+export function panelsInOrder(dashboard: Dashboard): Panel[] {
   return [...dashboard.panels].sort((a, b) => a.gridPos.y - b.gridPos.y || a.gridPos.x - b.gridPos.x);
 }
 
@@ -257,7 +257,7 @@ export async function queryDashboard(dashboard: Dashboard, options: QueryDashboa
   };
 
   const panels: PanelData[] = [];
-  for (const panel of visiblePanels(dashboard)) {
+  for (const panel of panelsInOrder(dashboard)) {
     const data: PanelData = { panel, series: [] };
     for (const [i, target] of panel.targets.entries()) {
       if (target.hide || !target.expr) continue;

@@ -5,7 +5,7 @@ import type { Predictor, PredictorInfo } from '../model/predictor.js';
 import { createPredictionCache, createStore, type CacheStore, type SharedFlights } from './cache/index.js';
 import { createClassifier } from './classifier.js';
 import { SERVE_DEFAULTS, type ServeConfig } from './config.js';
-import { errorResponse, isRetryable, notFound } from './http-errors.js';
+import { CHOSEN_UNAVAILABLE, errorResponse, isRetryable, notFound } from './http-errors.js';
 import { createMetrics, type ServeMetrics } from './metrics.js';
 import { accessLog } from './middleware/access-log/index.js';
 import { apiKey } from './middleware/api-key/index.js';
@@ -126,7 +126,7 @@ export function createApp(options: AppOptions): CifarApp {
     // A fault gets its own line with the stack. A 503 the server chose (overloaded, loading,
     // past the deadline: each counted in the metrics) is only the access log's warning: a
     // stack a rejected request would flood the log just when the server is shedding load.
-    if (status >= 500 && !(status === 503 && err instanceof CifarError && err.code !== 'BACKEND_FAILED')) {
+    if (status >= 500 && !(err instanceof CifarError && CHOSEN_UNAVAILABLE.has(err.code))) {
       logger.error({ err: err.message, stack: err.stack, request_id: c.get('requestId') }, 'request failed');
     }
     if (isRetryable(status)) c.header('Retry-After', '1');

@@ -21,6 +21,12 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   BACKEND_FAILED: 503,
 };
 
+/**
+ * 503s the server chooses to give (shedding load, not ready, past a deadline, no model): expected
+ * states, counted in the metrics, not faults. BACKEND_FAILED, the other 503, is a fault.
+ */
+export const CHOSEN_UNAVAILABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['OVERLOADED', 'NOT_READY', 'DEADLINE_EXCEEDED', 'MODEL_MISSING']);
+
 /** The JSON body of every error answer. */
 export interface ErrorBody {
   error: { code: string; message: string; hint?: string };
